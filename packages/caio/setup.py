@@ -1,0 +1,69 @@
+"""Build the C backends of caio.
+
+Which extensions are built depends on the platform: io_uring and kernel AIO
+only exist on Linux, the pthread pool needs POSIX threads. Each extension is
+the shared code in ``src/common`` plus its own directory.
+"""
+
+import os
+import sys
+from glob import glob
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def sources(*dirs: str) -> list:
+    found = []
+    for d in ("common",) + dirs:
+        # Paths relative to this file, as setuptools wants them.
+        found.extend(sorted(glob(os.path.join("src", d, "*.c"), root_dir=HERE)))
+    return found
+
+
+def extension(name: str, directory: str) -> Extension:
+    compile_args = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                    "-Wno-missing-field-initializers", "-fvisibility=hidden"]
+    link_args = []
+    libraries = []
+    if os.environ.get("CAIO_SANITIZE"):
+        # For the sanitizer nox session: run with libasan preloaded.
+        flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                 "-fno-sanitize-recover=undefined", "-g", "-O1"]
+        compile_args += flags
+        link_args += flags
+    elif os.environ.get("CAIO_DEBUG"):
+        compile_args += ["-g", "-O0", "-UNDEBUG"]
+    else:
+        compile_args += ["-O2"]
+    if not sys.platform.startswith("win"):
+        libraries.append("pthread")
+    return Extension(
+        "caio." + name,
+        sources=sources(directory),
+        include_dirs=[os.path.join("src", "common")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        libraries=libraries,
+    )
+
+
+def extensions() -> list:
+    wanted = []
+    if sys.platform.startswith("linux"):
+        wanted += [("linux_uring", "uring"), ("linux_aio", "linuxaio")]
+    if os.name == "posix":
+        wanted.append(("thread_aio", "thread"))
+    # A backend directory without sources yet is not built (keeps the tree
+    # buildable while a backend is being written).
+    # CAIO_ONLY=name[,name] builds a subset (handy while working on one).
+    only = set(filter(None, os.environ.get("CAIO_ONLY", "").split(",")))
+    return [
+        extension(name, d) for name, d in wanted
+        if glob(os.path.join(HERE, "src", d, "*.c"))
+        and (not only or name in only)
+    ]
+
+
+setup(ext_modules=extensions())
