@@ -1,0 +1,171 @@
+/*
+ * Shared C layer of the caio backends (linux_uring, linux_aio, thread_aio).
+ *
+ * Every backend moves `caio_req` structs: one per I/O request. A request is
+ * either embedded in a Python `Operation` object (the caio 0.12 low-level
+ * API: `Context.submit(op)`, callbacks) or taken from a context's
+ * preallocated `caio_req_pool` (the asyncio fast path: `read_async()` and
+ * friends, which allocate no Python object per operation beyond the
+ * returned bytes and, when the kernel does not finish at once, one future).
+ *
+ * Ownership while a request is in the kernel: the request owns its read
+ * buffer (a bytes object the kernel writes into) and its write payload
+ * (a Py_buffer view). Neither is released until the backend has seen the
+ * completion, whatever happens to the future or the Operation object.
+ */
+#ifndef CAIO_H
+#define CAIO_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CAIO_API __attribute__((visibility("hidden")))
+
+/* The kernel's cap on one read or write (MAX_RW_COUNT: INT_MAX & PAGE_MASK
+ * with 4 KiB pages). Asking for more only makes us allocate more. */
+#define CAIO_MAX_RW 0x7ffff000L
+
+enum caio_opcode {
+    CAIO_READ = 0,
+    CAIO_WRITE = 1,
+    CAIO_FSYNC = 2,
+    CAIO_FDSYNC = 3,
+};
+
+enum caio_state {
+    CAIO_REQ_FREE = 0,     /* in a pool's free list, or a fresh Operation */
+    CAIO_REQ_WAITING,      /* accepted, waiting for a free kernel slot */
+    CAIO_REQ_INFLIGHT,     /* the kernel / a worker owns it */
+    CAIO_REQ_DONE,         /* result is set */
+};
+
+/* Flags */
+#define CAIO_REQ_HEAP  0x01   /* allocated outside the pool: free on put */
+#define CAIO_REQ_OWNED 0x02   /* embedded in an Operation object (req->owner) */
+#define CAIO_REQ_CANCEL_ASKED 0x04
+
+typedef struct caio_req {
+    uint8_t opcode;
+    uint8_t state;
+    uint8_t flags;
+    int fd;
+    int priority;
+    int64_t offset;
+    size_t nbytes;          /* read: bytes asked of the kernel; write: view.len capped */
+    ssize_t result;         /* >= 0 bytes, or -errno; valid in CAIO_REQ_DONE */
+    char *data;             /* where the kernel reads from / writes to */
+    PyObject *buffer;       /* read: the bytes object being filled (owned) */
+    Py_buffer view;         /* write: the held payload (view.obj != NULL while held) */
+    PyObject *future;       /* fast path: the asyncio future to resolve (owned), or NULL */
+    PyObject *owner;        /* CAIO_REQ_OWNED: the Operation object (borrowed; the
+                               backend holds a strong ref while in flight) */
+    struct caio_req *next;  /* backend queues (waiting list, completion list) */
+    uint64_t backend[8];    /* backend scratch space (e.g. a struct iocb) */
+} caio_req;
+
+/* ---- argument parsing (req.c) ------------------------------------------ */
+
+/* Fill req from Python arguments, allocating the read buffer or acquiring
+ * the write payload. Argument order is the public one:
+ *   CAIO_READ:  (nbytes, fd, offset, priority=0)
+ *   CAIO_WRITE: (payload, fd, offset, priority=0)
+ *   CAIO_FSYNC, CAIO_FDSYNC: (fd, priority=0)
+ * Keywords: nbytes/payload, fd, offset, priority.
+ * Returns 0, or -1 with an exception set and nothing held. */
+CAIO_API int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames);
+
+/* The Python value of a finished request: read -> bytes (shrunk to the
+ * result), write -> int, sync -> None. A failed request sets OSError and
+ * returns NULL. Can be called more than once. */
+CAIO_API PyObject *caio_req_value(caio_req *req);
+
+/* A new OSError instance (the errno subclass, e.g. FileNotFoundError). */
+CAIO_API PyObject *caio_oserror_new(int err);
+/* Raise OSError(err); returns NULL. */
+CAIO_API PyObject *caio_oserror(int err);
+
+/* Drop everything the request holds (buffer, view, future). Only once the
+ * kernel is done with it. */
+CAIO_API void caio_req_clear(caio_req *req);
+
+/* ---- futures (req.c) ---------------------------------------------------- */
+
+/* Import what future resolution needs (asyncio.InvalidStateError). Called
+ * when a context is given a future factory; cheap after the first time. */
+CAIO_API int caio_futures_init(void);
+
+/* Resolve req->future with the request's value or OSError. A future that
+ * was cancelled meanwhile is left as it is. Returns 0, or -1 with an
+ * exception set (the future's own methods failed). */
+CAIO_API int caio_req_resolve_future(caio_req *req);
+
+/* ---- request pool (req.c) ----------------------------------------------- */
+
+typedef struct {
+    caio_req *reqs;
+    caio_req *free_list;
+    size_t size;
+} caio_req_pool;
+
+CAIO_API int caio_req_pool_init(caio_req_pool *pool, size_t size);
+/* Free the pool's memory. Every request must be back (or leaked on purpose
+ * by the caller: then pass leak=1 and the memory is not freed). */
+CAIO_API void caio_req_pool_free(caio_req_pool *pool, int leak);
+/* A cleared request: from the pool, or from the heap when the pool is
+ * empty (more waiting requests than max_requests). NULL + MemoryError. */
+CAIO_API caio_req *caio_req_get(caio_req_pool *pool);
+/* Clear the request and give it back. */
+CAIO_API void caio_req_put(caio_req_pool *pool, caio_req *req);
+
+/* ---- the Operation type (operation.c) ----------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    caio_req req;
+    PyObject *callback;
+    PyObject *payload;      /* write: the payload object, kept for .payload */
+    PyObject *weakreflist;
+} CaioOperation;
+
+CAIO_API extern PyTypeObject CaioOperation_Type;
+
+/* Ready the type under its module's name (e.g. "caio.linux_uring.Operation")
+ * and add it to the module as "Operation". */
+CAIO_API int caio_operation_add_type(PyObject *module, const char *qualname);
+
+/* The Operation of an owned request. */
+static inline CaioOperation *caio_req_operation(caio_req *req) {
+    return (CaioOperation *)req->owner;
+}
+
+/* Checks that ob is an Operation of this module and can be submitted now
+ * (not in flight). Returns its request, or NULL with TypeError/RuntimeError. */
+CAIO_API caio_req *caio_operation_req(PyObject *ob);
+
+/* Run the Operation's callback with the raw result (GIL held). An exception
+ * from the callback is reported with sys.unraisablehook: one failing
+ * callback must not stop the others. */
+CAIO_API void caio_operation_run_callback(caio_req *req);
+
+/* ---- fork detection (fork.c) -------------------------------------------- */
+
+/* Register the atfork handler (once per extension). */
+CAIO_API int caio_fork_init(void);
+/* Bumped in every forked child. */
+CAIO_API unsigned long caio_fork_generation(void);
+/* 0 when gen is the current generation, else RuntimeError and -1. */
+CAIO_API int caio_fork_check(unsigned long gen, const char *what);
+
+/* ---- small argument helpers (args.c) ------------------------------------ */
+
+/* Parse positional + keyword arguments into out[0..nnames), borrowed refs,
+ * NULL for absent optional ones. `required` leading names must be given. */
+CAIO_API int caio_parse_args(const char *funcname, const char *const *names,
+                             Py_ssize_t nnames, Py_ssize_t required,
+                             PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames, PyObject **out);
+
+#endif

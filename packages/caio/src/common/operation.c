@@ -1,0 +1,239 @@
+/* The Operation type: caio 0.12's low-level request object.
+ *
+ * Each backend module gets its own copy of this type (the file is compiled
+ * into each extension), named after the module, so an operation can only be
+ * submitted to a context of the backend that made it. */
+#include "caio.h"
+#include <structmember.h>
+
+static CaioOperation *operation_new(PyTypeObject *type, int opcode,
+                                    PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    CaioOperation *op = PyObject_GC_New(CaioOperation, type);
+
+    if (op == NULL)
+        return NULL;
+    memset(&op->req, 0, sizeof(op->req));
+    op->req.flags = CAIO_REQ_OWNED;
+    op->req.owner = (PyObject *)op;
+    op->callback = NULL;
+    op->payload = NULL;
+    op->weakreflist = NULL;
+    if (caio_req_prepare(&op->req, opcode, args, nargs, kwnames) < 0) {
+        Py_DECREF(op);
+        return NULL;
+    }
+    if (opcode == CAIO_WRITE)
+        op->payload = Py_NewRef(op->req.view.obj);
+    PyObject_GC_Track(op);
+    return op;
+}
+
+static PyObject *operation_read(PyObject *cls, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames)
+{
+    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_READ, args, nargs, kwnames);
+}
+
+static PyObject *operation_write(PyObject *cls, PyObject *const *args,
+                                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_WRITE, args, nargs, kwnames);
+}
+
+static PyObject *operation_fsync(PyObject *cls, PyObject *const *args,
+                                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_FSYNC, args, nargs, kwnames);
+}
+
+static PyObject *operation_fdsync(PyObject *cls, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames)
+{
+    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_FDSYNC, args, nargs, kwnames);
+}
+
+static PyObject *operation_set_callback(CaioOperation *op, PyObject *fn)
+{
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "callback must be callable, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    Py_XSETREF(op->callback, fn == Py_None ? NULL : Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
+static PyObject *operation_get_value(CaioOperation *op, PyObject *unused)
+{
+    if (op->req.state != CAIO_REQ_DONE) {
+        PyErr_SetString(PyExc_RuntimeError, "operation is not finished");
+        return NULL;
+    }
+    return caio_req_value(&op->req);
+}
+
+static PyObject *operation_get_fileno(CaioOperation *op, void *closure)
+{
+    return PyLong_FromLong(op->req.fd);
+}
+
+static PyObject *operation_get_offset(CaioOperation *op, void *closure)
+{
+    return PyLong_FromLongLong(op->req.offset);
+}
+
+static PyObject *operation_get_nbytes(CaioOperation *op, void *closure)
+{
+    return PyLong_FromSize_t(op->req.nbytes);
+}
+
+static PyObject *operation_get_payload(CaioOperation *op, void *closure)
+{
+    switch (op->req.opcode) {
+    case CAIO_READ:
+        /* The buffer is the kernel's until the operation is done. */
+        if (op->req.state == CAIO_REQ_DONE && op->req.result >= 0)
+            return caio_req_value(&op->req);
+        Py_RETURN_NONE;
+    case CAIO_WRITE:
+        return Py_NewRef(op->payload ? op->payload : Py_None);
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+static const char *const opcode_names[] = {"read", "write", "fsync", "fdsync"};
+static const char *const state_names[] = {"new", "waiting", "in flight", "done"};
+
+static PyObject *operation_repr(CaioOperation *op)
+{
+    if (op->req.state == CAIO_REQ_DONE)
+        return PyUnicode_FromFormat(
+            "<%s %s fd=%d offset=%lld nbytes=%zu done result=%zd>",
+            Py_TYPE(op)->tp_name, opcode_names[op->req.opcode], op->req.fd,
+            (long long)op->req.offset, op->req.nbytes, op->req.result);
+    return PyUnicode_FromFormat(
+        "<%s %s fd=%d offset=%lld nbytes=%zu %s>", Py_TYPE(op)->tp_name,
+        opcode_names[op->req.opcode], op->req.fd, (long long)op->req.offset,
+        op->req.nbytes, state_names[op->req.state]);
+}
+
+static int operation_traverse(CaioOperation *op, visitproc visit, void *arg)
+{
+    Py_VISIT(op->callback);
+    return 0;
+}
+
+static int operation_clear(CaioOperation *op)
+{
+    /* Only the callback: the buffer and payload may belong to the kernel
+     * (a backend holds a reference to an operation in flight, so this
+     * object cannot be freed before the completion arrives). */
+    Py_CLEAR(op->callback);
+    return 0;
+}
+
+static void operation_dealloc(CaioOperation *op)
+{
+    PyObject_GC_UnTrack(op);
+    if (op->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)op);
+    Py_CLEAR(op->callback);
+    Py_CLEAR(op->payload);
+    caio_req_clear(&op->req);
+    Py_TYPE(op)->tp_free((PyObject *)op);
+}
+
+static PyMethodDef operation_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))operation_read,
+     METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+     "read(nbytes, fd, offset, priority=0) -> Operation"},
+    {"write", (PyCFunction)(void (*)(void))operation_write,
+     METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+     "write(payload, fd, offset, priority=0) -> Operation"},
+    {"fsync", (PyCFunction)(void (*)(void))operation_fsync,
+     METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+     "fsync(fd, priority=0) -> Operation"},
+    {"fdsync", (PyCFunction)(void (*)(void))operation_fdsync,
+     METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+     "fdsync(fd, priority=0) -> Operation"},
+    {"set_callback", (PyCFunction)operation_set_callback, METH_O,
+     "set_callback(fn): fn(result: int) runs when the operation finishes."},
+    {"get_value", (PyCFunction)operation_get_value, METH_NOARGS,
+     "The result: bytes (read), int (write) or None (sync).\n"
+     "Raises OSError if the operation failed, RuntimeError if it has not finished."},
+    {NULL}
+};
+
+static PyGetSetDef operation_getset[] = {
+    {"fileno", (getter)operation_get_fileno, NULL, "The file descriptor.", NULL},
+    {"offset", (getter)operation_get_offset, NULL, "The file offset.", NULL},
+    {"nbytes", (getter)operation_get_nbytes, NULL, "Bytes to read or write.", NULL},
+    {"payload", (getter)operation_get_payload, NULL,
+     "write: the payload; read: the bytes read once done.", NULL},
+    {NULL}
+};
+
+PyTypeObject CaioOperation_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio.Operation",   /* replaced by caio_operation_add_type */
+    .tp_basicsize = sizeof(CaioOperation),
+    .tp_dealloc = (destructor)operation_dealloc,
+    .tp_repr = (reprfunc)operation_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One file I/O request. Made with read(), write(), fsync() or fdsync().",
+    .tp_traverse = (traverseproc)operation_traverse,
+    .tp_clear = (inquiry)operation_clear,
+    .tp_weaklistoffset = offsetof(CaioOperation, weakreflist),
+    .tp_methods = operation_methods,
+    .tp_getset = operation_getset,
+};
+
+int caio_operation_add_type(PyObject *module, const char *qualname)
+{
+    CaioOperation_Type.tp_name = qualname;
+    if (PyType_Ready(&CaioOperation_Type) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "Operation", (PyObject *)&CaioOperation_Type);
+}
+
+caio_req *caio_operation_req(PyObject *ob)
+{
+    CaioOperation *op;
+
+    if (!PyObject_TypeCheck(ob, &CaioOperation_Type)) {
+        PyErr_Format(PyExc_TypeError, "expected %s, got %.100s",
+                     CaioOperation_Type.tp_name, Py_TYPE(ob)->tp_name);
+        return NULL;
+    }
+    op = (CaioOperation *)ob;
+    if (op->req.state == CAIO_REQ_WAITING || op->req.state == CAIO_REQ_INFLIGHT) {
+        PyErr_SetString(PyExc_RuntimeError, "operation is already submitted");
+        return NULL;
+    }
+    if (op->req.state == CAIO_REQ_DONE) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "operation has already finished; make a new one");
+        return NULL;
+    }
+    return &op->req;
+}
+
+void caio_operation_run_callback(caio_req *req)
+{
+    CaioOperation *op = caio_req_operation(req);
+    PyObject *fn, *arg, *r;
+
+    if (op == NULL || op->callback == NULL)
+        return;
+    fn = Py_NewRef(op->callback);
+    arg = PyLong_FromSsize_t(req->result);
+    r = arg ? PyObject_CallOneArg(fn, arg) : NULL;
+    if (r == NULL)
+        PyErr_WriteUnraisable(fn);
+    Py_XDECREF(r);
+    Py_XDECREF(arg);
+    Py_DECREF(fn);
+}

@@ -1,0 +1,323 @@
+/* Requests: argument checks, buffers, results, futures, the request pool. */
+#include "caio.h"
+#include <string.h>
+
+static const char *const read_names[] = {"nbytes", "fd", "offset", "priority"};
+static const char *const write_names[] = {"payload", "fd", "offset", "priority"};
+static const char *const sync_names[] = {"fd", "priority"};
+
+static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is_memory)
+{
+    int overflow = 0;
+    long long value;
+
+    if (!PyLong_Check(ob)) {
+        PyErr_Format(PyExc_TypeError, "%s must be int, not %.100s", what,
+                     Py_TYPE(ob)->tp_name);
+        return -1;
+    }
+    value = PyLong_AsLongLongAndOverflow(ob, &overflow);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow < 0 || value < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must not be negative", what);
+        return -1;
+    }
+    if (overflow > 0) {
+        if (huge_is_memory)
+            PyErr_Format(PyExc_MemoryError, "%s is too large to allocate", what);
+        else
+            PyErr_Format(PyExc_ValueError, "%s must be less than 2**63", what);
+        return -1;
+    }
+    *out = (int64_t)value;
+    return 0;
+}
+
+static int parse_priority(PyObject *ob, int *out)
+{
+    long value;
+
+    if (ob == NULL) {
+        *out = 0;
+        return 0;
+    }
+    if (!PyLong_Check(ob)) {
+        PyErr_Format(PyExc_TypeError, "priority must be int, not %.100s",
+                     Py_TYPE(ob)->tp_name);
+        return -1;
+    }
+    value = PyLong_AsLong(ob);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (value < 0 || value > 0xffff) {
+        PyErr_SetString(PyExc_ValueError, "priority must be in 0..65535");
+        return -1;
+    }
+    *out = (int)value;
+    return 0;
+}
+
+int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *ob[4];
+    int64_t nbytes = 0, offset = 0;
+    int fd, priority;
+
+    switch (opcode) {
+    case CAIO_READ:
+    case CAIO_WRITE:
+        if (caio_parse_args(opcode == CAIO_READ ? "read" : "write",
+                            opcode == CAIO_READ ? read_names : write_names,
+                            4, 3, args, nargs, kwnames, ob) < 0)
+            return -1;
+        if (opcode == CAIO_READ &&
+            parse_int64(ob[0], "nbytes", &nbytes, 1) < 0)
+            return -1;
+        if ((fd = PyObject_AsFileDescriptor(ob[1])) < 0)
+            return -1;
+        if (parse_int64(ob[2], "offset", &offset, 0) < 0)
+            return -1;
+        if (parse_priority(ob[3], &priority) < 0)
+            return -1;
+        break;
+    case CAIO_FSYNC:
+    case CAIO_FDSYNC:
+        if (caio_parse_args(opcode == CAIO_FSYNC ? "fsync" : "fdsync",
+                            sync_names, 2, 1, args, nargs, kwnames, ob) < 0)
+            return -1;
+        if ((fd = PyObject_AsFileDescriptor(ob[0])) < 0)
+            return -1;
+        if (parse_priority(ob[1], &priority) < 0)
+            return -1;
+        break;
+    default:
+        PyErr_SetString(PyExc_SystemError, "caio: bad opcode");
+        return -1;
+    }
+
+    /* Everything is checked: now take resources. */
+    if (opcode == CAIO_READ) {
+        Py_ssize_t n = nbytes > CAIO_MAX_RW ? CAIO_MAX_RW : (Py_ssize_t)nbytes;
+        PyObject *buffer = PyBytes_FromStringAndSize(NULL, n);
+        if (buffer == NULL)
+            return -1;
+        req->buffer = buffer;
+        req->data = PyBytes_AS_STRING(buffer);
+        req->nbytes = (size_t)n;
+    } else if (opcode == CAIO_WRITE) {
+        if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0)
+            return -1;
+        req->data = req->view.buf;
+        req->nbytes = req->view.len > CAIO_MAX_RW ? (size_t)CAIO_MAX_RW
+                                                  : (size_t)req->view.len;
+    } else {
+        req->data = NULL;
+        req->nbytes = 0;
+    }
+    req->opcode = (uint8_t)opcode;
+    req->fd = fd;
+    req->offset = offset;
+    req->priority = priority;
+    req->result = 0;
+    req->next = NULL;
+    return 0;
+}
+
+PyObject *caio_oserror_new(int err)
+{
+    return PyObject_CallFunction(PyExc_OSError, "is", err, strerror(err));
+}
+
+PyObject *caio_oserror(int err)
+{
+    PyObject *exc = caio_oserror_new(err);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+PyObject *caio_req_value(caio_req *req)
+{
+    if (req->result < 0)
+        return caio_oserror((int)-req->result);
+
+    switch (req->opcode) {
+    case CAIO_READ:
+        if (req->buffer == NULL) {
+            /* An earlier shrink failed and lost the buffer. */
+            return PyErr_NoMemory();
+        }
+        if (req->result < PyBytes_GET_SIZE(req->buffer)) {
+            if (Py_REFCNT(req->buffer) == 1) {
+                /* Nobody else sees it: shrink in place (no copy for
+                 * small shrinks, realloc otherwise). */
+                if (_PyBytes_Resize(&req->buffer, req->result) < 0) {
+                    req->data = NULL;
+                    return NULL;
+                }
+            } else {
+                PyObject *copy = PyBytes_FromStringAndSize(
+                    PyBytes_AS_STRING(req->buffer), req->result);
+                if (copy == NULL)
+                    return NULL;
+                Py_SETREF(req->buffer, copy);
+            }
+            req->data = PyBytes_AS_STRING(req->buffer);
+        }
+        return Py_NewRef(req->buffer);
+    case CAIO_WRITE:
+        return PyLong_FromSsize_t(req->result);
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+void caio_req_clear(caio_req *req)
+{
+    Py_CLEAR(req->buffer);
+    if (req->view.obj != NULL)
+        PyBuffer_Release(&req->view);
+    Py_CLEAR(req->future);
+    req->data = NULL;
+    req->state = CAIO_REQ_FREE;
+    req->flags &= (uint8_t)~CAIO_REQ_CANCEL_ASKED;
+    req->next = NULL;
+}
+
+/* ---- futures ------------------------------------------------------------ */
+
+static PyObject *str_set_result = NULL;
+static PyObject *str_set_exception = NULL;
+static PyObject *invalid_state_error = NULL;
+
+int caio_futures_init(void)
+{
+    PyObject *asyncio;
+
+    if (invalid_state_error != NULL)
+        return 0;
+    if (str_set_result == NULL &&
+        (str_set_result = PyUnicode_InternFromString("set_result")) == NULL)
+        return -1;
+    if (str_set_exception == NULL &&
+        (str_set_exception = PyUnicode_InternFromString("set_exception")) == NULL)
+        return -1;
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return -1;
+    invalid_state_error = PyObject_GetAttrString(asyncio, "InvalidStateError");
+    Py_DECREF(asyncio);
+    return invalid_state_error == NULL ? -1 : 0;
+}
+
+static PyObject *fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+int caio_req_resolve_future(caio_req *req)
+{
+    PyObject *fut = req->future, *arg, *name, *r;
+
+    if (fut == NULL)
+        return 0;
+    if (req->result < 0) {
+        /* Build the exception directly: raising and fetching it costs more. */
+        arg = caio_oserror_new((int)-req->result);
+        name = str_set_exception;
+    } else {
+        arg = caio_req_value(req);
+        name = str_set_result;
+        if (arg == NULL) {
+            arg = fetch_exception();
+            name = str_set_exception;
+        }
+    }
+    if (arg == NULL)
+        return -1;
+    r = PyObject_CallMethodOneArg(fut, name, arg);
+    Py_DECREF(arg);
+    if (r == NULL) {
+        /* Cancelled while the kernel worked: nobody wants the result. */
+        if (PyErr_ExceptionMatches(invalid_state_error)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---- pool --------------------------------------------------------------- */
+
+int caio_req_pool_init(caio_req_pool *pool, size_t size)
+{
+    if (size == 0)
+        size = 1;
+    pool->reqs = PyMem_Calloc(size, sizeof(caio_req));
+    if (pool->reqs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pool->size = size;
+    pool->free_list = NULL;
+    for (size_t i = size; i-- > 0;) {
+        pool->reqs[i].next = pool->free_list;
+        pool->free_list = &pool->reqs[i];
+    }
+    return 0;
+}
+
+void caio_req_pool_free(caio_req_pool *pool, int leak)
+{
+    if (!leak)
+        PyMem_Free(pool->reqs);
+    pool->reqs = NULL;
+    pool->free_list = NULL;
+    pool->size = 0;
+}
+
+caio_req *caio_req_get(caio_req_pool *pool)
+{
+    caio_req *req = pool->free_list;
+
+    if (req != NULL) {
+        pool->free_list = req->next;
+        req->next = NULL;
+        return req;
+    }
+    req = PyMem_Calloc(1, sizeof(caio_req));
+    if (req == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    req->flags = CAIO_REQ_HEAP;
+    return req;
+}
+
+void caio_req_put(caio_req_pool *pool, caio_req *req)
+{
+    caio_req_clear(req);
+    if (req->flags & CAIO_REQ_HEAP) {
+        PyMem_Free(req);
+        return;
+    }
+    req->next = pool->free_list;
+    pool->free_list = req;
+}
