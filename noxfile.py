@@ -294,7 +294,12 @@ def backend(session: nox.Session, impl: str) -> None:
         )
     assert isinstance(selected, str)
     if selected.strip().splitlines()[-1:] != ["yes"]:
-        session.skip(f"CAIO_IMPL={impl} cannot work here (see python -m caio above)")
+        why = f"CAIO_IMPL={impl} cannot work here (see python -m caio above)"
+        # CI machines support all four; there a missing backend is a bug
+        # (say, a C module that no longer imports), not a fact of the host.
+        if os.environ.get("CI"):
+            session.error(why)
+        session.skip(why)
     run_suites(session, tmp, env=env)
 
 
