@@ -41,6 +41,9 @@ PYTEST_ARGS = (
     "-ra", "-p", "no:cacheprovider", "--import-mode=importlib",
     "--timeout=300", "--timeout-method=thread",
 )
+# The automatic backend choice, whatever the caller has exported.
+AUTOMATIC: dict[str, str | None] = {"CAIO_IMPL": None}
+COMPILER_VARS = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED")
 BACKENDS = {  # CAIO_IMPL value -> package-level attribute of that module
     "uring": "linux_uring",
     "linux": "linux_aio",
@@ -111,7 +114,7 @@ def venv_python(session: nox.Session) -> str:
     return str(Path(session.virtualenv.bin, "python"))
 
 
-def build_wheel(session: nox.Session, package: Path, env: dict[str, str]) -> Path:
+def build_wheel(session: nox.Session, package: Path, env: dict[str, str | None]) -> Path:
     """Build (or take from the cache) a wheel of ``package`` for this venv.
 
     The build runs on a clean copy, so that an earlier ``build/`` directory
@@ -124,7 +127,11 @@ def build_wheel(session: nox.Session, package: Path, env: dict[str, str]) -> Pat
         silent=True,
     )
     assert isinstance(tag, str)
-    flags = "".join(sorted(f"-{k}={v}" for k, v in env.items()))
+    # The outer compiler settings change the wheel too.
+    outer = {k: os.environ.get(k) for k in COMPILER_VARS}
+    flags = "".join(sorted(f"-{k}={v}" for k, v in {**outer, **env}.items() if v))
+    if len(flags) > 64:  # keep the directory name short
+        flags = "-" + hashlib.sha256(flags.encode()).hexdigest()[:16]
     key = f"{package.name}-{tree_digest(package)}-{tag.strip()}{flags}"
     cached = WHEELS / key
     wheels = sorted(cached.glob("*.whl"))
@@ -168,7 +175,11 @@ def install_packages(session: nox.Session, *deps: str, sanitize: bool = False) -
     """Install caio and aiofile wheels plus ``deps`` into the session venv."""
     if deps:
         session.install(*deps)
-    env = {"CAIO_SANITIZE": "1"} if sanitize else {}
+    # Set explicitly: a developer's exported CAIO_ONLY or CAIO_DEBUG must not
+    # shape what gets tested.
+    env: dict[str, str | None] = {
+        "CAIO_SANITIZE": "1" if sanitize else None, "CAIO_DEBUG": None, "CAIO_ONLY": None,
+    }
     wheels = [build_wheel(session, CAIO, env), build_wheel(session, AIOFILE, {})]
     stamp = Path(session.virtualenv.location, ".caio-nox-installed")
     wanted = "\n".join(str(w) for w in wheels)
@@ -187,17 +198,17 @@ def install_packages(session: nox.Session, *deps: str, sanitize: bool = False) -
     stamp.write_text(wanted)
 
 
-def show_backends(session: nox.Session, tmp: Path) -> None:
+def show_backends(session: nox.Session, tmp: Path, env: dict[str, str | None]) -> None:
     """Log ``python -m caio`` and check that the installed caio is imported."""
     with session.chdir(tmp):
-        session.run("python", "-m", "caio")
+        session.run("python", "-m", "caio", env=env)
         session.run(
             "python", "-c",
             "import caio, sys; "
             "where = caio.__file__; print('caio imported from', where); "
             "sys.exit(0 if where.startswith(sys.argv[1]) else "
             "'caio does not come from the venv')",
-            session.virtualenv.location,
+            session.virtualenv.location, env=env,
         )
 
 
@@ -206,7 +217,7 @@ def test_suites() -> list[Path]:
 
 
 def run_suites(
-    session: nox.Session, tmp: Path, *extra: str, env: dict[str, str] | None = None,
+    session: nox.Session, tmp: Path, *extra: str, env: dict[str, str | None],
 ) -> None:
     """Run the caio and the aiofile suite from ``tmp``.
 
@@ -221,7 +232,7 @@ def run_suites(
         for suite in test_suites():
             if not suite.is_dir():
                 session.error(f"missing test suite {suite}")
-            run_env = dict(env or {})
+            run_env = dict(env)
             run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
             session.run(
                 "pytest", *PYTEST_ARGS, "--rootdir", str(suite.parent),
@@ -253,10 +264,11 @@ def tests(session: nox.Session) -> None:
     tmp = Path(session.create_tmp()).resolve()
     for old in tmp.glob(".coverage*"):
         old.unlink()
-    show_backends(session, tmp)
+    env = AUTOMATIC
+    show_backends(session, tmp, env)
     run_suites(
         session, tmp, "--cov=caio", "--cov=aiofile", "--cov-report=",
-        f"--cov-config={ROOT / 'pyproject.toml'}",
+        f"--cov-config={ROOT / 'pyproject.toml'}", env=env,
     )
     with session.chdir(tmp):
         session.run(
@@ -281,8 +293,8 @@ def backend(session: nox.Session, impl: str) -> None:
     """The whole suite with ``CAIO_IMPL`` forcing one backend."""
     install_packages(session, *TEST_DEPS)
     tmp = Path(session.create_tmp()).resolve()
-    env = {"CAIO_IMPL": impl}
-    show_backends(session, tmp)
+    env: dict[str, str | None] = {"CAIO_IMPL": impl}
+    show_backends(session, tmp, env)
     with session.chdir(tmp):
         # Forcing a backend that cannot work here gives a warning and another
         # backend; testing that one again would prove nothing.
@@ -314,8 +326,8 @@ def sanitize(session: nox.Session) -> None:
         session.error(f"{compiler} has no libasan.so (install libasan / gcc)")
     install_packages(session, *TEST_DEPS, sanitize=True)
     tmp = Path(session.create_tmp()).resolve()
-    show_backends(session, tmp)
-    env = {
+    env: dict[str, str | None] = {
+        **AUTOMATIC,
         # ASan must be loaded before everything else; python is not linked
         # against it, so preload it.
         "LD_PRELOAD": libasan,
@@ -331,6 +343,7 @@ def sanitize(session: nox.Session) -> None:
         # (pymalloc arenas would hide them).
         "PYTHONMALLOC": "malloc",
     }
+    show_backends(session, tmp, env)
     # --capture=sys: a sanitizer report is written to fd 2 and the process
     # exits at once; pytest's fd capture would swallow the report with it.
     run_suites(session, tmp, "--capture=sys", env=env)
