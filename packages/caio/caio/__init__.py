@@ -1,0 +1,183 @@
+"""caio: asynchronous file I/O for asyncio, on four backends.
+
+Selection happens at import: the best backend that imports, in the order
+uring (io_uring) -> linux (kernel AIO) -> thread (C thread pool) -> python
+(pure Python threads). ``CAIO_IMPL=<name>`` forces one; so does the first
+line of a ``default_implementation`` file beside this module that is
+neither blank nor a ``#`` comment (the environment wins over the file). A
+backend that was asked for but cannot import gives a RuntimeWarning naming
+the reason, and the automatic choice is used.
+
+``python -m caio`` shows every backend, whether it works here, and which one
+is selected.
+
+The asyncio names (``AsyncioContext``, ``variants_asyncio``, the
+``*_asyncio`` modules) are imported on first access, so ``import caio``
+does not import asyncio.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .abstract import AbstractContext, AbstractOperation
+
+if TYPE_CHECKING:
+    from .asyncio_base import AsyncioContextBase as AsyncioContext
+
+    variants_asyncio: tuple[ModuleType, ...]
+    linux_uring_asyncio: ModuleType | None
+    linux_aio_asyncio: ModuleType | None
+    thread_aio_asyncio: ModuleType | None
+    python_aio_asyncio: ModuleType | None
+
+__version__ = "0.13.0"
+
+__all__ = (
+    "AbstractContext", "AbstractOperation", "AsyncioContext", "Context",
+    "Operation", "__version__", "linux_aio", "linux_aio_asyncio", "linux_uring",
+    "linux_uring_asyncio", "python_aio", "python_aio_asyncio", "thread_aio",
+    "thread_aio_asyncio", "variants", "variants_asyncio",
+)
+
+# CAIO_IMPL name -> low-level module, best first.
+_BACKENDS = {
+    "uring": "linux_uring",
+    "linux": "linux_aio",
+    "thread": "thread_aio",
+    "python": "python_aio",
+}
+_ENV = "CAIO_IMPL"
+_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_implementation")
+
+# Why a backend cannot import here, by name (for warnings and `python -m caio`).
+_import_errors: dict[str, str] = {}
+
+
+def _load(name: str) -> ModuleType | None:
+    try:
+        module = import_module(f"{__name__}.{_BACKENDS[name]}")
+    except ImportError as exc:
+        _import_errors[name] = str(exc) or type(exc).__name__
+        return None
+    except Exception as exc:  # a broken extension must not break `import caio`
+        _import_errors[name] = f"{type(exc).__name__}: {exc}"
+        return None
+    # The C types cannot inherit from the ABCs; register them instead.
+    for cls, abstract in ((getattr(module, "Context", None), AbstractContext),
+                          (getattr(module, "Operation", None), AbstractOperation)):
+        if isinstance(cls, type) and not issubclass(cls, abstract):
+            abstract.register(cls)
+    return module
+
+
+linux_uring = _load("uring")
+linux_aio = _load("linux")
+thread_aio = _load("thread")
+python_aio = _load("python")
+
+_modules: dict[str, ModuleType | None] = {
+    "uring": linux_uring, "linux": linux_aio, "thread": thread_aio, "python": python_aio,
+}
+variants: tuple[ModuleType, ...] = tuple(m for m in _modules.values() if m is not None)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _read_file_choice() -> str | None:
+    """The first line of default_implementation that says something."""
+    try:
+        with open(_FILE, encoding="utf-8") as file:
+            for line in file:
+                value = line.split("#", 1)[0].strip()
+                if value:
+                    return value
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        _warn(f"caio: cannot read {_FILE}: {exc}; choosing the backend automatically")
+    return None
+
+
+def _requested() -> tuple[str | None, str]:
+    """The backend asked for and who asked: (name, source), or (None, "")."""
+    value = os.environ.get(_ENV, "").strip()
+    source = f"{_ENV}={value}"
+    if not value:
+        file_value = _read_file_choice()
+        if file_value is None:
+            return None, ""
+        value = file_value
+        source = f"{_FILE} ({value})"
+    name = value.lower()
+    if name not in _BACKENDS:
+        _warn(
+            f"caio: {source} is not a backend name (one of "
+            f"{', '.join(_BACKENDS)}); choosing the backend automatically",
+        )
+        return None, ""
+    return name, source
+
+
+def _select() -> tuple[str, str]:
+    """(backend name, why it was chosen)."""
+    if not variants:
+        raise ImportError(
+            "caio: no backend can be imported: "
+            + "; ".join(f"{k}: {v}" for k, v in _import_errors.items()),
+        )
+    automatic = next(name for name, module in _modules.items() if module is not None)
+    wanted, source = _requested()
+    if wanted is None:
+        return automatic, "automatic: the best backend that imports here"
+    if _modules[wanted] is not None:
+        return wanted, f"asked for by {source}"
+    _warn(
+        f"caio: {source} asks for the {wanted!r} backend (caio.{_BACKENDS[wanted]}), "
+        f"which cannot be used here: {_import_errors.get(wanted)}. "
+        f"Using {automatic!r} (automatic choice) instead.",
+    )
+    return automatic, f"automatic: {source} cannot be used here"
+
+
+_selected, _selected_by = _select()
+_selected_module: ModuleType = _modules[_selected]  # type: ignore[assignment]
+
+Context: type[AbstractContext] = _selected_module.Context
+Operation: type[AbstractOperation] = _selected_module.Operation
+
+
+def _adapter(name: str) -> ModuleType | None:
+    if _modules[name] is None:
+        return None
+    return import_module(f"{__name__}.{_BACKENDS[name]}_asyncio")
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the asyncio side is imported on first use.
+    value: Any
+    if name == "AsyncioContext":
+        adapter = _adapter(_selected)
+        assert adapter is not None
+        value = adapter.AsyncioContext
+    elif name == "variants_asyncio":
+        value = tuple(
+            module for module in (_adapter(n) for n in _BACKENDS) if module is not None
+        )
+    elif name.endswith("_asyncio") and name[: -len("_asyncio")] in _BACKENDS.values():
+        backend = next(k for k, v in _BACKENDS.items() if f"{v}_asyncio" == name)
+        value = _adapter(backend)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

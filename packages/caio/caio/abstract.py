@@ -1,0 +1,180 @@
+"""The shape every caio backend has.
+
+``AbstractContext`` and ``AbstractOperation`` list the backend protocol of
+``docs/internals.md``: the caio 0.12 low-level API (``submit``, ``cancel``,
+``close``, the ``Operation`` constructors and accessors) plus what the asyncio
+adapter uses on its fast path (``fileno``, ``process_events``,
+``set_future_factory``, the ``*_async`` methods, ``cancel_future``).
+
+``caio.python_aio`` subclasses these; the C backends are registered as
+virtual subclasses by ``caio/__init__.py``, so ``isinstance(ctx,
+caio.AbstractContext)`` holds for every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Not imported at run time: `import caio` must not pull in asyncio.
+    import asyncio
+
+    from typing_extensions import Buffer, Self
+else:  # only needed by the type checker
+    Buffer = Any
+    Self = Any
+
+#: A file descriptor argument: an int or an object with fileno().
+FileDescriptor = Any
+#: A future factory, usually ``loop.create_future``.
+FutureFactory = Callable[[], "asyncio.Future[Any]"]
+
+__all__ = ("AbstractContext", "AbstractOperation", "FileDescriptor", "FutureFactory")
+
+
+class AbstractOperation(ABC):
+    """One file I/O request (the caio 0.12 ``Operation`` API)."""
+
+    __slots__ = ()
+
+    @classmethod
+    @abstractmethod
+    def read(cls, nbytes: int, fd: FileDescriptor, offset: int, priority: int = 0) -> Self:
+        """A read of at most ``nbytes`` at ``offset``.
+
+        Raises TypeError, ValueError (negative sizes/offsets), MemoryError.
+        """
+
+    @classmethod
+    @abstractmethod
+    def write(cls, payload: Buffer, fd: FileDescriptor, offset: int, priority: int = 0) -> Self:
+        """A write of the contiguous buffer ``payload`` at ``offset``.
+
+        Raises TypeError/BufferError (not a contiguous buffer), ValueError.
+        """
+
+    @classmethod
+    @abstractmethod
+    def fsync(cls, fd: FileDescriptor, priority: int = 0) -> Self:
+        """An fsync of ``fd``. Raises TypeError, ValueError."""
+
+    @classmethod
+    @abstractmethod
+    def fdsync(cls, fd: FileDescriptor, priority: int = 0) -> Self:
+        """An fdatasync of ``fd``. Raises TypeError, ValueError."""
+
+    @abstractmethod
+    def set_callback(self, callback: Callable[[int], Any] | None) -> None:
+        """Call ``callback(result)`` when done: bytes count, or -errno.
+
+        Raises TypeError if ``callback`` is not callable (None removes it).
+        """
+
+    @abstractmethod
+    def get_value(self) -> bytes | int | None:
+        """The result: bytes (read), int (write) or None (sync).
+
+        Raises OSError if the operation failed, RuntimeError if not done.
+        """
+
+    @property
+    @abstractmethod
+    def fileno(self) -> int:
+        """The file descriptor."""
+
+    @property
+    @abstractmethod
+    def offset(self) -> int:
+        """The file offset (0 for sync operations)."""
+
+    @property
+    @abstractmethod
+    def payload(self) -> Any:
+        """write: the payload; read: the bytes read once done, else None."""
+
+    @property
+    @abstractmethod
+    def nbytes(self) -> int:
+        """How many bytes are asked of the kernel (capped at MAX_RW_COUNT)."""
+
+
+class AbstractContext(ABC):
+    """A backend context: queues operations and reports their completions."""
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def max_requests(self) -> int:
+        """At most this many operations are in the kernel at once."""
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+
+    @property
+    @abstractmethod
+    def fileno(self) -> int:
+        """A descriptor that is readable while completions wait."""
+
+    @abstractmethod
+    def submit(self, *ops: Any) -> int:
+        """Queue operations; returns how many were queued.
+
+        Raises TypeError (not this backend's Operation), RuntimeError (already
+        submitted, context closed or created in another process).
+        """
+
+    @abstractmethod
+    def cancel(self, *ops: Any) -> int:
+        """Ask to cancel operations; returns how many were cancelled."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Cancel what can be cancelled, wait for the rest, release it all.
+
+        Idempotent. Pending futures get OSError(ECANCELED).
+        """
+
+    @abstractmethod
+    def process_events(self) -> int:
+        """Reap completions, resolve futures; never blocks; returns how many."""
+
+    @abstractmethod
+    def set_future_factory(self, factory: FutureFactory) -> None:
+        """Set what the ``*_async`` methods use to make futures."""
+
+    @abstractmethod
+    def read_async(
+        self, nbytes: int, fd: FileDescriptor, offset: int, priority: int = 0,
+    ) -> bytes | asyncio.Future[bytes]:
+        """Read: the bytes if done during the call, else a future.
+
+        Raises OSError (failed during the call), TypeError, ValueError,
+        MemoryError, RuntimeError (closed, or no future factory).
+        """
+
+    @abstractmethod
+    def write_async(
+        self, payload: Buffer, fd: FileDescriptor, offset: int, priority: int = 0,
+    ) -> int | asyncio.Future[int]:
+        """Write: the count if done during the call, else a future.
+
+        Raises like ``read_async``, and TypeError/BufferError for a payload
+        that is not a contiguous buffer.
+        """
+
+    @abstractmethod
+    def fsync_async(self, fd: FileDescriptor, priority: int = 0) -> asyncio.Future[None] | None:
+        """fsync: None if done during the call, else a future."""
+
+    @abstractmethod
+    def fdsync_async(self, fd: FileDescriptor, priority: int = 0) -> asyncio.Future[None] | None:
+        """fdatasync: None if done during the call, else a future."""
+
+    @abstractmethod
+    def cancel_future(self, future: asyncio.Future[Any]) -> bool:
+        """Ask the kernel to cancel the operation behind ``future``."""

@@ -1,0 +1,250 @@
+"""The one asyncio adapter: every ``caio.*_asyncio.AsyncioContext`` is this.
+
+A backend context reports completions through a descriptor (``fileno``)
+that the event loop watches with ``add_reader``; its ``process_events()``
+then resolves futures made by ``loop.create_future``. Nothing here runs per
+operation beyond the ``*_async`` call and, when the kernel did not finish
+during that call, one ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import weakref
+from asyncio import CancelledError
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .abstract import AbstractContext, AbstractOperation
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Buffer, Self
+
+__all__ = ("AsyncioContextBase",)
+
+
+class AsyncioContextBase:
+    """asyncio front of one backend context.
+
+    ``AsyncioContext(max_requests=None, loop=None, **backend_options)``:
+    ``max_requests`` defaults to ``MAX_REQUESTS_DEFAULT``; more operations
+    than that wait their turn inside the backend (none is dropped). Without
+    ``loop`` the context binds to the running loop, at once if one runs,
+    else on its first operation.
+    """
+
+    MAX_REQUESTS_DEFAULT: ClassVar[int] = 512
+    CONTEXT_CLASS: ClassVar[Callable[..., AbstractContext]]
+    OPERATION_CLASS: ClassVar[type[AbstractOperation]]
+    #: Whether Operation callbacks run on the loop thread (inside
+    #: process_events) or in worker threads; see submit().
+    CALLBACKS_IN_LOOP: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        max_requests: int | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        **backend_options: Any,
+    ) -> None:
+        if max_requests is None:
+            max_requests = self.MAX_REQUESTS_DEFAULT
+        self.context: AbstractContext = self.CONTEXT_CLASS(max_requests, **backend_options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        # Cached bound methods: the hot path does one attribute lookup each.
+        self._cancel_future = self.context.cancel_future
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        if loop is not None:
+            self._bind(loop)
+        else:
+            # No loop yet: the first operation binds to the loop it runs in.
+            # The hot path stays check-free: these stand-ins replace
+            # themselves with the context's methods on first use.
+            self._read_async: Any = self._bind_first(self.context.read_async)
+            self._write_async: Any = self._bind_first(self.context.write_async)
+            self._fsync_async: Any = self._bind_first(self.context.fsync_async)
+            self._fdsync_async: Any = self._bind_first(self.context.fdsync_async)
+        _live.add(self)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        context = self.context
+        context.set_future_factory(loop.create_future)
+        loop.add_reader(context.fileno, context.process_events)
+        self._loop = loop
+        self._read_async = context.read_async
+        self._write_async = context.write_async
+        self._fsync_async = context.fsync_async
+        self._fdsync_async = context.fdsync_async
+
+    def _bind_first(self, method: Any) -> Any:
+        def first_call(*args: Any) -> Any:
+            if self._loop is None:
+                if self._closed:
+                    raise RuntimeError("context is closed")
+                self._bind(asyncio.get_running_loop())
+            return method(*args)
+        return first_call
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop this context is bound to (the running one if unbound).
+
+        Raises RuntimeError when unbound and no loop runs.
+        """
+        if self._loop is None:
+            return asyncio.get_running_loop()
+        return self._loop
+
+    @property
+    def max_requests(self) -> int:
+        """At most this many operations are in the kernel at once."""
+        return self.context.max_requests
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} {self.context!r}>"
+
+    async def read(self, nbytes: int, fd: Any, offset: int, priority: int = 0) -> bytes:
+        """Read at most ``nbytes`` at ``offset``; shorter at end of file.
+
+        Raises OSError (EBADF, EISDIR, ...), TypeError, ValueError,
+        MemoryError, RuntimeError (closed).
+        """
+        r = self._read_async(nbytes, fd, offset, priority)
+        if r.__class__ is bytes:  # finished during the call: no suspension
+            return r
+        try:
+            return await r  # type: ignore[no-any-return]
+        except CancelledError:
+            # The kernel may still be writing into the buffer: the backend
+            # keeps it until the completion arrives.
+            self._cancel_future(r)
+            raise
+
+    async def write(self, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> int:
+        """Write ``payload`` at ``offset``; returns the bytes written.
+
+        Raises OSError, TypeError/BufferError (payload), ValueError,
+        RuntimeError (closed).
+        """
+        r = self._write_async(payload, fd, offset, priority)
+        if r.__class__ is int:
+            return r
+        try:
+            return await r  # type: ignore[no-any-return]
+        except CancelledError:
+            self._cancel_future(r)
+            raise
+
+    async def fsync(self, fd: Any, priority: int = 0) -> None:
+        """fsync(fd). Raises OSError, TypeError, ValueError, RuntimeError."""
+        r = self._fsync_async(fd, priority)
+        if r is None:
+            return
+        try:
+            await r
+        except CancelledError:
+            self._cancel_future(r)
+            raise
+
+    async def fdsync(self, fd: Any, priority: int = 0) -> None:
+        """fdatasync(fd). Raises OSError, TypeError, ValueError, RuntimeError."""
+        r = self._fdsync_async(fd, priority)
+        if r is None:
+            return
+        try:
+            await r
+        except CancelledError:
+            self._cancel_future(r)
+            raise
+
+    async def submit(self, op: AbstractOperation) -> Any:
+        """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
+
+        The operation's callback is replaced. Raises what get_value()
+        raises, TypeError (another backend's operation), RuntimeError.
+        """
+        loop = self.loop
+        if self._loop is None:
+            self._bind(loop)
+        future: asyncio.Future[int] = loop.create_future()
+
+        def resolve(result: int) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        if self.CALLBACKS_IN_LOOP:
+            op.set_callback(resolve)
+        else:
+            # Worker threads must not touch the future themselves.
+            def from_thread(result: int) -> None:
+                try:
+                    loop.call_soon_threadsafe(resolve, result)
+                except RuntimeError:  # the loop is closed: nobody waits
+                    pass
+
+            op.set_callback(from_thread)
+        self.context.submit(op)
+        try:
+            await future
+        except CancelledError:
+            self.context.cancel(op)
+            raise
+        return op.get_value()
+
+    def close(self) -> None:
+        """Stop watching the context and close it. Idempotent.
+
+        Operations still pending fail with OSError(ECANCELED).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        _live.discard(self)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.remove_reader(self.context.fileno)
+            except (RuntimeError, ValueError, OSError):
+                # Another thread than the loop's, or an fd the loop already
+                # forgot: closing the context matters more.
+                pass
+        self.context.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_live: weakref.WeakSet[AsyncioContextBase] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    # Release every backend context (its worker threads, rings) before the
+    # interpreter tears down: none must outlive it.
+    for context in list(_live):
+        try:
+            context.close()
+        except Exception:  # noqa: S110 - at exit there is nobody to tell
+            pass
+
+
+atexit.register(_close_all_at_exit)

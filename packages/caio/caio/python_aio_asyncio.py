@@ -1,0 +1,17 @@
+"""asyncio adapter of the ``python`` backend (pure Python threads).
+
+Operation callbacks run in the worker thread that finished the operation.
+"""
+
+from .asyncio_base import AsyncioContextBase
+from .python_aio import Context, Operation
+
+__all__ = ("AsyncioContext", "Context", "Operation")
+
+
+class AsyncioContext(AsyncioContextBase):
+    """asyncio context on ``caio.python_aio``; see AsyncioContextBase."""
+
+    CONTEXT_CLASS = Context
+    OPERATION_CLASS = Operation
+    CALLBACKS_IN_LOOP = False
