@@ -1,0 +1,245 @@
+/* Ring setup and teardown, eventfd registration, probing.
+ *
+ * The ring is three shared mappings of the ring fd: the SQ ring (head,
+ * tail, flags, index array), the CQ ring (head, tail, CQEs) and the SQE
+ * array. Since Linux 5.4 (IORING_FEAT_SINGLE_MMAP) the SQ and CQ rings are
+ * one mapping; older kernels need two. */
+#include "uring.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Setup flags worth having, best first; each attempt drops what an older
+ * kernel refused with EINVAL.
+ * - SUBMIT_ALL (5.18): a bad SQE does not stop the rest of a batch.
+ * - COOP_TASKRUN (5.19): a completion does not interrupt the thread with
+ *   an IPI while it runs user code; the completion is posted at its next
+ *   system call or sleep instead. The loop thread makes those all the time
+ *   (epoll_wait, our eventfd read), and a thread blocked in an
+ *   interruptible sleep is still woken.
+ * Not used: SINGLE_ISSUER / DEFER_TASKRUN. They bind the ring to the
+ * thread that created it, but a context may be created in one thread and
+ * used (or closed, by the garbage collector) in another. */
+static const unsigned normal_flags[] = {
+    IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_SUBMIT_ALL,
+    0,
+};
+
+static const unsigned sqpoll_flags[] = {
+    IORING_SETUP_SQPOLL | IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_SQPOLL,
+};
+
+/* How long the SQPOLL thread spins for work before it sleeps (ms). */
+#define SQPOLL_IDLE_MS 100
+
+static int map_rings(struct uring *ring, const struct io_uring_params *p)
+{
+    size_t sq_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
+    size_t cq_len = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
+    char *sq, *cq;
+
+    if (p->features & IORING_FEAT_SINGLE_MMAP) {
+        if (cq_len > sq_len)
+            sq_len = cq_len;
+        cq_len = sq_len;
+    }
+    sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+              ring->fd, IORING_OFF_SQ_RING);
+    if (sq == MAP_FAILED)
+        return -errno;
+    ring->sq_map = sq;
+    ring->sq_map_len = sq_len;
+    if (p->features & IORING_FEAT_SINGLE_MMAP) {
+        cq = sq;
+    } else {
+        cq = mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                  ring->fd, IORING_OFF_CQ_RING);
+        if (cq == MAP_FAILED)
+            return -errno;
+        ring->cq_map = cq;
+        ring->cq_map_len = cq_len;
+    }
+    ring->sqe_map_len = p->sq_entries * sizeof(struct io_uring_sqe);
+    ring->sqe_map = mmap(NULL, ring->sqe_map_len, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_POPULATE, ring->fd, IORING_OFF_SQES);
+    if (ring->sqe_map == MAP_FAILED) {
+        ring->sqe_map = NULL;
+        return -errno;
+    }
+
+    ring->sq.khead = (unsigned *)(sq + p->sq_off.head);
+    ring->sq.ktail = (unsigned *)(sq + p->sq_off.tail);
+    ring->sq.kflags = (unsigned *)(sq + p->sq_off.flags);
+    ring->sq.array = (unsigned *)(sq + p->sq_off.array);
+    ring->sq.mask = *(unsigned *)(sq + p->sq_off.ring_mask);
+    ring->sq.entries = *(unsigned *)(sq + p->sq_off.ring_entries);
+    ring->sq.sqes = ring->sqe_map;
+    ring->sq.tail = *ring->sq.ktail;
+
+    ring->cq.khead = (unsigned *)(cq + p->cq_off.head);
+    ring->cq.ktail = (unsigned *)(cq + p->cq_off.tail);
+    ring->cq.kflags = p->cq_off.flags ? (unsigned *)(cq + p->cq_off.flags) : NULL;
+    ring->cq.koverflow = (unsigned *)(cq + p->cq_off.overflow);
+    ring->cq.cqes = (struct io_uring_cqe *)(cq + p->cq_off.cqes);
+    ring->cq.mask = *(unsigned *)(cq + p->cq_off.ring_mask);
+    ring->cq.entries = *(unsigned *)(cq + p->cq_off.ring_entries);
+
+    /* SQE i always sits in slot i: the index array is the identity. */
+    for (unsigned i = 0; i < ring->sq.entries; i++)
+        ring->sq.array[i] = i;
+    return 0;
+}
+
+static int try_setup(struct uring *ring, unsigned entries, unsigned flags,
+                     struct io_uring_params *p)
+{
+    int fd;
+
+    memset(p, 0, sizeof(*p));
+    /* CQ twice the SQ: requests in flight (<= SQ size) plus one cancel
+     * request each always fit, so the CQ cannot overflow. CLAMP: a huge
+     * max_requests gets the kernel's maximum rather than EINVAL. */
+    p->flags = flags | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+    p->cq_entries = entries * 2;
+    if (flags & IORING_SETUP_SQPOLL)
+        p->sq_thread_idle = SQPOLL_IDLE_MS;
+    fd = sys_io_uring_setup(entries, p);
+    if (fd < 0)
+        return -errno;
+    ring->fd = fd;
+    ring->setup_flags = p->flags;
+    ring->features = p->features;
+    return 0;
+}
+
+int uring_init(struct uring *ring, unsigned entries, int sqpoll)
+{
+    struct io_uring_params p;
+    int err = -EINVAL;
+    size_t i;
+
+    memset(ring, 0, sizeof(*ring));
+    ring->fd = -1;
+    if (entries == 0)
+        entries = 1;
+    if (entries > (1U << 15))
+        entries = 1U << 15;    /* IORING_MAX_ENTRIES */
+
+    if (sqpoll) {
+        /* Refusals to expect: EPERM (before 5.11 SQPOLL needs
+         * CAP_SYS_ADMIN), EINVAL (unknown flag), ENOMEM/EAGAIN (no thread). */
+        for (i = 0; i < sizeof(sqpoll_flags) / sizeof(*sqpoll_flags); i++) {
+            err = try_setup(ring, entries, sqpoll_flags[i], &p);
+            if (err == 0)
+                break;
+        }
+    }
+    if (!sqpoll || err != 0) {
+        for (i = 0; i < sizeof(normal_flags) / sizeof(*normal_flags); i++) {
+            err = try_setup(ring, entries, normal_flags[i], &p);
+            if (err != -EINVAL)
+                break;
+        }
+    }
+    if (err != 0) {
+        ring->fd = -1;
+        return err;
+    }
+    err = map_rings(ring, &p);
+    if (err != 0) {
+        uring_exit(ring);
+        return err;
+    }
+    return 0;
+}
+
+void uring_exit(struct uring *ring)
+{
+    if (ring->sqe_map != NULL)
+        munmap(ring->sqe_map, ring->sqe_map_len);
+    if (ring->cq_map != NULL)
+        munmap(ring->cq_map, ring->cq_map_len);
+    if (ring->sq_map != NULL)
+        munmap(ring->sq_map, ring->sq_map_len);
+    if (ring->fd >= 0)
+        close(ring->fd);
+    memset(ring, 0, sizeof(*ring));
+    ring->fd = -1;
+}
+
+int uring_register_eventfd(struct uring *ring, int efd)
+{
+    /* Plain IORING_REGISTER_EVENTFD, not the _ASYNC variant: _ASYNC only
+     * signals completions posted by io-wq workers, so a pipe read that
+     * completes through poll + task work would never wake the loop. */
+    if (sys_io_uring_register(ring->fd, IORING_REGISTER_EVENTFD, &efd, 1) < 0)
+        return -errno;
+    return 0;
+}
+
+static const struct {
+    uint8_t op;
+    const char *name;
+} needed_ops[] = {
+    {IORING_OP_READ, "IORING_OP_READ"},
+    {IORING_OP_WRITE, "IORING_OP_WRITE"},
+    {IORING_OP_FSYNC, "IORING_OP_FSYNC"},
+    {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
+};
+
+static int probe_ops(struct uring *ring, const char **missing)
+{
+    const unsigned nops = 256;
+    struct io_uring_probe *probe;
+    int err = 0;
+
+    probe = calloc(1, sizeof(*probe) + nops * sizeof(struct io_uring_probe_op));
+    if (probe == NULL)
+        return -ENOMEM;
+    if (sys_io_uring_register(ring->fd, IORING_REGISTER_PROBE, probe, nops) < 0) {
+        err = -errno;
+        *missing = "IORING_REGISTER_PROBE";
+    } else {
+        for (size_t i = 0; i < sizeof(needed_ops) / sizeof(*needed_ops); i++) {
+            uint8_t op = needed_ops[i].op;
+            if (op > probe->last_op || !(probe->ops[op].flags & IO_URING_OP_SUPPORTED)) {
+                *missing = needed_ops[i].name;
+                err = -EOPNOTSUPP;
+                break;
+            }
+        }
+    }
+    free(probe);
+    return err;
+}
+
+int uring_check_usable(const char **stage)
+{
+    struct io_uring_params p;
+    struct uring ring;
+    int err;
+
+    memset(&ring, 0, sizeof(ring));
+    ring.fd = -1;
+    /* A bare setup first: its errno is what tells seccomp (ENOSYS/EPERM)
+     * and the io_uring_disabled sysctl (EPERM) apart from the rest. */
+    memset(&p, 0, sizeof(p));
+    err = sys_io_uring_setup(2, &p);
+    if (err < 0) {
+        *stage = "io_uring_setup";
+        return -errno;
+    }
+    ring.fd = err;
+    err = map_rings(&ring, &p);
+    if (err != 0) {
+        *stage = "mmap";
+    } else {
+        err = probe_ops(&ring, stage);
+    }
+    uring_exit(&ring);
+    return err;
+}
