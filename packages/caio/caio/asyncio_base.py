@@ -76,7 +76,8 @@ class AsyncioContextBase:
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         context = self.context
         context.set_future_factory(loop.create_future)
-        loop.add_reader(context.fileno, context.process_events)
+        self._fileno = context.fileno
+        loop.add_reader(self._fileno, context.process_events)
         self._loop = loop
         self._read_async = context.read_async
         self._write_async = context.write_async
@@ -87,7 +88,7 @@ class AsyncioContextBase:
         def first_call(*args: Any) -> Any:
             if self._loop is None:
                 if self._closed:
-                    raise RuntimeError("context is closed")
+                    raise ValueError("I/O operation on closed context")
                 self._bind(asyncio.get_running_loop())
             return method(*args)
         return first_call
@@ -118,8 +119,8 @@ class AsyncioContextBase:
     async def read(self, nbytes: int, fd: Any, offset: int, priority: int = 0) -> bytes:
         """Read at most ``nbytes`` at ``offset``; shorter at end of file.
 
-        Raises OSError (EBADF, EISDIR, ...), TypeError, ValueError,
-        MemoryError, RuntimeError (closed).
+        Raises OSError (EBADF, EISDIR, ...), TypeError, ValueError
+        (negative values; also once closed), MemoryError.
         """
         r = self._read_async(nbytes, fd, offset, priority)
         if r.__class__ is bytes:  # finished during the call: no suspension
@@ -135,8 +136,8 @@ class AsyncioContextBase:
     async def write(self, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> int:
         """Write ``payload`` at ``offset``; returns the bytes written.
 
-        Raises OSError, TypeError/BufferError (payload), ValueError,
-        RuntimeError (closed).
+        Raises OSError, TypeError/BufferError (payload), ValueError (also
+        once closed).
         """
         r = self._write_async(payload, fd, offset, priority)
         if r.__class__ is int:
@@ -148,7 +149,7 @@ class AsyncioContextBase:
             raise
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
-        """fsync(fd). Raises OSError, TypeError, ValueError, RuntimeError."""
+        """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
         r = self._fsync_async(fd, priority)
         if r is None:
             return
@@ -159,7 +160,7 @@ class AsyncioContextBase:
             raise
 
     async def fdsync(self, fd: Any, priority: int = 0) -> None:
-        """fdatasync(fd). Raises OSError, TypeError, ValueError, RuntimeError."""
+        """fdatasync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
         r = self._fdsync_async(fd, priority)
         if r is None:
             return
@@ -173,7 +174,8 @@ class AsyncioContextBase:
         """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
 
         The operation's callback is replaced. Raises what get_value()
-        raises, TypeError (another backend's operation), RuntimeError.
+        raises, TypeError (another backend's operation), RuntimeError
+        (already submitted), ValueError (closed).
         """
         loop = self.loop
         if self._loop is None:
@@ -215,7 +217,7 @@ class AsyncioContextBase:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
-                loop.remove_reader(self.context.fileno)
+                loop.remove_reader(self._fileno)
             except (RuntimeError, ValueError, OSError):
                 # Another thread than the loop's, or an fd the loop already
                 # forgot: closing the context matters more.

@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import errno
 import os
+import select
 import threading
 import weakref
 from collections import deque
@@ -297,7 +298,27 @@ class Operation(AbstractOperation):
 # ---- the worker pool ----------------------------------------------------
 
 
-def _execute(op: Operation) -> None:
+def _wait_ready(fd: int, stop_fd: int, events: int) -> None:
+    """Wait until a non-seekable ``fd`` is ready, or the pool stops.
+
+    A read from an empty pipe can block forever, and a blocked thread cannot
+    be interrupted: close() would hang joining it. Waiting in poll() on the
+    pool's stop descriptor as well lets close() end the wait with ECANCELED.
+    """
+    if not hasattr(select, "poll"):
+        return
+    poller = select.poll()
+    poller.register(fd, events)
+    poller.register(stop_fd, select.POLLIN)
+    while True:
+        ready = poller.poll()
+        if any(ready_fd == stop_fd for ready_fd, _ in ready):
+            raise _oserror(errno.ECANCELED)
+        if ready:  # readable/writable, or an error the read/write reports
+            return
+
+
+def _execute(op: Operation, stop_fd: int) -> None:
     """Run one operation (in a worker thread, GIL released by os.*)."""
     fd = op._fd
     code = op._opcode
@@ -309,6 +330,7 @@ def _execute(op: Operation) -> None:
                 if exc.errno != errno.ESPIPE:
                     raise
                 # Pipes, sockets, ttys: no position to read at.
+                _wait_ready(fd, stop_fd, select.POLLIN)
                 data = os.read(fd, op._nbytes)
             op._data = data
             op._result = len(data)
@@ -321,6 +343,7 @@ def _execute(op: Operation) -> None:
                 except OSError as exc:
                     if exc.errno != errno.ESPIPE:
                         raise
+                    _wait_ready(fd, stop_fd, select.POLLOUT)
                     op._result = os.write(fd, view)
             finally:
                 # Unlocks a bytearray payload for resizing again.
@@ -363,6 +386,16 @@ def _make_wakeup() -> tuple[int, int]:
     return r, w
 
 
+def _signal(fd_r: int, fd_w: int) -> None:
+    try:
+        if fd_r == fd_w:
+            os.eventfd_write(fd_w, 1)
+        else:
+            os.write(fd_w, b"\0")
+    except OSError:  # a full pipe is readable already
+        pass
+
+
 class _Pool:
     """What the workers share with the context.
 
@@ -382,6 +415,8 @@ class _Pool:
         self.done: deque[Operation] = deque()
         self.signalled = False
         self.wake_r, self.wake_w = _make_wakeup()
+        # Becomes readable (for good) when the pool stops: see _wait_ready.
+        self.stop_r, self.stop_w = _make_wakeup()
         self.fds_open = True
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
@@ -398,13 +433,7 @@ class _Pool:
                 self.threads.append(thread)
 
     def wake(self) -> None:
-        try:
-            if self.wake_r == self.wake_w:
-                os.eventfd_write(self.wake_w, 1)
-            else:
-                os.write(self.wake_w, b"\0")
-        except OSError:  # a full pipe already wakes the loop
-            pass
+        _signal(self.wake_r, self.wake_w)
 
     def consume_wakeup(self) -> None:
         try:
@@ -418,6 +447,8 @@ class _Pool:
     def stop(self, timeout: float | None) -> None:
         """Let the workers finish what they run and exit; wait for them."""
         threads = self.threads
+        if self.fds_open:
+            _signal(self.stop_r, self.stop_w)
         for _ in threads:
             self.jobs.put(None)
         for thread in threads:
@@ -427,9 +458,8 @@ class _Pool:
     def close_fds(self) -> None:
         if self.fds_open:
             self.fds_open = False
-            os.close(self.wake_r)
-            if self.wake_w != self.wake_r:
-                os.close(self.wake_w)
+            for fd in {self.wake_r, self.wake_w, self.stop_r, self.stop_w}:
+                os.close(fd)
 
     def __del__(self) -> None:
         # Every worker is gone (each held a reference): nobody writes the
@@ -441,6 +471,7 @@ def _worker(pool: _Pool) -> None:
     get = pool.jobs.get
     take = pool.queued.pop
     done = pool.done
+    stop_fd = pool.stop_r
     while True:
         op = get()
         if op is None:
@@ -448,7 +479,7 @@ def _worker(pool: _Pool) -> None:
         if take(op._key, None) is None:
             continue  # cancelled meanwhile
         op._state = _INFLIGHT
-        _execute(op)
+        _execute(op, stop_fd)
         op._state = _DONE
         if op._future is not None:
             done.append(op)
@@ -535,7 +566,12 @@ class Context(AbstractContext):
 
     @property
     def fileno(self) -> int:
-        """Readable while futures wait for process_events()."""
+        """Readable while futures wait for process_events().
+
+        Raises ValueError once closed.
+        """
+        if self._closed:
+            raise ValueError("I/O operation on closed context")
         return self._pool.wake_r
 
     def _raise_unusable(self) -> None:
@@ -544,7 +580,7 @@ class Context(AbstractContext):
                 "caio.python_aio.Context was created in another process "
                 "(before a fork); make a new context in this process",
             )
-        raise RuntimeError("caio.python_aio.Context is closed")
+        raise ValueError("I/O operation on closed context")
 
     # -- caio 0.12 API --
 
@@ -552,7 +588,8 @@ class Context(AbstractContext):
         """Queue operations; returns how many were queued.
 
         Raises TypeError (not a python_aio Operation), RuntimeError (already
-        submitted or finished, context closed or from another process).
+        submitted or finished, or context from another process), ValueError
+        (closed).
         """
         if self._usable_in != _generation:
             self._raise_unusable()
@@ -659,9 +696,10 @@ class Context(AbstractContext):
     def process_events(self) -> int:
         """Resolve the futures of finished operations; returns how many.
 
-        Never blocks. Raises RuntimeError in a forked child.
+        Never blocks. Raises ValueError once closed, RuntimeError in a
+        forked child.
         """
-        if self._made_in != _generation:
+        if self._usable_in != _generation:
             self._raise_unusable()
         pool = self._pool
         if pool.fds_open:
@@ -746,7 +784,8 @@ class Context(AbstractContext):
         """The bytes at once on a page-cache hit, else a future.
 
         Raises OSError (EBADF, EISDIR at once), TypeError, ValueError,
-        MemoryError, RuntimeError (closed, other process, no factory).
+        MemoryError, ValueError (closed), RuntimeError (other process, no
+        future factory).
         """
         if self._usable_in != _generation:
             self._raise_unusable()
@@ -767,7 +806,8 @@ class Context(AbstractContext):
     ) -> int | asyncio.Future[int]:
         """A future of the count written.
 
-        Raises TypeError/BufferError (bad payload), ValueError, RuntimeError.
+        Raises TypeError/BufferError (bad payload), ValueError (also once
+        closed), RuntimeError (other process, no future factory).
         """
         if self._usable_in != _generation:
             self._raise_unusable()
@@ -780,7 +820,7 @@ class Context(AbstractContext):
         ))
 
     def fsync_async(self, fd: Any, priority: int = 0) -> asyncio.Future[None] | None:
-        """A future of the fsync. Raises TypeError, ValueError, RuntimeError."""
+        """A future of the fsync. Raises like write_async."""
         if self._usable_in != _generation:
             self._raise_unusable()
         fileno = _check_fd(fd)
@@ -788,7 +828,7 @@ class Context(AbstractContext):
         return self._enqueue(Operation._make(_FSYNC, fileno, 0, 0))
 
     def fdsync_async(self, fd: Any, priority: int = 0) -> asyncio.Future[None] | None:
-        """A future of the fdatasync. Raises TypeError, ValueError, RuntimeError."""
+        """A future of the fdatasync. Raises like write_async."""
         if self._usable_in != _generation:
             self._raise_unusable()
         fileno = _check_fd(fd)

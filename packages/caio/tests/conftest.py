@@ -1,0 +1,121 @@
+"""Fixtures shared by caio's tests.
+
+``backend`` is parametrized over all four backends, so every generic test
+runs on each; a backend that cannot be imported here is skipped with the
+import error as the reason (and runs as soon as it can be imported).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import caio
+
+# CAIO_IMPL name -> low-level module name, best first.
+BACKENDS = {
+    "uring": "linux_uring",
+    "linux": "linux_aio",
+    "thread": "thread_aio",
+    "python": "python_aio",
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    """A backend name (uring, linux, thread, python) that imports here."""
+    name: str = request.param
+    module = BACKENDS[name]
+    if getattr(caio, module) is None:
+        reason = caio._import_errors.get(name, "unknown reason")
+        pytest.skip(f"caio.{module} cannot be imported here: {reason}")
+    return name
+
+
+@pytest.fixture
+def backend_module(backend: str) -> Any:
+    """The low-level module of ``backend`` (Context, Operation)."""
+    return getattr(caio, BACKENDS[backend])
+
+
+@pytest.fixture
+def asyncio_module(backend: str) -> Any:
+    """The asyncio adapter module of ``backend`` (AsyncioContext)."""
+    return getattr(caio, BACKENDS[backend] + "_asyncio")
+
+
+@pytest.fixture
+def context_factory(asyncio_module: Any, event_loop: Any) -> Any:
+    """Make AsyncioContexts on the test's loop; all are closed afterwards."""
+    made = []
+
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("loop", event_loop)
+        context = asyncio_module.AsyncioContext(**kwargs)
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        context.close()
+
+
+@pytest.fixture
+def context(context_factory: Any) -> Any:
+    """An AsyncioContext of ``backend`` with default settings."""
+    return context_factory()
+
+
+@pytest.fixture
+def file_path(tmp_path: Path) -> Path:
+    return tmp_path / "data.bin"
+
+
+@pytest.fixture
+def fd(file_path: Path) -> Any:
+    """A descriptor open read-write on an empty regular file."""
+    descriptor = os.open(file_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    yield descriptor
+    try:
+        os.close(descriptor)
+    except OSError:  # the test closed it on purpose
+        pass
+
+
+@pytest.fixture
+def closed_fd() -> int:
+    """A descriptor number that is not open (EBADF).
+
+    The highest number the process may use: descriptors are allocated
+    lowest first, so nothing the test opens meanwhile (an eventfd, a ring)
+    takes it, as it would the number of a just-closed file.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    descriptor = min(soft, 1 << 20) - 1
+    with pytest.raises(OSError):
+        os.fstat(descriptor)
+    return descriptor
+
+
+@pytest.fixture
+def dir_fd(tmp_path: Path) -> Any:
+    """A descriptor open on a directory (reads fail with EISDIR)."""
+    descriptor = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    yield descriptor
+    os.close(descriptor)
+
+
+@pytest.fixture
+def pipe() -> Any:
+    """(read end, write end) of a pipe; whatever is still open is closed."""
+    r, w = os.pipe()
+    yield r, w
+    for descriptor in (r, w):
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass

@@ -1,0 +1,425 @@
+"""The behaviour every backend shares, through its AsyncioContext.
+
+Each test runs once per backend (the ``backend`` fixture of conftest.py).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import errno
+import os
+import random
+import signal
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BLOCK = 4096
+
+
+async def test_write_then_read(context: Any, fd: int) -> None:
+    assert await context.write(b"hello caio", fd, 0) == 10
+    assert await context.read(10, fd, 0) == b"hello caio"
+    assert await context.read(4, fd, 6) == b"caio"
+    assert os.pread(fd, 100, 0) == b"hello caio"
+
+
+async def test_read_returns_bytes(context: Any, fd: int) -> None:
+    os.pwrite(fd, b"abc", 0)
+    assert type(await context.read(3, fd, 0)) is bytes
+
+
+async def test_short_read_at_end_of_file(context: Any, fd: int) -> None:
+    data = os.urandom(100)
+    os.pwrite(fd, data, 0)
+    assert await context.read(BLOCK, fd, 0) == data
+    assert await context.read(50, fd, 80) == data[80:]
+
+
+async def test_read_past_end_of_file(context: Any, fd: int) -> None:
+    os.pwrite(fd, b"x" * 10, 0)
+    assert await context.read(10, fd, 10) == b""
+    assert await context.read(10, fd, 1000) == b""
+
+
+async def test_read_zero_bytes(context: Any, fd: int) -> None:
+    os.pwrite(fd, b"data", 0)
+    assert await context.read(0, fd, 0) == b""
+
+
+async def test_concurrent_writes_then_reads(context: Any, fd: int) -> None:
+    count = 256
+    data = os.urandom(count * BLOCK)
+    blocks = [data[i * BLOCK:(i + 1) * BLOCK] for i in range(count)]
+    written = await asyncio.gather(
+        *(context.write(block, fd, i * BLOCK) for i, block in enumerate(blocks)),
+    )
+    assert written == [BLOCK] * count
+    assert os.pread(fd, len(data) + 1, 0) == data
+    read = await asyncio.gather(
+        *(context.read(BLOCK, fd, i * BLOCK) for i in range(count)),
+    )
+    assert read == blocks
+
+
+async def test_fsync(context: Any, fd: int, closed_fd: int) -> None:
+    await context.write(b"durable", fd, 0)
+    assert await context.fsync(fd) is None
+    assert os.pread(fd, 100, 0) == b"durable"
+    with pytest.raises(OSError) as info:
+        await context.fsync(closed_fd)
+    assert info.value.errno == errno.EBADF
+
+
+async def test_fdsync(context: Any, fd: int, closed_fd: int) -> None:
+    await context.write(b"durable data", fd, 0)
+    assert await context.fdsync(fd) is None
+    assert os.pread(fd, 100, 0) == b"durable data"
+    with pytest.raises(OSError) as info:
+        await context.fdsync(closed_fd)
+    assert info.value.errno == errno.EBADF
+
+
+@pytest.mark.parametrize(
+    "make_payload",
+    [
+        pytest.param(lambda raw: bytearray(raw), id="bytearray"),
+        pytest.param(lambda raw: memoryview(b"??" + raw + b"??")[2:-2], id="memoryview-slice"),
+        pytest.param(lambda raw: array.array("I", raw), id="array"),
+        pytest.param(lambda raw: memoryview(raw).cast("I"), id="memoryview-cast"),
+    ],
+)
+async def test_payload_types(context: Any, fd: int, make_payload: Any) -> None:
+    raw = os.urandom(64)
+    payload = make_payload(raw)
+    assert await context.write(payload, fd, 8) == 64
+    assert os.pread(fd, 100, 8) == raw
+    assert await context.read(64, fd, 8) == raw
+
+
+async def test_bytearray_payload_can_be_resized_afterwards(context: Any, fd: int) -> None:
+    payload = bytearray(b"abcdef")
+    await context.write(payload, fd, 0)
+    payload.extend(b"ghi")  # BufferError if the backend still held it
+    assert payload == b"abcdefghi"
+
+
+async def test_non_contiguous_payload(context: Any, fd: int) -> None:
+    with pytest.raises((TypeError, BufferError)):
+        await context.write(memoryview(b"abcdefgh")[::2], fd, 0)
+    assert os.pread(fd, 10, 0) == b""
+
+
+async def test_read_closed_descriptor(context: Any, closed_fd: int) -> None:
+    with pytest.raises(OSError) as info:
+        await context.read(10, closed_fd, 0)
+    assert info.value.errno == errno.EBADF
+
+
+async def test_write_closed_descriptor(context: Any, closed_fd: int) -> None:
+    with pytest.raises(OSError) as info:
+        await context.write(b"data", closed_fd, 0)
+    assert info.value.errno == errno.EBADF
+
+
+async def test_read_directory(context: Any, dir_fd: int) -> None:
+    with pytest.raises(IsADirectoryError) as info:
+        await context.read(10, dir_fd, 0)
+    assert info.value.errno == errno.EISDIR
+
+
+async def test_write_read_only_descriptor(context: Any, file_path: Path) -> None:
+    file_path.write_bytes(b"ro")
+    descriptor = os.open(file_path, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as info:
+            await context.write(b"data", descriptor, 0)
+        assert info.value.errno == errno.EBADF
+    finally:
+        os.close(descriptor)
+    assert file_path.read_bytes() == b"ro"
+
+
+async def test_file_object_as_descriptor(context: Any, file_path: Path) -> None:
+    with open(file_path, "w+b") as file:
+        assert await context.write(b"via fileno()", file, 0) == 12
+        assert await context.read(100, file, 4) == b"fileno()"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda c, fd: c.read("10", fd, 0), id="read-nbytes-str"),
+        pytest.param(lambda c, fd: c.read(10.0, fd, 0), id="read-nbytes-float"),
+        pytest.param(lambda c, fd: c.read(10, fd, 0.0), id="read-offset-float"),
+        pytest.param(lambda c, fd: c.read(10, "3", 0), id="read-fd-str"),
+        pytest.param(lambda c, fd: c.read(10, None, 0), id="read-fd-none"),
+        pytest.param(lambda c, fd: c.write("text", fd, 0), id="write-str"),
+        pytest.param(lambda c, fd: c.write(None, fd, 0), id="write-none"),
+        pytest.param(lambda c, fd: c.write(b"x", fd, "0"), id="write-offset-str"),
+        pytest.param(lambda c, fd: c.fsync("3"), id="fsync-fd-str"),
+        pytest.param(lambda c, fd: c.fdsync(3.0), id="fdsync-fd-float"),
+    ],
+)
+async def test_wrong_types(context: Any, fd: int, call: Any) -> None:
+    with pytest.raises(TypeError):
+        await call(context, fd)
+    assert os.pread(fd, 10, 0) == b""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda c, fd: c.read(-1, fd, 0), id="read-negative-nbytes"),
+        pytest.param(lambda c, fd: c.read(10, fd, -1), id="read-negative-offset"),
+        pytest.param(lambda c, fd: c.read(10, -1, 0), id="read-negative-fd"),
+        pytest.param(lambda c, fd: c.read(10, fd, 2**63), id="read-offset-2**63"),
+        pytest.param(lambda c, fd: c.write(b"x", fd, -5), id="write-negative-offset"),
+        pytest.param(lambda c, fd: c.write(b"x", fd, 2**64), id="write-offset-2**64"),
+        pytest.param(lambda c, fd: c.fsync(-1), id="fsync-negative-fd"),
+    ],
+)
+async def test_negative_values(context: Any, fd: int, call: Any) -> None:
+    with pytest.raises(ValueError):
+        await call(context, fd)
+    assert os.pread(fd, 10, 0) == b""
+
+
+async def test_nbytes_beyond_any_allocation(context: Any, fd: int) -> None:
+    with pytest.raises((MemoryError, OSError)):
+        await context.read(2**63, fd, 0)
+
+
+async def test_huge_read_on_small_file(context: Any, fd: int) -> None:
+    data = os.urandom(1000)
+    os.pwrite(fd, data, 0)
+    # Capped at the kernel's MAX_RW_COUNT, allocated lazily, shrunk after.
+    assert await context.read(2**40, fd, 0) == data
+
+
+async def test_offsets_beyond_4_gib(context: Any, fd: int) -> None:
+    far = 5 * 2**30 + 123  # a sparse file: nothing is allocated below
+    assert await context.write(b"far away", fd, far) == 8
+    assert os.fstat(fd).st_size == far + 8
+    assert await context.read(8, fd, far) == b"far away"
+    assert await context.read(100, fd, far + 4) == b"away"
+    assert await context.read(16, fd, 2**31) == bytes(16)  # the hole reads zeros
+
+
+async def test_back_pressure(context_factory: Any, fd: int) -> None:
+    context = context_factory(max_requests=4)
+    assert context.max_requests == 4
+    count = 100
+    blocks = [os.urandom(512) for _ in range(count)]
+    written = await asyncio.gather(
+        *(context.write(block, fd, i * 512) for i, block in enumerate(blocks)),
+    )
+    assert written == [512] * count
+    read = await asyncio.gather(*(context.read(512, fd, i * 512) for i in range(count)))
+    assert read == blocks
+
+
+async def test_mixed_operations_beyond_max_requests(context_factory: Any, fd: int) -> None:
+    context = context_factory(max_requests=2)
+    ops = []
+    for i in range(60):
+        if i % 3 == 0:
+            ops.append(context.write(bytes([i]) * 100, fd, i * 100))
+        elif i % 3 == 1:
+            ops.append(context.read(100, fd, 0))
+        else:
+            ops.append(context.fdsync(fd))
+    results = await asyncio.gather(*ops)
+    assert [r for i, r in enumerate(results) if i % 3 == 0] == [100] * 20
+    assert all(r is None for i, r in enumerate(results) if i % 3 == 2)
+    assert all(isinstance(r, bytes) for i, r in enumerate(results) if i % 3 == 1)
+
+
+async def test_cancellation_keeps_data_and_context(context: Any, fd: int) -> None:
+    count = 128
+    old = [bytes([1]) * BLOCK for _ in range(count)]
+    new = [os.urandom(BLOCK) for _ in range(count)]
+    os.pwrite(fd, b"".join(old), 0)
+    rng = random.Random(20240601)
+
+    writes = [
+        asyncio.ensure_future(context.write(new[i], fd, i * BLOCK)) for i in range(count)
+    ]
+    reads = [asyncio.ensure_future(context.read(BLOCK, fd, i * BLOCK)) for i in range(count)]
+    await asyncio.sleep(0)  # let them start and wait on the kernel
+    victims = rng.sample(writes + reads, count)
+    for task in victims:
+        task.cancel()
+    await asyncio.gather(*writes, *reads, return_exceptions=True)
+
+    content = os.pread(fd, count * BLOCK + 1, 0)
+    assert len(content) == count * BLOCK
+    for i, task in enumerate(writes):
+        block = content[i * BLOCK:(i + 1) * BLOCK]
+        if task.cancelled():
+            # The kernel may have done it before the cancel: one or the other.
+            assert block in (old[i], new[i])
+        else:
+            assert task.result() == BLOCK
+            assert block == new[i]
+    for i, task in enumerate(reads):
+        if not task.cancelled():
+            assert task.result() in (old[i], new[i])
+
+    # The context still works, and no slot was leaked: fill every one.
+    again = await asyncio.gather(
+        *(context.write(new[i], fd, i * BLOCK) for i in range(count)),
+    )
+    assert again == [BLOCK] * count
+    assert os.pread(fd, count * BLOCK, 0) == b"".join(new)
+
+
+async def test_cancellation_with_few_slots(context_factory: Any, fd: int) -> None:
+    context = context_factory(max_requests=2)
+    os.pwrite(fd, os.urandom(64 * BLOCK), 0)
+    tasks = [
+        asyncio.ensure_future(context.read(BLOCK, fd, i * BLOCK)) for i in range(64)
+    ]
+    await asyncio.sleep(0)
+    for task in tasks[::2]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    expected = os.pread(fd, 64 * BLOCK, 0)
+    for i, task in enumerate(tasks[1::2]):
+        index = 2 * i + 1
+        assert task.result() == expected[index * BLOCK:(index + 1) * BLOCK]
+    # Both slots are free again.
+    assert await asyncio.gather(context.read(3, fd, 0), context.read(3, fd, 0)) == [
+        expected[:3], expected[:3],
+    ]
+
+
+async def test_submit_operations(context: Any, backend_module: Any, fd: int) -> None:
+    Operation = backend_module.Operation
+    assert context.OPERATION_CLASS is Operation
+    assert await context.submit(Operation.write(b"generic", fd, 0)) == 7
+    assert await context.submit(Operation.read(100, fd, 0)) == b"generic"
+    assert await context.submit(Operation.fsync(fd)) is None
+    assert await context.submit(Operation.fdsync(fd)) is None
+
+
+async def test_submit_failing_operation(
+    context: Any, backend_module: Any, closed_fd: int,
+) -> None:
+    with pytest.raises(OSError) as info:
+        await context.submit(backend_module.Operation.read(10, closed_fd, 0))
+    assert info.value.errno == errno.EBADF
+
+
+async def test_submit_many_operations(context: Any, backend_module: Any, fd: int) -> None:
+    Operation = backend_module.Operation
+    ops = [Operation.write(bytes([i]) * 10, fd, i * 10) for i in range(50)]
+    assert await asyncio.gather(*map(context.submit, ops)) == [10] * 50
+    assert [op.get_value() for op in ops] == [10] * 50
+    assert os.pread(fd, 1000, 0) == b"".join(bytes([i]) * 10 for i in range(50))
+
+
+async def test_close_is_idempotent(context: Any, fd: int) -> None:
+    await context.write(b"x", fd, 0)
+    context.close()
+    context.close()
+    assert context.closed
+    assert context.context.closed
+    with pytest.raises(ValueError):
+        await context.read(1, fd, 0)
+
+
+async def test_close_with_operations_pending(context_factory: Any, fd: int) -> None:
+    context = context_factory(max_requests=4)
+    os.pwrite(fd, os.urandom(64 * BLOCK), 0)
+    tasks = [
+        asyncio.ensure_future(context.read(BLOCK, fd, i * BLOCK)) for i in range(64)
+    ]
+    await asyncio.sleep(0)
+    context.close()
+    results = await asyncio.wait_for(
+        asyncio.gather(*tasks, return_exceptions=True), timeout=60,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            assert isinstance(result, OSError)
+            assert result.errno == errno.ECANCELED
+        else:
+            assert len(result) == BLOCK
+
+
+async def test_async_with(asyncio_module: Any, fd: int) -> None:
+    async with asyncio_module.AsyncioContext() as context:
+        assert await context.write(b"scoped", fd, 0) == 6
+        assert await context.read(6, fd, 0) == b"scoped"
+    assert context.closed
+
+
+def test_made_without_a_running_loop(asyncio_module: Any, fd: int, event_loop: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        context = asyncio_module.AsyncioContext()
+    try:
+
+        async def use() -> bytes:
+            await context.write(b"lazy", fd, 0)
+            return await context.read(4, fd, 0)  # type: ignore[no-any-return]
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert event_loop.run_until_complete(use()) == b"lazy"
+        assert context.loop is event_loop
+    finally:
+        context.close()
+
+
+async def test_pipe(context: Any, pipe: Any) -> None:
+    # Positional offsets mean nothing on a pipe: each backend either ignores
+    # them or fails clearly, and never hangs (data is already waiting).
+    r, w = pipe
+    os.write(w, b"ping")
+    try:
+        data = await asyncio.wait_for(context.read(4, r, 0), timeout=30)
+    except OSError:
+        pass
+    else:
+        assert data == b"ping"
+
+
+async def test_proc_file(context: Any) -> None:
+    descriptor = os.open("/proc/self/status", os.O_RDONLY)
+    try:
+        data = await asyncio.wait_for(context.read(65536, descriptor, 0), timeout=30)
+    except OSError:
+        pass
+    else:
+        assert data.startswith(b"Name:")
+    finally:
+        os.close(descriptor)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+async def test_forked_child_cannot_use_the_context(context: Any, fd: int) -> None:
+    assert await context.read(1, fd, 0) == b""  # used in the parent first
+    with warnings.catch_warnings():
+        # 3.12+ warns that forking a multi-threaded process is risky; the
+        # child here only calls into the context and exits.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            context.context.read_async(1, fd, 0)
+        except RuntimeError:
+            code = 0
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child died: {status} ({signal.Signals})"
+    assert os.WEXITSTATUS(status) == 0
+    # The parent's context is untouched.
+    assert await context.write(b"after fork", fd, 0) == 10
