@@ -1,0 +1,762 @@
+"""Run one measurement in this process and write its result as JSON.
+
+The driver (``run.py``) starts one process per measurement::
+
+    python workloads.py SPEC_JSON RESULT_PATH
+    python workloads.py --probe RESULT_PATH
+
+Only the workload itself is timed: interpreter start-up, imports, opening
+the event loop and the caio context, generating offsets and a first
+validation read all happen before the clock starts.
+
+A participant that cannot run here (a module that does not import, a
+``CAIO_IMPL`` that was not honoured, a missing ``examples/cp.py``) raises
+``Unavailable``; the driver then reports it as "unavailable (reason)".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import inspect
+import json
+import os
+import random
+import runpy
+import shutil
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from suite import BACKEND_MODULES, BLOCK, CAIO_BACKENDS, IN_FLIGHT, MIB
+
+Result = dict[str, Any]
+perf_counter = time.perf_counter
+
+
+class Unavailable(Exception):
+    """The participant cannot run on this machine or in this environment."""
+
+
+# ---------------------------------------------------------------- participants
+
+
+def import_optional(name: str) -> Any:
+    """Import a module, turning any import failure into ``Unavailable``."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # an extension may fail with OSError, not ImportError
+        raise Unavailable(f"import {name}: {type(exc).__name__}: {exc}") from exc
+
+
+def caio_context_class(participant: str) -> Any:
+    """The ``AsyncioContext`` of the participant's backend, used directly."""
+    return import_optional(BACKEND_MODULES[CAIO_BACKENDS[participant]]).AsyncioContext
+
+
+def aiofile_for(participant: str) -> Any:
+    """Import aiofile, checking that ``CAIO_IMPL`` selected the right backend.
+
+    aiofile uses ``caio.AsyncioContext``; the driver forces the backend with
+    ``CAIO_IMPL``. A silent fallback would measure the wrong thing, so it is
+    reported as unavailable instead.
+    """
+    expected = caio_context_class(participant)
+    caio = import_optional("caio")
+    if caio.AsyncioContext is not expected:
+        chosen = getattr(caio.AsyncioContext, "__module__", repr(caio.AsyncioContext))
+        raise Unavailable(
+            f"CAIO_IMPL={os.environ.get('CAIO_IMPL')} selected {chosen}, "
+            f"not {BACKEND_MODULES[CAIO_BACKENDS[participant]]}"
+        )
+    return import_optional("aiofile")
+
+
+async def close_context(ctx: Any) -> None:
+    """Close a caio context whether its ``close()`` is sync or async."""
+    closing = ctx.close()
+    if inspect.isawaitable(closing):
+        await closing
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def drop_cache(path: str) -> None:
+    """Evict a file from the page cache (``--cold``).
+
+    Dirty pages cannot be dropped, so the file is synced first.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def random_offsets(seed: int, count: int, file_size: int) -> list[int]:
+    """Block-aligned random offsets; the same seed gives every participant
+    of a round the same offsets."""
+    rng = random.Random(seed)
+    blocks = file_size // BLOCK
+    return [rng.randrange(blocks) * BLOCK for _ in range(count)]
+
+
+def batched(items: Sequence[int], size: int) -> list[Sequence[int]]:
+    """Split into batches; the deadline is checked once per batch so that
+    the inner loop is the bare I/O call for every participant alike."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def shares(items: Sequence[int], parts: int) -> list[Sequence[int]]:
+    """Deal items round-robin into ``parts`` shares, one per coroutine."""
+    return [items[i::parts] for i in range(parts)]
+
+
+def proc_status_kib(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (VmRSS, VmHWM)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False if not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def check_block(data: bytes, fd: int, offset: int, who: str) -> None:
+    """A participant's read must return what os.pread returns."""
+    if data != os.pread(fd, BLOCK, offset):
+        raise RuntimeError(f"{who} read wrong data at offset {offset}")
+
+
+def timed_rate(units: float, seconds: float, extra: Result | None = None) -> Result:
+    return {"units": units, "seconds": seconds, "extra": extra or {}}
+
+
+# ---------------------------------------------------------------- random I/O
+#
+# One function per participant family. Each returns (operations done,
+# seconds). Operations stop at the offsets' end or at the deadline, checked
+# once per batch.
+
+
+def sync_random(
+    fd: int, offsets: Sequence[int], budget: float, payload: bytes | None
+) -> tuple[int, float]:
+    pread, pwrite = os.pread, os.pwrite
+    batches = batched(offsets, 256)
+    done = 0
+    start = perf_counter()
+    deadline = start + budget
+    if payload is None:
+        for batch in batches:
+            for offset in batch:
+                pread(fd, BLOCK, offset)
+            done += len(batch)
+            if perf_counter() > deadline:
+                break
+    else:
+        for batch in batches:
+            for offset in batch:
+                pwrite(fd, payload, offset)
+            done += len(batch)
+            if perf_counter() > deadline:
+                break
+    return done, perf_counter() - start
+
+
+async def caio_random(
+    ctx: Any, fd: int, offsets: Sequence[int], in_flight: int, budget: float, payload: bytes | None
+) -> tuple[int, float]:
+    read, write = ctx.read, ctx.write
+    batch_size = 256 if in_flight == 1 else 16
+    start = perf_counter()
+    deadline = start + budget
+
+    async def worker(share: Sequence[int]) -> int:
+        done = 0
+        for batch in batched(share, batch_size):
+            if payload is None:
+                for offset in batch:
+                    await read(BLOCK, fd, offset)
+            else:
+                for offset in batch:
+                    await write(payload, fd, offset)
+            done += len(batch)
+            if perf_counter() > deadline:
+                break
+        return done
+
+    if in_flight == 1:
+        done = await worker(offsets)
+    else:
+        done = sum(await asyncio.gather(*(worker(s) for s in shares(offsets, in_flight))))
+    return done, perf_counter() - start
+
+
+async def aiofiles_random(
+    files: Sequence[Any], offsets: Sequence[int], budget: float, payload: bytes | None
+) -> tuple[int, float]:
+    # aiofiles has no pread: each task owns its file object, so seek+read
+    # (two thread hops) is never interleaved with another task's seek.
+    start = perf_counter()
+    deadline = start + budget
+
+    async def worker(f: Any, share: Sequence[int]) -> int:
+        done = 0
+        for batch in batched(share, 16 if len(files) > 1 else 256):
+            for offset in batch:
+                await f.seek(offset)
+                if payload is None:
+                    await f.read(BLOCK)
+                else:
+                    await f.write(payload)
+            done += len(batch)
+            if perf_counter() > deadline:
+                break
+        return done
+
+    parts = shares(offsets, len(files))
+    done = sum(await asyncio.gather(*(worker(f, s) for f, s in zip(files, parts, strict=True))))
+    return done, perf_counter() - start
+
+
+def measure_random(spec: Result, in_flight: int, write: bool) -> Result:
+    participant = spec["participant"]
+    path = spec["files"]["write" if write else "stream"]
+    size = os.path.getsize(path)
+    offsets = random_offsets(spec["seed"], spec["sizes"]["rand_ops"], size)
+    budget = spec["sizes"]["budget_seconds"]
+    payload = os.urandom(BLOCK) if write else None
+    if spec["cold"]:
+        drop_cache(path)
+    fd = os.open(path, os.O_RDWR if write else os.O_RDONLY)
+    try:
+        if participant == "stdlib":
+            done, seconds = sync_random(fd, offsets, budget, payload)
+        elif participant in CAIO_BACKENDS:
+            context_class = caio_context_class(participant)
+
+            async def run_caio() -> tuple[int, float]:
+                ctx = context_class()
+                try:
+                    if payload is None:
+                        check_block(
+                            await ctx.read(BLOCK, fd, offsets[-1]), fd, offsets[-1], participant
+                        )
+                    return await caio_random(ctx, fd, offsets, in_flight, budget, payload)
+                finally:
+                    await close_context(ctx)
+
+            done, seconds = asyncio.run(run_caio())
+        elif participant == "aiofiles":
+            aiofiles = import_optional("aiofiles")
+
+            async def run_aiofiles() -> tuple[int, float]:
+                files = [
+                    await aiofiles.open(path, "r+b" if write else "rb", buffering=0)
+                    for _ in range(in_flight)
+                ]
+                try:
+                    if payload is None:
+                        await files[0].seek(offsets[-1])
+                        check_block(await files[0].read(BLOCK), fd, offsets[-1], participant)
+                    return await aiofiles_random(files, offsets, budget, payload)
+                finally:
+                    for f in files:
+                        await f.close()
+
+            done, seconds = asyncio.run(run_aiofiles())
+        else:
+            raise Unavailable(f"no implementation for {participant}")
+        if write:
+            os.fdatasync(fd)  # untimed: leave no writeback for the next measurement
+    finally:
+        os.close(fd)
+    extra = {"ops": done, "partial": done < len(offsets)}
+    if in_flight == 1:
+        return {"value": seconds / done * 1e6, **timed_rate(done, seconds, extra)}
+    return {"value": done / seconds, **timed_rate(done, seconds, extra)}
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def measure_stream(spec: Result, chunk: int, path: str, max_passes: int) -> Result:
+    """Read the whole file in ``chunk``-sized pieces, repeating whole passes
+    until ``min_seconds`` (hot cache only: a second cold pass would be hot).
+    A pass that goes on past ``4 * budget_seconds`` is cut short."""
+    participant = spec["participant"]
+    sizes = spec["sizes"]
+    min_seconds = 0.0 if spec["cold"] else sizes["min_seconds"]
+    hard_limit = 4 * sizes["budget_seconds"]
+    file_size = os.path.getsize(path)
+    if spec["cold"]:
+        drop_cache(path)
+
+    def enough(start: float, passes: int) -> bool:
+        return passes >= max_passes or perf_counter() - start >= min_seconds
+
+    if participant == "stdlib":
+        total = passes = 0
+        start = perf_counter()
+        cut = start + hard_limit
+        while True:
+            with open(path, "rb", buffering=0) as f:
+                read = f.read
+                while data := read(chunk):
+                    total += len(data)
+                    if perf_counter() > cut:
+                        break
+            passes += 1
+            if enough(start, passes) or perf_counter() > cut:
+                break
+        seconds = perf_counter() - start
+    elif participant in CAIO_BACKENDS:
+        aiofile = aiofile_for(participant)
+
+        async def run_aiofile() -> tuple[int, int, float]:
+            # The first open creates the loop's default caio context; keep
+            # that (and a validation read) out of the timed part.
+            async with aiofile.async_open(path, "rb") as f:
+                with open(path, "rb") as ref:
+                    if await f.read(BLOCK) != ref.read(BLOCK):
+                        raise RuntimeError("async_open read wrong data")
+            total = passes = 0
+            start = perf_counter()
+            cut = start + hard_limit
+            while True:
+                async with aiofile.async_open(path, "rb") as f:
+                    async for data in f.iter_chunked(chunk):
+                        total += len(data)
+                        if perf_counter() > cut:
+                            break
+                passes += 1
+                if enough(start, passes) or perf_counter() > cut:
+                    break
+            return total, passes, perf_counter() - start
+
+        total, passes, seconds = asyncio.run(run_aiofile())
+    elif participant == "aiofiles":
+        aiofiles = import_optional("aiofiles")
+
+        async def run_aiofiles() -> tuple[int, int, float]:
+            async with aiofiles.open(path, "rb", buffering=0) as f:
+                await f.read(BLOCK)  # starts the executor's threads
+            total = passes = 0
+            start = perf_counter()
+            cut = start + hard_limit
+            while True:
+                async with aiofiles.open(path, "rb", buffering=0) as f:
+                    read = f.read
+                    while data := await read(chunk):
+                        total += len(data)
+                        if perf_counter() > cut:
+                            break
+                passes += 1
+                if enough(start, passes) or perf_counter() > cut:
+                    break
+            return total, passes, perf_counter() - start
+
+        total, passes, seconds = asyncio.run(run_aiofiles())
+    else:
+        raise Unavailable(f"no implementation for {participant}")
+    partial = total < passes * file_size
+    if not partial and total != passes * file_size:
+        raise RuntimeError(f"read {total} bytes in {passes} passes of a {file_size}-byte file")
+    extra = {"passes": passes, "bytes": total, "partial": partial}
+    return {"value": total / seconds / 1e6, **timed_rate(total, seconds, extra)}
+
+
+def measure_lines(spec: Result) -> Result:
+    """Count the lines of a text file (UTF-8, text mode for everyone)."""
+    participant = spec["participant"]
+    path = spec["files"]["lines"]
+    expected = spec["line_count"]
+    if spec["cold"]:
+        drop_cache(path)
+    partial = False
+    if participant == "stdlib":
+        count = 0
+        start = perf_counter()
+        with open(path, encoding="utf-8") as f:
+            for _line in f:
+                count += 1
+        seconds = perf_counter() - start
+    elif participant in CAIO_BACKENDS:
+        aiofile = aiofile_for(participant)
+
+        async def run_aiofile() -> tuple[int, float]:
+            async with aiofile.async_open(path, "r", encoding="utf-8") as f:
+                await f.read(16)  # creates the default context, untimed
+            count = 0
+            start = perf_counter()
+            async with aiofile.async_open(path, "r", encoding="utf-8") as f:
+                async for _line in f:
+                    count += 1
+            return count, perf_counter() - start
+
+        count, seconds = asyncio.run(run_aiofile())
+    elif participant == "aiofiles":
+        aiofiles = import_optional("aiofiles")
+        budget = spec["sizes"]["budget_seconds"]
+
+        async def run_aiofiles() -> tuple[int, float, bool]:
+            # One thread hop per line: the whole file would take minutes, so
+            # this participant is time-boxed and its rate taken over the
+            # lines it got through.
+            async with aiofiles.open(path, encoding="utf-8") as f:
+                await f.read(16)
+            count = 0
+            start = perf_counter()
+            deadline = start + budget
+            stopped = False
+            async with aiofiles.open(path, encoding="utf-8") as f:
+                async for _line in f:
+                    count += 1
+                    if not count & 1023 and perf_counter() > deadline:
+                        stopped = True
+                        break
+            return count, perf_counter() - start, stopped
+
+        count, seconds, partial = asyncio.run(run_aiofiles())
+    else:
+        raise Unavailable(f"no implementation for {participant}")
+    if not partial and count != expected:
+        raise RuntimeError(f"counted {count} lines, the file has {expected}")
+    return {"value": count / seconds, **timed_rate(count, seconds, {"partial": partial})}
+
+
+# ---------------------------------------------------------------- cp
+
+
+def same_content(a: str, b: str, samples: int = 64) -> bool:
+    """Sizes equal and a spread of sampled blocks equal (untimed check)."""
+    size = os.path.getsize(a)
+    if os.path.getsize(b) != size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for i in range(samples + 1):
+            offset = size * i // samples
+            fa.seek(offset)
+            fb.seek(offset)
+            if fa.read(BLOCK) != fb.read(BLOCK):
+                return False
+    return True
+
+
+def measure_cp(spec: Result) -> Result:
+    participant = spec["participant"]
+    src = spec["files"]["stream"]
+    dst = os.path.join(spec["scratch"], f"cp-{os.getpid()}.bin")
+    size = os.path.getsize(src)
+    if spec["cold"]:
+        drop_cache(src)
+    try:
+        if participant == "stdlib":
+            start = perf_counter()
+            shutil.copyfile(src, dst)
+            # examples/cp.py closes with aiofile, whose close() makes the
+            # data durable; the baseline pays for the same fdatasync.
+            fd = os.open(dst, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            seconds = perf_counter() - start
+        elif participant in CAIO_BACKENDS:
+            script = Path(spec["repo"], "examples", "cp.py")
+            if not script.is_file():
+                raise Unavailable(f"{script} does not exist")
+            aiofile_for(participant)  # imported now, so not timed
+            argv = sys.argv
+            sys.argv = [str(script), src, dst]
+            try:
+                start = perf_counter()
+                try:
+                    runpy.run_path(str(script), run_name="__main__")
+                except SystemExit as exc:
+                    if exc.code not in (None, 0):
+                        raise RuntimeError(f"examples/cp.py exited with {exc.code!r}") from exc
+                seconds = perf_counter() - start
+            finally:
+                sys.argv = argv
+        else:
+            raise Unavailable(f"no implementation for {participant}")
+        if not same_content(src, dst):
+            raise RuntimeError("the copy differs from the source")
+    finally:
+        if os.path.exists(dst):
+            os.unlink(dst)
+    return {"value": size / seconds / 1e6, **timed_rate(size, seconds)}
+
+
+# ---------------------------------------------------------------- memory
+
+
+def measure_mem_stream(spec: Result) -> Result:
+    """Peak RSS growth while streaming the big file once in 1 MiB chunks.
+
+    VmHWM is reset (``/proc/self/clear_refs``) after all set-up, so the
+    growth is what the streaming itself needed at its worst moment.
+    """
+    participant = spec["participant"]
+    path = spec["files"]["mem"]
+    chunk = MIB
+    if spec["cold"]:
+        drop_cache(path)
+
+    def begin() -> tuple[int, bool]:
+        gc.collect()
+        was_reset = reset_peak_rss()
+        return proc_status_kib("VmHWM" if was_reset else "VmRSS"), was_reset
+
+    total = 0
+    if participant == "stdlib":
+        with open(path, "rb", buffering=0) as f:
+            f.read(BLOCK)
+            base, was_reset = begin()
+            while data := f.read(chunk):
+                total += len(data)
+    elif participant in CAIO_BACKENDS:
+        aiofile = aiofile_for(participant)
+
+        async def run_aiofile() -> tuple[int, int, bool]:
+            async with aiofile.async_open(path, "rb") as f:
+                await f.read(BLOCK)
+                base, was_reset = begin()
+                got = 0
+                async for data in f.iter_chunked(chunk):
+                    got += len(data)
+            return got, base, was_reset
+
+        total, base, was_reset = asyncio.run(run_aiofile())
+    elif participant == "aiofiles":
+        aiofiles = import_optional("aiofiles")
+
+        async def run_aiofiles() -> tuple[int, int, bool]:
+            async with aiofiles.open(path, "rb", buffering=0) as f:
+                await f.read(BLOCK)
+                base, was_reset = begin()
+                got = 0
+                while data := await f.read(chunk):
+                    got += len(data)
+            return got, base, was_reset
+
+        total, base, was_reset = asyncio.run(run_aiofiles())
+    else:
+        raise Unavailable(f"no implementation for {participant}")
+    peak = proc_status_kib("VmHWM")
+    # Everything but the validation read at the start.
+    expected = os.path.getsize(path) - BLOCK
+    if not expected <= total <= expected + BLOCK:
+        raise RuntimeError(f"streamed {total} bytes of a {expected + BLOCK}-byte file")
+    growth_mib = (peak - base) / 1024
+    extra = {"base_kib": base, "peak_kib": peak, "hwm_reset": was_reset, "bytes": total}
+    return {"value": growth_mib, "units": total, "seconds": 0.0, "extra": extra}
+
+
+def measure_mem_alloc(spec: Result) -> Result:
+    """tracemalloc around N and 10 N reads of 4 KiB, 64 in flight.
+
+    Results dropped: memory retained afterwards and the peak must not grow
+    with the number of operations. Results kept in a pre-sized list: what
+    stays allocated per operation must be just its bytes object.
+    """
+    participant = spec["participant"]
+    path = spec["files"]["stream"]
+    n = spec["sizes"]["alloc_ops"]
+    size = os.path.getsize(path)
+    offsets_n = random_offsets(spec["seed"], n, size)
+    offsets_10n = random_offsets(spec["seed"] + 1, 10 * n, size)
+    sink: list[bytes | None] = [None] * n
+    if spec["cold"]:
+        drop_cache(path)
+    fd = os.open(path, os.O_RDONLY)
+
+    def sync_run(offsets: Sequence[int], keep: list[bytes | None] | None) -> None:
+        for i, offset in enumerate(offsets):
+            data = os.pread(fd, BLOCK, offset)
+            if keep is not None:
+                keep[i] = data
+
+    async def phases(
+        run: Callable[[Sequence[int], list[bytes | None] | None], Awaitable[None]],
+    ) -> Result:
+        tracemalloc.start()
+        await run(offsets_n, None)  # warm-up: free lists, executor threads
+        out: Result = {}
+        for label, offsets in (("n", offsets_n), ("10n", offsets_10n)):
+            # A peak is one moment: completions arriving in a burst can
+            # raise it now and then, so each phase is the median of three.
+            retained, peaks = [], []
+            for _ in range(3):
+                gc.collect()
+                tracemalloc.reset_peak()
+                base = tracemalloc.get_traced_memory()[0]
+                await run(offsets, None)
+                gc.collect()
+                current, peak = tracemalloc.get_traced_memory()
+                retained.append(current - base)
+                peaks.append(peak - base)
+            out[f"retained_{label}"] = statistics.median(retained)
+            out[f"peak_{label}"] = statistics.median(peaks)
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        await run(offsets_n, sink)
+        gc.collect()
+        out["kept_per_op"] = (tracemalloc.get_traced_memory()[0] - base) / n
+        tracemalloc.stop()
+        return out
+
+    try:
+        if participant == "stdlib":
+
+            async def run_sync(offsets: Sequence[int], keep: list[bytes | None] | None) -> None:
+                sync_run(offsets, keep)
+
+            out = asyncio.run(phases(run_sync))
+        elif participant in CAIO_BACKENDS:
+            context_class = caio_context_class(participant)
+
+            async def run_caio() -> Result:
+                ctx = context_class()
+                read = ctx.read
+
+                async def run(offsets: Sequence[int], keep: list[bytes | None] | None) -> None:
+                    async def worker(first: int) -> None:
+                        for i in range(first, len(offsets), IN_FLIGHT):
+                            data = await read(BLOCK, fd, offsets[i])
+                            if keep is not None:
+                                keep[i] = data
+
+                    await asyncio.gather(*(worker(k) for k in range(IN_FLIGHT)))
+
+                try:
+                    check_block(await read(BLOCK, fd, 0), fd, 0, participant)
+                    return await phases(run)
+                finally:
+                    await close_context(ctx)
+
+            out = asyncio.run(run_caio())
+        else:
+            raise Unavailable(f"no implementation for {participant}")
+    finally:
+        os.close(fd)
+    if any(data is None or len(data) != BLOCK for data in sink):
+        raise RuntimeError("a read did not return a full block")
+    bytes_size = sys.getsizeof(bytes(BLOCK))
+    out["n"] = n
+    out["bytes_object_size"] = bytes_size
+    out["kept_ratio"] = out["kept_per_op"] / bytes_size
+    out["retained_per_op"] = (out["retained_10n"] - out["retained_n"]) / (9 * n)
+    out["peak_scaling"] = out["peak_10n"] / max(out["peak_n"], 1)
+    return {"value": out["kept_per_op"], "units": n, "seconds": 0.0, "extra": out}
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def measure(spec: Result) -> Result:
+    """Dispatch one measurement by workload name."""
+    workload = spec["workload"]
+    files = spec["files"]
+    if workload == "rand_read_1":
+        return measure_random(spec, 1, write=False)
+    if workload == "rand_read_64":
+        return measure_random(spec, IN_FLIGHT, write=False)
+    if workload == "rand_write_64":
+        return measure_random(spec, IN_FLIGHT, write=True)
+    if workload == "stream_64k":
+        return measure_stream(spec, 64 * 1024, files["stream"], max_passes=1_000_000)
+    if workload == "stream_1m":
+        return measure_stream(spec, MIB, files["stream"], max_passes=1_000_000)
+    if workload == "lines":
+        return measure_lines(spec)
+    if workload == "cp":
+        return measure_cp(spec)
+    if workload == "mem_stream":
+        return measure_mem_stream(spec)
+    if workload == "mem_alloc":
+        return measure_mem_alloc(spec)
+    raise ValueError(f"unknown workload {workload!r}")
+
+
+def version_of(module_name: str) -> Result:
+    """Where a module comes from and its version, or why it does not import."""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    version = getattr(module, "__version__", None)
+    if version is None:
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version(module_name)
+        except Exception:
+            version = "?"
+    return {"ok": True, "version": str(version), "file": getattr(module, "__file__", None)}
+
+
+def probe() -> Result:
+    """What this environment offers: versions, the default caio backend and
+    which backend modules import."""
+    info: Result = {
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "caio": version_of("caio"),
+        "aiofile": version_of("aiofile"),
+        "aiofiles": version_of("aiofiles"),
+        "backends": {},
+        "default": None,
+    }
+    for participant, backend in CAIO_BACKENDS.items():
+        info["backends"][participant] = version_of(BACKEND_MODULES[backend])
+    if info["caio"]["ok"]:
+        caio = importlib.import_module("caio")
+        for participant, backend in CAIO_BACKENDS.items():
+            module = sys.modules.get(BACKEND_MODULES[backend])
+            if (
+                module is not None
+                and getattr(module, "AsyncioContext", None) is caio.AsyncioContext
+            ):
+                info["default"] = participant
+    return info
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--probe":
+        Path(argv[2]).write_text(json.dumps(probe()))
+        return 0
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    spec = json.loads(argv[1])
+    try:
+        result = measure(spec)
+    except Unavailable as exc:
+        result = {"error": str(exc), "unavailable": True}
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}", "unavailable": False}
+    Path(argv[2]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
