@@ -1,0 +1,93 @@
+/* Wake-up descriptors: see notify.h. */
+#include "notify.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/eventfd.h>
+#define CAIO_HAVE_EVENTFD 1
+#endif
+
+static int set_flags(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return errno;
+    fl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+        return errno;
+    return 0;
+}
+
+int caio_notifier_open(caio_notifier *n)
+{
+    int fds[2], err;
+
+#ifdef CAIO_HAVE_EVENTFD
+    n->rfd = n->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (n->rfd >= 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return errno;
+    /* Very old kernel or a seccomp filter: the pipe works everywhere. */
+#endif
+    if (pipe(fds) < 0)
+        return errno;
+    if ((err = set_flags(fds[0])) != 0 || (err = set_flags(fds[1])) != 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return err;
+    }
+    n->rfd = fds[0];
+    n->wfd = fds[1];
+    return 0;
+}
+
+void caio_notifier_signal(const caio_notifier *n)
+{
+    ssize_t r;
+
+    if (n->rfd == n->wfd) {
+        uint64_t one = 1;
+        do
+            r = write(n->wfd, &one, sizeof(one));
+        while (r < 0 && errno == EINTR);
+    } else {
+        char c = 0;
+        do
+            r = write(n->wfd, &c, 1);
+        while (r < 0 && errno == EINTR);
+    }
+    /* EAGAIN: the counter or the pipe is full, so it is readable anyway. */
+    (void)r;
+}
+
+void caio_notifier_drain(const caio_notifier *n)
+{
+    ssize_t r;
+
+    if (n->rfd == n->wfd) {
+        uint64_t value;
+        do
+            r = read(n->rfd, &value, sizeof(value));
+        while (r < 0 && errno == EINTR);
+    } else {
+        char buf[256];
+        do
+            r = read(n->rfd, buf, sizeof(buf));
+        while (r == (ssize_t)sizeof(buf) || (r < 0 && errno == EINTR));
+    }
+    (void)r;
+}
+
+void caio_notifier_close(caio_notifier *n)
+{
+    if (n->wfd >= 0 && n->wfd != n->rfd)
+        close(n->wfd);
+    if (n->rfd >= 0)
+        close(n->rfd);
+    n->rfd = n->wfd = -1;
+}

@@ -1,0 +1,561 @@
+/* The worker pool.
+ *
+ * One mutex protects everything shared with the workers: the submission
+ * FIFO, the completion list and the counters. A worker takes the lock once
+ * per request: it publishes the request it finished and picks the next one
+ * in the same critical section.
+ *
+ * Submission: the FIFO plus a condition variable. A request wakes one idle
+ * worker only if some worker is idle and not already being woken
+ * (`wakeups`); a busy worker takes the next request itself when it is done,
+ * so a burst of 64 requests costs at most pool_size wake-ups, not 64.
+ * Workers are started on demand, up to max_threads, so an idle context
+ * costs no threads (and a short-lived one never starts any).
+ *
+ * Completion, fast-path requests: the worker appends the request to the
+ * completion list and writes the wake-up fd only when the list was empty.
+ * The event loop watches that fd; process_events() drains it and swaps the
+ * whole list out under the lock. One wake-up per batch, no per-operation
+ * call_soon_threadsafe. The fd is written outside the lock: a spurious
+ * wake-up (list already swapped) is harmless, a lost one is impossible
+ * because "empty -> non-empty" is decided under the lock.
+ *
+ * Completion, Operation objects (caio 0.12 API): the callback runs in the
+ * worker, with the GIL taken by PyGILState_Ensure. Never once the
+ * interpreter is exiting: the module's atexit hook closes every context
+ * (which waits for callbacks in progress) and then sets `python_exiting`;
+ * a worker checks it under the lock before taking the GIL. (A plain
+ * Py_IsFinalizing() check would race with the start of finalization; it is
+ * kept only as a second guard.)
+ *
+ * Stopping: see caio_pool_stop / caio_pool_join. A worker blocked in a
+ * system call cannot be interrupted portably (pthread_kill needs a signal
+ * handler installed process-wide, which a library must not take over, and
+ * it races with the thread entering the call). Instead: waits on pipes and
+ * sockets happen in poll() together with a "stop" fd that close() makes
+ * readable, and for what remains (a disk that never answers, a huge pipe
+ * write that sleeps halfway) close() waits up to close_timeout and then
+ * gives up on the worker: it is detached, its request's memory is leaked
+ * on purpose, and it frees the pool itself if it ever returns.
+ *
+ * The pool's memory is reference counted (the owner + each worker), so a
+ * detached worker never touches freed memory.
+ */
+#include "pool.h"
+#include "io.h"
+#include "notify.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Workers run Python callbacks: make sure their stack is big enough even
+ * where the default is small (musl: 128 KiB). */
+#define CAIO_MIN_STACK (1024 * 1024)
+
+#if defined(_POSIX_CLOCK_SELECTION) && _POSIX_CLOCK_SELECTION >= 0 && \
+    defined(CLOCK_MONOTONIC) && !defined(__APPLE__)
+#define CAIO_COND_CLOCK CLOCK_MONOTONIC
+#else
+#define CAIO_COND_CLOCK CLOCK_REALTIME
+#endif
+
+enum worker_state {
+    WORKER_FREE = 0,     /* slot unused */
+    WORKER_RUNNING,      /* thread started, not exited */
+    WORKER_EXITED,       /* thread returned (or is returning): join it */
+    WORKER_GONE,         /* joined or detached */
+};
+
+typedef struct {
+    pthread_t tid;
+    caio_pool *pool;
+    caio_req *current;          /* the request in its system call */
+    int state;                  /* enum worker_state */
+} caio_worker;
+
+struct caio_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t work;        /* idle workers wait here */
+    pthread_cond_t quiet;       /* the closer waits here */
+    caio_req *qhead, *qtail;    /* submission FIFO */
+    caio_req *dhead, *dtail;    /* completions for the event loop */
+    unsigned max_threads;
+    unsigned nthreads;          /* started and not exited */
+    unsigned idle;              /* waiting on `work` */
+    unsigned wakeups;           /* signals sent to idle workers, not yet taken */
+    unsigned in_python;         /* workers running an Operation callback */
+    unsigned refs;              /* the owner + each started worker */
+    int stopping;
+    int abandoned;              /* close() gave up waiting: drop what finishes */
+    caio_notifier done;         /* readable while dhead != NULL */
+    caio_notifier stop;         /* readable once stopping */
+    caio_worker workers[];
+};
+
+static atomic_int python_exiting = 0;
+/* The worker running on this thread (to notice close() from a callback). */
+static _Thread_local caio_worker *this_worker = NULL;
+
+void caio_pool_python_exiting(void)
+{
+    atomic_store(&python_exiting, 1);
+}
+
+static int py_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* ---- lists (lock held) -------------------------------------------------- */
+
+static void queue_push(caio_pool *p, caio_req *req)
+{
+    caio_thread_ext *ext = caio_thread_ext_of(req);
+
+    ext->prev = p->qtail;
+    ext->where = CAIO_WHERE_QUEUED;
+    req->next = NULL;
+    if (p->qtail != NULL)
+        p->qtail->next = req;
+    else
+        p->qhead = req;
+    p->qtail = req;
+}
+
+static void queue_unlink(caio_pool *p, caio_req *req)
+{
+    caio_thread_ext *ext = caio_thread_ext_of(req);
+
+    if (ext->prev != NULL)
+        ext->prev->next = req->next;
+    else
+        p->qhead = req->next;
+    if (req->next != NULL)
+        caio_thread_ext_of(req->next)->prev = ext->prev;
+    else
+        p->qtail = ext->prev;
+    req->next = NULL;
+    ext->prev = NULL;
+    ext->where = CAIO_WHERE_NONE;
+}
+
+static caio_req *queue_pop(caio_pool *p)
+{
+    caio_req *req = p->qhead;
+
+    if (req != NULL)
+        queue_unlink(p, req);
+    return req;
+}
+
+/* Returns 1 when the list was empty (the caller must wake the loop). */
+static int done_push(caio_pool *p, caio_req *req)
+{
+    int was_empty = p->dhead == NULL;
+
+    req->next = NULL;
+    if (p->dtail != NULL)
+        p->dtail->next = req;
+    else
+        p->dhead = req;
+    p->dtail = req;
+    return was_empty;
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+caio_pool *caio_pool_new(unsigned max_threads, int *err)
+{
+    caio_pool *p;
+    pthread_condattr_t attr;
+    int e;
+
+    p = calloc(1, sizeof(*p) + (size_t)max_threads * sizeof(caio_worker));
+    if (p == NULL) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    p->max_threads = max_threads;
+    p->refs = 1;
+    p->done.rfd = p->done.wfd = p->stop.rfd = p->stop.wfd = -1;
+    if ((e = pthread_mutex_init(&p->lock, NULL)) != 0)
+        goto fail_mem;
+    if ((e = pthread_condattr_init(&attr)) != 0)
+        goto fail_lock;
+#if CAIO_COND_CLOCK != CLOCK_REALTIME
+    pthread_condattr_setclock(&attr, CAIO_COND_CLOCK);
+#endif
+    e = pthread_cond_init(&p->quiet, &attr);
+    pthread_condattr_destroy(&attr);
+    if (e != 0)
+        goto fail_lock;
+    if ((e = pthread_cond_init(&p->work, NULL)) != 0)
+        goto fail_quiet;
+    if ((e = caio_notifier_open(&p->done)) != 0)
+        goto fail_work;
+    if ((e = caio_notifier_open(&p->stop)) != 0)
+        goto fail_done;
+    for (unsigned i = 0; i < max_threads; i++)
+        p->workers[i].pool = p;
+    return p;
+
+fail_done:
+    caio_notifier_close(&p->done);
+fail_work:
+    pthread_cond_destroy(&p->work);
+fail_quiet:
+    pthread_cond_destroy(&p->quiet);
+fail_lock:
+    pthread_mutex_destroy(&p->lock);
+fail_mem:
+    free(p);
+    *err = e;
+    return NULL;
+}
+
+static void pool_free(caio_pool *p)
+{
+    caio_notifier_close(&p->done);
+    caio_notifier_close(&p->stop);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->quiet);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+void caio_pool_release(caio_pool *p)
+{
+    int last;
+
+    pthread_mutex_lock(&p->lock);
+    last = --p->refs == 0;
+    pthread_mutex_unlock(&p->lock);
+    if (last)
+        pool_free(p);
+}
+
+void caio_pool_forget(caio_pool *p)
+{
+    caio_notifier_close(&p->done);
+    caio_notifier_close(&p->stop);
+    free(p);
+}
+
+int caio_pool_fileno(const caio_pool *p)
+{
+    return p->done.rfd;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+/* Run an Operation's callback in this worker (lock not held). */
+static void finish_operation(caio_pool *p, caio_worker *w, caio_req *req)
+{
+    PyGILState_STATE gil;
+    int enter;
+
+    pthread_mutex_lock(&p->lock);
+    enter = !p->abandoned && !atomic_load(&python_exiting);
+    /* From here on close() must not treat the request as stuck: the
+     * callback may free the Operation. */
+    w->current = NULL;
+    if (enter)
+        p->in_python++;
+    pthread_mutex_unlock(&p->lock);
+    if (!enter)
+        return;     /* Python is going away: leak the Operation */
+
+    if (!py_finalizing()) {
+        gil = PyGILState_Ensure();
+        req->state = CAIO_REQ_DONE;
+        caio_operation_run_callback(req);
+        /* The reference the context took in submit(). */
+        Py_DECREF(req->owner);
+        PyGILState_Release(gil);
+    }
+
+    pthread_mutex_lock(&p->lock);
+    p->in_python--;
+    if (p->stopping)
+        pthread_cond_broadcast(&p->quiet);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *worker_main(void *arg)
+{
+    caio_worker *w = arg;
+    caio_pool *p = w->pool;
+    caio_req *req;
+    int notify = 0, last;
+
+    this_worker = w;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        req = queue_pop(p);
+        if (req == NULL) {
+            if (notify) {
+                /* Wake the loop before going to sleep (outside the lock). */
+                pthread_mutex_unlock(&p->lock);
+                caio_notifier_signal(&p->done);
+                notify = 0;
+                pthread_mutex_lock(&p->lock);
+                continue;
+            }
+            if (p->stopping)
+                break;
+            p->idle++;
+            pthread_cond_wait(&p->work, &p->lock);
+            p->idle--;
+            if (p->wakeups > 0)
+                p->wakeups--;
+            continue;
+        }
+        caio_thread_ext_of(req)->where = CAIO_WHERE_RUNNING;
+        w->current = req;
+        pthread_mutex_unlock(&p->lock);
+        if (notify) {
+            caio_notifier_signal(&p->done);
+            notify = 0;
+        }
+
+        req->result = caio_io_blocking(req, p->stop.rfd);
+
+        if (req->flags & CAIO_REQ_OWNED) {
+            finish_operation(p, w, req);
+            pthread_mutex_lock(&p->lock);
+        } else {
+            pthread_mutex_lock(&p->lock);
+            /* Abandoned: close() failed the future and leaked the request;
+             * it is not ours to publish any more. */
+            if (!p->abandoned)
+                notify = done_push(p, req);
+        }
+        w->current = NULL;
+        if (p->stopping)
+            pthread_cond_broadcast(&p->quiet);
+    }
+    if (w->state == WORKER_RUNNING)
+        w->state = WORKER_EXITED;   /* (GONE: detached by close()) */
+    w->current = NULL;
+    p->nthreads--;
+    last = --p->refs == 0;
+    pthread_cond_broadcast(&p->quiet);
+    pthread_mutex_unlock(&p->lock);
+    this_worker = NULL;
+    if (last)
+        pool_free(p);   /* given up on by close(), and now done */
+    return NULL;
+}
+
+static int start_worker(caio_worker *w)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    size_t stack = 0;
+    int err;
+
+    if ((err = pthread_attr_init(&attr)) != 0)
+        return err;
+    if (pthread_attr_getstacksize(&attr, &stack) == 0 && stack < CAIO_MIN_STACK)
+        pthread_attr_setstacksize(&attr, CAIO_MIN_STACK);
+    /* Signals are for the main thread (Python runs its handlers there and
+     * expects its own system calls to see EINTR): workers block them all,
+     * and inherit the mask from here. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    err = pthread_create(&w->tid, &attr, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return err;
+}
+
+int caio_pool_submit(caio_pool *p, caio_req *req)
+{
+    caio_worker *w = NULL;
+    int err;
+
+    caio_thread_ext_of(req)->pool = p;
+    pthread_mutex_lock(&p->lock);
+    if (p->stopping) {
+        pthread_mutex_unlock(&p->lock);
+        return ECANCELED;
+    }
+    queue_push(p, req);
+    if (p->idle > p->wakeups) {
+        p->wakeups++;
+        pthread_cond_signal(&p->work);
+    } else if (p->nthreads < p->max_threads) {
+        for (unsigned i = 0; i < p->max_threads; i++) {
+            if (p->workers[i].state == WORKER_FREE) {
+                w = &p->workers[i];
+                break;
+            }
+        }
+        if (w != NULL) {
+            w->state = WORKER_RUNNING;
+            p->nthreads++;
+            p->refs++;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+
+    if (w != NULL && (err = start_worker(w)) != 0) {
+        pthread_mutex_lock(&p->lock);
+        w->state = WORKER_FREE;
+        p->nthreads--;
+        p->refs--;
+        if (p->nthreads == 0) {
+            /* Nobody would ever run it: fail the submission instead. */
+            if (caio_thread_ext_of(req)->where == CAIO_WHERE_QUEUED)
+                queue_unlink(p, req);
+            pthread_mutex_unlock(&p->lock);
+            return err;
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+    return 0;
+}
+
+/* ---- cancellation ------------------------------------------------------- */
+
+int caio_pool_unqueue(caio_pool *p, caio_req *req)
+{
+    caio_thread_ext *ext = caio_thread_ext_of(req);
+    int removed = 0;
+
+    pthread_mutex_lock(&p->lock);
+    if (ext->pool == p && ext->where == CAIO_WHERE_QUEUED) {
+        queue_unlink(p, req);
+        removed = 1;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return removed;
+}
+
+caio_req *caio_pool_unqueue_future(caio_pool *p, PyObject *future)
+{
+    caio_req *req;
+
+    pthread_mutex_lock(&p->lock);
+    /* From the newest: a task is usually cancelled soon after it asked. */
+    for (req = p->qtail; req != NULL; req = caio_thread_ext_of(req)->prev) {
+        if (req->future == future) {
+            queue_unlink(p, req);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return req;
+}
+
+/* ---- completions -------------------------------------------------------- */
+
+caio_req *caio_pool_take_done(caio_pool *p)
+{
+    caio_req *head;
+
+    /* Drain first, then swap: a completion pushed in between wakes us
+     * again (spurious at worst), never gets lost. */
+    caio_notifier_drain(&p->done);
+    pthread_mutex_lock(&p->lock);
+    head = p->dhead;
+    p->dhead = p->dtail = NULL;
+    pthread_mutex_unlock(&p->lock);
+    return head;
+}
+
+/* ---- stopping ----------------------------------------------------------- */
+
+caio_req *caio_pool_stop(caio_pool *p)
+{
+    caio_req *head, *req;
+
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    head = p->qhead;
+    p->qhead = p->qtail = NULL;
+    for (req = head; req != NULL; req = req->next) {
+        caio_thread_ext_of(req)->prev = NULL;
+        caio_thread_ext_of(req)->where = CAIO_WHERE_NONE;
+    }
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    /* Wake workers waiting in poll() on a pipe. */
+    caio_notifier_signal(&p->stop);
+    return head;
+}
+
+static void deadline_after(struct timespec *ts, double seconds)
+{
+    clock_gettime(CAIO_COND_CLOCK, ts);
+    if (seconds > 1e9)
+        seconds = 1e9;
+    ts->tv_sec += (time_t)seconds;
+    ts->tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+size_t caio_pool_join(caio_pool *p, double timeout, caio_req **stuck, size_t cap)
+{
+    /* close() called from an Operation callback, i.e. by one of our own
+     * workers: do not wait for (or join) ourselves. */
+    unsigned self = (this_worker != NULL && this_worker->pool == p) ? 1 : 0;
+    pthread_t *tids;
+    struct timespec deadline;
+    size_t nstuck = 0, njoin = 0;
+
+    tids = malloc(sizeof(pthread_t) * (p->max_threads ? p->max_threads : 1));
+    deadline_after(&deadline, timeout < 0 ? 0 : timeout);
+
+    pthread_mutex_lock(&p->lock);
+    while (p->nthreads > self) {
+        if (pthread_cond_timedwait(&p->quiet, &p->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (p->nthreads > self) {
+        /* Give up on the busy ones (see the top of the file). */
+        p->abandoned = 1;
+        for (unsigned i = 0; i < p->max_threads; i++) {
+            caio_worker *w = &p->workers[i];
+            if (w->state == WORKER_RUNNING && w != this_worker &&
+                w->current != NULL && nstuck < cap)
+                stuck[nstuck++] = w->current;
+        }
+        /* A callback in progress holds (or waits for) the GIL, which our
+         * caller released: it ends soon; wait for it without a timeout so
+         * no worker is inside Python once we return. */
+        while (p->in_python > self)
+            pthread_cond_wait(&p->quiet, &p->lock);
+    }
+    for (unsigned i = 0; i < p->max_threads; i++) {
+        caio_worker *w = &p->workers[i];
+        if (w->state == WORKER_EXITED) {
+            if (tids != NULL)
+                tids[njoin++] = w->tid;
+            else
+                pthread_detach(w->tid);
+            w->state = WORKER_GONE;
+        } else if (w->state == WORKER_RUNNING) {
+            /* Stuck, or ourselves: it exits on its own later. */
+            pthread_detach(w->tid);
+            w->state = WORKER_GONE;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < njoin; i++)
+        pthread_join(tids[i], NULL);
+    free(tids);
+    return nstuck;
+}

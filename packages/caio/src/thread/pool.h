@@ -1,0 +1,82 @@
+/* The worker pool of caio.thread_aio: threads, the submission FIFO and the
+ * completion list. See pool.c for the design. */
+#ifndef CAIO_THREAD_POOL_H
+#define CAIO_THREAD_POOL_H
+
+#include "caio.h"
+
+typedef struct caio_pool caio_pool;
+
+/* Where a request is, as far as the pool knows (read/written under its lock). */
+enum caio_where {
+    CAIO_WHERE_NONE = 0,
+    CAIO_WHERE_QUEUED,      /* in the FIFO: can still be taken back */
+    CAIO_WHERE_RUNNING,     /* a worker has it: cannot be interrupted */
+};
+
+/* This backend's part of caio_req.backend. */
+typedef struct {
+    caio_req *prev;         /* FIFO link (req->next is the other one) */
+    caio_pool *pool;        /* the pool it was submitted to */
+    int64_t done;           /* bytes the fast path moved before the rest
+                               was queued (the request was advanced by it) */
+    int where;              /* enum caio_where */
+} caio_thread_ext;
+
+static inline caio_thread_ext *caio_thread_ext_of(caio_req *req)
+{
+    _Static_assert(sizeof(caio_thread_ext) <= sizeof(((caio_req *)0)->backend),
+                   "caio_thread_ext does not fit in caio_req.backend");
+    return (caio_thread_ext *)(void *)req->backend;
+}
+
+/* A pool of at most max_threads workers (started on demand). NULL and an
+ * errno in *err on failure. No Python API used: call with or without GIL. */
+caio_pool *caio_pool_new(unsigned max_threads, int *err);
+
+/* Readable while completions wait in the list. */
+int caio_pool_fileno(const caio_pool *p);
+
+/* Queue a request (ext->done already set). Starts a worker if none is idle.
+ * 0, or an errno: ECANCELED when the pool is stopping, or why no worker
+ * could start; then the request was not queued. */
+int caio_pool_submit(caio_pool *p, caio_req *req);
+
+/* Take back a request that no worker has picked yet. 1 if it was removed. */
+int caio_pool_unqueue(caio_pool *p, caio_req *req);
+/* The same, finding the request by its future. NULL if no queued request
+ * has it (it is running, finished, or unknown). */
+caio_req *caio_pool_unqueue_future(caio_pool *p, PyObject *future);
+
+/* Empty the completion list (and the wake-up fd): a NULL-terminated list
+ * linked by req->next, oldest first. */
+caio_req *caio_pool_take_done(caio_pool *p);
+
+/* Stop accepting requests and return the ones still queued (never started),
+ * linked by req->next. Idle workers exit; busy ones finish their request;
+ * one waiting on a pipe is woken up and fails it with ECANCELED. */
+caio_req *caio_pool_stop(caio_pool *p);
+
+/* After caio_pool_stop, with the GIL RELEASED: wait up to timeout seconds
+ * for the workers to exit, and join them. Workers still busy then are
+ * given up on (detached): their requests are written to stuck[] (at most
+ * cap, which must be >= max_threads) and their number returned; those
+ * requests' memory must be leaked, the worker may still write into it, but
+ * it will not touch Python objects or the completion list any more. */
+size_t caio_pool_join(caio_pool *p, double timeout, caio_req **stuck, size_t cap);
+
+/* Drop the owner's reference; the pool is freed (fds closed) when no
+ * worker uses it any more. */
+void caio_pool_release(caio_pool *p);
+
+/* In a child process after fork(): the workers do not exist here and the
+ * locks may have been held by them at fork time. Close the descriptors and
+ * free the memory without locking anything. */
+void caio_pool_forget(caio_pool *p);
+
+/* Called when the interpreter begins to exit: from now on no worker of
+ * any pool enters Python (finished Operations are leaked, their callbacks
+ * skipped). */
+void caio_pool_python_exiting(void);
+
+#endif
