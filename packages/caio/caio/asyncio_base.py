@@ -37,8 +37,10 @@ class AsyncioContextBase:
     """
 
     MAX_REQUESTS_DEFAULT: ClassVar[int] = 512
-    CONTEXT_CLASS: ClassVar[Callable[..., AbstractContext]]
-    OPERATION_CLASS: ClassVar[type[AbstractOperation]]
+    # The backend's low-level classes. Typed loosely: the C types follow the
+    # protocol of AbstractContext/AbstractOperation without inheriting.
+    CONTEXT_CLASS: ClassVar[Callable[..., Any]]
+    OPERATION_CLASS: ClassVar[type[Any]]
     #: Whether Operation callbacks run on the loop thread (inside
     #: process_events) or in worker threads; see submit().
     CALLBACKS_IN_LOOP: ClassVar[bool] = False
