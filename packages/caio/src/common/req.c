@@ -19,15 +19,16 @@ static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is
     value = PyLong_AsLongLongAndOverflow(ob, &overflow);
     if (value == -1 && PyErr_Occurred())
         return -1;
-    if (overflow < 0 || value < 0) {
-        PyErr_Format(PyExc_ValueError, "%s must not be negative", what);
-        return -1;
-    }
+    /* Overflow first: then value is -1, which is not a negative input. */
     if (overflow > 0) {
         if (huge_is_memory)
             PyErr_Format(PyExc_MemoryError, "%s is too large to allocate", what);
         else
             PyErr_Format(PyExc_ValueError, "%s must be less than 2**63", what);
+        return -1;
+    }
+    if (overflow < 0 || value < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must not be negative", what);
         return -1;
     }
     *out = (int64_t)value;
