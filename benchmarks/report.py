@@ -38,6 +38,14 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def fmt_ratio(ratio: float) -> str:
+    if ratio >= 100:
+        return f"{ratio:.0f}x"
+    if ratio >= 0.01:
+        return f"{ratio:.2f}x"
+    return f"{ratio:.2g}x"
+
+
 def fmt_bytes(value: float) -> str:
     if abs(value) >= 1024 * 1024:
         return f"{value / 1024 / 1024:.1f}M"
@@ -165,7 +173,12 @@ def short_status(cell: Cell) -> str:
     return {"unavailable": "unavail.", "error": "ERROR", "n/a": "n/a"}.get(cell["status"], "?")
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]], markdown: bool = False) -> str:
+    """Aligned plain text (first column left, the rest right) or Markdown."""
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for index, r in enumerate([header, *rows]):
@@ -177,7 +190,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render(summary: dict[str, Any]) -> str:
+def render(summary: dict[str, Any], markdown: bool = False) -> str:
+    """The report as plain text for the terminal, or as Markdown for docs."""
     meta = summary["meta"]
     participants: list[str] = meta["participants"]
     cells = summary["cells"]
@@ -194,6 +208,12 @@ def render(summary: dict[str, Any]) -> str:
     )
     parts.append(f"default caio backend: {meta['probe'].get('default') or 'none'}")
 
+    def section(title: str, header: list[str], rows: list[list[str]]) -> None:
+        if markdown:
+            parts.append(f"\n**{title}**\n\n" + table(header, rows, markdown=True))
+        else:
+            parts.append(f"\n{title}\n" + table(header, rows))
+
     if timed:
         rows = []
         for w in timed:
@@ -202,7 +222,7 @@ def render(summary: dict[str, Any]) -> str:
                 cell = cells[w.name][p]
                 row.append(fmt(cell["median"]) if cell["status"] == "ok" else short_status(cell))
             rows.append(row)
-        parts.append("\nMedians\n" + table(["workload", "unit", *participants], rows))
+        section("Medians", ["workload", "unit", *participants], rows)
 
         rows = []
         for w in timed:
@@ -213,13 +233,14 @@ def render(summary: dict[str, Any]) -> str:
                 if cell["status"] != "ok":
                     row.append(short_status(cell))
                 elif "ratio" in cell:
-                    row.append(f"{cell['ratio']:.2f}x")
+                    row.append(fmt_ratio(cell["ratio"]))
                 else:
                     row.append("-")
             rows.append(row)
-        parts.append(
-            "\nRatio vs stdlib (median over rounds of value / stdlib value of the same round)\n"
-            + table(["workload", "", *participants], rows)
+        section(
+            "Ratio vs stdlib (median over rounds of value / stdlib value of the same round)",
+            ["workload", "", *participants],
+            rows,
         )
 
     if memory:
@@ -254,9 +275,10 @@ def render(summary: dict[str, Any]) -> str:
                         )
                 rows.append(row)
         n = meta["sizes"]["alloc_ops"]
-        parts.append(
-            f"\nMemory (worst round; tracemalloc with N = {n} reads of 4 KiB, 64 in flight)\n"
-            + table(["check", "unit", *participants], rows)
+        section(
+            f"Memory (worst round; tracemalloc with N = {n} reads of 4 KiB, 64 in flight)",
+            ["check", "unit", *participants],
+            rows,
         )
 
     rows = []
@@ -264,12 +286,12 @@ def render(summary: dict[str, Any]) -> str:
         if t["measured"] is None:
             measured = "-"
         elif t["ratio"]:
-            measured = f"{t['measured']:.2f}x"
+            measured = fmt_ratio(t["measured"])
         else:
             measured = fmt(t["measured"])
         goal = f"{t['op']} {t['goal']:g}" + ("x" if t["ratio"] else "")
         rows.append([t["label"], measured, goal, t["result"]])
-    parts.append("\nTargets\n" + table(["target", "measured", "goal", "result"], rows))
+    section("Targets", ["target", "measured", "goal", "result"], rows)
 
     problems = []
     for w in WORKLOADS:
@@ -278,7 +300,7 @@ def render(summary: dict[str, Any]) -> str:
             if cell and cell.get("reason"):
                 problems.append((p, w.name, cell["status"], cell["reason"]))
     if problems:
-        parts.append("\nUnavailable or failed")
+        parts.append("\nUnavailable or failed" + ("\n" if markdown else ""))
         seen: set[tuple[str, str]] = set()
         for p, name, status, reason in problems:
             if (p, reason) in seen:
@@ -289,7 +311,7 @@ def render(summary: dict[str, Any]) -> str:
                 if status == "unavailable"
                 else ("some rounds failed" if status == "ok" else "error")
             )
-            parts.append(f"  {p} / {name}: {word} ({reason})")
+            parts.append(f"{'-' if markdown else ' '} {p} / {name}: {word} ({reason})")
     return "\n".join(parts)
 
 
@@ -305,13 +327,17 @@ def meta_bytes_size(cells: dict[str, Cell]) -> str:
 
 
 def write_outputs(summary: dict[str, Any], base: Path, chart: bool = True) -> list[Path]:
-    """Write ``base``.json (everything), .csv (one row per measurement) and
-    .png (the chart, when matplotlib is there); return the paths written."""
+    """Write ``base``.json (everything), .md (the report as Markdown), .csv
+    (one row per measurement) and .png (the chart, when matplotlib is
+    there); return the paths written."""
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []
     json_path = base.with_suffix(".json")
     json_path.write_text(json.dumps(summary, indent=1, default=str))
     written.append(json_path)
+    md_path = base.with_suffix(".md")
+    md_path.write_text(render(summary, markdown=True) + "\n")
+    written.append(md_path)
     csv_path = base.with_suffix(".csv")
     write_csv(summary["raw"], csv_path)
     written.append(csv_path)
@@ -457,10 +483,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Re-render a saved benchmark run.")
     parser.add_argument("json", type=Path)
     parser.add_argument("--chart", type=Path, help="also draw the chart to this PNG")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     args = parser.parse_args(argv)
     saved = json.loads(args.json.read_text())
     summary = summarize(saved["raw"], saved["meta"])
-    print(render(summary))
+    print(render(summary, markdown=args.markdown))
     if args.chart:
         draw_chart(summary, args.chart)
     return 0

@@ -180,7 +180,11 @@ def run_one(spec: dict[str, Any], timeout: float, pythonpath: list[str]) -> dict
             how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
             result = {"error": f"worker died ({how}): {' | '.join(tail)}", "unavailable": False}
     except subprocess.TimeoutExpired:
-        result = {"error": f"timed out after {timeout:.0f} s", "unavailable": False}
+        result = {
+            "error": f"timed out after {timeout:.0f} s",
+            "unavailable": False,
+            "timed_out": True,
+        }
     finally:
         out.unlink(missing_ok=True)
     result["wall_seconds"] = time.monotonic() - started
@@ -318,7 +322,8 @@ def main(argv: list[str]) -> int:
                 }
                 reason = known_unavailable.get((w.name, participant))
                 if reason is not None:
-                    row.update(error=reason, unavailable=True, skipped=True)
+                    timed_out = reason.startswith("timed out")
+                    row.update(error=reason, unavailable=not timed_out, skipped=True)
                     raw.append(row)
                     continue
                 spec = {
@@ -337,6 +342,9 @@ def main(argv: list[str]) -> int:
                 row.update(order=order, **result)
                 raw.append(row)
                 if result.get("unavailable"):
+                    known_unavailable[(w.name, participant)] = result["error"]
+                elif result.get("timed_out"):
+                    # A hang would repeat every round and eat the time budget.
                     known_unavailable[(w.name, participant)] = result["error"]
                 print(report.progress_line(sizes.rounds, row, w), flush=True)
 

@@ -191,7 +191,7 @@ FULL = Sizes(
     alloc_ops=1_000,
     min_seconds=0.3,
     budget_seconds=0.8,
-    timeout_seconds=120.0,
+    timeout_seconds=60.0,
 )
 
 QUICK = Sizes(
@@ -204,7 +204,7 @@ QUICK = Sizes(
     alloc_ops=300,
     min_seconds=0.05,
     budget_seconds=0.15,
-    timeout_seconds=60.0,
+    timeout_seconds=30.0,
 )
 
 
