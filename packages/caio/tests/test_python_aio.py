@@ -146,18 +146,21 @@ def test_submit_checks(ctx: Context, fd: int) -> None:
     assert ctx.submit() == 0
 
 
-def test_failing_callback_is_logged(
-    ctx: Context, fd: int, caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_failing_callback_is_logged(fd: int, caplog: pytest.LogCaptureFixture) -> None:
     def boom(result: int) -> None:
         raise ZeroDivisionError(result)
 
-    failing = Operation.write(b"x", fd, 0)
-    failing.set_callback(boom)
-    with caplog.at_level(logging.ERROR, logger="caio.python_aio"):
-        ctx.submit(failing)
-        # The worker survives: later operations still complete.
-        assert run(ctx, *(Operation.read(1, fd, 0) for _ in range(20))) == [1] * 20
+    os.pwrite(fd, b"x", 0)
+    context = Context(pool_size=1)  # one worker: operations finish in order
+    try:
+        failing = Operation.fsync(fd)
+        failing.set_callback(boom)
+        with caplog.at_level(logging.ERROR, logger="caio.python_aio"):
+            context.submit(failing)
+            # The worker survives: later operations still complete.
+            assert run(context, *(Operation.read(1, fd, 0) for _ in range(20))) == [1] * 20
+    finally:
+        context.close()
     assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
 
 
