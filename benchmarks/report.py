@@ -206,7 +206,10 @@ def render(summary: dict[str, Any], markdown: bool = False) -> str:
         f"caio benchmark: {rounds} rounds, one process per measurement, {mode}"
         + (" (--quick)" if meta["quick"] else "")
     )
-    parts.append(f"default caio backend: {meta['probe'].get('default') or 'none'}")
+    parts.append(
+        f"default caio backend: {meta['probe'].get('default') or 'none'}; "
+        f"commit {meta.get('commit') or '?'}; {meta['machine']['uname']}"
+    )
 
     def section(title: str, header: list[str], rows: list[list[str]]) -> None:
         if markdown:
@@ -354,6 +357,7 @@ def write_csv(raw: list[Row], path: Path) -> None:
         "order",
         "workload",
         "participant",
+        "status",
         "unit",
         "value",
         "units",
@@ -368,12 +372,19 @@ def write_csv(raw: list[Row], path: Path) -> None:
         for r in raw:
             unit = WORKLOADS_BY_NAME[r["workload"]].unit
             extra = json.dumps(r.get("extra", {}), sort_keys=True)
+            if "error" not in r:
+                status = "ok"
+            elif r.get("skipped"):
+                status = "skipped"
+            else:
+                status = "unavailable" if r.get("unavailable") else "error"
             writer.writerow(
                 [
                     r.get("round"),
                     r.get("order"),
                     r["workload"],
                     r["participant"],
+                    status,
                     unit,
                     r.get("value"),
                     r.get("units"),

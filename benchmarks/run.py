@@ -194,6 +194,20 @@ def run_one(spec: dict[str, Any], timeout: float, pythonpath: list[str]) -> dict
 # ---------------------------------------------------------------- main
 
 
+def git_commit() -> str | None:
+    """The commit measured (``-dirty`` with local changes), if known."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -286,6 +300,7 @@ def main(argv: list[str]) -> int:
         "workloads": [w.name for w in workloads],
         "probe": probe,
         "pythonpath": pythonpath,
+        "commit": git_commit(),
         "machine": {
             "uname": " ".join(os.uname()),
             "cpus": os.cpu_count(),
