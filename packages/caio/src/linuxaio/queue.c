@@ -1,0 +1,419 @@
+/* Requests to iocbs, io_submit, reaping completions, retries.
+ *
+ * Everything here runs with the context lock held (module.c); the GIL is
+ * released around each io_submit and each blocking io_getevents. */
+#include "aio.h"
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define AIO_BATCH 64   /* iocbs per io_submit, events per io_getevents */
+
+/* ---- lists --------------------------------------------------------------- */
+
+void aio_fifo_push(caio_req **head, caio_req **tail, caio_req *req)
+{
+    req->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = req;
+    else
+        *head = req;
+    *tail = req;
+}
+
+void aio_fifo_push_front(caio_req **head, caio_req **tail, caio_req *req)
+{
+    req->next = *head;
+    *head = req;
+    if (*tail == NULL)
+        *tail = req;
+}
+
+caio_req *aio_fifo_pop(caio_req **head, caio_req **tail)
+{
+    caio_req *req = *head;
+
+    if (req != NULL) {
+        *head = req->next;
+        if (*head == NULL)
+            *tail = NULL;
+        req->next = NULL;
+    }
+    return req;
+}
+
+int aio_fifo_remove(caio_req **head, caio_req **tail, caio_req *req)
+{
+    caio_req *prev = NULL;
+
+    for (caio_req *it = *head; it != NULL; prev = it, it = it->next) {
+        if (it != req)
+            continue;
+        if (prev != NULL)
+            prev->next = it->next;
+        else
+            *head = it->next;
+        if (*tail == it)
+            *tail = prev;
+        it->next = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+void aio_wake(AioContext *ctx)
+{
+    uint64_t one = 1;
+
+    /* Fails only when the counter is about to overflow: readable anyway. */
+    if (write(ctx->efd, &one, sizeof(one)) < 0) {
+        /* nothing to do */
+    }
+}
+
+/* ---- iocbs ---------------------------------------------------------------- */
+
+int aio_req_prep(AioContext *ctx, caio_req *req)
+{
+    struct iocb *cb = aio_req_iocb(req);
+    struct stat st;
+
+    memset(cb, 0, sizeof(*cb));
+    cb->aio_data = (uint64_t)(uintptr_t)req;
+    cb->aio_fildes = (uint32_t)req->fd;
+    /* Without IOCB_FLAG_IOPRIO the kernel ignores the field, as caio 0.12
+     * callers expect (any priority value works). */
+    cb->aio_reqprio = (int16_t)(uint16_t)req->priority;
+    cb->aio_flags = IOCB_FLAG_RESFD;
+    cb->aio_resfd = (uint32_t)ctx->efd;
+
+    switch (req->opcode) {
+    case CAIO_READ:
+        cb->aio_lio_opcode = IOCB_CMD_PREAD;
+        cb->aio_rw_flags = RWF_NOWAIT;   /* see aio.h */
+        break;
+    case CAIO_WRITE:
+        cb->aio_lio_opcode = IOCB_CMD_PWRITE;
+        if (fstat(req->fd, &st) < 0)
+            return -errno;
+        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+            cb->aio_rw_flags = RWF_NOWAIT;
+        break;
+    case CAIO_FSYNC:
+        cb->aio_lio_opcode = IOCB_CMD_FSYNC;   /* kernel >= 4.18 */
+        break;
+    default:
+        cb->aio_lio_opcode = IOCB_CMD_FDSYNC;
+        break;
+    }
+    if (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE) {
+        cb->aio_buf = (uint64_t)(uintptr_t)req->data;
+        cb->aio_nbytes = req->nbytes;
+        cb->aio_offset = req->offset;
+    }
+    /* Until the request is done, result counts the bytes earlier rounds
+     * transferred (a read resubmitted after a short RWF_NOWAIT answer). */
+    req->result = 0;
+    req->flags &= (uint8_t)~AIO_REQ_PRIVATE;
+    return 0;
+}
+
+/* Resubmit the rest of the request, this time allowed to block. */
+static void req_prep_retry(caio_req *req)
+{
+    struct iocb *cb = aio_req_iocb(req);
+    size_t done = (size_t)req->result;
+
+    cb->aio_rw_flags &= ~(__kernel_rwf_t)RWF_NOWAIT;
+    cb->aio_buf = (uint64_t)(uintptr_t)(req->data + done);
+    cb->aio_nbytes = req->nbytes - done;
+    cb->aio_offset = req->offset + (int64_t)done;
+}
+
+/* A refusal straight from io_submit: the clearest errno and message. */
+static void req_set_error(caio_req *req, long long res, int from_submit)
+{
+    struct stat st;
+    int err = (int)-res;
+
+    if (from_submit && (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE) &&
+        (err == EINVAL || err == EOPNOTSUPP)) {
+        /* A directory has no read_iter: the kernel says EINVAL where
+         * read(2) says EISDIR. */
+        if (fstat(req->fd, &st) == 0 && S_ISDIR(st.st_mode))
+            err = EISDIR;
+        else
+            req->flags |= AIO_REQ_REJECTED;
+    }
+    req->result = -err;
+}
+
+void aio_req_fail(caio_req *req, long err, int from_submit)
+{
+    req_set_error(req, err < 0 ? err : -err, from_submit);
+}
+
+/* Account for one answer from the kernel (an event's res, or an io_submit
+ * error as -errno). Returns 1 when the request is finished (req->result is
+ * final), 0 when it must be resubmitted (its iocb is updated). */
+static int req_complete(caio_req *req, long long res, int allow_retry, int from_submit)
+{
+    struct iocb *cb = aio_req_iocb(req);
+    long long done = req->result;
+    struct stat st;
+
+    if (cb->aio_rw_flags & RWF_NOWAIT) {
+        int would_block = res == -EAGAIN || res == -EOPNOTSUPP;
+        int short_read = req->opcode == CAIO_READ && res > 0 &&
+                         (unsigned long long)(done + res) < req->nbytes;
+
+        if ((would_block || short_read) && fstat(req->fd, &st) == 0) {
+            if (S_ISDIR(st.st_mode) && would_block) {
+                req->result = -EISDIR;
+                return 1;
+            }
+            if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
+                /* Not cached (or the driver has no non-blocking mode):
+                 * a regular file is worth waiting for. A short answer
+                 * at the end of a regular file is simply the end. */
+                if (res > 0) {
+                    done += res;
+                    req->result = done;
+                    if (S_ISREG(st.st_mode) && req->offset + done >= st.st_size)
+                        return 1;
+                }
+                if (allow_retry) {
+                    req_prep_retry(req);
+                    return 0;
+                }
+                /* Closing: no more rounds. */
+                req->result = done > 0 ? done : -ECANCELED;
+                return 1;
+            }
+            if (would_block) {
+                /* A pipe, socket or device that would block the loop. */
+                if (done > 0) {
+                    req->result = done;
+                } else {
+                    req->result = res;
+                    req->flags |= res == -EAGAIN ? AIO_REQ_WOULD_BLOCK : AIO_REQ_REJECTED;
+                }
+                return 1;
+            }
+            /* A short read from a pipe or a device: that is what it had. */
+        }
+    }
+    if (res >= 0)
+        req->result = done + res;
+    else if (done > 0)
+        req->result = done;   /* what earlier rounds got, like read(2) */
+    else
+        req_set_error(req, res, from_submit);
+    return 1;
+}
+
+/* ---- submitting ------------------------------------------------------------ */
+
+static long submit(AioContext *ctx, long n, struct iocb **cbs)
+{
+    long r;
+    int err = 0;
+
+    /* Buffered I/O runs inside io_submit: let other threads run. */
+    Py_BEGIN_ALLOW_THREADS
+    r = aio_sys_submit(ctx->aio, n, cbs);
+    if (r < 0)
+        err = errno;
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return -err;
+    return r == 0 ? -EAGAIN : r;
+}
+
+long aio_submit_one(AioContext *ctx, caio_req *req)
+{
+    struct iocb *cb = aio_req_iocb(req);
+    long r = submit(ctx, 1, &cb);
+
+    if (r == 1) {
+        req->state = CAIO_REQ_INFLIGHT;
+        ctx->inflight++;
+    }
+    return r;
+}
+
+/* 1 if the request went back to the kernel's queue (retry), else 0 and the
+ * request is finished with the error. */
+int aio_submit_failed(AioContext *ctx, caio_req *req, long err)
+{
+    return !req_complete(req, -err, !ctx->closed, 1);
+}
+
+void aio_pump(AioContext *ctx)
+{
+    struct iocb *cbs[AIO_BATCH];
+    int woke = 0;
+
+    while (ctx->wait_head != NULL && ctx->inflight < ctx->max_requests) {
+        unsigned room = ctx->max_requests - ctx->inflight;
+        long n = 0, r;
+        caio_req *req;
+
+        for (req = ctx->wait_head; req != NULL && n < AIO_BATCH && (unsigned)n < room;
+             req = req->next)
+            cbs[n++] = aio_req_iocb(req);
+
+        r = submit(ctx, n, cbs);
+        if (r > 0) {
+            /* Partial submission: the first r are in, the rest wait; the
+             * first of those is tried again and, if it fails alone, gets
+             * the error below. */
+            for (long i = 0; i < r; i++) {
+                req = aio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
+                req->state = CAIO_REQ_INFLIGHT;
+                ctx->inflight++;
+            }
+            continue;
+        }
+        req = ctx->wait_head;
+        if (r == -EAGAIN) {
+            /* Out of kernel resources: completions will free them. With
+             * nothing in flight none will, so fail rather than wait. */
+            if (ctx->inflight > 0)
+                break;
+            aio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
+            req->result = -EAGAIN;
+        } else {
+            aio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
+            if (!req_complete(req, r, 1, 1)) {
+                aio_fifo_push_front(&ctx->wait_head, &ctx->wait_tail, req);
+                continue;
+            }
+        }
+        req->state = CAIO_REQ_DONE;
+        aio_fifo_push(&ctx->ready_head, &ctx->ready_tail, req);
+        woke = 1;   /* the kernel posted nothing for it */
+    }
+    if (woke)
+        aio_wake(ctx);
+}
+
+/* ---- reaping -------------------------------------------------------------- */
+
+typedef struct {
+    caio_req *mine;
+    enum aio_mine mine_state;
+    caio_req *retry_head, *retry_tail;
+} reap_state;
+
+static void handle_event(AioContext *ctx, const struct io_event *ev, reap_state *rs)
+{
+    caio_req *req = (caio_req *)(uintptr_t)ev->data;
+
+    if (ctx->inflight > 0)
+        ctx->inflight--;
+    if (!req_complete(req, ev->res, !ctx->closed, 0)) {
+        if (req == rs->mine) {
+            rs->mine_state = AIO_MINE_RETRY;
+        } else {
+            req->state = CAIO_REQ_WAITING;
+            aio_fifo_push(&rs->retry_head, &rs->retry_tail, req);
+        }
+        return;
+    }
+    req->state = CAIO_REQ_DONE;
+    if (req == rs->mine)
+        rs->mine_state = AIO_MINE_DONE;
+    else
+        aio_fifo_push(&ctx->ready_head, &ctx->ready_tail, req);
+}
+
+/* Read the user-space ring. -1 if it does not look sane (then the system
+ * call path takes over for good). */
+static int reap_ring(AioContext *ctx, reap_state *rs)
+{
+    struct aio_ring_header *ring = ctx->ring;
+    unsigned nr = ring->nr;
+    unsigned head = __atomic_load_n(&ring->head, __ATOMIC_RELAXED);
+    /* Acquire: the kernel writes the event, then publishes the tail. */
+    unsigned tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+
+    if (head >= nr || tail >= nr)
+        return -1;
+    while (head != tail) {
+        struct io_event ev = ring->io_events[head];
+        head = head + 1 == nr ? 0 : head + 1;
+        handle_event(ctx, &ev, rs);
+    }
+    /* Release: we are done reading those slots; the kernel may reuse them
+     * (it reads head to know how many slots we freed). */
+    __atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void reap_syscall(AioContext *ctx, reap_state *rs)
+{
+    struct io_event evs[AIO_BATCH];
+    struct timespec zero = {0, 0};
+    long n;
+
+    do {
+        n = aio_sys_getevents(ctx->aio, 0, AIO_BATCH, evs, &zero);
+        for (long i = 0; i < n; i++)
+            handle_event(ctx, &evs[i], rs);
+    } while (n == AIO_BATCH);
+}
+
+static void reap_finish(AioContext *ctx, reap_state *rs)
+{
+    /* Requests to resubmit go first, in their order. */
+    if (rs->retry_head != NULL) {
+        rs->retry_tail->next = ctx->wait_head;
+        if (ctx->wait_head == NULL)
+            ctx->wait_tail = rs->retry_tail;
+        ctx->wait_head = rs->retry_head;
+    }
+}
+
+enum aio_mine aio_reap(AioContext *ctx, caio_req *mine)
+{
+    reap_state rs = {mine, AIO_MINE_PENDING, NULL, NULL};
+
+    if (ctx->aio == 0)
+        return AIO_MINE_PENDING;
+    if (ctx->ring == NULL || reap_ring(ctx, &rs) < 0) {
+        ctx->ring = NULL;
+        reap_syscall(ctx, &rs);
+    }
+    reap_finish(ctx, &rs);
+    return rs.mine_state;
+}
+
+int aio_reap_all(AioContext *ctx)
+{
+    struct io_event evs[AIO_BATCH];
+    reap_state rs = {NULL, AIO_MINE_PENDING, NULL, NULL};
+    int err = 0;
+
+    aio_reap(ctx, NULL);
+    while (ctx->inflight > 0 && ctx->aio != 0) {
+        long n, want = ctx->inflight < AIO_BATCH ? (long)ctx->inflight : AIO_BATCH;
+
+        /* No timeout: io_destroy would wait for these requests just the
+         * same, and this way their results are delivered, not lost. */
+        Py_BEGIN_ALLOW_THREADS
+        n = aio_sys_getevents(ctx->aio, 1, want, evs, NULL);
+        if (n < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (err == EINTR)
+                continue;
+            return -err;
+        }
+        for (long i = 0; i < n; i++)
+            handle_event(ctx, &evs[i], &rs);
+    }
+    reap_finish(ctx, &rs);   /* (empty: closed contexts do not retry) */
+    return 0;
+}
