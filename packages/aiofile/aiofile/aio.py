@@ -1,0 +1,419 @@
+"""``AIOFile``: a file opened for reads and writes at explicit offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import errno
+import io
+import os
+import stat
+from collections.abc import Generator
+from concurrent.futures import Executor
+from typing import IO, TYPE_CHECKING, Any
+
+from caio.asyncio_base import AsyncioContextBase
+
+from .context import default_context
+from .modes import FileMode, parse_mode
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Buffer, Self
+
+__all__ = ("AIOFile", "FileName")
+
+FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+# read(-1) on a file of unknown size starts with this and doubles.
+_READ_ALL_START = 64 * 1024
+# The kernel's cap on one read or write (INT_MAX rounded down to a page).
+_MAX_RW = 0x7FFFF000
+
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+class AIOFile:
+    """A file for asyncio whose reads and writes name their offset.
+
+    ``AIOFile(filename, mode="r", encoding="utf-8", context=None,
+    executor=None)``: ``mode`` follows the built-in ``open`` (ValueError
+    otherwise), ``context`` is the caio context to use (default: the running
+    loop's), ``executor`` runs the calls that have no asynchronous form
+    (``open``, ``ftruncate``). Open it with ``await afp.open()``,
+    ``await AIOFile(...)`` or ``async with AIOFile(...)``.
+
+    Sizes and offsets count bytes in text mode too; ``read`` decodes and
+    ``write`` encodes with ``encoding``.
+    """
+
+    def __init__(
+        self,
+        filename: FileName,
+        mode: str = "r",
+        encoding: str = "utf-8",
+        context: AsyncioContextBase | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self._name: str | bytes = os.fspath(filename)
+        self._file_mode = parse_mode(mode)
+        # An unknown encoding fails here, as it does in the built-in open.
+        self._encoding = codecs.lookup(encoding).name
+        # What the codec writes before the first character (a BOM) or "".
+        self._bom = "".encode(self._encoding)
+        self._context = context
+        self._executor = executor
+        self._fd = -1
+        self._owns_fd = True
+        self._opened = False
+        # A file object given to from_fp: kept alive, so that its finalizer
+        # cannot close the descriptor under us.
+        self._fp: Any = None
+
+    @classmethod
+    def from_fp(cls, fp: IO[Any], **kwargs: Any) -> Self:
+        """Wrap an open file object without owning it.
+
+        The AIOFile uses ``fp``'s descriptor; closing the AIOFile leaves
+        ``fp`` open. ``mode`` and ``encoding`` default to ``fp``'s. Raises
+        ValueError if ``fp`` is closed, io.UnsupportedOperation (an OSError)
+        if it has no descriptor.
+        """
+        if fp.closed:
+            raise ValueError("I/O operation on closed file")
+        fd = fp.fileno()
+        kwargs.setdefault("mode", getattr(fp, "mode", "r+b"))
+        encoding = getattr(fp, "encoding", None)
+        if encoding:
+            kwargs.setdefault("encoding", encoding)
+        name = getattr(fp, "name", None)
+        if not isinstance(name, (str, bytes, os.PathLike)):
+            name = f"<fd {fd}>"
+        if fp.writable():
+            # Data still in fp's buffer belongs before ours.
+            fp.flush()
+        afp = cls(name, **kwargs)
+        afp._fd = fd
+        afp._owns_fd = False
+        afp._opened = True
+        afp._fp = fp
+        return afp
+
+    # --- opening and closing -------------------------------------------------
+
+    def _open_fd(self) -> int:
+        fd = os.open(self._name, self._file_mode.flags, 0o666)
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                # os.open opens a directory read-only; the built-in open
+                # refuses, and so do we.
+                raise IsADirectoryError(
+                    errno.EISDIR, os.strerror(errno.EISDIR), self._name,
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    async def open(self) -> int | None:
+        """Open the file; returns the descriptor, or None if already open.
+
+        Raises OSError (FileNotFoundError, PermissionError,
+        IsADirectoryError, FileExistsError for mode "x", ...), ValueError
+        when reopening a file that was given to ``from_fp``.
+        """
+        if self._fd >= 0:
+            return None
+        if not self._owns_fd:
+            raise ValueError(f"{self._name!r}: a closed from_fp() file cannot be reopened")
+        if self._context is None:
+            self._context = default_context()
+        loop = asyncio.get_running_loop()
+        # open() may block (network filesystems, FIFOs): not on the loop.
+        fd = await loop.run_in_executor(self._executor, self._open_fd)
+        if self._fd >= 0:  # a concurrent open() won
+            os.close(fd)
+            return None
+        self._fd = fd
+        self._opened = True
+        return fd
+
+    async def close(self) -> None:
+        """Close the file; a writable one is made durable (fdatasync) first.
+
+        Idempotent. The descriptor is released even when the sync fails;
+        that failure (OSError, e.g. EIO: data was lost) is raised. A file
+        from ``from_fp`` is synced but its descriptor stays open.
+        """
+        fd = self._fd
+        if fd < 0:
+            return
+        # From here on every operation fails clearly, and a concurrent
+        # close() returns at once.
+        self._fd = -1
+        try:
+            if self._file_mode.writable:
+                await self._sync_for_close(fd)
+        finally:
+            if self._owns_fd:
+                os.close(fd)
+            self._fp = None
+
+    async def _sync_for_close(self, fd: int) -> None:
+        context = self._context
+        try:
+            if context is None or context.closed:
+                # The loop is shutting down and took its context along:
+                # durability still matters more than not blocking.
+                _fdatasync(fd)
+            else:
+                await context.fdsync(fd)
+        except OSError as exc:
+            # Pipes, sockets, character devices: nothing to make durable.
+            if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+                raise
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        yield from self.open().__await__()
+        return self
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- state -----------------------------------------------------------------
+
+    def _closed_error(self) -> ValueError:
+        if self._opened:
+            return ValueError(f"I/O operation on closed file {self._name!r}")
+        return ValueError(
+            f"file {self._name!r} is not open: await AIOFile.open() (or use "
+            "'await AIOFile(...)' / 'async with') first",
+        )
+
+    def _bind_context(self) -> AsyncioContextBase:
+        # A from_fp() file gets the loop's default context on first use.
+        context = self._context
+        if context is None:
+            context = self._context = default_context()
+        return context
+
+    def _check_readable(self) -> int:
+        fd = self._fd
+        if fd < 0:
+            raise self._closed_error()
+        if not self._file_mode.readable:
+            raise io.UnsupportedOperation(f"file {self._name!r} is not open for reading")
+        return fd
+
+    def _check_writable(self) -> int:
+        fd = self._fd
+        if fd < 0:
+            raise self._closed_error()
+        if not self._file_mode.writable:
+            raise io.UnsupportedOperation(f"file {self._name!r} is not open for writing")
+        return fd
+
+    @property
+    def name(self) -> str | bytes:
+        """The file name given (a path-like one as ``os.fspath`` gives it)."""
+        return self._name
+
+    @property
+    def mode(self) -> FileMode:
+        """The parsed mode; ``str(afp.mode)`` spells it like ``open`` does."""
+        return self._file_mode
+
+    @property
+    def encoding(self) -> str:
+        """The codec name used in text mode."""
+        return self._encoding
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop of the file's context (the running loop before open).
+
+        Raises RuntimeError when no context is bound and no loop runs.
+        """
+        if self._context is not None:
+            return self._context.loop
+        return asyncio.get_running_loop()
+
+    @property
+    def closed(self) -> bool:
+        """True unless the file is open (before open() and after close())."""
+        return self._fd < 0
+
+    def fileno(self) -> int:
+        """The descriptor. Raises ValueError if the file is not open."""
+        fd = self._fd
+        if fd < 0:
+            raise self._closed_error()
+        return fd
+
+    def clone(self) -> Self:
+        """Another AIOFile on a duplicate descriptor of the same open file.
+
+        Each can be closed without affecting the other. Raises ValueError if
+        this file is not open, OSError if no descriptor is left.
+        """
+        fd = self.fileno()
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._fd = os.dup(fd)
+        twin._owns_fd = True
+        twin._fp = None
+        return twin
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        return f"<{type(self).__name__} {self._name!r} mode={str(self._file_mode)!r} {state}>"
+
+    # --- reading -----------------------------------------------------------------
+
+    async def read(self, size: int = -1, offset: int = 0) -> str | bytes:
+        """Read ``size`` bytes at ``offset`` (all to end of file if negative).
+
+        Returns str in text mode (decoded with ``encoding``), else bytes;
+        shorter at end of file. Raises ValueError (closed file), OSError,
+        io.UnsupportedOperation (not readable), UnicodeDecodeError.
+        """
+        data = await self.read_bytes(size, offset)
+        if self._file_mode.binary:
+            return data
+        return data.decode(self._encoding)
+
+    async def read_bytes(self, size: int = -1, offset: int = 0) -> bytes:
+        """Read ``size`` bytes at ``offset`` as bytes, whatever the mode.
+
+        A negative ``size`` reads until a read finds nothing more: to the end
+        of the file even while it grows, and to EOF on a pipe. Raises
+        ValueError (closed file, negative offset), OSError,
+        io.UnsupportedOperation (not readable).
+        """
+        fd = self._check_readable()
+        context = self._context or self._bind_context()
+        if size >= 0:
+            return await context.read(size, fd, offset)
+        return await self._read_to_end(context, fd, offset)
+
+    async def _read_to_end(self, context: AsyncioContextBase, fd: int, offset: int) -> bytes:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            hint = 0
+        else:
+            hint = st.st_size - offset if stat.S_ISREG(st.st_mode) else 0
+        size = min(hint, _MAX_RW) if hint > 0 else _READ_ALL_START
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            data = await context.read(size, fd, offset)
+            if not data:
+                break
+            parts.append(data)
+            offset += len(data)
+            total += len(data)
+            # The file was longer than it said, or has no size: grow.
+            size = min(max(total, _READ_ALL_START), _MAX_RW)
+        if len(parts) == 1:
+            return parts[0]  # the common case: no copy
+        return b"".join(parts)
+
+    # --- writing -----------------------------------------------------------------
+
+    def encode(self, data: str, offset: int = 0) -> bytes:
+        """``data`` encoded for this file, BOM only at offset 0.
+
+        Raises TypeError if ``data`` is not str, UnicodeEncodeError.
+        """
+        if not isinstance(data, str):
+            raise TypeError(f"expected str, not {type(data).__name__}")
+        encoded = data.encode(self._encoding)
+        bom = self._bom
+        if bom and offset and encoded.startswith(bom):
+            # utf-16, utf-32, utf-8-sig: the mark belongs at the start only.
+            encoded = encoded[len(bom):]
+        return encoded
+
+    async def write(self, data: str | Buffer, offset: int = 0) -> int:
+        """Write all of ``data`` at ``offset``; returns the bytes written.
+
+        Text mode takes str (encoded with ``encoding``), binary mode a
+        bytes-like object. Raises TypeError (wrong type for the mode),
+        ValueError (closed file), OSError (ENOSPC, ...),
+        io.UnsupportedOperation (not writable).
+        """
+        if self._file_mode.binary:
+            if isinstance(data, str):
+                raise TypeError(
+                    f"file {self._name!r} is open in binary mode: write() needs a "
+                    "bytes-like object, not str",
+                )
+            return await self.write_bytes(data, offset)
+        if not isinstance(data, str):
+            raise TypeError(
+                f"file {self._name!r} is open in text mode: write() needs str, "
+                f"not {type(data).__name__}",
+            )
+        return await self.write_bytes(self.encode(data, offset), offset)
+
+    async def write_bytes(self, data: Buffer, offset: int = 0) -> int:
+        """Write all of the bytes-like ``data`` at ``offset``, whatever the mode.
+
+        Short writes are continued until every byte is written. Returns the
+        count. Raises TypeError (str or a non-buffer), ValueError (closed),
+        OSError, io.UnsupportedOperation (not writable).
+        """
+        if isinstance(data, str):
+            raise TypeError("write_bytes() needs a bytes-like object, not str")
+        fd = self._check_writable()
+        context = self._context or self._bind_context()
+        view = memoryview(data)
+        total = view.nbytes
+        if not total:
+            return 0
+        written = await context.write(data, fd, offset)
+        if written == total:
+            return written
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        while written < total:
+            # A short write (a signal, a full pipe, RLIMIT_FSIZE): go on
+            # from where the kernel stopped.
+            n = await context.write(view[written:], fd, offset + written)
+            if n <= 0:
+                raise OSError(errno.EIO, f"write to {self._name!r} made no progress")
+            written += n
+        return written
+
+    async def fsync(self) -> None:
+        """Flush data and metadata to the device. Raises ValueError, OSError."""
+        fd = self.fileno()
+        await (self._context or self._bind_context()).fsync(fd)
+
+    async def fdsync(self) -> None:
+        """Flush data (and the metadata needed to read it back) to the device.
+
+        Raises ValueError (closed), OSError.
+        """
+        fd = self.fileno()
+        await (self._context or self._bind_context()).fdsync(fd)
+
+    async def truncate(self, length: int = 0) -> None:
+        """Cut or extend the file to ``length`` bytes.
+
+        Raises ValueError (closed), OSError (EINVAL if not writable).
+        """
+        fd = self.fileno()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, os.ftruncate, fd, length)

@@ -1,0 +1,120 @@
+"""Splitting a stream of chunks into lines at C speed.
+
+A splitter takes the incomplete line left from the previous chunk (the
+"tail") and a new chunk, and returns the complete lines, each ending with
+the separator, followed by the new tail (possibly empty).
+
+``str.splitlines(keepends=True)`` and ``bytes.splitlines`` make every line
+object in one C loop, far faster than ``split`` plus re-adding separators
+in Python. But they also break at other characters (``\\r``, and for str
+``\\v \\f \\x1c-\\x1e \\x85 \\u2028 \\u2029``), so each chunk is first checked,
+with ``in`` and ``count`` (memchr speed), for anything that would make
+them split differently from the separator; only such chunks take the exact
+(slower) path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ("Splitter", "make_splitter")
+
+AnyStr_ = TypeVar("AnyStr_", str, bytes)
+Splitter = Callable[[AnyStr_, AnyStr_], list[AnyStr_]]
+
+# Line breaks of str.splitlines other than "\n" and "\r".
+_STR_ASCII_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+_STR_WIDE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _no_other_str_breaks(data: str) -> bool:
+    for char in _STR_ASCII_BREAKS:
+        if char in data:
+            return False
+    # str.isascii() is O(1): CPython stores it in the object.
+    if not data.isascii():
+        for char in _STR_WIDE_BREAKS:
+            if char in data:
+                return False
+    return True
+
+
+def _exact(tail: AnyStr_, chunk: AnyStr_, sep: AnyStr_) -> list[AnyStr_]:
+    parts = (tail + chunk).split(sep)
+    last = parts.pop()
+    lines = [part + sep for part in parts]
+    lines.append(last)
+    return lines
+
+
+def _split_lf_str(tail: str, chunk: str) -> list[str]:
+    # splitlines() agrees with split("\n") when every "\r" is part of a
+    # "\r\n" (a "\r\n" line still ends with "\n") and no other break occurs.
+    if ("\r" in chunk and chunk.count("\r") != chunk.count("\r\n")) or not (
+        _no_other_str_breaks(chunk)
+    ):
+        return _exact(tail, chunk, "\n")
+    lines = chunk.splitlines(True)
+    if tail:
+        # A one-character separator cannot straddle the chunk edge.
+        lines[0] = tail + lines[0]
+    if chunk[-1] == "\n":
+        lines.append("")
+    return lines
+
+
+def _split_lf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
+    if b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
+        return _exact(tail, chunk, b"\n")
+    lines = chunk.splitlines(True)
+    if tail:
+        lines[0] = tail + lines[0]
+    if chunk[-1] == 10:  # b"\n"
+        lines.append(b"")
+    return lines
+
+
+def _split_crlf_str(tail: str, chunk: str) -> list[str]:
+    # A "\r\n" may straddle the edge: split the joined data.
+    data = tail + chunk if tail else chunk
+    n = data.count("\r\n")
+    if n != data.count("\n") or n != data.count("\r") or not _no_other_str_breaks(data):
+        return _exact("", data, "\r\n")
+    lines = data.splitlines(True)
+    if data.endswith("\r\n"):
+        lines.append("")
+    return lines
+
+
+def _split_crlf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
+    data = tail + chunk if tail else chunk
+    n = data.count(b"\r\n")
+    if n != data.count(b"\n") or n != data.count(b"\r"):
+        return _exact(b"", data, b"\r\n")
+    lines = data.splitlines(True)
+    if data.endswith(b"\r\n"):
+        lines.append(b"")
+    return lines
+
+
+def make_splitter(sep: AnyStr_) -> Callable[[AnyStr_, AnyStr_], list[AnyStr_]]:
+    """The fastest exact splitter for ``sep`` (str or bytes, not empty).
+
+    Raises ValueError for an empty separator, TypeError for another type.
+    """
+    if not isinstance(sep, (str, bytes)):
+        raise TypeError(f"line separator must be str or bytes, not {type(sep).__name__}")
+    if not sep:
+        raise ValueError("empty line separator")
+    known: dict[object, Callable[..., list[Any]]] = {
+        "\n": _split_lf_str, b"\n": _split_lf_bytes,
+        "\r\n": _split_crlf_str, b"\r\n": _split_crlf_bytes,
+    }
+    if sep in known:
+        return known[sep]
+
+    def split(tail: AnyStr_, chunk: AnyStr_) -> list[AnyStr_]:
+        return _exact(tail, chunk, sep)
+
+    return split

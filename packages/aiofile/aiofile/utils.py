@@ -1,0 +1,794 @@
+"""Sequential access on top of ``AIOFile``: readers, writers, file wrappers.
+
+Speed notes, because they shape the code:
+
+* Lines are cut from large chunks (``LINE_CHUNK_SIZE``) by the splitters of
+  ``aiofile.lines`` and kept as an *iterator* over a pre-split list. The
+  async generator behind ``async for`` and the fast path of ``readline()``
+  both take from that same iterator, so their per-line cost is one
+  ``next()``, and they can be mixed freely. Whatever is read from the disk
+  but not handed out yet is "pending": the iterator, then ``_tail`` (an
+  incomplete last line), then (text) the bytes the decoder holds back.
+* Chunk reads call the caio context directly: each extra ``async def``
+  layer on the path costs about as much as a page-cache read of a few KiB.
+* A whole chunk read is returned as the very bytes object caio made.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+
+from .aio import AIOFile, FileName
+from .lines import make_splitter
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Buffer, Self
+
+__all__ = (
+    "BinaryFileWrapper",
+    "FileIOCloner",
+    "FileIOWrapperBase",
+    "LineReader",
+    "Reader",
+    "TextFileWrapper",
+    "Writer",
+    "async_open",
+    "clone",
+)
+
+#: Chunk size of line iteration and readline(): large enough that the
+#: per-chunk costs (a read, a decode, a split) vanish against the per-line ones.
+LINE_CHUNK_SIZE = 256 * 1024
+#: Default chunk size of Reader and iter_chunked().
+CHUNK_SIZE = 32 * 1024
+
+T = TypeVar("T", str, bytes)
+
+
+class _Pending(Generic[T]):
+    """Data read from the disk and not yet consumed; the line machinery.
+
+    ``_pos`` is the offset of the next disk read. Text subclasses set
+    ``_decoder``; the logical position is ``_pos`` minus the pending data.
+    """
+
+    _file: AIOFile
+    _pos: int
+    _empty: T
+    _sep: T
+
+    def _init_pending(self, afp: AIOFile, offset: int, chunk_size: int, sep: T | None) -> None:
+        if offset < 0:
+            raise ValueError(f"negative offset {offset}")
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        self._file = afp
+        self._pos = offset
+        self._chunk_size = chunk_size
+        self._lines: Iterator[T] | None = None
+        self._tail: T = self._empty
+        text = not afp.mode.binary
+        self._decoder: codecs.IncrementalDecoder | None = (
+            codecs.getincrementaldecoder(afp.encoding)() if text else None
+        )
+        if sep is None:
+            sep = self._sep
+        self._line_sep: T = sep
+        self._split: Callable[[T, T], list[T]] = make_splitter(sep)
+
+    async def _fill(self) -> bool:
+        """Make ``_lines`` hold at least one line; False when all is read.
+
+        At end of file an incomplete last line becomes the last line.
+        """
+        afp = self._file
+        fd = afp._fd
+        if fd < 0:
+            raise afp._closed_error()
+        read = (afp._context or afp._bind_context()).read
+        decoder = self._decoder
+        split = self._split
+        size = self._chunk_size
+        while True:
+            chunk: Any = await read(size, fd, self._pos)
+            if chunk:
+                self._pos += len(chunk)
+                if decoder is not None:
+                    chunk = decoder.decode(chunk)
+                    if not chunk:  # only part of a character so far
+                        continue
+            elif decoder is not None and (rest := decoder.decode(b"", True)):
+                chunk = rest  # never happens with strict errors; "replace" does
+            else:
+                tail = self._tail
+                if tail:
+                    self._tail = self._empty
+                    self._lines = iter((tail,))
+                    return True
+                return False
+            lines = split(self._tail, chunk)
+            self._tail = lines.pop()
+            if lines:
+                self._lines = iter(lines)
+                return True
+
+    async def _iter_lines(self) -> AsyncIterator[T]:
+        # One async generator for the whole file: its per-item cost is far
+        # below that of an ``async def __anext__`` per line.
+        while True:
+            lines = self._lines
+            if lines is None:
+                if not await self._fill():
+                    return
+                continue
+            for line in lines:
+                yield line
+            if self._lines is lines:
+                self._lines = None
+
+    async def _readline(self) -> T:
+        """The next line (with its separator), "" / b"" at end of file."""
+        lines = self._lines
+        while True:
+            if lines is not None:
+                for line in lines:
+                    return line
+                self._lines = None
+            if not await self._fill():
+                return self._empty
+            lines = self._lines
+
+    def _take_pending(self) -> T:
+        """All pending data as one string; the line state is dropped."""
+        lines = self._lines
+        if lines is not None:
+            self._lines = None
+            rest = self._empty.join(lines)
+            if rest:
+                self._tail = rest + self._tail
+        pending = self._tail
+        self._tail = self._empty
+        return pending
+
+    def _push_back(self, data: T) -> None:
+        """Make ``data`` (read but not consumed) the pending data."""
+        if not data:
+            self._lines = None
+            self._tail = self._empty
+            return
+        lines = self._split(self._empty, data)
+        self._tail = lines.pop()
+        self._lines = iter(lines) if lines else None
+
+    def _pending_bytes(self) -> int:
+        """How many bytes of the file the pending data stands for."""
+        # Counting consumes the line iterator: split the data again.
+        data = self._take_pending()
+        self._push_back(data)
+        decoder = self._decoder
+        if decoder is None:
+            return len(data)
+        held = len(decoder.getstate()[0])
+        if data:
+            afp = self._file
+            text: Any = data
+            held += len(text.encode(afp.encoding)) - len(afp._bom)
+        return held
+
+    def _reset(self, offset: int) -> None:
+        self._pos = offset
+        self._lines = None
+        self._tail = self._empty
+        if self._decoder is not None:
+            self._decoder.reset()
+
+
+class FileIOWrapperBase(_Pending[T]):
+    """What ``async_open`` returns: a file object for asyncio.
+
+    It keeps a position like the built-in file objects (``seek``,
+    ``tell``; bytes in both modes). Usable as ``await async_open(...)`` and
+    ``async with async_open(...)``; ``async for line in f`` iterates lines.
+    """
+
+    _empty: T
+    _sep: T
+
+    def __init__(self, afp: AIOFile, *, offset: int = 0) -> None:
+        self._init_pending(afp, offset, LINE_CHUNK_SIZE, None)
+        self._readable = afp.mode.readable
+        self._writable = afp.mode.writable
+        if afp.mode.appending and afp._fd >= 0:
+            self._pos = os.fstat(afp._fd).st_size
+
+    @property
+    def file(self) -> AIOFile:
+        """The underlying AIOFile."""
+        return self._file
+
+    @property
+    def closed(self) -> bool:
+        """True when the file is not open."""
+        return self._file.closed
+
+    @property
+    def name(self) -> str | bytes:
+        """The file name."""
+        return self._file.name
+
+    @property
+    def mode(self) -> str:
+        """The mode as the built-in ``open`` spells it."""
+        return str(self._file.mode)
+
+    def fileno(self) -> int:
+        """The descriptor. Raises ValueError if the file is closed."""
+        return self._file.fileno()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._file!r} pos={self._pos}>"
+
+    async def _open(self) -> Self:
+        afp = self._file
+        if afp._fd < 0:
+            await afp.open()
+            if afp.mode.appending:
+                self._reset(os.fstat(afp._fd).st_size)
+        return self
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Self:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        if not self._readable:
+            raise io.UnsupportedOperation(f"file {self._file.name!r} is not open for reading")
+        return self._iter_lines()
+
+    async def close(self) -> None:
+        """Close the file (fdatasync first if writable). Raises OSError."""
+        await self._file.close()
+
+    def tell(self) -> int:
+        """The current position in bytes."""
+        return self._pos - self._pending_bytes()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move to ``offset`` (bytes) from ``whence``; returns the position.
+
+        Raises ValueError for a negative result or an unknown ``whence``,
+        OSError (SEEK_END on a closed file).
+        """
+        if whence == os.SEEK_SET:
+            position = offset
+        elif whence == os.SEEK_CUR:
+            position = self.tell() + offset
+        elif whence == os.SEEK_END:
+            position = os.fstat(self._file.fileno()).st_size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._reset(position)
+        return position
+
+    async def flush(self, sync_metadata: bool = False) -> None:
+        """Make written data durable: fdatasync, or fsync if ``sync_metadata``.
+
+        Raises ValueError (closed), OSError.
+        """
+        if sync_metadata:
+            await self._file.fsync()
+        else:
+            await self._file.fdsync()
+
+    def _write_position(self) -> int:
+        # Writing after reading writes where reading got to.
+        if self._lines is not None or self._tail or self._decoder is not None:
+            position = self.tell()
+            self._reset(position)
+            return position
+        return self._pos
+
+    async def iter_chunked(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[T]:
+        """Yield the rest of the file in chunks of up to ``chunk_size`` bytes.
+
+        Text mode yields decoded str. The position follows the iteration.
+        Raises ValueError (closed file, chunk_size <= 0), OSError.
+        """
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        pending = self._take_pending()
+        if pending:
+            yield pending
+        afp = self._file
+        decoder = self._decoder
+        while True:
+            fd = afp._fd
+            if fd < 0:
+                raise afp._closed_error()
+            chunk: Any = await (afp._context or afp._bind_context()).read(
+                chunk_size, fd, self._pos,
+            )
+            if not chunk:
+                if decoder is not None and (rest := decoder.decode(b"", True)):
+                    yield rest  # type: ignore[misc]
+                return
+            self._pos += len(chunk)
+            if decoder is not None:
+                chunk = decoder.decode(chunk)
+                if not chunk:
+                    continue
+            yield chunk
+
+
+class BinaryFileWrapper(FileIOWrapperBase[bytes]):
+    """``async_open`` in a binary mode: reads and writes bytes."""
+
+    _empty = b""
+    _sep = b"\n"
+
+    async def read(self, length: int = -1) -> bytes:
+        """Up to ``length`` bytes (fewer only at end of file), all if negative.
+
+        Raises ValueError (closed), io.UnsupportedOperation (not readable),
+        OSError.
+        """
+        afp = self._file
+        if length > 0 and self._lines is None and not self._tail:
+            # The fast path: one read, its bytes handed through.
+            fd = afp._fd
+            if fd < 0 or not self._readable:
+                afp._check_readable()
+            read = (afp._context or afp._bind_context()).read
+            data = await read(length, fd, self._pos)
+            n = len(data)
+            self._pos += n
+            if n == length or not n:
+                return data
+            return await self._read_more(data, length)
+        return await self._read_slow(length)
+
+    async def _read_more(self, data: bytes, length: int) -> bytes:
+        # Short, not empty: a pipe, or the end of a regular file (then the
+        # next read confirms with b"").
+        parts = [data]
+        got = len(data)
+        afp = self._file
+        while got < length:
+            fd = afp._check_readable()
+            more = await (afp._context or afp._bind_context()).read(
+                length - got, fd, self._pos,
+            )
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+            self._pos += len(more)
+        return b"".join(parts)
+
+    async def _read_slow(self, length: int) -> bytes:
+        afp = self._file
+        afp._check_readable()
+        if length == 0:
+            return b""
+        pending = self._take_pending()
+        if length < 0:
+            rest = await afp.read_bytes(-1, self._pos)
+            self._pos += len(rest)
+            return pending + rest if pending else rest
+        if len(pending) >= length:
+            self._push_back(pending[length:])
+            return pending[:length] if len(pending) > length else pending
+        data = await self.read(length - len(pending))
+        return pending + data
+
+    async def readline(self, size: int = -1, newline: bytes | None = None) -> bytes:
+        """The next line ending with ``newline`` (default b"\\n"), b"" at EOF.
+
+        At most ``size`` bytes if ``size`` >= 0. Raises ValueError (closed,
+        empty ``newline``), io.UnsupportedOperation, OSError.
+        """
+        if size < 0 and (newline is None or newline == b"\n"):
+            return await self._readline()
+        self._file._check_readable()
+        return await _readline_slow(self, size, b"\n" if newline is None else newline)
+
+    async def write(self, data: Buffer) -> int:
+        """Write all of the bytes-like ``data`` at the position; returns its length.
+
+        Raises TypeError (str), ValueError (closed), io.UnsupportedOperation,
+        OSError.
+        """
+        if isinstance(data, str):
+            raise TypeError(
+                f"file {self._file.name!r} is open in binary mode: write() needs a "
+                "bytes-like object, not str",
+            )
+        position = self._write_position()
+        written = await self._file.write_bytes(data, position)
+        self._pos = position + written
+        return written
+
+
+class TextFileWrapper(FileIOWrapperBase[str]):
+    """``async_open`` in a text mode: reads and writes str.
+
+    Decoding is incremental: a character split between two reads decodes
+    correctly in any encoding. Line endings are not translated.
+    """
+
+    _empty = ""
+    _sep = "\n"
+
+    async def read(self, length: int = -1) -> str:
+        """Up to ``length`` characters (fewer only at end of file), all if negative.
+
+        Raises ValueError (closed), io.UnsupportedOperation,
+        UnicodeDecodeError, OSError.
+        """
+        afp = self._file
+        afp._check_readable()
+        decoder = self._decoder
+        assert decoder is not None
+        if length == 0:
+            return ""
+        text = self._take_pending()
+        if length < 0:
+            data = await afp.read_bytes(-1, self._pos)
+            self._pos += len(data)
+            rest = decoder.decode(data, True)
+            return text + rest if text else rest
+        parts = [text] if text else []
+        got = len(text)
+        read = (afp._context or afp._bind_context()).read
+        while got < length:
+            fd = afp._check_readable()
+            # At least one byte per character: the missing count is a fair
+            # first request, rounded up to spare syscalls on tiny reads.
+            data = await read(max(length - got, 4096), fd, self._pos)
+            if not data:
+                rest = decoder.decode(b"", True)
+                if rest:
+                    parts.append(rest)
+                    got += len(rest)
+                break
+            self._pos += len(data)
+            chunk = decoder.decode(data)
+            parts.append(chunk)
+            got += len(chunk)
+        text = "".join(parts) if len(parts) != 1 else parts[0]
+        if len(text) > length:
+            self._push_back(text[length:])
+            return text[:length]
+        return text
+
+    async def readline(self, size: int = -1, newline: str | None = None) -> str:
+        """The next line ending with ``newline`` (default "\\n"), "" at EOF.
+
+        At most ``size`` characters if ``size`` >= 0. Raises ValueError
+        (closed, empty ``newline``), io.UnsupportedOperation,
+        UnicodeDecodeError, OSError.
+        """
+        if size < 0 and (newline is None or newline == "\n"):
+            return await self._readline()
+        self._file._check_readable()
+        return await _readline_slow(self, size, "\n" if newline is None else newline)
+
+    async def write(self, data: str) -> int:
+        """Write all of ``data`` at the position; returns its length in characters.
+
+        Raises TypeError (not str), ValueError (closed), UnicodeEncodeError,
+        io.UnsupportedOperation, OSError.
+        """
+        if not isinstance(data, str):
+            raise TypeError(
+                f"file {self._file.name!r} is open in text mode: write() needs str, "
+                f"not {type(data).__name__}",
+            )
+        position = self._write_position()
+        afp = self._file
+        written = await afp.write_bytes(afp.encode(data, position), position)
+        self._pos = position + written
+        return len(data)
+
+
+async def _readline_slow(reader: _Pending[T], size: int, sep: T) -> T:
+    """readline with a size limit or another separator than the split one."""
+    if not sep:
+        raise ValueError("empty line separator")
+    buf: Any = reader._take_pending()
+    afp = reader._file
+    decoder = reader._decoder
+    search = 0
+    while True:
+        index = buf.find(sep, search)
+        if index >= 0:
+            end = index + len(sep)
+            if size >= 0:
+                end = min(end, size)
+            break
+        if size >= 0 and len(buf) >= size:
+            end = size
+            break
+        search = max(0, len(buf) - len(sep) + 1)
+        fd = afp._check_readable()
+        chunk: Any = await (afp._context or afp._bind_context()).read(
+            reader._chunk_size, fd, reader._pos,
+        )
+        if not chunk:
+            end = len(buf)
+            if decoder is not None and (rest := decoder.decode(b"", True)):
+                buf += rest
+                continue
+            break
+        reader._pos += len(chunk)
+        buf += decoder.decode(chunk) if decoder is not None else chunk
+    reader._push_back(buf[end:])
+    line: T = buf[:end]
+    return line
+
+
+class Reader(Generic[T]):
+    """Async iterator over the chunks of an AIOFile from ``offset``.
+
+    Chunks are bytes in binary mode, str in text mode (decoded
+    incrementally: a character is never split). Each byte is read once.
+    """
+
+    CHUNK_SIZE = CHUNK_SIZE
+
+    def __init__(self, aio_file: AIOFile, offset: int = 0, chunk_size: int = CHUNK_SIZE) -> None:
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        self.file = aio_file
+        self.offset = offset
+        self.chunk_size = chunk_size
+        self._decoder = (
+            None if aio_file.mode.binary
+            else codecs.getincrementaldecoder(aio_file.encoding)()
+        )
+
+    async def read_chunk(self) -> T:
+        """The next chunk; empty at end of file.
+
+        Raises ValueError (closed), OSError, UnicodeDecodeError.
+        """
+        afp = self.file
+        decoder = self._decoder
+        while True:
+            fd = afp._check_readable()
+            chunk: Any = await (afp._context or afp._bind_context()).read(
+                self.chunk_size, fd, self.offset,
+            )
+            self.offset += len(chunk)
+            if decoder is None:
+                return chunk  # type: ignore[no-any-return]
+            if not chunk:
+                return decoder.decode(b"", True)  # type: ignore[return-value]
+            text = decoder.decode(chunk)
+            if text:
+                return text  # type: ignore[return-value]
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        chunk = await self.read_chunk()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+class Writer:
+    """Appends to an AIOFile sequentially from ``offset``: ``await writer(data)``.
+
+    Each call reserves its byte range before writing, so concurrent calls
+    land one after the other in call order.
+    """
+
+    def __init__(self, aio_file: AIOFile, offset: int = 0) -> None:
+        self.file = aio_file
+        self.offset = offset
+
+    async def __call__(self, data: str | Buffer) -> None:
+        """Write ``data`` (str in text mode, bytes-like in binary mode).
+
+        Raises TypeError (wrong type for the mode), ValueError (closed),
+        OSError.
+        """
+        afp = self.file
+        offset = self.offset
+        if afp.mode.binary:
+            if isinstance(data, str):
+                raise TypeError(
+                    f"file {afp.name!r} is open in binary mode: Writer needs a "
+                    "bytes-like object, not str",
+                )
+            payload: Buffer = data
+            size = memoryview(data).nbytes
+        else:
+            if not isinstance(data, str):
+                raise TypeError(
+                    f"file {afp.name!r} is open in text mode: Writer needs str, "
+                    f"not {type(data).__name__}",
+                )
+            encoded = afp.encode(data, offset)
+            payload = encoded
+            size = len(encoded)
+        self.offset = offset + size
+        await afp.write_bytes(payload, offset)
+
+
+class LineReader(_Pending[T]):
+    """Async iterator over the lines of an AIOFile, each with its separator.
+
+    ``line_sep`` may be any non-empty string ("\\n", "\\r\\n", "||", ...);
+    lines are str in text mode and bytes in binary mode (a str separator is
+    encoded there). Each byte of the file is read once, in chunks of
+    ``chunk_size``; the last line may lack the separator.
+    """
+
+    CHUNK_SIZE = LINE_CHUNK_SIZE
+
+    def __init__(
+        self,
+        aio_file: AIOFile,
+        offset: int = 0,
+        chunk_size: int = CHUNK_SIZE,
+        line_sep: str | bytes = "\n",
+    ) -> None:
+        if aio_file.mode.binary:
+            self._empty = b""  # type: ignore[assignment]
+            if isinstance(line_sep, str):
+                line_sep = line_sep.encode(aio_file.encoding)
+        else:
+            self._empty = ""  # type: ignore[assignment]
+            if isinstance(line_sep, bytes):
+                line_sep = line_sep.decode(aio_file.encoding)
+        self._init_pending(aio_file, offset, chunk_size, line_sep)  # type: ignore[arg-type]
+
+    @property
+    def file(self) -> AIOFile:
+        """The AIOFile read."""
+        return self._file
+
+    @property
+    def offset(self) -> int:
+        """Offset of the next line not yet returned, in bytes."""
+        return self._pos - self._pending_bytes()
+
+    async def readline(self) -> T:
+        """The next line, empty at end of file.
+
+        Raises ValueError (closed), OSError, UnicodeDecodeError.
+        """
+        return await self._readline()
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iter_lines()
+
+    async def __anext__(self) -> T:
+        line = await self._readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+
+FileIOWrapper = BinaryFileWrapper | TextFileWrapper
+
+_BinaryMode = Literal[
+    "rb", "wb", "ab", "xb", "rb+", "wb+", "ab+", "xb+", "r+b", "w+b", "a+b", "x+b",
+    "br", "bw", "ba", "bx", "br+", "bw+", "ba+", "bx+",
+]
+_TextMode = Literal[
+    "r", "w", "a", "x", "r+", "w+", "a+", "x+",
+    "rt", "wt", "at", "xt", "rt+", "wt+", "at+", "xt+", "r+t", "w+t", "a+t", "x+t",
+]
+
+
+@overload
+def async_open(
+    file_specifier: FileName | IO[Any], mode: _BinaryMode, *args: Any, **kwargs: Any,
+) -> BinaryFileWrapper: ...
+
+
+@overload
+def async_open(
+    file_specifier: FileName | IO[Any], mode: _TextMode = ..., *args: Any, **kwargs: Any,
+) -> TextFileWrapper: ...
+
+
+@overload
+def async_open(
+    file_specifier: FileName | IO[Any], mode: str = ..., *args: Any, **kwargs: Any,
+) -> BinaryFileWrapper | TextFileWrapper: ...
+
+
+def async_open(
+    file_specifier: FileName | IO[Any], mode: str = "r", *args: Any, **kwargs: Any,
+) -> BinaryFileWrapper | TextFileWrapper:
+    """Open a path (or wrap an open file object) like the built-in ``open``.
+
+    Returns a BinaryFileWrapper or a TextFileWrapper by ``mode``; use it with
+    ``await`` or ``async with`` to open it. Other arguments go to AIOFile
+    (``encoding``, ``context``, ``executor``). A file object keeps its own
+    mode unless one is given, is not owned (closing the wrapper leaves it
+    open) and is read from offset 0. Raises ValueError (bad mode), TypeError.
+    """
+    if isinstance(file_specifier, (str, bytes, os.PathLike)):
+        afp = AIOFile(file_specifier, mode, *args, **kwargs)
+    else:
+        if mode != "r":
+            kwargs["mode"] = mode
+        afp = AIOFile.from_fp(file_specifier, *args, **kwargs)
+    if afp.mode.binary:
+        return BinaryFileWrapper(afp)
+    return TextFileWrapper(afp)
+
+
+W = TypeVar("W", BinaryFileWrapper, TextFileWrapper)
+
+
+class FileIOCloner(Generic[W]):
+    """What ``clone(wrapper)`` returns: ``await`` it or ``async with`` it.
+
+    The clone is a wrapper of the same class on a duplicate descriptor of
+    the same open file, with its own position starting at 0; closing it
+    leaves the original open.
+    """
+
+    def __init__(self, wrapper: W) -> None:
+        self._wrapper: W = wrapper
+        self._clone: W | None = None
+
+    def _make(self) -> W:
+        # Synchronous: os.dup() does not block. Raises ValueError when the
+        # original is closed.
+        wrapper = self._wrapper
+        twin: W = type(wrapper)(wrapper.file.clone())
+        self._clone = twin
+        return twin
+
+    async def _get(self) -> W:
+        return self._make()
+
+    def __await__(self) -> Generator[Any, None, W]:
+        return self._get().__await__()
+
+    async def __aenter__(self) -> W:
+        return self._make()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._clone is not None:
+            await self._clone.close()
+
+
+def clone(wrapper: W) -> FileIOCloner[W]:
+    """A second wrapper on ``wrapper``'s open file with its own position.
+
+    ``g = await clone(f)`` (close ``g`` yourself) or ``async with clone(f)
+    as g``. Raises ValueError (on use) if ``f`` is closed.
+    """
+    return FileIOCloner(wrapper)
