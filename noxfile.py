@@ -369,6 +369,6 @@ def bench(session: nox.Session) -> None:
     script = ROOT / "benchmarks" / "run.py"
     if not script.exists():
         session.error(f"{script} does not exist yet")
-    install_packages(session, "aiofiles")
+    install_packages(session, "aiofiles", "matplotlib")
     with session.chdir(ROOT):
         session.run("python", str(script), *session.posargs)
