@@ -1,0 +1,60 @@
+"""Fixtures shared by aiofile's tests.
+
+``context`` runs every test that takes it once per importable caio backend
+and once with the default context (``None``: the running loop's own).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import caio
+
+BACKENDS = [pytest.param(None, id="default")] + [
+    pytest.param(module, id=module.__name__.rsplit(".", 1)[-1].replace("_asyncio", ""))
+    for module in caio.variants_asyncio
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def context(request: pytest.FixtureRequest, event_loop: Any) -> Any:
+    """A caio AsyncioContext of one backend, or None for the default one."""
+    module = request.param
+    if module is None:
+        yield None
+        return
+    ctx = module.AsyncioContext(loop=event_loop)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def asyncio_module(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+# 1.3 million short lines, ~100 MB: made once per session.
+BIG_LINES = 1_300_000
+
+
+@pytest.fixture(scope="session")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~100 MB of 1.3 million lines of 1-150 characters, a few non-ASCII."""
+    path = tmp_path_factory.mktemp("big") / "lines.txt"
+    rnd = random.Random(20261122)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 ,.;"
+    # A pool of lines keeps generation fast; the order is random.
+    pool = [
+        "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 149))) + "\n"
+        for _ in range(4000)
+    ]
+    pool += ["é" * rnd.randint(1, 40) + "€漢字\n" for _ in range(40)]
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        for start in range(0, BIG_LINES, 100_000):
+            count = min(100_000, BIG_LINES - start)
+            out.write("".join(rnd.choices(pool, k=count)))
+    return path

@@ -1,0 +1,113 @@
+"""The default caio context: one per loop, gone when its loop closes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from pathlib import Path
+from typing import Any
+
+import caio
+from aiofile import AIOFile, async_open
+from aiofile.context import _contexts, default_context
+
+
+async def _context_of(path: Path) -> Any:
+    async with AIOFile(path, "w") as afp:
+        await afp.write("x")
+        return afp._context
+
+
+def test_asyncio_run_closes_the_default_context(tmp_path: Path) -> None:
+    context = asyncio.run(_context_of(tmp_path / "a"))
+    assert context is not None
+    assert context.closed
+    assert all(ctx is not context for ctx in _contexts.values())
+
+
+def test_hand_made_loop_close_releases_it(tmp_path: Path) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        context = loop.run_until_complete(_context_of(tmp_path / "b"))
+        assert not context.closed  # the loop still lives: so does its context
+    finally:
+        loop.close()
+    assert context.closed
+    assert loop not in _contexts
+
+
+def test_loop_closed_without_its_timers_is_swept(tmp_path: Path) -> None:
+    # Should a loop class keep its timers after close(), the next default
+    # context made elsewhere releases the closed loop's one.
+    loop = asyncio.new_event_loop()
+    context = loop.run_until_complete(_context_of(tmp_path / "c"))
+    scheduled = list(loop._scheduled)  # type: ignore[attr-defined]
+    loop.close()  # the timers are still referenced here
+    gc.collect()
+    assert loop in _contexts and not context.closed
+    asyncio.run(_context_of(tmp_path / "d"))
+    assert context.closed and loop not in _contexts
+    del scheduled
+
+
+async def test_one_context_per_loop(tmp_path: Path) -> None:
+    first = default_context()
+    assert default_context() is first
+    async with async_open(tmp_path / "e", "w") as f:
+        assert f.file._context is first
+
+    other: list[Any] = []
+
+    def in_thread() -> None:
+        other.append(asyncio.run(_context_of(tmp_path / "f")))
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+    assert other[0].closed and not first.closed
+
+
+async def test_a_closed_default_context_is_replaced(tmp_path: Path) -> None:
+    first = default_context()
+    first.close()
+    second = default_context()
+    assert second is not first and not second.closed
+    async with AIOFile(tmp_path / "g", "w") as afp:
+        assert afp._context is second
+
+
+async def test_context_argument_overrides(tmp_path: Path, event_loop: Any) -> None:
+    for module in caio.variants_asyncio:
+        ctx = module.AsyncioContext(loop=event_loop)
+        try:
+            async with AIOFile(tmp_path / "h", "w+", context=ctx) as afp:
+                assert afp._context is ctx
+                await afp.write("over")
+                assert await afp.read() == "over"
+            async with async_open(tmp_path / "h", context=ctx) as f:
+                assert f.file._context is ctx
+                assert await f.read() == "over"
+        finally:
+            ctx.close()
+        assert not default_context().closed  # untouched by the explicit one
+
+
+def test_file_closed_after_its_loop_shut_the_context(tmp_path: Path) -> None:
+    # A file still open when the loop ends is closed by its finalizer-free
+    # path: close() syncs directly when the context is already gone.
+    async def open_it() -> AIOFile:
+        afp = await AIOFile(tmp_path / "late", "w")
+        await afp.write("late")
+        return afp
+
+    afp = asyncio.run(open_it())
+    assert afp._context is not None and afp._context.closed
+
+    async def close_it() -> None:
+        await afp.close()
+
+    asyncio.run(close_it())
+    assert afp.closed
+    assert (tmp_path / "late").read_text() == "late"
