@@ -1015,6 +1015,15 @@ static void close_ctx(UringContext *self)
     ctx_leave(self);
 }
 
+static PyObject *ctx_enter_cm(UringContext *self, PyObject *unused)
+{
+    if (self->closed) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed context");
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
 static PyObject *ctx_close(UringContext *self, PyObject *unused)
 {
     if (!self->closed && self->nogil) {
@@ -1223,6 +1232,8 @@ static PyMethodDef ctx_methods[] = {
      "cancel_future(future) -> bool: ask the kernel to cancel the operation "
      "behind a future from *_async();\nFalse if it is not in flight. "
      "Raises ValueError (closed)."},
+    {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)ctx_close, METH_VARARGS, NULL},
     {"_flush", (PyCFunction)ctx_flush_cb, METH_NOARGS,
      "Submit batched operations (scheduled with call_soon)."},
     {NULL}
