@@ -6,12 +6,14 @@ says why and what to do, and caio must select the next backend.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,7 +92,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_child(err: str) -> dict:
+def run_child(err: str) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("CAIO_IMPL", None)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -101,9 +103,8 @@ def run_child(err: str) -> dict:
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    import json
-
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 @pytest.mark.parametrize(
