@@ -246,7 +246,9 @@ async def test_huge_read_on_small_file(data_file: tuple[int, bytes]) -> None:
         assert await context.read(5 << 30, fd, 0) == content
         assert await context.read(3 << 30, fd, 100) == content[100:]
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert grown_kib < 256 * 1024
+    # Touching the buffers would cost 2 GiB; AddressSanitizer's shadow
+    # memory alone (1/8 of an allocation) may cost a few hundred MiB.
+    assert grown_kib < 1024 * 1024
 
 
 async def test_large_read_and_write(tmp_path: Path) -> None:
