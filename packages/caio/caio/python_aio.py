@@ -46,6 +46,7 @@ __all__ = ("Context", "Operation", "MAX_RW_COUNT")
 MAX_RW_COUNT = 0x7FFFF000
 _OFFSET_LIMIT = 2**63  # offsets are off_t: below this
 _PRIORITY_LIMIT = 0x10000
+_FD_MAX = 0x7FFFFFFF
 
 _READ, _WRITE, _FSYNC, _FDSYNC = 0, 1, 2, 3
 _OPCODE_NAMES = ("read", "write", "fsync", "fdsync")
@@ -56,8 +57,9 @@ _STATE_NAMES = ("new", "waiting", "in flight", "done")
 # to the pool: copying megabytes from the page cache would stall the event
 # loop for longer than a thread hop costs.
 _NOWAIT_MAX = 256 * 1024
-_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
-_preadv: Callable[..., int] | None = getattr(os, "preadv", None)
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+# Without RWF_NOWAIT (not Linux), every read goes to the pool.
+_preadv: Callable[..., int] | None = getattr(os, "preadv", None) if _RWF_NOWAIT else None
 # Errors of the nowait read that the pool would only repeat: raise them at
 # once. Anything else (EAGAIN, EOPNOTSUPP for /proc files, ESPIPE for pipes,
 # EINVAL for O_DIRECT descriptors, ...) means "let a worker do it".
@@ -118,7 +120,7 @@ def _check_fd(fd: object) -> int:
             raise TypeError("fileno() returned a non-integer")
     if value < 0:
         raise ValueError(f"file descriptor cannot be a negative integer ({value})")
-    if value > 0x7FFFFFFF:
+    if value > _FD_MAX:
         raise OverflowError("file descriptor is greater than maximum")
     return value
 
@@ -749,57 +751,66 @@ class Context(AbstractContext):
         pool.jobs.put(op)
         return future
 
-    def _read_nowait(self, nbytes: int, fd: int, offset: int) -> bytes | None:
-        """The bytes if the page cache has them all, else None."""
-        assert _preadv is not None
-        free = self._scratch
-        try:
-            buf = free.pop()
-        except IndexError:
-            buf = memoryview(bytearray(_NOWAIT_MAX + 1))[1:]
-        try:
-            view = buf[:nbytes]
-            try:
-                got = _preadv(fd, [view], offset, _RWF_NOWAIT)
-            except OSError as exc:
-                if exc.errno in _FAIL_AT_ONCE:
-                    raise
-                return None
-            if 0 < got < nbytes:
-                # Short: end of file, or the rest is not cached (the kernel
-                # stops at the first missing page). At end of file a second
-                # nowait read there gives 0; anything else means "not cached".
-                try:
-                    if _preadv(fd, [buf[:1]], offset + got, _RWF_NOWAIT) != 0:
-                        return None
-                except (OSError, OverflowError):
-                    return None
-            return view[:got].tobytes()
-        finally:
-            free.append(buf)
-
     def read_async(
         self, nbytes: int, fd: Any, offset: int, priority: int = 0,
     ) -> bytes | asyncio.Future[bytes]:
         """The bytes at once on a page-cache hit, else a future.
 
-        Raises OSError (EBADF, EISDIR at once), TypeError, ValueError,
-        MemoryError, ValueError (closed), RuntimeError (other process, no
-        future factory).
+        Raises OSError (EBADF at once), TypeError, ValueError (negative
+        values; also once closed), MemoryError, RuntimeError (other process,
+        no future factory).
         """
         if self._usable_in != _generation:
             self._raise_unusable()
-        n = _check_size(nbytes, "nbytes", MemoryError)
-        fileno = _check_fd(fd)
-        off = _check_size(offset, "offset", ValueError)
-        _check_priority(priority)
-        if n > MAX_RW_COUNT:
-            n = MAX_RW_COUNT
-        if n <= _NOWAIT_MAX and _RWF_NOWAIT is not None:
-            data = self._read_nowait(n, fileno, off)
-            if data is not None:
-                return data
-        return self._enqueue(Operation._make(_READ, fileno, off, n))
+        # The common call (plain ints in range) is checked inline: the
+        # general checks cost as much as the read itself.
+        if not (
+            nbytes.__class__ is int and fd.__class__ is int
+            and offset.__class__ is int and priority.__class__ is int
+            and 0 <= nbytes <= _NOWAIT_MAX and 0 <= fd <= _FD_MAX
+            and 0 <= offset < _OFFSET_LIMIT and 0 <= priority < _PRIORITY_LIMIT
+        ):
+            nbytes = _check_size(nbytes, "nbytes", MemoryError)
+            fd = _check_fd(fd)
+            offset = _check_size(offset, "offset", ValueError)
+            _check_priority(priority)
+            if nbytes > _NOWAIT_MAX:
+                return self._enqueue(
+                    Operation._make(_READ, fd, offset, min(nbytes, MAX_RW_COUNT)),
+                )
+        if _preadv is not None:
+            free = self._scratch
+            try:
+                buf = free.pop()
+            except IndexError:
+                # One byte off: see __init__ (O_DIRECT).
+                buf = memoryview(bytearray(_NOWAIT_MAX + 1))[1:]
+            try:
+                view = buf[:nbytes]
+                try:
+                    got = _preadv(fd, [view], offset, _RWF_NOWAIT)
+                except OSError as exc:
+                    if exc.errno in _FAIL_AT_ONCE:
+                        raise
+                    got = -1  # not cached, or not for RWF_NOWAIT: the pool
+                if got == nbytes:
+                    return view.tobytes()
+                if got == 0:
+                    return b""
+                if got > 0:
+                    # Short: end of file, or the rest is not cached (the
+                    # kernel stops at the first missing page). At end of
+                    # file a nowait read there gives 0; anything else means
+                    # "not cached", and the pool reads it all.
+                    try:
+                        at_end = _preadv(fd, [buf[:1]], offset + got, _RWF_NOWAIT) == 0
+                    except (OSError, OverflowError):
+                        at_end = False
+                    if at_end:
+                        return view[:got].tobytes()
+            finally:
+                free.append(buf)
+        return self._enqueue(Operation._make(_READ, fd, offset, nbytes))
 
     def write_async(
         self, payload: Buffer, fd: Any, offset: int, priority: int = 0,
