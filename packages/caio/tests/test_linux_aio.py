@@ -147,6 +147,14 @@ def test_context_arguments() -> None:
     context.close()
 
 
+def test_system_wide_limit_gives_a_clear_error() -> None:
+    limit = int(Path("/proc/sys/fs/aio-max-nr").read_text())
+    if limit >= 1 << 20:
+        pytest.skip("fs.aio-max-nr is too high to exceed")
+    with pytest.raises(OSError, match="fs.aio-max-nr"):
+        Context(1 << 20)
+
+
 def test_methods_after_close(fd: int) -> None:
     context = Context(4)
     context.set_future_factory(asyncio.Future)
@@ -251,6 +259,19 @@ async def test_partly_cached_read_is_completed(ctx: Any, data_file: tuple[int, b
     drop_cache(descriptor)
     os.pread(descriptor, 64 * 1024, 0)
     assert ctx.read_async(512 * 1024, descriptor, 0) == content[: 512 * 1024]
+
+
+def test_uncached_read_of_an_operation_is_retried_in_process_events(
+    data_file: tuple[int, bytes], userspace_reap: bool
+) -> None:
+    descriptor, content = data_file
+    drop_cache(descriptor)
+    with Context(4, userspace_reap=userspace_reap) as context:
+        ops = [Operation.read(100_000, descriptor, 200_000 * i) for i in range(3)]
+        assert context.submit(*ops) == 3
+        drain(context, ops)
+        for i, op in enumerate(ops):
+            assert op.get_value() == content[200_000 * i : 200_000 * i + 100_000]
 
 
 async def test_huge_offsets(ctx: Any, fd: int) -> None:
@@ -560,6 +581,21 @@ async def test_close_with_operations_in_flight(
     assert data[4 * BLOCK :] == b"\0" * 12 * BLOCK
 
 
+def test_dropping_a_context_with_requests_in_flight(direct_fd: int) -> None:
+    context = Context(2)
+    context.set_future_factory(asyncio.Future)
+    callbacks: list[int] = []
+    ops = [Operation.write(aligned(BLOCK, 3), direct_fd, i * BLOCK) for i in range(4)]
+    for op in ops:
+        op.set_callback(callbacks.append)
+    context.submit(*ops)
+    future = context.write_async(aligned(BLOCK, 4), direct_fd, 10 * BLOCK)
+    del context  # dealloc closes: waits, delivers, cancels the rest
+    assert sorted(callbacks) == [-errno.ECANCELED] * 2 + [BLOCK] * 2
+    assert future.exception().errno == errno.ECANCELED
+    assert read_back(direct_fd, 0, 2 * BLOCK) == bytes([3]) * 2 * BLOCK
+
+
 async def test_close_from_a_callback(fd: int) -> None:
     context = Context(4)
     op = Operation.write(b"x", fd, 0)
@@ -588,10 +624,15 @@ def test_factory_calling_back_into_the_context(fd: int, pipe: Any) -> None:
 # ---- fork ------------------------------------------------------------------------
 
 
-def test_fork(fd: int) -> None:
-    context = Context(4)
+def test_fork(fd: int, direct_fd: int) -> None:
+    context = Context(1)
     context.set_future_factory(asyncio.Future)
     assert context.write_async(b"parent", fd, 0) == 6
+    # At fork time: one Operation in flight, one future waiting for its slot.
+    op = Operation.write(aligned(BLOCK, 8), direct_fd, 0)
+    context.submit(op)
+    waiting = context.read_async(6, fd, 0)
+    assert isinstance(waiting, asyncio.Future)
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
@@ -602,6 +643,11 @@ def test_fork(fd: int) -> None:
             except RuntimeError as e:
                 if "another process" in str(e):
                     code = 0
+            try:
+                context.process_events()
+                code = 4
+            except RuntimeError:
+                pass
             context.close()  # forgets, touches nothing of the parent's
             if not context.closed:
                 code = 2
@@ -618,7 +664,13 @@ def test_fork(fd: int) -> None:
     os.close(rfd)
     os.waitpid(pid, 0)
     assert status == b"\0"
-    # The parent's context still works.
+    # The parent's context still works and finishes what it had.
+    drain(context, [op])
+    assert op.get_value() == BLOCK
+    while not waiting.done():
+        wait_readable(context.fileno)
+        context.process_events()
+    assert waiting.result() == b"parent"
     assert context.read_async(6, fd, 0) == b"parent"
     context.close()
 
