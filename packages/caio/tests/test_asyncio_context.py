@@ -11,11 +11,15 @@ import errno
 import os
 import random
 import signal
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import caio
 
 BLOCK = 4096
 
@@ -423,3 +427,41 @@ async def test_forked_child_cannot_use_the_context(context: Any, fd: int) -> Non
     assert os.WEXITSTATUS(status) == 0
     # The parent's context is untouched.
     assert await context.write(b"after fork", fd, 0) == 10
+
+
+EXIT_SCRIPT = """
+import asyncio, atexit, os, sys, tempfile, threading
+
+report = {}
+
+def check():  # registered first, so it runs after caio's own exit handlers
+    print("closed" if report["context"].closed else "open")
+    print("threads", sorted(t.name for t in threading.enumerate() if t.name.startswith("caio")))
+
+atexit.register(check)
+from caio import %(module)s_asyncio as adapter
+
+async def main():
+    context = adapter.AsyncioContext()
+    report["context"] = context
+    with tempfile.TemporaryFile() as file:
+        await context.write(b"x" * 4096, file.fileno(), 0)
+        await context.read(4096, file.fileno(), 0)
+    # exits without close()
+
+asyncio.run(main())
+"""
+
+
+def test_released_at_interpreter_exit(backend: str) -> None:
+    module = caio._BACKENDS[backend]
+    where = Path(caio.__file__).parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIO_")}
+    env["PYTHONPATH"] = str(where)
+    proc = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT % {"module": module}], env=env, cwd=where,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["closed", "threads []"]
+    assert "Exception ignored" not in proc.stderr
