@@ -30,7 +30,9 @@
 
 typedef struct ThreadContext {
     PyObject_HEAD
-    caio_pool *pool;            /* NULL once closed */
+    /* Both kept until dealloc, even once closed: another thread may still
+     * be inside a method that released the GIL (misuse, but no crash). */
+    caio_pool *pool;            /* NULL only in a forked child */
     caio_req_pool reqs;         /* fast-path requests */
     PyObject *factory;          /* makes the futures (loop.create_future) */
     PyObject *weakreflist;
@@ -38,6 +40,7 @@ typedef struct ThreadContext {
     int max_requests;
     int pool_size;
     int closed;
+    int leak_reqs;              /* a worker was given up on: see close */
     double close_timeout;
     /* Every open context, for the atexit hook (protected by the GIL). */
     struct ThreadContext *live_prev, *live_next;
@@ -293,16 +296,16 @@ static void ctx_shutdown(ThreadContext *self, int quiet)
         return;
     }
     self->closed = 1;   /* first: other threads now get ValueError */
-    self->pool = NULL;
     live_unlink(self);
 
     if (self->fork_gen != caio_fork_generation()) {
         /* A child after fork(): the workers stayed in the parent, and the
          * pool's lock may have been held by one of them at fork time, so
          * nothing here locks, waits or joins. Requests that were in
-         * flight are forgotten (their Python objects leak, once). */
+         * flight are forgotten (their Python objects leak, once). Every
+         * entry point fails the fork check before looking at self->pool. */
+        self->pool = NULL;
         caio_pool_forget(pool);
-        caio_req_pool_free(&self->reqs, 0);
         return;
     }
 
@@ -347,9 +350,11 @@ static void ctx_shutdown(ThreadContext *self, int quiet)
             fail_stuck_future(stuck[i], quiet);
     }
     PyMem_Free(stuck);
-
-    caio_pool_release(pool);
-    caio_req_pool_free(&self->reqs, nstuck > 0);
+    if (nstuck > 0)
+        self->leak_reqs = 1;
+    caio_pool_close_fds(pool);
+    /* The pool (now without threads) and the requests are freed by
+     * dealloc. */
 }
 
 static PyObject *ctx_close(ThreadContext *self, PyObject *unused)
@@ -619,12 +624,16 @@ static void ctx_dealloc(ThreadContext *self)
     PyObject_GC_UnTrack(self);
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->pool != NULL) {
+    if (!self->closed) {
         PyObject *exc = fetch_error();
         ctx_shutdown(self, 0);
         restore_error(exc);
     }
     live_unlink(self);
+    if (self->pool != NULL)
+        caio_pool_release(self->pool);
+    if (self->reqs.reqs != NULL)
+        caio_req_pool_free(&self->reqs, self->leak_reqs);
     Py_CLEAR(self->factory);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -463,14 +463,27 @@ caio_req *caio_pool_take_done(caio_pool *p)
 {
     caio_req *head;
 
-    /* Drain first, then swap: a completion pushed in between wakes us
-     * again (spurious at worst), never gets lost. */
-    caio_notifier_drain(&p->done);
     pthread_mutex_lock(&p->lock);
+    /* Drain first, then swap: a completion pushed after the swap wakes us
+     * again (spurious at worst), never gets lost. Under the lock only so
+     * that caio_pool_close_fds cannot close the fd under our feet. */
+    if (p->done.rfd >= 0)
+        caio_notifier_drain(&p->done);
     head = p->dhead;
     p->dhead = p->dtail = NULL;
     pthread_mutex_unlock(&p->lock);
     return head;
+}
+
+void caio_pool_close_fds(caio_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    /* Only when no thread is left that could write or poll them. */
+    if (p->stopping && p->nthreads == 0) {
+        caio_notifier_close(&p->done);
+        caio_notifier_close(&p->stop);
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 /* ---- stopping ----------------------------------------------------------- */

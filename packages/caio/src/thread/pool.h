@@ -52,6 +52,10 @@ caio_req *caio_pool_unqueue_future(caio_pool *p, PyObject *future);
  * linked by req->next, oldest first. */
 caio_req *caio_pool_take_done(caio_pool *p);
 
+/* After caio_pool_join: close the descriptors now if no worker is left
+ * (else they stay open until the pool is freed). */
+void caio_pool_close_fds(caio_pool *p);
+
 /* Stop accepting requests and return the ones still queued (never started),
  * linked by req->next. Idle workers exit; busy ones finish their request;
  * one waiting on a pipe is woken up and fails it with ECANCELED. */

@@ -1,0 +1,764 @@
+"""caio.thread_aio at the low level: the fast path, the pool, closing, fork.
+
+The generic behaviour (errors, payload types, back-pressure, cancellation
+through the adapter) is tested for every backend in test_asyncio_context.py;
+this file pins down what is specific to the C thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import os
+import random
+import resource
+import select
+import subprocess
+import sys
+import textwrap
+import threading
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+thread_aio = pytest.importorskip("caio.thread_aio")
+Context = thread_aio.Context
+Operation = thread_aio.Operation
+from caio.thread_aio_asyncio import AsyncioContext  # noqa: E402
+
+TIMEOUT = 30
+BLOCK = 4096
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+
+@pytest.fixture
+def ctx(event_loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """A low-level Context wired to the test's loop like the adapter does."""
+    context = Context(max_requests=64, pool_size=4)
+    context.set_future_factory(event_loop.create_future)
+    event_loop.add_reader(context.fileno, context.process_events)
+    yield context
+    if not context.closed:
+        event_loop.remove_reader(context.fileno)
+    context.close()
+
+
+def wait_readable(fd: int) -> None:
+    readable, _, _ = select.select([fd], [], [], TIMEOUT)
+    assert readable, "nothing within the timeout"
+
+
+def run_ops(context: Any, *ops: Any) -> list[tuple[int, int]]:
+    """Submit Operations and wait for their callbacks: [(result, thread id)]."""
+    done = threading.Event()
+    results: dict[int, tuple[int, int]] = {}
+    lock = threading.Lock()
+
+    def callback(index: int, result: int) -> None:
+        with lock:
+            results[index] = (result, threading.get_ident())
+            if len(results) == len(ops):
+                done.set()
+
+    for index, op in enumerate(ops):
+        op.set_callback(lambda result, index=index: callback(index, result))
+    assert context.submit(*ops) == len(ops)
+    assert done.wait(TIMEOUT)
+    return [results[i] for i in range(len(ops))]
+
+
+def drop_cache(fd: int) -> bool:
+    """Evict the file from the page cache; False where that is impossible."""
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    probe = bytearray(1)
+    try:
+        os.preadv(fd, [probe], 0, os.RWF_NOWAIT)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    return False
+
+
+@pytest.fixture
+def data_file(file_path: Path) -> tuple[int, bytes]:
+    data = os.urandom(256 * 1024)
+    file_path.write_bytes(data)
+    descriptor = os.open(file_path, os.O_RDONLY)
+    yield descriptor, data
+    os.close(descriptor)
+
+
+# ---- construction and closed state ---------------------------------------
+
+
+def test_context_arguments() -> None:
+    context = Context()
+    assert (context.max_requests, context.pool_size, context.closed) == (512, 8, False)
+    context.close()
+    context = Context(3, 2, close_timeout=0.5)
+    assert (context.max_requests, context.pool_size) == (3, 2)
+    assert "max_requests=3" in repr(context)
+    context.close()
+    assert "closed" in repr(context)
+    for bad in ({"max_requests": 0}, {"pool_size": 0}, {"pool_size": 10**30},
+                {"close_timeout": -1.0}, {"close_timeout": float("nan")}):
+        with pytest.raises(ValueError):
+            Context(**bad)
+    with pytest.raises(TypeError):
+        Context(max_requests="8")
+
+
+def test_methods_after_close(fd: int) -> None:
+    context = Context()
+    context.close()
+    context.close()  # idempotent
+    assert context.closed
+    op = Operation.read(1, fd, 0)
+    for call in (
+        lambda: context.read_async(1, fd, 0),
+        lambda: context.write_async(b"x", fd, 0),
+        lambda: context.fsync_async(fd),
+        lambda: context.fdsync_async(fd),
+        lambda: context.submit(op),
+        lambda: context.cancel(op),
+        lambda: context.process_events(),
+        lambda: context.cancel_future(None),
+        lambda: context.set_future_factory(list),
+        lambda: context.fileno,
+    ):
+        with pytest.raises(ValueError, match="closed"):
+            call()
+    assert context.max_requests == 512
+
+
+def test_future_factory_checks(fd: int, pipe: Any) -> None:
+    context = Context()
+    try:
+        with pytest.raises(TypeError):
+            context.set_future_factory(42)
+        # A pipe without data needs a worker, hence a future.
+        with pytest.raises(RuntimeError, match="set_future_factory"):
+            context.read_async(10, pipe[0], 0)
+    finally:
+        context.close()
+
+
+# ---- the fast path ---------------------------------------------------------
+
+
+@linux_only
+def test_cached_read_finishes_during_the_call(data_file: tuple[int, bytes]) -> None:
+    fd, data = data_file
+    os.pread(fd, len(data), 0)  # into the page cache
+    context = Context()  # no future factory: a future would be an error
+    try:
+        assert context.read_async(BLOCK, fd, BLOCK) == data[BLOCK:2 * BLOCK]
+        # Short at end of file, confirmed by a second non-blocking read.
+        assert context.read_async(BLOCK, fd, len(data) - 10) == data[-10:]
+        assert context.read_async(BLOCK, fd, len(data)) == b""
+        # Big enough to copy with the GIL released.
+        assert context.read_async(len(data) + 1, fd, 0) == data
+        with pytest.raises(OSError) as info:
+            context.read_async(1, 10**6 - 1, 0)  # EBADF: raised at once
+        assert info.value.errno == errno.EBADF
+    finally:
+        context.close()
+
+
+@linux_only
+async def test_pipe_data_already_there_needs_no_worker(ctx: Any, pipe: Any) -> None:
+    r, w = pipe
+    os.write(w, b"ready")
+    # Offsets are ignored on a pipe; the bytes are there: no future.
+    assert ctx.read_async(100, r, 12345) == b"ready"
+
+
+@linux_only
+async def test_uncached_read_goes_to_the_pool(ctx: Any, data_file: tuple[int, bytes]) -> None:
+    fd, data = data_file
+    if not drop_cache(fd):
+        pytest.skip("cannot evict the page cache on this file system")
+    result = ctx.read_async(BLOCK, fd, 8 * BLOCK)
+    assert isinstance(result, asyncio.Future)
+    assert await result == data[8 * BLOCK:9 * BLOCK]
+
+
+@linux_only
+async def test_partly_cached_read_is_finished_by_a_worker(
+    ctx: Any, data_file: tuple[int, bytes],
+) -> None:
+    # The first page cached, the rest not: the non-blocking read returns a
+    # short prefix, and the worker must read the rest after it.
+    fd, data = data_file
+    if not drop_cache(fd):
+        pytest.skip("cannot evict the page cache on this file system")
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead
+    os.pread(fd, BLOCK, 0)
+    result = ctx.read_async(len(data), fd, 0)
+    assert isinstance(result, asyncio.Future)
+    assert await result == data
+
+
+@linux_only
+async def test_o_direct_never_runs_on_the_loop_thread(
+    ctx: Any, file_path: Path, data_file: tuple[int, bytes],
+) -> None:
+    # RWF_NOWAIT does not stop an O_DIRECT read from waiting for the disk,
+    # so O_DIRECT descriptors always go to a worker.
+    try:
+        direct = os.open(file_path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        pytest.skip("no O_DIRECT on this file system")
+    try:
+        result = ctx.read_async(BLOCK, direct, 0)
+        assert isinstance(result, asyncio.Future)
+        try:
+            assert await result == data_file[1][:BLOCK]
+        except OSError as exc:  # the bytes object is not aligned for O_DIRECT
+            assert exc.errno == errno.EINVAL
+    finally:
+        os.close(direct)
+
+
+# ---- the pool ----------------------------------------------------------------
+
+
+async def test_writes_reads_and_syncs_through_the_pool(ctx: Any, fd: int) -> None:
+    payload = bytearray(os.urandom(3 * BLOCK))
+    written = ctx.write_async(payload, fd, BLOCK)
+    if not isinstance(written, int):
+        written = await written
+    assert written == len(payload)
+    assert await ctx.fsync_async(fd) is None
+    assert await ctx.fdsync_async(fd) is None
+    assert os.pread(fd, 10 * BLOCK, 0) == bytes(BLOCK) + payload
+
+
+async def test_errors_become_oserror(ctx: Any, dir_fd: int, file_path: Path) -> None:
+    with pytest.raises(OSError) as info:
+        result = ctx.read_async(10, dir_fd, 0)
+        await result
+    assert info.value.errno == errno.EISDIR
+    file_path.write_bytes(b"x")
+    read_only = os.open(file_path, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as info:
+            await AsyncioContext(loop=asyncio.get_running_loop()).write(b"x", read_only, 0)
+        assert info.value.errno == errno.EBADF
+    finally:
+        os.close(read_only)
+    if hasattr(os, "eventfd"):
+        event = os.eventfd(1)   # readable: the read does not wait
+        try:
+            # An eventfd cannot seek, and reads of less than 8 bytes: EINVAL.
+            with pytest.raises(OSError) as info:
+                await ctx.read_async(4, event, 0)
+            assert info.value.errno == errno.EINVAL
+        finally:
+            os.close(event)
+
+
+def test_operation_callbacks_run_in_a_worker(fd: int, closed_fd: int) -> None:
+    context = Context(pool_size=2)
+    try:
+        write = Operation.write(b"hello", fd, 0)
+        bad = Operation.read(10, closed_fd, 0)
+        (written, tid), (failed, _) = run_ops(context, write, bad)
+        assert (written, failed) == (5, -errno.EBADF)
+        assert tid != threading.get_ident()
+        assert write.get_value() == 5
+        with pytest.raises(OSError):
+            bad.get_value()
+        read, sync = Operation.read(100, fd, 0), Operation.fdsync(fd)
+        assert [r for r, _ in run_ops(context, read, sync)] == [5, 0]
+        assert read.get_value() == b"hello"
+        assert sync.get_value() is None
+    finally:
+        context.close()
+
+
+def test_submit_checks_every_operation_first(fd: int) -> None:
+    context = Context()
+    try:
+        op = Operation.read(1, fd, 0)
+        with pytest.raises(RuntimeError, match="already submitted"):
+            context.submit(op, op)
+        with pytest.raises(TypeError):
+            context.submit(Operation.read(1, fd, 0), "not an operation")
+        with pytest.raises(TypeError):
+            context.cancel("not an operation")
+        # Nothing was queued by the failed calls: op can still be run.
+        assert run_ops(context, op)[0][0] == 0
+        with pytest.raises(RuntimeError, match="finished"):
+            context.submit(op)
+    finally:
+        context.close()
+
+
+def test_failing_callback_does_not_stop_the_others(fd: int) -> None:
+    context = Context(pool_size=1)
+    seen = []
+    hook_calls = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: hook_calls.append(info.exc_type)
+    try:
+        bad, good = Operation.fsync(fd), Operation.fsync(fd)
+        bad.set_callback(lambda result: 1 / 0)
+        done = threading.Event()
+        good.set_callback(lambda result: (seen.append(result), done.set()))
+        context.submit(bad, good)
+        assert done.wait(TIMEOUT)
+        assert seen == [0]
+        assert ZeroDivisionError in hook_calls
+    finally:
+        sys.unraisablehook = old_hook
+        context.close()
+
+
+def occupy_the_worker(context: Any, fd: int) -> tuple[Any, threading.Event]:
+    """Keep a one-worker context busy: an Operation whose callback (run by
+    the worker) waits. Returns it and the event that lets it go."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(result: int) -> None:
+        started.set()
+        release.wait(TIMEOUT)
+
+    op = Operation.fsync(fd)
+    op.set_callback(hold)
+    context.submit(op)
+    assert started.wait(TIMEOUT)
+    return op, release
+
+
+def test_cancel_operations_still_queued(fd: int) -> None:
+    context = Context(pool_size=1)
+    try:
+        running, release = occupy_the_worker(context, fd)
+        queued = [Operation.fsync(fd) for _ in range(3)]
+        results: list[int] = []
+        for op in queued:
+            op.set_callback(results.append)
+        context.submit(*queued)
+        assert context.cancel(*queued) == 3
+        assert results == [-errno.ECANCELED] * 3   # run by cancel() itself
+        with pytest.raises(OSError) as info:
+            queued[0].get_value()
+        assert info.value.errno == errno.ECANCELED
+        assert context.cancel(running) == 0      # a worker has it
+        assert context.cancel(Operation.fsync(fd)) == 0   # never submitted
+        release.set()
+        assert run_ops(context, Operation.fsync(fd))[0][0] == 0
+    finally:
+        context.close()
+
+
+def test_cancel_future(pipe: Any, fd: int) -> None:
+    r, w = pipe
+    loop = asyncio.new_event_loop()
+    context = Context(pool_size=1)
+    try:
+        context.set_future_factory(loop.create_future)
+        _, release = occupy_the_worker(context, fd)
+        first = context.read_async(1, r, 0)
+        queued = context.fsync_async(fd)
+        assert context.cancel_future(queued) is True
+        assert queued.done()
+        assert isinstance(queued.exception(), OSError)
+        assert queued.exception().errno == errno.ECANCELED
+        assert context.cancel_future(queued) is False     # already gone
+        assert context.cancel_future(object()) is False
+        first.cancel()                                    # as a task would
+        os.write(w, b"x")
+        release.set()
+        wait_readable(context.fileno)
+        assert context.cancel_future(first) is False      # ran already
+        # The completion of a cancelled future is dropped quietly.
+        assert context.process_events() == 1
+        assert first.cancelled()
+    finally:
+        context.close()
+        loop.close()
+
+
+def test_one_wakeup_for_a_batch_of_completions(fd: int, pipe: Any) -> None:
+    r, w = pipe
+    loop = asyncio.new_event_loop()
+    context = Context(pool_size=1)
+    try:
+        context.set_future_factory(loop.create_future)
+        first = context.read_async(1, r, 0)          # holds the only worker
+        rest = [context.fsync_async(fd) for _ in range(20)]
+        # An Operation queued last: its callback runs after all of the above
+        # completed (one worker, FIFO).
+        last_done = threading.Event()
+        last = Operation.fsync(fd)
+        last.set_callback(lambda result: last_done.set())
+        context.submit(last)
+        os.write(w, b"x")
+        assert last_done.wait(TIMEOUT)
+        if sys.platform.startswith("linux"):
+            # The eventfd counts the wake-ups: one, for 21 completions.
+            assert int.from_bytes(os.read(context.fileno, 8), sys.byteorder) == 1
+        assert context.process_events() == 21
+        assert context.process_events() == 0
+        assert first.result() == b"x"
+        assert all(f.result() is None for f in rest)
+    finally:
+        context.close()
+        loop.close()
+
+
+@linux_only
+def test_threads_never_exceed_max_requests(pipe: Any) -> None:
+    r, w = pipe
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    before = threads()
+    context = Context(max_requests=2, pool_size=8)
+    try:
+        assert threads() == before   # started on demand only
+        ops = [Operation.read(1, r, 0) for _ in range(6)]
+        results: list[int] = []
+        all_done = threading.Event()
+
+        def callback(result: int) -> None:
+            results.append(result)
+            if len(results) == len(ops):
+                all_done.set()
+
+        for op in ops:
+            op.set_callback(callback)
+        context.submit(*ops)
+        assert threads() == before + 2
+        os.write(w, b"123456")
+        assert all_done.wait(TIMEOUT)
+    finally:
+        context.close()
+    assert results == [1] * 6      # none dropped
+    assert threads() == before             # joined
+
+
+# ---- special files and big numbers ---------------------------------------
+
+
+async def test_pipe_through_the_adapter(pipe: Any) -> None:
+    r, w = pipe
+    async with AsyncioContext() as context:
+        reader = asyncio.ensure_future(context.read(100, r, 777))
+        await asyncio.sleep(0.01)
+        assert not reader.done()
+        assert await context.write(b"through the pipe", w, 555) == 16
+        assert await reader == b"through the pipe"
+        os.close(w)
+        assert await context.read(100, r, 0) == b""    # end of file
+
+
+async def test_proc_file_through_the_adapter() -> None:
+    async with AsyncioContext() as context:
+        with open("/proc/self/status", "rb") as f:
+            status = await context.read(1 << 16, f.fileno(), 0)
+    assert status.startswith(b"Name:")
+    assert f"\nPid:\t{os.getpid()}\n".encode() in status
+
+
+async def test_offsets_beyond_4_gib(ctx: Any, fd: int) -> None:
+    offset = (1 << 32) + 12345
+    written = ctx.write_async(b"far away", fd, offset)
+    assert (written if isinstance(written, int) else await written) == 8
+    result = ctx.read_async(100, fd, offset)
+    assert (result if isinstance(result, bytes) else await result) == b"far away"
+
+
+async def test_huge_read_of_a_small_file(ctx: Any, fd: int) -> None:
+    os.pwrite(fd, b"small", 0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = ctx.read_async(3 << 30, fd, 0)     # more than 2 GiB asked
+    assert (result if isinstance(result, bytes) else await result) == b"small"
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 256 * 1024     # never touched the 2 GiB buffer
+
+
+# ---- cancellation ------------------------------------------------------------
+
+
+async def test_ten_thousand_operations_with_random_cancellation(file_path: Path) -> None:
+    count = 10_000
+    fd = os.open(file_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    rng = random.Random(1234)
+    blocks = {i: bytes([i % 251 + 1]) * 512 for i in range(count)}
+    try:
+        async with AsyncioContext(max_requests=32, pool_size=3) as context:
+            tasks = []
+            for i in range(count):
+                if i % 3 == 2:
+                    coro = context.read(512, fd, rng.randrange(count) * 512)
+                else:
+                    coro = context.write(blocks[i], fd, i * 512)
+                tasks.append(asyncio.ensure_future(coro))
+            await asyncio.sleep(0)
+            cancelled = set(rng.sample(range(count), count // 3))
+            for i in cancelled:
+                tasks[i].cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for i, result in enumerate(results):
+                if i not in cancelled:
+                    assert not isinstance(result, BaseException), result
+            # Every slot came back: the context is as good as new.
+            assert await asyncio.gather(
+                *(context.write(b"z" * 512, fd, i * 512) for i in range(0, 200, 2)),
+            ) == [512] * 100
+        content = os.pread(fd, count * 512 + 1, 0)
+    finally:
+        os.close(fd)
+    for i in range(count):
+        block = content[i * 512:(i + 1) * 512]
+        if i < 200 and i % 2 == 0:
+            assert block == b"z" * 512
+        elif i % 3 == 2 or i in cancelled:
+            # Never written, or cancelled (before or after it ran).
+            assert block in (bytes(512), blocks[i], b""), i
+        else:
+            assert block == blocks[i], i
+
+
+# ---- closing -----------------------------------------------------------------
+
+
+async def test_close_wakes_a_read_on_a_silent_pipe(pipe: Any, fd: int) -> None:
+    r, _ = pipe
+    loop = asyncio.get_running_loop()
+    context = Context(pool_size=1)
+    context.set_future_factory(loop.create_future)
+    running = context.read_async(10, r, 0)
+    queued = context.fsync_async(fd)
+    context.close()     # must not wait for a writer that never comes
+    for future in (running, queued):
+        assert isinstance(future.exception(), OSError)
+        assert future.exception().errno == errno.ECANCELED
+
+
+async def test_close_gives_up_on_a_stuck_worker(pipe: Any) -> None:
+    # A write bigger than the pipe's buffer sleeps inside write(2) once
+    # half done: poll() cannot help; close() waits close_timeout, then
+    # leaks the request (the worker may still write from its buffer).
+    r, w = pipe
+    loop = asyncio.get_running_loop()
+    context = Context(pool_size=1, close_timeout=0.1)
+    context.set_future_factory(loop.create_future)
+    stuck = context.write_async(bytes(4 << 20), w, 0)
+    assert isinstance(stuck, asyncio.Future)
+    # The fast path filled the pipe; the worker waits in poll() (which
+    # close() could interrupt). Make room: it enters write(2), refills the
+    # pipe and sleeps there.
+    total = 0
+    while total < 1 << 20:
+        total += len(os.read(r, 1 << 20))
+    wait_readable(r)
+    context.close()
+    assert stuck.exception().errno == errno.ECANCELED
+    # Let the detached worker finish, then check everything still works.
+    while total < 4 << 20:
+        total += len(os.read(r, 1 << 20))
+    async with AsyncioContext() as again:
+        assert await again.write(b"ok", w, 0) == 2
+    assert os.read(r, 2) == b"ok"
+
+
+def test_close_from_an_operation_callback(fd: int) -> None:
+    context = Context(pool_size=1)
+    closed = threading.Event()
+
+    def close_me(result: int) -> None:
+        context.close()     # in the worker: must not wait for itself
+        closed.set()
+
+    op = Operation.fsync(fd)
+    op.set_callback(close_me)
+    context.submit(op)
+    assert closed.wait(TIMEOUT)
+    assert context.closed
+
+
+def test_dropping_the_context_closes_it(pipe: Any) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        context = Context(pool_size=1)
+        context.set_future_factory(loop.create_future)
+        future = context.read_async(10, pipe[0], 0)
+        ref = weakref.ref(context)
+        del context
+        gc.collect()
+        assert ref() is None
+        assert future.exception().errno == errno.ECANCELED
+    finally:
+        loop.close()
+
+
+def test_context_in_a_cycle_is_collected(fd: int) -> None:
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.context = Context()  # type: ignore[attr-defined]
+    loop = asyncio.new_event_loop()
+    try:
+        holder.factory = loop.create_future  # type: ignore[attr-defined]
+        holder.context.set_future_factory(lambda: holder.factory())  # type: ignore[attr-defined]
+        ref = weakref.ref(holder.context)  # type: ignore[attr-defined]
+        del holder
+        gc.collect()
+        assert ref() is None
+    finally:
+        loop.close()
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env,
+    )
+
+
+def test_interpreter_exit_with_work_in_flight() -> None:
+    # Not closed by anyone: the module's atexit hook stops the pools before
+    # finalization; no worker may touch Python afterwards.
+    proc = run_python("""
+        import os, sys, threading
+        from caio.thread_aio import Context, Operation
+        r, w = os.pipe()
+        ctx = Context(pool_size=2, close_timeout=0.2)
+        op = Operation.read(10, r, 0)
+        op.set_callback(lambda result: print("callback", result, flush=True))
+        ctx.submit(op)
+        stuck = Context(pool_size=1, close_timeout=0.2)
+        r2, w2 = os.pipe()
+        stuck.submit(Operation.write(bytes(4 << 20), w2, 0))   # never drained
+        busy = Context(pool_size=1)
+        for _ in range(50):
+            o = Operation.fsync(sys.stdout.fileno())
+            o.set_callback(lambda result: None)
+            busy.submit(o)
+        print("exiting", flush=True)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "exiting" in proc.stdout
+    assert f"callback {-errno.ECANCELED}" in proc.stdout
+    assert "Fatal" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+
+
+# ---- fork and threads ----------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+def test_forked_child(data_file: tuple[int, bytes], pipe: Any) -> None:
+    fd, data = data_file
+    loop = asyncio.new_event_loop()
+    context = Context(pool_size=2)
+    try:
+        context.set_future_factory(loop.create_future)
+        pending = context.read_async(1, pipe[0], 0)     # a worker is busy
+        pid = os.fork()
+        if pid == 0:    # the child: clear errors, and close() must not block
+            code = 0
+            try:
+                for call in (lambda: context.read_async(1, fd, 0),
+                             lambda: context.submit(Operation.fsync(fd)),
+                             lambda: context.process_events(),
+                             lambda: context.fileno):
+                    try:
+                        call()
+                        code |= 1
+                    except RuntimeError as exc:
+                        if "another process" not in str(exc):
+                            code |= 2
+                context.close()
+                if not context.closed:
+                    code |= 4
+                child = Context()
+                child.set_future_factory(asyncio.new_event_loop().create_future)
+                if child.read_async(4, fd, 0) != data[:4]:
+                    code |= 8
+                child.close()
+            except BaseException:
+                code |= 16
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent's context is untouched.
+        os.write(pipe[1], b"p")
+        wait_readable(context.fileno)
+        assert context.process_events() == 1
+        assert pending.result() == b"p"
+    finally:
+        context.close()
+        loop.close()
+
+
+def test_two_threads_each_with_a_context(file_path: Path) -> None:
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        async def main() -> None:
+            path = file_path.with_name(f"thread-{index}.bin")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                async with AsyncioContext(pool_size=2) as context:
+                    payloads = [os.urandom(BLOCK) for _ in range(200)]
+                    await asyncio.gather(*(
+                        context.write(p, fd, i * BLOCK) for i, p in enumerate(payloads)
+                    ))
+                    await context.fdsync(fd)
+                    got = await asyncio.gather(*(
+                        context.read(BLOCK, fd, i * BLOCK) for i in range(200)
+                    ))
+                    assert got == payloads
+            finally:
+                os.close(fd)
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert not errors, errors
+
+
+def test_shared_context_used_while_another_thread_closes_it(fd: int) -> None:
+    # Misuse, but it must end in clear errors, not a crash or a hang.
+    loop = asyncio.new_event_loop()
+    context = Context(pool_size=2)
+    context.set_future_factory(loop.create_future)
+    stop = threading.Event()
+    outcomes: set[str] = set()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                context.fsync_async(fd)
+                outcomes.add("ok")
+            except ValueError:
+                outcomes.add("closed")
+                return
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        context.close()
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+        loop.close()
+    assert not thread.is_alive()
+    assert outcomes <= {"ok", "closed"}
