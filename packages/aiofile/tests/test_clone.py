@@ -1,0 +1,69 @@
+"""clone(): a second wrapper on the same open file with its own position."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiofile import FileIOCloner, TextFileWrapper, async_open, clone
+
+
+async def test_await_clone(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "c"
+    path.write_text("0123456789")
+    async with async_open(path, context=context) as f:
+        assert await f.read(4) == "0123"
+        cloner = clone(f)
+        assert isinstance(cloner, FileIOCloner)
+        g = await cloner
+        assert isinstance(g, TextFileWrapper) and g is not f
+        assert g.fileno() != f.fileno()
+        assert g.tell() == 0  # its own position
+        assert await g.read(2) == "01"
+        assert await f.read(2) == "45"  # the original's is untouched
+        await g.close()
+        assert g.closed and not f.closed
+        assert await f.read() == "6789"
+
+
+async def test_async_with_clone_closes_only_the_clone(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "w"
+    async with async_open(path, "wb+", context=context) as f:
+        async with clone(f) as g:
+            await g.write(b"from clone")
+        assert g.closed and not f.closed
+        await f.write(b"FROM")
+        assert await f.read() == b" clone"
+    assert path.read_bytes() == b"FROM clone"
+
+
+async def test_concurrent_clones_read_the_whole_file(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "data"
+    data = bytes(range(256)) * 4000
+    path.write_bytes(data)
+
+    async def digest(f: Any, name: str) -> str:
+        h = hashlib.new(name)
+        async with clone(f) as own:
+            async for chunk in own.iter_chunked(10_000):
+                h.update(chunk)
+                await asyncio.sleep(0)  # interleave the clones
+        return h.hexdigest()
+
+    async with async_open(path, "rb", context=context) as f:
+        names = ["md5", "sha1", "sha256", "md5"]
+        got = await asyncio.gather(*(digest(f, n) for n in names))
+    assert got == [hashlib.new(n, data).hexdigest() for n in names]
+
+
+async def test_clone_of_closed_file(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "x"
+    path.write_text("")
+    f = await async_open(path, context=context)
+    await f.close()
+    with pytest.raises(ValueError, match="closed"):
+        await clone(f)

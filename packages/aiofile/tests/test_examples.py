@@ -1,0 +1,106 @@
+"""The example programs, run as programs on real files."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+pytestmark = pytest.mark.skipif(
+    not (EXAMPLES / "cat.py").exists(), reason=f"no examples at {EXAMPLES}",
+)
+
+
+def run(script: str, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)],
+        capture_output=True, timeout=240, check=False,
+    )
+
+
+def test_cat_prints_files_byte_exact(tmp_path: Path) -> None:
+    first = tmp_path / "one"
+    second = tmp_path / "two"
+    first.write_bytes(b"plain\r\nwindows\rmac\n\n\xff\xfe not utf-8\nno newline")
+    second.write_bytes("ünïcödé\n".encode() * 30000 + b"x" * 300_000 + b"\n")
+    done = run("cat.py", first, second)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == first.read_bytes() + second.read_bytes()
+
+
+def test_cat_missing_file(tmp_path: Path) -> None:
+    done = run("cat.py", tmp_path / "missing")
+    assert done.returncode == 1
+    assert b"missing" in done.stderr and done.stdout == b""
+
+
+def test_cp_copies_256_mib_byte_exact(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    dst = tmp_path / "dst"
+    block = os.urandom(1 << 20)
+    with open(src, "wb") as out:
+        for i in range(256):
+            out.write(i.to_bytes(4, "little") + block[4:])
+        out.write(b"odd tail")
+    done = run("cp.py", src, dst)
+    assert done.returncode == 0, done.stderr
+    assert dst.stat().st_size == src.stat().st_size
+    with open(src, "rb") as a, open(dst, "rb") as b:
+        while True:
+            x, y = a.read(1 << 22), b.read(1 << 22)
+            assert x == y
+            if not x:
+                break
+
+
+def test_cp_chunk_size_and_overwrite(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    dst = tmp_path / "dst"
+    src.write_bytes(bytes(range(256)) * 100 + b"end")
+    dst.write_bytes(b"x" * 1_000_000)  # longer: must be replaced, not patched
+    done = run("cp.py", src, dst, "--chunk-size", "1000")
+    assert done.returncode == 0, done.stderr
+    assert dst.read_bytes() == src.read_bytes()
+    bad = run("cp.py", src, dst, "--chunk-size", "0")
+    assert bad.returncode == 2 and b"positive" in bad.stderr
+
+
+def test_hash_matches_hashlib(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    data = os.urandom(3_000_001)
+    path.write_bytes(data)
+    done = run("hash.py", path, "-a", "sha256", "-a", "md5", "-a", "blake2b")
+    assert done.returncode == 0, done.stderr
+    expected = "".join(
+        f"{name}  {hashlib.new(name, data).hexdigest()}\n" for name in ("sha256", "md5", "blake2b")
+    )
+    assert done.stdout.decode() == expected
+    default = run("hash.py", path)
+    assert default.stdout.decode().splitlines()[0] == f"md5  {hashlib.md5(data).hexdigest()}"
+
+
+def test_csv_reader_matches_dict_reader(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    rows = [
+        ["name", "city", "note"],
+        ["Ann", "Zürich", "plain"],
+        ["Bob", "Köln", 'quoted "word", and, commas'],
+        ["Cid", "Paris", "two\nlines"],
+        ["Dee", "Oslo"],
+        ["Eve", "Rome", "x", "extra1", "extra2"],
+    ] + [[f"n{i}", f"c{i}", "é" * (i % 5)] for i in range(2000)]
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(rows)
+    done = run("csv_reader.py", path)
+    assert done.returncode == 0, done.stderr
+    with open(path, newline="", encoding="utf-8") as fp:
+        expected = [json.dumps(row, ensure_ascii=False) for row in csv.DictReader(fp)]
+    assert done.stdout.decode().splitlines() == expected
