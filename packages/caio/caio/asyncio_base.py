@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import weakref
 from asyncio import CancelledError
 from collections.abc import Callable
@@ -24,6 +25,20 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer, Self
 
 __all__ = ("AsyncioContextBase",)
+
+# Bumped in forked children. A child shares its parent's epoll instance (the
+# loop's selector): removing a reader there would remove it for the parent
+# too, whose loop would then never hear of its completions again.
+_forks = 0
+
+
+def _after_fork_in_child() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class AsyncioContextBase:
@@ -80,6 +95,7 @@ class AsyncioContextBase:
         context.set_future_factory(loop.create_future)
         self._fileno = context.fileno
         loop.add_reader(self._fileno, context.process_events)
+        self._bound_in = _forks
         self._loop = loop
         self._read_async = context.read_async
         self._write_async = context.write_async
@@ -217,7 +233,7 @@ class AsyncioContextBase:
         self._closed = True
         _live.discard(self)
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is not None and self._bound_in == _forks and not loop.is_closed():
             try:
                 loop.remove_reader(self._fileno)
             except (RuntimeError, ValueError, OSError):
