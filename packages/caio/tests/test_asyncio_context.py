@@ -404,6 +404,34 @@ async def test_proc_file(context: Any) -> None:
         os.close(descriptor)
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/dev/zero", bytes(100)),
+        ("/dev/null", b""),
+        ("/sys/devices/system/cpu/online", None),
+    ],
+)
+async def test_special_files(context: Any, path: str, expected: bytes | None) -> None:
+    if not os.path.exists(path):
+        pytest.skip(f"{path} does not exist here")
+    descriptor = os.open(path, os.O_RDWR if path.startswith("/dev/") else os.O_RDONLY)
+    try:
+        data = await asyncio.wait_for(context.read(100, descriptor, 0), timeout=30)
+        if path.startswith("/dev/"):
+            written = await asyncio.wait_for(context.write(b"abc", descriptor, 0), timeout=30)
+            assert written == 3
+    except OSError:
+        pass  # a clear error is allowed; a hang or another exception is not
+    else:
+        if expected is None:
+            assert data[:1].isdigit()  # "0-1\n"
+        else:
+            assert data == expected
+    finally:
+        os.close(descriptor)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 async def test_forked_child_cannot_use_the_context(context: Any, fd: int) -> None:
     assert await context.read(1, fd, 0) == b""  # used in the parent first
