@@ -422,6 +422,7 @@ class _Pool:
         self.fds_open = True
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
+        self.generation = _generation
 
     def start(self) -> None:
         with self.lock:
@@ -448,6 +449,11 @@ class _Pool:
 
     def stop(self, timeout: float | None) -> None:
         """Let the workers finish what they run and exit; wait for them."""
+        if self.generation != _generation:
+            # A forked child: the workers live in the parent only, and the
+            # stop descriptor is shared with it; signalling it would cancel
+            # the parent's pipe reads.
+            return
         threads = self.threads
         if self.fds_open:
             _signal(self.stop_r, self.stop_w)

@@ -377,3 +377,34 @@ def python_aio_asyncio() -> Any:
 def test_module_names() -> None:
     assert python_aio.Context is Context
     assert python_aio.MAX_RW_COUNT == 0x7FFFF000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_child_dropping_an_inherited_context_leaves_the_parent_alone(pipe: Any) -> None:
+    import warnings
+
+    r, w = pipe
+    context = Context(pool_size=2)
+    try:
+        assert run(context, Operation.fsync(r)) in ([0], [-errno.EINVAL])  # workers start
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 0
+            try:
+                del context  # its finalizer runs here, in the child
+                gc.collect()
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        # A pipe read waits in poll() on the pool's stop descriptor too; the
+        # child must not have signalled it.
+        os.write(w, b"still here")
+        read = Operation.read(100, r, 0)
+        assert run(context, read) == [10]
+        assert read.get_value() == b"still here"
+    finally:
+        context.close()
