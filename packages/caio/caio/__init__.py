@@ -22,11 +22,15 @@ import os
 import warnings
 from importlib import import_module
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 from .abstract import AbstractContext, AbstractOperation
 
+# Not `from typing import TYPE_CHECKING`: importing typing would make
+# `import caio` slower; type checkers treat this name as True anyway.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .asyncio_base import AsyncioContextBase as AsyncioContext
 
     variants_asyncio: tuple[ModuleType, ...]

@@ -31,14 +31,19 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from queue import SimpleQueue
-from typing import TYPE_CHECKING, Any
 
-from .abstract import AbstractContext, AbstractOperation, FutureFactory
+from .abstract import AbstractContext, AbstractOperation
 
+# Not `from typing import TYPE_CHECKING`: importing typing would make
+# `import caio` slower; type checkers treat this name as True anyway.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any
 
     from typing_extensions import Buffer, Self
+
+    from .abstract import FutureFactory
 
 __all__ = ("Context", "Operation", "MAX_RW_COUNT")
 
