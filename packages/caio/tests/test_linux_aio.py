@@ -338,7 +338,7 @@ async def test_proc_and_sys_files(ctx: Any) -> None:
         assert ctx.read_async(4096, f.fileno(), 0) == Path(path).read_bytes()
 
 
-async def test_errors(ctx: Any, fd: int, dir_fd: int, closed_fd: int) -> None:
+async def test_errors(ctx: Any, fd: int, dir_fd: int, closed_fd: int, pipe: Any) -> None:
     with pytest.raises(OSError) as info:
         ctx.read_async(10, closed_fd, 0)
     assert info.value.errno == errno.EBADF
@@ -360,6 +360,9 @@ async def test_errors(ctx: Any, fd: int, dir_fd: int, closed_fd: int) -> None:
     with pytest.raises(OSError) as info:  # refused by io_submit itself
         ctx.fsync_async(closed_fd)
     assert info.value.errno == errno.EBADF
+    with pytest.raises(OSError, match="cannot be synced") as info:
+        ctx.fsync_async(pipe[0])
+    assert info.value.errno == errno.EINVAL
 
 
 async def test_misaligned_direct_read_fails_later(ctx: Any, direct_fd: int) -> None:

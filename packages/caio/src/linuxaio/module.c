@@ -98,6 +98,10 @@ static PyObject *req_exception(caio_req *req)
     else if ((req->flags & AIO_REQ_REJECTED) && err == EOPNOTSUPP)
         hint = "this file has no non-blocking mode, so kernel AIO cannot use it "
                "without blocking the event loop";
+    else if ((req->flags & AIO_REQ_REJECTED) &&
+             (req->opcode == CAIO_FSYNC || req->opcode == CAIO_FDSYNC))
+        hint = "kernel AIO refused the sync: the file cannot be synced (a pipe, "
+               "a socket) or the kernel is older than 4.18";
     else if (req->flags & AIO_REQ_REJECTED)
         hint = "kernel AIO refused the request: the file does not support it "
                "(like some /proc files) or offset + size overflows";

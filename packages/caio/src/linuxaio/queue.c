@@ -136,8 +136,11 @@ static void req_set_error(caio_req *req, long long res, int from_submit)
     struct stat st;
     int err = (int)-res;
 
-    if (from_submit && (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE) &&
-        (err == EINVAL || err == EOPNOTSUPP)) {
+    if (from_submit && (req->opcode == CAIO_FSYNC || req->opcode == CAIO_FDSYNC) &&
+        err == EINVAL) {
+        req->flags |= AIO_REQ_REJECTED;
+    } else if (from_submit && (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE) &&
+               (err == EINVAL || err == EOPNOTSUPP)) {
         /* A directory has no read_iter: the kernel says EINVAL where
          * read(2) says EISDIR. */
         if (fstat(req->fd, &st) == 0 && S_ISDIR(st.st_mode))
