@@ -23,6 +23,14 @@ import caio
 BLOCK = 4096
 
 
+def test_defaults(context: Any, asyncio_module: Any) -> None:
+    assert asyncio_module.AsyncioContext.MAX_REQUESTS_DEFAULT == 512
+    assert context.max_requests == 512
+    assert context.context.max_requests == 512
+    assert not context.closed
+    assert isinstance(context.context, caio.AbstractContext)
+
+
 async def test_write_then_read(context: Any, fd: int) -> None:
     assert await context.write(b"hello caio", fd, 0) == 10
     assert await context.read(10, fd, 0) == b"hello caio"

@@ -408,3 +408,10 @@ def test_child_dropping_an_inherited_context_leaves_the_parent_alone(pipe: Any) 
         assert read.get_value() == b"still here"
     finally:
         context.close()
+
+
+async def test_backend_options_reach_the_context(fd: int) -> None:
+    async with python_aio_asyncio().AsyncioContext(max_requests=16, pool_size=3) as context:
+        assert context.max_requests == 16
+        await asyncio.gather(*(context.fsync(fd) for _ in range(20)))
+        assert len(context.context._pool.threads) == 3
