@@ -498,6 +498,45 @@ static int schedule_flush(UringContext *self)
     return 0;
 }
 
+/* No eventfd signal for inline completions.
+ *
+ * The kernel signals the eventfd for every CQE, including the ones of
+ * requests that completed inside our own io_uring_enter and that we reap
+ * right away: that would wake the loop for nothing (epoll_wait returns, an
+ * eventfd read, an empty reap) and costs the kernel an eventfd wake-up per
+ * operation. So when nothing else is in flight, submit with
+ * IORING_CQ_EVENTFD_DISABLED set, and clear it afterwards.
+ *
+ * Why no completion can be lost: with nothing else in flight, the only
+ * CQEs that can be posted while the flag is set are those of the request
+ * just submitted. If it completed inline we reaped it. If not (it went to
+ * poll or an io-wq worker), its CQE may have been posted, without a
+ * signal, around the moment we cleared the flag; so in that case we signal
+ * the eventfd ourselves, and the loop's process_events() reaps it. That
+ * case needs a future and a wake-up anyway. */
+static void eventfd_quiet(UringContext *self)
+{
+    unsigned *flags = self->ring.cq.kflags;
+    __atomic_store_n(flags, read_once(flags) | IORING_CQ_EVENTFD_DISABLED, __ATOMIC_RELAXED);
+}
+
+static void eventfd_loud(UringContext *self)
+{
+    unsigned *flags = self->ring.cq.kflags;
+    static const uint64_t one = 1;
+
+    /* Release: our reap's reads of the CQ happen before the kernel may
+     * signal again (and the fence in the eventfd write below orders the
+     * rest). */
+    __atomic_store_n(flags, read_once(flags) & ~IORING_CQ_EVENTFD_DISABLED,
+                     __ATOMIC_RELEASE);
+    if (self->n_inflight > 0 || self->cancels_pending > 0) {
+        if (write(self->efd, &one, sizeof(one)) < 0) {
+            /* EAGAIN: the counter is at its maximum, i.e. signalled. */
+        }
+    }
+}
+
 /* The value of a request the submitting call got back; puts it back. */
 static PyObject *take_value(UringContext *self, caio_req *req)
 {
@@ -512,7 +551,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
 {
     PyObject *result = NULL, *fut;
     caio_req *req;
-    int now;
+    int now, quiet;
 
     if (ctx_enter(self) < 0)
         return NULL;
@@ -551,6 +590,8 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
 
+    quiet = self->n_inflight == 0 && self->cancels_pending == 0 && !self->sqpoll &&
+            self->ring.cq.kflags != NULL;
     if (queue_req(self, req) < 0) {
         caio_req_put(&self->pool, req);
         goto out;
@@ -558,14 +599,20 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     REQ_BFLAGS(req) = BF_HELD;
     now = !self->batching || ++self->probe % PROBE_EVERY == 0;
     if (now || self->sqpoll) {
+        if (quiet)
+            eventfd_quiet(self);
         if (flush(self) < 0) {
             /* The ring failed; the SQE stays in it and the request is
              * reclaimed if it ever completes. */
+            if (quiet)
+                eventfd_loud(self);
             REQ_BFLAGS(req) = 0;
             goto out;
         }
         if (!self->sqpoll) {
             reap(self, 0);
+            if (quiet)
+                eventfd_loud(self);
             if (opcode == CAIO_READ || opcode == CAIO_WRITE)
                 note_inline(self, req->state == CAIO_REQ_DONE);
             if (req->state == CAIO_REQ_DONE) {
