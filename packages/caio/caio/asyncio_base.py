@@ -48,7 +48,9 @@ class AsyncioContextBase:
     ``max_requests`` defaults to ``MAX_REQUESTS_DEFAULT``; more operations
     than that wait their turn inside the backend (none is dropped). Without
     ``loop`` the context binds to the running loop, at once if one runs,
-    else on its first operation.
+    else on its first operation. Raises what the backend's ``Context``
+    raises for bad options (TypeError, ValueError, OSError), and
+    NotImplementedError for a loop that cannot watch a descriptor.
     """
 
     MAX_REQUESTS_DEFAULT: ClassVar[int] = 512
@@ -79,7 +81,12 @@ class AsyncioContextBase:
             except RuntimeError:
                 loop = None
         if loop is not None:
-            self._bind(loop)
+            try:
+                self._bind(loop)
+            except BaseException:
+                # e.g. a loop without add_reader (Windows' proactor loop)
+                self.context.close()
+                raise
         else:
             # No loop yet: the first operation binds to the loop it runs in.
             # The hot path stays check-free: these stand-ins replace

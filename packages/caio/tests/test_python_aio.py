@@ -415,3 +415,18 @@ async def test_backend_options_reach_the_context(fd: int) -> None:
         assert context.max_requests == 16
         await asyncio.gather(*(context.fsync(fd) for _ in range(20)))
         assert len(context.context._pool.threads) == 3
+
+
+def test_loop_that_cannot_watch_descriptors() -> None:
+    class NoReaders(asyncio.SelectorEventLoop):  # like Windows' proactor loop
+        def add_reader(self, *args: Any) -> None:  # type: ignore[override]
+            raise NotImplementedError
+
+    loop = NoReaders()
+    try:
+        live = len(python_aio._live)
+        with pytest.raises(NotImplementedError):
+            python_aio_asyncio().AsyncioContext(loop=loop)
+        assert len(python_aio._live) == live  # its context was closed, not leaked
+    finally:
+        loop.close()
