@@ -431,3 +431,16 @@ def test_loop_that_cannot_watch_descriptors() -> None:
         assert len(python_aio._live) == live  # its context was closed, not leaked
     finally:
         loop.close()
+
+
+async def test_pipe_wakeup_where_there_is_no_eventfd(
+    monkeypatch: pytest.MonkeyPatch, fd: int,
+) -> None:
+    monkeypatch.delattr(os, "eventfd", raising=False)  # as on macOS
+    async with python_aio_asyncio().AsyncioContext() as context:
+        pool = context.context._pool
+        assert pool.wake_r != pool.wake_w  # a pipe
+        results = await asyncio.gather(*(context.write(b"p", fd, i) for i in range(100)))
+        assert results == [1] * 100
+        await context.fsync(fd)
+    assert os.pread(fd, 200, 0) == b"p" * 100
