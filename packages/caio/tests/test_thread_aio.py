@@ -482,7 +482,8 @@ async def test_huge_read_of_a_small_file(ctx: Any, fd: int) -> None:
     result = ctx.read_async(3 << 30, fd, 0)     # more than 2 GiB asked
     assert (result if isinstance(result, bytes) else await result) == b"small"
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert grown_kib < 256 * 1024     # never touched the 2 GiB buffer
+    # Never touched the 2 GiB buffer (ASan's shadow of it costs 256 MiB).
+    assert grown_kib < 1024 * 1024
 
 
 # ---- cancellation ------------------------------------------------------------
@@ -658,6 +659,7 @@ def test_interpreter_exit_with_work_in_flight() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_child(data_file: tuple[int, bytes], pipe: Any) -> None:
     fd, data = data_file
     loop = asyncio.new_event_loop()
