@@ -264,9 +264,15 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->max_requests = (unsigned)max_requests;
     self->fork_gen = caio_fork_generation();
     pthread_mutex_init(&self->lock, NULL);
+    /* The kernel first: it refuses too large a max_requests before we
+     * touch memory for the pool. */
     if ((self->futures = PyDict_New()) == NULL ||
-        caio_req_pool_init(&self->pool, self->max_requests) < 0 ||
         aio_ctx_open(self, self->max_requests, userspace_reap) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (caio_req_pool_init(&self->pool, self->max_requests) < 0) {
+        aio_ctx_destroy(self);
         Py_DECREF(self);
         return NULL;
     }
