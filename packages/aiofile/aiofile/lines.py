@@ -10,12 +10,14 @@ in Python. But they also break at other characters (``\\r``, and for str
 ``\\v \\f \\x1c-\\x1e \\x85 \\u2028 \\u2029``), so each chunk is first checked,
 with ``in`` and ``count`` (memchr speed), for anything that would make
 them split differently from the separator; only such chunks take the exact
-(slower) path.
+(slower) path. For bytes and b"\\n", ``BytesIO.readlines`` is faster still
+and exact by construction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from io import BytesIO
 from typing import Any, TypeVar
 
 __all__ = ("Splitter", "make_splitter")
@@ -65,9 +67,9 @@ def _split_lf_str(tail: str, chunk: str) -> list[str]:
 
 
 def _split_lf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
-    if b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
-        return _exact(tail, chunk, b"\n")
-    lines = chunk.splitlines(True)
+    # BytesIO shares the chunk's buffer, breaks only at b"\n" and finds it
+    # with memchr: about three times faster than bytes.splitlines.
+    lines = BytesIO(chunk).readlines()
     if tail:
         lines[0] = tail + lines[0]
     if chunk[-1] == 10:  # b"\n"

@@ -43,12 +43,23 @@ __all__ = (
 )
 
 #: Chunk size of line iteration and readline(): large enough that the
-#: per-chunk costs (a read, a decode, a split) vanish against the per-line ones.
-LINE_CHUNK_SIZE = 256 * 1024
+#: per-chunk costs (a read, a decode, a split) vanish against the per-line
+#: ones, small enough that glibc's malloc reuses the freed chunk instead of
+#: trimming the heap and page-faulting it back in (at 256 KiB that costs
+#: more than the split itself).
+LINE_CHUNK_SIZE = 64 * 1024
 #: Default chunk size of Reader and iter_chunked().
 CHUNK_SIZE = 32 * 1024
 
 T = TypeVar("T", str, bytes)
+
+
+def _straddles(before: Any, chunk: Any, sep: Any) -> bool:
+    """Whether a multi-character ``sep`` may begin in ``before``, end in ``chunk``."""
+    width = len(sep) - 1
+    if not width or not before:
+        return False
+    return sep in before[-width:] + chunk[:width]
 
 
 class _Pending(Generic[T]):
@@ -94,29 +105,55 @@ class _Pending(Generic[T]):
         read = (afp._context or afp._bind_context()).read
         decoder = self._decoder
         split = self._split
+        sep = self._line_sep
         size = self._chunk_size
-        while True:
-            chunk: Any = await read(size, fd, self._pos)
-            if chunk:
-                self._pos += len(chunk)
-                if decoder is not None:
-                    chunk = decoder.decode(chunk)
-                    if not chunk:  # only part of a character so far
-                        continue
-            elif decoder is not None and (rest := decoder.decode(b"", True)):
-                chunk = rest  # never happens with strict errors; "replace" does
-            else:
-                tail = self._tail
-                if tail:
-                    self._tail = self._empty
-                    self._lines = iter((tail,))
+        empty = self._empty
+        tail = self._tail
+        # A line longer than a chunk is kept in pieces and joined once, so
+        # that its cost stays linear in its length.
+        parts: list[Any] = []
+        try:
+            while True:
+                chunk: Any = await read(size, fd, self._pos)
+                if chunk:
+                    self._pos += len(chunk)
+                    if decoder is not None:
+                        chunk = decoder.decode(chunk)
+                        if not chunk:  # only part of a character so far
+                            continue
+                elif decoder is not None and (rest := decoder.decode(b"", True)):
+                    chunk = rest  # strict decoding raises instead; "replace" gets here
+                else:
+                    if parts:
+                        tail = empty.join(parts)
+                        parts.clear()
+                    self._tail = empty
+                    if not tail:
+                        return False
+                    # A separator that straddled pieces is found here.
+                    lines = split(empty, tail)
+                    if not lines[-1]:
+                        lines.pop()
+                    self._lines = iter(lines)
                     return True
-                return False
-            lines = split(self._tail, chunk)
-            self._tail = lines.pop()
-            if lines:
-                self._lines = iter(lines)
-                return True
+                if sep not in chunk and not _straddles(parts[-1] if parts else tail, chunk, sep):
+                    if not parts and tail:
+                        parts.append(tail)
+                    parts.append(chunk)
+                    continue
+                if parts:
+                    tail = empty.join(parts)
+                    parts.clear()
+                lines = split(tail, chunk)
+                tail = lines.pop()
+                if lines:
+                    self._tail = tail
+                    self._lines = iter(lines)
+                    return True
+        except BaseException:
+            # Cancelled or failed after reading: what was read stays pending.
+            self._tail = empty.join(parts) if parts else tail
+            raise
 
     async def _iter_lines(self) -> AsyncIterator[T]:
         # One async generator for the whole file: its per-item cost is far
@@ -406,6 +443,11 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         empty ``newline``), io.UnsupportedOperation, OSError.
         """
         if size < 0 and (newline is None or newline == b"\n"):
+            lines = self._lines
+            if lines is not None:
+                # One coroutine per line, not two: take the line here.
+                for line in lines:
+                    return line
             return await self._readline()
         self._file._check_readable()
         return await _readline_slow(self, size, b"\n" if newline is None else newline)
@@ -487,6 +529,10 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         UnicodeDecodeError, OSError.
         """
         if size < 0 and (newline is None or newline == "\n"):
+            lines = self._lines
+            if lines is not None:
+                for line in lines:
+                    return line
             return await self._readline()
         self._file._check_readable()
         return await _readline_slow(self, size, "\n" if newline is None else newline)

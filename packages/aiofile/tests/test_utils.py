@@ -13,6 +13,13 @@ import caio
 from aiofile import AIOFile, LineReader, Reader, Writer
 
 
+@pytest.fixture(params=list(caio.variants_asyncio), ids=lambda m: m.__name__)
+def asyncio_context(request: pytest.FixtureRequest, event_loop: Any) -> Any:
+    ctx = request.param.AsyncioContext(loop=event_loop)
+    yield ctx
+    ctx.close()
+
+
 class CountsReads:
     """A real caio context that records every read's (offset, length)."""
 
@@ -158,3 +165,63 @@ async def test_writer_appends_sequentially(tmp_path: Path, context: Any) -> None
     async with AIOFile(path, "r+", context=context) as afp:
         with pytest.raises(TypeError):
             await Writer(afp)(b"bytes")
+
+
+@pytest.mark.parametrize("sep", ["\n", "||", "abc"])
+async def test_line_longer_than_many_chunks(tmp_path: Path, context: Any, sep: str) -> None:
+    path = tmp_path / "long"
+    long_line = "x" * 2_000_000 + sep
+    # The separator's characters also straddle chunk edges one by one.
+    path.write_text("ab" + sep + long_line + "a" + sep + "tail")
+    async with AIOFile(path, context=context) as afp:
+        got = [line async for line in LineReader(afp, chunk_size=1000, line_sep=sep)]
+    assert got == ["ab" + sep, long_line, "a" + sep, "tail"]
+
+
+class GatedReads:
+    """A real caio context: once ``gate`` is set up, ``free_reads`` more
+    reads go through and the next ones wait for the gate."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate: asyncio.Event | None = None
+        self.free_reads = 0
+        self.closed = False
+
+    async def read(self, nbytes: int, fd: int, offset: int) -> bytes:
+        if self.gate is not None:
+            if self.free_reads:
+                self.free_reads -= 1
+            else:
+                await self.gate.wait()
+        data: bytes = await self.inner.read(nbytes, fd, offset)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("sep", ["\n", "||"])
+async def test_cancelled_readline_loses_nothing(
+    tmp_path: Path, asyncio_context: Any, sep: str,
+) -> None:
+    path = tmp_path / "cancel"
+    path.write_text(f"first{sep}abc")
+    ctx = GatedReads(asyncio_context)
+    async with AIOFile(path, "rb", context=ctx) as afp:  # type: ignore[arg-type]
+        reader = LineReader(afp, chunk_size=2, line_sep=sep)
+        assert await reader.readline() == f"first{sep}".encode()
+        # "ab" is read, then the next read waits at the gate.
+        ctx.gate = asyncio.Event()
+        ctx.free_reads = 1
+        task = asyncio.ensure_future(reader.readline())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with open(path, "a") as out:
+            out.write(f"def{sep}last")
+        ctx.gate.set()
+        assert await reader.readline() == f"abcdef{sep}".encode()
+        assert await reader.readline() == b"last"
+        assert await reader.readline() == b""
