@@ -368,6 +368,11 @@ def _execute(op: Operation, stop_fd: int) -> None:
         op._result = -errno.ENOMEM
     except OverflowError:
         op._result = -errno.EOVERFLOW
+    except Exception:  # a bug must fail the operation, not kill the worker
+        import logging
+
+        logging.getLogger(__name__).exception("caio: %r failed unexpectedly", op)
+        op._result = -errno.EIO
 
 
 def _run_callback(op: Operation) -> None:
