@@ -17,7 +17,11 @@ from typing import Any
 
 import pytest
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+import caio
+
+# The children import the same caio as this process (a source tree, a build
+# directory or an installed package).
+PACKAGE_ROOT = Path(caio.__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="seccomp is Linux only"),
