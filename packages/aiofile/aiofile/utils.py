@@ -347,14 +347,17 @@ class FileIOWrapperBase(_Pending[T]):
         """Yield the rest of the file in chunks of up to ``chunk_size`` bytes.
 
         Text mode yields decoded str. The position follows the iteration.
-        Raises ValueError (closed file, chunk_size <= 0), OSError.
+        Whole chunks are the bytes objects caio returns, not copies. Raises
+        ValueError (closed file, chunk_size <= 0), io.UnsupportedOperation
+        (not readable), OSError.
         """
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        afp = self._file
+        afp._check_readable()
         pending = self._take_pending()
         if pending:
             yield pending
-        afp = self._file
         decoder = self._decoder
         while True:
             fd = afp._fd
