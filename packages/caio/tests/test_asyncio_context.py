@@ -333,6 +333,27 @@ async def test_submit_many_operations(context: Any, backend_module: Any, fd: int
     assert os.pread(fd, 1000, 0) == b"".join(bytes([i]) * 10 for i in range(50))
 
 
+async def test_cancelled_submit(context: Any, backend_module: Any, fd: int) -> None:
+    count = 64
+    old, new = b"o" * BLOCK, b"n" * BLOCK
+    os.pwrite(fd, old * count, 0)
+    ops = [backend_module.Operation.write(new, fd, i * BLOCK) for i in range(count)]
+    tasks = [asyncio.ensure_future(context.submit(op)) for op in ops]
+    await asyncio.sleep(0)
+    for task in tasks[::2]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled():
+            assert task.result() == BLOCK
+    # Cancelled or not, each block is whole: old or new.
+    content = os.pread(fd, count * BLOCK, 0)
+    for i in range(count):
+        assert content[i * BLOCK:(i + 1) * BLOCK] in (old, new)
+    # And the context goes on working.
+    assert await context.submit(backend_module.Operation.read(4, fd, BLOCK)) == new[:4]
+
+
 async def test_close_is_idempotent(context: Any, fd: int) -> None:
     await context.write(b"x", fd, 0)
     context.close()
