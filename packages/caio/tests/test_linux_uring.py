@@ -146,6 +146,31 @@ async def test_cancel_operation_on_pipe(ctx: Any, pipe: Any) -> None:
     assert in_flight(ctx) == 0
 
 
+async def test_cancel_waiting_operation_wakes_the_loop(
+    event_loop: asyncio.AbstractEventLoop, pipe: Any
+) -> None:
+    # An operation cancelled before it reached the kernel gets no CQE: its
+    # callback must still come from process_events, with nothing else
+    # happening to wake the loop.
+    r, _w = pipe
+    context = Context(1)
+    event_loop.add_reader(context.fileno, context.process_events)
+    try:
+        results: list[int] = []
+        first, second = Operation.read(1, r, 0), Operation.read(1, r, 0)
+        second.set_callback(results.append)
+        context.submit(first, second)
+        assert context.cancel(second) == 1
+        for _ in range(100):
+            if results:
+                break
+            await asyncio.sleep(0.01)
+        assert results == [-errno.ECANCELED]
+    finally:
+        event_loop.remove_reader(context.fileno)
+        context.close()
+
+
 async def test_waiting_operations_beyond_max_requests(
     event_loop: asyncio.AbstractEventLoop, pipe: Any
 ) -> None:

@@ -127,6 +127,18 @@ static PyTypeObject UringContext_Type;
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* Make the eventfd readable, so that the loop calls process_events():
+ * for work that no CQE will announce (callbacks of operations cancelled
+ * before they reached the kernel). */
+static void signal_self(UringContext *self)
+{
+    static const uint64_t one = 1;
+
+    if (write(self->efd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is at its maximum, i.e. signalled. */
+    }
+}
+
 static int ctx_enter(UringContext *self)
 {
     if (caio_fork_check(self->fork_gen, QUALNAME) < 0)
@@ -372,6 +384,12 @@ static void run_owned(UringContext *self, caio_req *req)
 /* The kernel is done with req. */
 static void complete(UringContext *self, caio_req *req, int res, int run_callbacks)
 {
+    unsigned slot = (unsigned)REQ_SLOT(req);
+
+    /* A request close() gave up on (and leaked) may still complete while an
+     * outer reap loop runs: it is no longer ours to touch. */
+    if (slot >= self->n_inflight || self->inflight[slot] != req)
+        return;
     inflight_remove(self, req);
     req->result = res;
     req->state = CAIO_REQ_DONE;
@@ -523,18 +541,13 @@ static void eventfd_quiet(UringContext *self)
 static void eventfd_loud(UringContext *self)
 {
     unsigned *flags = self->ring.cq.kflags;
-    static const uint64_t one = 1;
 
     /* Release: our reap's reads of the CQ happen before the kernel may
-     * signal again (and the fence in the eventfd write below orders the
-     * rest). */
+     * signal again (and the eventfd write below is a full barrier). */
     __atomic_store_n(flags, read_once(flags) & ~IORING_CQ_EVENTFD_DISABLED,
                      __ATOMIC_RELEASE);
-    if (self->n_inflight > 0 || self->cancels_pending > 0) {
-        if (write(self->efd, &one, sizeof(one)) < 0) {
-            /* EAGAIN: the counter is at its maximum, i.e. signalled. */
-        }
-    }
+    if (self->n_inflight > 0 || self->cancels_pending > 0)
+        signal_self(self);
 }
 
 /* The value of a request the submitting call got back; puts it back. */
@@ -799,6 +812,7 @@ static PyObject *ctx_cancel(UringContext *self, PyObject *const *args, Py_ssize_
             req->result = -ECANCELED;
             req->state = CAIO_REQ_DONE;
             fifo_push(&self->done_head, &self->done_tail, req);
+            signal_self(self);
             count++;
         } else if (req->state == CAIO_REQ_INFLIGHT &&
                    !(req->flags & CAIO_REQ_CANCEL_ASKED)) {
