@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ def test_same_verdict_as_builtin_open(tmp_path: Path) -> None:
     path = tmp_path / "m"
     candidates = {"".join(p) for n in range(1, 4) for p in itertools.permutations("rwaxbt+U", n)}
     candidates |= {"rr", "r++", "", "rb+ ", "b", "t", "+"}
+    if sys.version_info < (3, 11):
+        # Python 3.10 still takes the deprecated "U"; aiofile follows 3.11+.
+        candidates = {mode for mode in candidates if "U" not in mode}
     for mode in sorted(candidates):
         path.unlink(missing_ok=True)
         ok = builtin_accepts(path, mode)
