@@ -272,6 +272,10 @@ static int flush(UringContext *self)
         caio_oserror(-ret);
         return -1;
     }
+    /* The kernel left SQEs in the ring (short of memory, or holding back
+     * CQEs): have process_events() try again soon. */
+    if (!self->sqpoll && uring_sq_pending(&self->ring) != 0)
+        signal_self(self);
     return 0;
 }
 
