@@ -354,28 +354,33 @@ class FileIOWrapperBase(_Pending[T]):
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
         afp = self._file
-        afp._check_readable()
+        fd = afp._check_readable()
+        read = (afp._context or afp._bind_context()).read
         pending = self._take_pending()
         if pending:
             yield pending
         decoder = self._decoder
+        if decoder is None:
+            # The streaming path: as little as possible per chunk.
+            while True:
+                chunk = await read(chunk_size, fd, self._pos)
+                if not chunk:
+                    return
+                self._pos += len(chunk)
+                yield chunk  # type: ignore[misc]
+                if afp._fd != fd:  # closed while the consumer had the chunk
+                    raise afp._closed_error()
         while True:
-            fd = afp._fd
-            if fd < 0:
+            if afp._fd != fd:
                 raise afp._closed_error()
-            chunk: Any = await (afp._context or afp._bind_context()).read(
-                chunk_size, fd, self._pos,
-            )
-            if not chunk:
-                if decoder is not None and (rest := decoder.decode(b"", True)):
+            data = await read(chunk_size, fd, self._pos)
+            if not data:
+                if rest := decoder.decode(b"", True):
                     yield rest  # type: ignore[misc]
                 return
-            self._pos += len(chunk)
-            if decoder is not None:
-                chunk = decoder.decode(chunk)
-                if not chunk:
-                    continue
-            yield chunk
+            self._pos += len(data)
+            if text := decoder.decode(data):
+                yield text  # type: ignore[misc]
 
 
 class BinaryFileWrapper(FileIOWrapperBase[bytes]):

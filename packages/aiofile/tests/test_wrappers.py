@@ -330,3 +330,19 @@ async def test_truncated_character_at_end_is_an_error(tmp_path: Path, context: A
     async with async_open(path, context=context) as f:
         with pytest.raises(UnicodeDecodeError):
             await f.read()
+
+
+@pytest.mark.parametrize("mode", ["r", "rb"])
+async def test_closing_during_iteration_stops_it_clearly(
+    tmp_path: Path, context: Any, mode: str,
+) -> None:
+    path = tmp_path / "stop"
+    path.write_text("line\n" * 100_000)
+    async with async_open(path, mode, context=context) as f:
+        with pytest.raises(ValueError, match="closed file"):
+            async for _ in f.iter_chunked(1000):
+                await f.close()
+    async with async_open(path, mode, context=context) as f:
+        with pytest.raises(ValueError, match="closed file"):
+            async for _ in f:
+                await f.close()
