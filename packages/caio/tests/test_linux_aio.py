@@ -421,6 +421,23 @@ def test_operations_and_callbacks_in_process_events(
         assert info.value.errno == errno.EBADF
 
 
+def test_partial_submission_fails_only_the_refused_request(
+    fd: int, closed_fd: int, userspace_reap: bool
+) -> None:
+    # One io_submit for all three: the kernel takes the first, stops at the
+    # bad one (returns 1), the bad one alone then gets EBADF, the third goes in.
+    os.pwrite(fd, b"abcdef", 0)
+    with Context(8, userspace_reap=userspace_reap) as context:
+        ops = [Operation.read(3, fd, 0), Operation.read(3, closed_fd, 0), Operation.read(3, fd, 3)]
+        assert context.submit(*ops) == 3
+        drain(context, ops)
+        assert ops[0].get_value() == b"abc"
+        with pytest.raises(OSError) as info:
+            ops[1].get_value()
+        assert info.value.errno == errno.EBADF
+        assert ops[2].get_value() == b"def"
+
+
 def test_submit_checks_every_operation_first(fd: int) -> None:
     with Context(4) as context:
         op = Operation.read(10, fd, 0)
