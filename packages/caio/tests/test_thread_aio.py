@@ -467,6 +467,27 @@ async def test_pipe_through_the_adapter(pipe: Any) -> None:
         assert await context.read(100, r, 0) == b""    # end of file
 
 
+async def test_pipe_write_bigger_than_the_pipe(pipe: Any) -> None:
+    # The fast path fills the pipe, a worker writes the rest; the offset is
+    # ignored, even the largest one (advancing it must not overflow).
+    r, w = pipe
+    payload = os.urandom(300_000)
+    received = bytearray()
+
+    def drain() -> None:
+        while len(received) < len(payload):
+            received.extend(os.read(r, 1 << 16))
+
+    reader = threading.Thread(target=drain)
+    async with AsyncioContext() as context:
+        writing = asyncio.ensure_future(context.write(payload, w, 2**63 - 1))
+        await asyncio.sleep(0)
+        reader.start()
+        assert await writing == len(payload)
+    reader.join(TIMEOUT)
+    assert bytes(received) == payload
+
+
 async def test_proc_file_through_the_adapter() -> None:
     async with AsyncioContext() as context:
         with open("/proc/self/status", "rb") as f:

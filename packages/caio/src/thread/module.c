@@ -137,7 +137,7 @@ static int complete_fast(ThreadContext *self, caio_req *req)
     if (ext->done > 0) {
         req->data -= ext->done;
         req->nbytes += (size_t)ext->done;
-        req->offset -= ext->done;
+        req->offset -= ext->shift;
         /* Bytes already moved win over a later error, as in read(2). */
         req->result = req->result >= 0 ? req->result + (ssize_t)ext->done
                                        : (ssize_t)ext->done;
@@ -318,7 +318,7 @@ static void ctx_shutdown(ThreadContext *self, int quiet)
         } else {
             req->result = -ECANCELED;
             if (complete_fast(self, req) < 0)
-                report_error((PyObject *)self, quiet);
+                report_error(NULL, quiet);
         }
     }
 
@@ -337,7 +337,7 @@ static void ctx_shutdown(ThreadContext *self, int quiet)
         next = req->next;
         req->next = NULL;
         if (complete_fast(self, req) < 0)
-            report_error((PyObject *)self, quiet);
+            report_error(NULL, quiet);
     }
 
     /* 4. Given up on: the worker may still write into these requests, so
@@ -404,9 +404,10 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         /* The worker does the rest. */
         req->data += moved;
         req->nbytes -= (size_t)moved;
-        req->offset += moved;
     }
     caio_thread_ext_of(req)->done = moved;
+    caio_thread_ext_of(req)->shift = req->offset <= INT64_MAX - moved ? moved : 0;
+    req->offset += caio_thread_ext_of(req)->shift;
 
     /* The GIL may have been released: check again. */
     if (self->closed || self->factory == NULL) {
@@ -537,6 +538,7 @@ static PyObject *ctx_submit(ThreadContext *self, PyObject *const *args,
     for (i = 0; i < nargs; i++) {
         req = operation_req(args[i]);
         caio_thread_ext_of(req)->done = 0;
+        caio_thread_ext_of(req)->shift = 0;
         req->state = CAIO_REQ_INFLIGHT;
         /* Held until its callback ran (in the worker). */
         Py_INCREF(args[i]);

@@ -20,6 +20,9 @@ typedef struct {
     caio_pool *pool;        /* the pool it was submitted to */
     int64_t done;           /* bytes the fast path moved before the rest
                                was queued (the request was advanced by it) */
+    int64_t shift;          /* how far the offset was advanced: done, or 0
+                               where that would overflow (a pipe ignores
+                               offsets, and the caller may pass any) */
     int where;              /* enum caio_where */
 } caio_thread_ext;
 
