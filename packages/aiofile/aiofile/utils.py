@@ -733,12 +733,20 @@ class LineReader(_Pending[T]):
 
         Raises ValueError (closed), OSError, UnicodeDecodeError.
         """
+        lines = self._lines
+        if lines is not None:
+            for line in lines:
+                return line
         return await self._readline()
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iter_lines()
 
     async def __anext__(self) -> T:
+        lines = self._lines
+        if lines is not None:
+            for line in lines:
+                return line
         line = await self._readline()
         if not line:
             raise StopAsyncIteration
