@@ -803,26 +803,37 @@ static PyMethodDef ctx_methods[] = {
      "Raises TypeError, ValueError (closed)."},
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
      "close()\n\nWait for the operations in flight, deliver their results, fail the "
-     "rest with OSError(ECANCELED), release the kernel context. Idempotent."},
+     "rest with OSError(ECANCELED), release the kernel context. Idempotent; in a "
+     "forked child it only forgets. Raises RuntimeError if called from the future "
+     "factory while the context runs it."},
     {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,
      "process_events() -> int\n\nReap completions, resolve futures, run callbacks, "
      "submit waiting operations. Returns how many finished.\n"
      "Raises ValueError (closed), RuntimeError (used after fork)."},
     {"set_future_factory", (PyCFunction)ctx_set_future_factory, METH_O,
-     "set_future_factory(factory)\n\nfactory() -> a future (usually loop.create_future)."},
+     "set_future_factory(factory)\n\nfactory() -> a future (usually loop.create_future).\n"
+     "Raises TypeError (not callable), ValueError (closed), RuntimeError (after fork)."},
     {"read_async", (PyCFunction)(void (*)(void))ctx_read_async, FASTCALL_KW,
      "read_async(nbytes, fd, offset, priority=0) -> bytes | Future[bytes]\n\n"
      "The bytes if the read finished during the call, else a future. Raises OSError "
-     "if it failed during the call; TypeError/ValueError/MemoryError for bad arguments."},
+     "if it failed during the call (BlockingIOError: a pipe or socket with no data); "
+     "TypeError/ValueError/MemoryError for bad arguments; ValueError once closed; "
+     "RuntimeError without a future factory or after fork."},
     {"write_async", (PyCFunction)(void (*)(void))ctx_write_async, FASTCALL_KW,
-     "write_async(payload, fd, offset, priority=0) -> int | Future[int]"},
+     "write_async(payload, fd, offset, priority=0) -> int | Future[int]\n\n"
+     "The count if the write finished during the call, else a future. Raises like "
+     "read_async; TypeError/BufferError for a payload that is not a contiguous buffer."},
     {"fsync_async", (PyCFunction)(void (*)(void))ctx_fsync_async, FASTCALL_KW,
-     "fsync_async(fd, priority=0) -> None | Future[None]"},
+     "fsync_async(fd, priority=0) -> None | Future[None]\n\n"
+     "Usually a future (the kernel syncs in a workqueue). Raises like read_async."},
     {"fdsync_async", (PyCFunction)(void (*)(void))ctx_fdsync_async, FASTCALL_KW,
-     "fdsync_async(fd, priority=0) -> None | Future[None]"},
+     "fdsync_async(fd, priority=0) -> None | Future[None]\n\n"
+     "Like fsync_async, with fdatasync semantics."},
     {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O,
      "cancel_future(future) -> bool\n\nCancel the operation behind a future from "
-     "*_async(). Its buffer stays alive until the kernel is done with it."},
+     "*_async(). Its buffer stays alive until the kernel is done with it. True if "
+     "it was still waiting for a slot (or the kernel could cancel it).\n"
+     "Raises ValueError (closed), RuntimeError (after fork), TypeError (unhashable)."},
     {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)ctx_exit_cm, METH_VARARGS, NULL},
     {NULL}
