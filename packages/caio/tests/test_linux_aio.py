@@ -140,6 +140,8 @@ def test_context_arguments() -> None:
         Context("8")
     with pytest.raises(TypeError):
         Context(8, bogus=1)
+    with Context(None) as context:
+        assert context.max_requests == 512
     context = Context(8)
     assert context.max_requests == 8
     assert not context.closed

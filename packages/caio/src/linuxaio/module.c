@@ -233,7 +233,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$p:Context", kwlist,
                                      &max_ob, &userspace_reap))
         return NULL;
-    if (max_ob != NULL) {
+    if (max_ob != NULL && max_ob != Py_None) {   /* None: the default */
         if (!PyLong_Check(max_ob)) {
             PyErr_Format(PyExc_TypeError, "max_requests must be int, not %.100s",
                          Py_TYPE(max_ob)->tp_name);
