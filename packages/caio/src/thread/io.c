@@ -28,8 +28,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#if defined(__linux__) && defined(RWF_NOWAIT)
+/* CAIO_PORTABLE: build the code path of other systems (to test it here). */
+#if defined(__linux__) && defined(RWF_NOWAIT) && !defined(CAIO_PORTABLE)
 #define CAIO_HAVE_NOWAIT 1
+#endif
+
+const int caio_io_have_nowait =
+#ifdef CAIO_HAVE_NOWAIT
+    1;
+#else
+    0;
 #endif
 
 /* fdatasync is missing or is not declared on some systems (macOS). */

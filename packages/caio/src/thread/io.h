@@ -10,6 +10,9 @@
  * close() can interrupt a read that would wait forever (-ECANCELED). */
 ssize_t caio_io_blocking(const caio_req *req, int stop_fd);
 
+/* 1 where caio_io_nowait can finish requests (Linux with RWF_NOWAIT). */
+extern const int caio_io_have_nowait;
+
 enum caio_nowait {
     CAIO_NOWAIT_DONE,   /* *result is final: bytes moved, or -errno */
     CAIO_NOWAIT_POOL,   /* the rest must go to a worker; *result bytes are

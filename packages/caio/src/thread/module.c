@@ -742,6 +742,9 @@ PyMODINIT_FUNC PyInit_thread_aio(void)
         PyModule_AddObjectRef(m, "Context", (PyObject *)&ThreadContext_Type) < 0 ||
         caio_operation_add_type(m, MODULE_NAME ".Operation") < 0)
         goto fail;
+    /* Whether reads can finish during the call (tests need to know). */
+    if (PyModule_AddIntConstant(m, "_HAVE_NOWAIT", caio_io_have_nowait) < 0)
+        goto fail;
     if ((atexit_mod = PyImport_ImportModule("atexit")) == NULL)
         goto fail;
     hook = PyObject_GetAttrString(m, "_atexit");
