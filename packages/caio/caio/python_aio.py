@@ -541,11 +541,13 @@ _live: weakref.WeakSet[Context] = weakref.WeakSet()
 class Context(AbstractContext):
     """A pool of ``pool_size`` worker threads (at most ``max_requests``).
 
-    ``Context(max_requests=512, pool_size=8)``. Raises TypeError/ValueError
-    for non-int or non-positive sizes.
+    ``Context(max_requests=512, pool_size=8)``; ``max_requests=None`` means
+    512. Raises TypeError/ValueError for non-int or non-positive sizes.
     """
 
-    def __init__(self, max_requests: int = 512, pool_size: int = 8) -> None:
+    def __init__(self, max_requests: int | None = 512, pool_size: int = 8) -> None:
+        if max_requests is None:  # like the C backends: None is the default
+            max_requests = 512
         for name, value in (("max_requests", max_requests), ("pool_size", pool_size)):
             if not isinstance(value, int):
                 raise TypeError(f"{name} must be int, not {type(value).__name__}")

@@ -220,6 +220,11 @@ def test_context_arguments() -> None:
         Context(pool_size=0)
     with pytest.raises(TypeError):
         Context(max_requests="8")  # type: ignore[arg-type]
+    default = Context(None)
+    try:
+        assert default.max_requests == 512
+    finally:
+        default.close()
     context = Context(max_requests=3, pool_size=8)
     try:
         assert context.max_requests == 3
