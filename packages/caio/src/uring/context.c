@@ -1,0 +1,588 @@
+/* caio.linux_uring: the Context type and the module.
+ *
+ * How a request moves (see docs/internals.md for the protocol):
+ *
+ *   read_async()/submit() --> waiting FIFO (when max_requests are in flight)
+ *          |                      | (a completion frees a slot)
+ *          v                      v
+ *   SQE in the ring, request in ctx->inflight, user_data = the caio_req
+ *          | io_uring_enter (at once, or once per loop iteration: batching)
+ *          v
+ *   CQE --> reap(): result recorded, slot freed; then the future is
+ *           resolved / the Operation callback runs / or, when the CQE came
+ *           back during the very call that submitted it, that call returns
+ *           the value itself and no future is ever made.
+ *
+ * Inline completion. io_uring first issues a read or write with
+ * IOCB_NOWAIT inside io_uring_enter. When that succeeds (page-cache hit,
+ * buffered write) the CQE is already in the CQ ring when the system call
+ * returns, so *_async() reaps it at once and returns bytes/int: the
+ * coroutine never suspends and no future is allocated. Only when the
+ * kernel answers -EAGAIN internally (cold cache, pipes without data) does
+ * the request go to poll or to an io-wq worker, and its CQE arrives later
+ * through the eventfd.
+ *
+ * Submit now or batch. Entering the kernel once per operation is best when
+ * operations finish inline (the value comes back in the same call). When
+ * most do not, one io_uring_enter per loop iteration for all of them is
+ * cheaper: the context keeps a moving average of the inline rate, switches
+ * to batching when it drops below 1/4 (flushing via the loop's call_soon),
+ * and back above 1/2, probing every PROBE_EVERY-th operation at once while
+ * batching so it notices when the cache warms up.
+ *
+ * Cancellation and memory. A cancelled future does not make the kernel
+ * stop writing into the request's buffer. cancel_future() submits
+ * IORING_OP_ASYNC_CANCEL, but the request keeps its buffer (and slot) until
+ * its own CQE arrives, whatever the cancel's outcome (0, -EALREADY for a
+ * read an io-wq worker is already doing, -ENOENT if it just finished).
+ *
+ * CQ overflow. At most `limit` (<= SQ size) requests are in flight and
+ * each has at most one cancel in flight, and the CQ is twice the SQ: it
+ * cannot overflow. Should the kernel flag IORING_SQ_CQ_OVERFLOW anyway,
+ * reap() asks it to flush the kept-back CQEs.
+ *
+ * Re-entrancy. Futures' set_result, the factory, Operation callbacks and
+ * even fileno() of an fd argument run Python code that may call back into
+ * this context, including close(). Every entry point bumps ctx->busy;
+ * close() does its logical work at once but unmaps rings and frees the
+ * request pool only when the outermost call leaves. CQEs are consumed one
+ * by one (head advanced before any Python code runs), so a nested reap
+ * just continues where the outer one was.
+ */
+#include "context.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- entering, leaving, waking the loop ---------------------------------- */
+
+/* Make the eventfd readable, so that the loop calls process_events():
+ * for work that no CQE will announce (callbacks of operations cancelled
+ * before they reached the kernel). */
+void uctx_signal(UringContext *self)
+{
+    static const uint64_t one = 1;
+
+    if (write(self->efd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is at its maximum, i.e. signalled. */
+    }
+}
+
+int uctx_enter(UringContext *self)
+{
+    if (caio_fork_check(self->fork_gen, QUALNAME) < 0)
+        return -1;
+    if (self->closed) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed context");
+        return -1;
+    }
+    if (self->nogil) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this context is in use by another thread; "
+                        "use one context per thread (event loop)");
+        return -1;
+    }
+    self->busy++;
+    return 0;
+}
+
+void uctx_leave(UringContext *self)
+{
+    if (--self->busy == 0 && self->closed && !self->released)
+        uctx_release(self);
+}
+
+static int time_left_ms(const struct timespec *deadline)
+{
+    struct timespec now;
+    long long ms;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 +
+         (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms < 0 ? 0 : (ms > 100 ? 100 : (int)ms);
+}
+
+static void deadline_in(struct timespec *deadline, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += ms / 1000;
+    deadline->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (deadline->tv_nsec >= 1000000000) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000;
+    }
+}
+
+/* ---- submission ---------------------------------------------------------- */
+
+/* Hand every published SQE to the kernel. Returns 0, or -1 with OSError
+ * set when the ring itself failed. EAGAIN/EBUSY (the kernel is short of
+ * memory, or holds back CQEs) leave the SQEs in the ring for the next
+ * flush: process_events() retries. */
+int uctx_flush(UringContext *self)
+{
+    int ret;
+
+    if (uring_sq_pending(&self->ring) == 0)
+        return 0;
+    if (self->unsubmitted_bytes > NOGIL_BYTES) {
+        self->nogil = 1;
+        Py_BEGIN_ALLOW_THREADS
+        ret = uring_submit(&self->ring);
+        Py_END_ALLOW_THREADS
+        self->nogil = 0;
+    } else {
+        ret = uring_submit(&self->ring);
+    }
+    self->unsubmitted_bytes = 0;
+    if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR) {
+        caio_oserror(-ret);
+        return -1;
+    }
+    /* The kernel left SQEs in the ring (short of memory, or holding back
+     * CQEs): have process_events() try again soon. */
+    if (!self->sqpoll && uring_sq_pending(&self->ring) != 0)
+        uctx_signal(self);
+    return 0;
+}
+
+static struct io_uring_sqe *get_sqe(UringContext *self)
+{
+    struct io_uring_sqe *sqe = uring_get_sqe(&self->ring);
+
+    if (sqe != NULL)
+        return sqe;
+    /* Full: only cancel requests can get us here (requests in flight never
+     * outnumber SQ slots). Let the kernel take what is queued. */
+    self->nogil = 1;
+    Py_BEGIN_ALLOW_THREADS
+    sqe = uring_get_sqe_wait(&self->ring);
+    Py_END_ALLOW_THREADS
+    self->nogil = 0;
+    return sqe;
+}
+
+/* Put req into the SQ ring (published, not yet submitted) and count it in
+ * flight. The caller checked n_inflight < limit. */
+int uctx_queue_req(UringContext *self, caio_req *req)
+{
+    struct io_uring_sqe *sqe = get_sqe(self);
+
+    if (sqe == NULL) {
+        PyErr_SetString(PyExc_OSError, "io_uring submission queue is stuck");
+        return -1;
+    }
+    switch (req->opcode) {
+    case CAIO_READ:
+        uring_prep(sqe, IORING_OP_READ, req->fd, (uint64_t)(uintptr_t)req->data,
+                   (uint32_t)req->nbytes, (uint64_t)req->offset, (uint64_t)(uintptr_t)req);
+        self->unsubmitted_bytes += req->nbytes;
+        break;
+    case CAIO_WRITE:
+        uring_prep(sqe, IORING_OP_WRITE, req->fd, (uint64_t)(uintptr_t)req->data,
+                   (uint32_t)req->nbytes, (uint64_t)req->offset, (uint64_t)(uintptr_t)req);
+        self->unsubmitted_bytes += req->nbytes;
+        break;
+    default:
+        uring_prep(sqe, IORING_OP_FSYNC, req->fd, 0, 0, 0, (uint64_t)(uintptr_t)req);
+        if (req->opcode == CAIO_FDSYNC)
+            sqe->fsync_flags = IORING_FSYNC_DATASYNC;
+        break;
+    }
+    sqe->ioprio = (uint16_t)req->priority;
+    uring_publish(&self->ring);
+    inflight_add(self, req);
+    return 0;
+}
+
+/* Queue an ASYNC_CANCEL for req (or for everything with req == NULL). */
+int uctx_queue_cancel(UringContext *self, caio_req *req)
+{
+    struct io_uring_sqe *sqe = get_sqe(self);
+
+    if (sqe == NULL)
+        return -1;
+    if (req != NULL) {
+        uring_prep(sqe, IORING_OP_ASYNC_CANCEL, -1, (uint64_t)(uintptr_t)req, 0, 0,
+                   UD_CANCEL);
+        req->flags |= CAIO_REQ_CANCEL_ASKED;
+    } else {
+        uring_prep(sqe, IORING_OP_ASYNC_CANCEL, -1, 0, 0, 0, UD_CANCEL_ANY);
+        sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+    }
+    uring_publish(&self->ring);
+    self->cancels_pending++;
+    return 0;
+}
+
+/* Move waiting requests into free slots. Returns how many moved. */
+static int refill(UringContext *self)
+{
+    int moved = 0;
+
+    while (self->wait_head != NULL && self->n_inflight < self->limit && !self->closed) {
+        caio_req *req = fifo_pop(&self->wait_head, &self->wait_tail);
+        if (uctx_queue_req(self, req) < 0) {
+            /* Cannot happen with a sane ring; fail the request visibly. */
+            PyErr_WriteUnraisable((PyObject *)self);
+            req->result = -EIO;
+            req->state = CAIO_REQ_DONE;
+            if (req->flags & CAIO_REQ_OWNED) {
+                fifo_push(&self->done_head, &self->done_tail, req);
+            } else {
+                if (caio_req_resolve_future(req) < 0)
+                    PyErr_WriteUnraisable((PyObject *)self);
+                caio_req_put(&self->pool, req);
+            }
+            continue;
+        }
+        moved++;
+    }
+    return moved;
+}
+
+/* ---- completion ---------------------------------------------------------- */
+
+static void run_owned(UringContext *self, caio_req *req)
+{
+    PyObject *op = req->owner;
+
+    caio_operation_run_callback(req);
+    /* The reference submit() took. */
+    Py_DECREF(op);
+}
+
+/* The kernel is done with req. */
+static void complete(UringContext *self, caio_req *req, int res, int run_callbacks)
+{
+    unsigned slot = (unsigned)REQ_SLOT(req);
+
+    /* A request close() gave up on (and leaked) may still complete while an
+     * outer reap loop runs: it is no longer ours to touch. */
+    if (slot >= self->n_inflight || self->inflight[slot] != req)
+        return;
+    inflight_remove(self, req);
+    req->result = res;
+    req->state = CAIO_REQ_DONE;
+    if (req->flags & CAIO_REQ_OWNED) {
+        if (run_callbacks)
+            run_owned(self, req);
+        else
+            fifo_push(&self->done_head, &self->done_tail, req);
+    } else if (REQ_BFLAGS(req) & BF_HELD) {
+        /* The submitting call picks the result up. */
+    } else {
+        if (caio_req_resolve_future(req) < 0)
+            PyErr_WriteUnraisable(req->future);
+        caio_req_put(&self->pool, req);
+    }
+}
+
+/* Take every CQE there is. Returns how many requests completed. With
+ * run_callbacks == 0, Operation callbacks are kept for process_events()
+ * (the caller must not run arbitrary code); futures are resolved either
+ * way (set_result only schedules their callbacks). */
+Py_ssize_t uctx_reap(UringContext *self, int run_callbacks)
+{
+    struct uring_cq *cq = &self->ring.cq;
+    Py_ssize_t count = 0;
+    int flushed = 0;
+
+    for (;;) {
+        unsigned head = *cq->khead;
+        struct io_uring_cqe *cqe;
+        uint64_t ud;
+        int res;
+
+        if (head == smp_load_acquire(cq->ktail)) {
+            if (!flushed && (read_once(self->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)) {
+                flushed = 1;
+                uring_flush_cq(&self->ring);
+                continue;
+            }
+            break;
+        }
+        cqe = &cq->cqes[head & cq->mask];
+        ud = cqe->user_data;
+        res = cqe->res;
+        /* Hand the slot back before any Python code runs (re-entrancy). */
+        smp_store_release(cq->khead, head + 1);
+
+        if (ud == UD_CANCEL || ud == UD_CANCEL_ANY) {
+            self->cancels_pending--;
+            if (ud == UD_CANCEL_ANY && res == -EINVAL)
+                self->cancel_any_failed = 1;    /* before 5.19 */
+            else if (ud == UD_CANCEL && res == 0)
+                self->cancels_ok++;
+            continue;
+        }
+        complete(self, (caio_req *)(uintptr_t)ud, res, run_callbacks);
+        count++;
+    }
+    return count;
+}
+
+Py_ssize_t uctx_run_done(UringContext *self)
+{
+    Py_ssize_t n = 0;
+    caio_req *req;
+
+    while ((req = fifo_pop(&self->done_head, &self->done_tail)) != NULL) {
+        run_owned(self, req);
+        n++;
+    }
+    return n;
+}
+
+/* Reap, refill free slots from the waiting FIFO, submit, until nothing
+ * moves. Returns completions, or -1 with an exception (ring failure). */
+Py_ssize_t uctx_pump(UringContext *self)
+{
+    Py_ssize_t total = 0, n;
+    int moved;
+
+    for (;;) {
+        n = uctx_reap(self, 1);
+        total += n;
+        if (self->closed)
+            break;
+        moved = refill(self);
+        if (uctx_flush(self) < 0)
+            return -1;
+        if (n == 0 && moved == 0)
+            break;
+    }
+    return total;
+}
+
+/* ---- submit now or batch ------------------------------------------------- */
+
+void uctx_note_inline(UringContext *self, int done)
+{
+    self->avg += ((done ? AVG_ONE : 0) - self->avg) / 8;
+    if (!self->batching) {
+        if (self->avg < AVG_BATCH_BELOW && self->call_soon != NULL)
+            self->batching = 1;
+    } else if (self->avg > AVG_IMMEDIATE_ABOVE) {
+        self->batching = 0;
+    }
+}
+
+int uctx_schedule_flush(UringContext *self)
+{
+    PyObject *r, *cb;
+
+    if (self->flush_scheduled)
+        return 0;
+    /* A fresh bound method each time (once per loop iteration at most):
+     * caching it would make the context a reference cycle. */
+    if ((cb = PyObject_GetAttrString((PyObject *)self, "_flush")) == NULL)
+        return -1;
+    r = PyObject_CallOneArg(self->call_soon, cb);
+    Py_DECREF(cb);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    self->flush_scheduled = 1;
+    return 0;
+}
+
+/* No eventfd signal for inline completions.
+ *
+ * The kernel signals the eventfd for every CQE, including the ones of
+ * requests that completed inside our own io_uring_enter and that we reap
+ * right away: that would wake the loop for nothing (epoll_wait returns, an
+ * eventfd read, an empty reap) and costs the kernel an eventfd wake-up per
+ * operation. So when nothing else is in flight, submit with
+ * IORING_CQ_EVENTFD_DISABLED set, and clear it afterwards.
+ *
+ * Why no completion can be lost: with nothing else in flight, the only
+ * CQEs that can be posted while the flag is set are those of the request
+ * just submitted. If it completed inline we reaped it. If not (it went to
+ * poll or an io-wq worker), its CQE may have been posted, without a
+ * signal, around the moment we cleared the flag; so in that case we signal
+ * the eventfd ourselves, and the loop's process_events() reaps it. That
+ * case needs a future and a wake-up anyway. */
+void uctx_eventfd_quiet(UringContext *self)
+{
+    unsigned *flags = self->ring.cq.kflags;
+    __atomic_store_n(flags, read_once(flags) | IORING_CQ_EVENTFD_DISABLED, __ATOMIC_RELAXED);
+}
+
+void uctx_eventfd_loud(UringContext *self)
+{
+    unsigned *flags = self->ring.cq.kflags;
+
+    /* Release: our reap's reads of the CQ happen before the kernel may
+     * signal again (and the eventfd write below is a full barrier). */
+    __atomic_store_n(flags, read_once(flags) & ~IORING_CQ_EVENTFD_DISABLED,
+                     __ATOMIC_RELEASE);
+    if (self->n_inflight > 0 || self->cancels_pending > 0)
+        uctx_signal(self);
+}
+
+/* The value of a request the submitting call got back; puts it back. */
+PyObject *uctx_take_value(UringContext *self, caio_req *req)
+{
+    PyObject *value = req->result < 0 ? caio_oserror((int)-req->result)
+                                      : caio_req_value(req);
+    caio_req_put(&self->pool, req);
+    return value;
+}
+
+/* Wait (GIL released) until no cancel request is outstanding, reaping. */
+void uctx_wait_cancels(UringContext *self, int timeout_ms, int run_callbacks)
+{
+    struct timespec deadline;
+    int ms;
+
+    deadline_in(&deadline, timeout_ms);
+    for (;;) {
+        uctx_reap(self, run_callbacks);
+        if (self->cancels_pending == 0 || (ms = time_left_ms(&deadline)) == 0)
+            break;
+        self->nogil = 1;
+        Py_BEGIN_ALLOW_THREADS
+        uring_wait(&self->ring, ms);
+        Py_END_ALLOW_THREADS
+        self->nogil = 0;
+    }
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+/* Fail a request that will never run (it waited, or the kernel kept it). */
+static void fail_request(UringContext *self, caio_req *req, int keep_buffer)
+{
+    req->result = -ECANCELED;
+    req->state = CAIO_REQ_DONE;
+    if (req->flags & CAIO_REQ_OWNED) {
+        if (keep_buffer) {
+            /* Leak the Operation: its buffer may still be written. */
+            caio_operation_run_callback(req);
+        } else {
+            run_owned(self, req);
+        }
+        return;
+    }
+    if (caio_req_resolve_future(req) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    if (keep_buffer)
+        Py_CLEAR(req->future);
+    else
+        caio_req_put(&self->pool, req);
+}
+
+/* close() proper: every request finishes or is failed; nothing is freed. */
+static void shutdown_ctx(UringContext *self)
+{
+    struct timespec deadline;
+    caio_req *req;
+    int per_request = 0, ms;
+
+    while ((req = fifo_pop(&self->wait_head, &self->wait_tail)) != NULL)
+        fail_request(self, req, 0);
+    if (uctx_flush(self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    uctx_reap(self, 1);
+
+    if (self->n_inflight > 0) {
+        /* One request cancels everything (5.19+); older kernels answer
+         * EINVAL and get one cancel per request. */
+        if (uctx_queue_cancel(self, NULL) < 0 || uctx_flush(self) < 0) {
+            PyErr_Clear();
+            self->cancel_any_failed = 1;
+        }
+    }
+    deadline_in(&deadline, CLOSE_TIMEOUT_MS);
+    for (;;) {
+        uctx_reap(self, 1);
+        if (self->n_inflight == 0 && self->cancels_pending == 0)
+            break;
+        if (self->cancel_any_failed && !per_request) {
+            per_request = 1;
+            for (unsigned i = 0; i < self->n_inflight; i++) {
+                caio_req *r = self->inflight[i];
+                if (!(r->flags & CAIO_REQ_CANCEL_ASKED) && uctx_queue_cancel(self, r) < 0)
+                    break;
+            }
+            if (uctx_flush(self) < 0)
+                PyErr_Clear();
+            continue;
+        }
+        if ((ms = time_left_ms(&deadline)) == 0)
+            break;
+        self->nogil = 1;
+        Py_BEGIN_ALLOW_THREADS
+        uring_wait(&self->ring, ms);
+        Py_END_ALLOW_THREADS
+        self->nogil = 0;
+    }
+    /* Whatever the kernel still holds keeps its memory for good. */
+    while (self->n_inflight > 0) {
+        req = self->inflight[self->n_inflight - 1];
+        inflight_remove(self, req);
+        self->leak = 1;
+        if (REQ_BFLAGS(req) & BF_HELD) {
+            REQ_BFLAGS(req) |= BF_LEAKED;
+            continue;
+        }
+        fail_request(self, req, 1);
+    }
+    uctx_run_done(self);
+}
+
+/* After fork: the ring and its requests are the parent's. Drop our view
+ * and our Python references without asking the kernel anything. */
+static void forget_requests(UringContext *self)
+{
+    caio_req *req;
+
+    while ((req = fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {
+        if (req->flags & CAIO_REQ_OWNED)
+            Py_DECREF(req->owner);
+        else
+            caio_req_put(&self->pool, req);
+    }
+    while ((req = fifo_pop(&self->done_head, &self->done_tail)) != NULL)
+        Py_DECREF(req->owner);
+    while (self->n_inflight > 0) {
+        req = self->inflight[self->n_inflight - 1];
+        inflight_remove(self, req);
+        if (req->flags & CAIO_REQ_OWNED)
+            Py_DECREF(req->owner);
+        else if (!(REQ_BFLAGS(req) & BF_HELD))
+            caio_req_put(&self->pool, req);
+    }
+}
+
+void uctx_release(UringContext *self)
+{
+    self->released = 1;
+    uring_exit(&self->ring);
+    if (self->efd >= 0) {
+        close(self->efd);
+        self->efd = -1;
+    }
+    PyMem_Free(self->inflight);
+    self->inflight = NULL;
+    caio_req_pool_free(&self->pool, self->leak);
+}
+
+void uctx_close(UringContext *self)
+{
+    if (self->closed)
+        return;
+    self->closed = 1;
+    if (self->released)
+        return;
+    self->busy++;
+    if (self->fork_gen != caio_fork_generation())
+        forget_requests(self);
+    else
+        shutdown_ctx(self);
+    uctx_leave(self);
+}

@@ -1,0 +1,180 @@
+/* The io_uring context: its state and the engine (context.c) that the
+ * Python methods (module.c) drive. See context.c for how a request moves. */
+#ifndef CAIO_URING_CONTEXT_H
+#define CAIO_URING_CONTEXT_H
+
+#include "caio.h"
+#include "uring.h"
+
+#define QUALNAME "caio.linux_uring.Context"
+
+/* user_data of our own ASYNC_CANCEL requests. Request pointers are
+ * aligned, so odd values can never be one. */
+#define UD_CANCEL 1ULL
+#define UD_CANCEL_ANY 3ULL
+
+/* Backend scratch in caio_req. */
+#define REQ_SLOT(r) ((r)->backend[0])    /* index in ctx->inflight */
+#define REQ_BFLAGS(r) ((r)->backend[1])
+/* The *_async call that submitted the request is still running: a
+ * completion only records the result, the call takes it from there. */
+#define BF_HELD 1u
+/* close() gave up waiting for it: its memory must never be freed. */
+#define BF_LEAKED 2u
+
+/* Inline-rate moving average, fixed point. */
+#define AVG_ONE 256
+#define AVG_BATCH_BELOW (AVG_ONE / 4)
+#define AVG_IMMEDIATE_ABOVE (AVG_ONE / 2)
+#define PROBE_EVERY 16
+
+/* Submissions carrying more bytes than this release the GIL around
+ * io_uring_enter: an inline page-cache copy of that size takes longer than
+ * dropping and retaking the GIL. Small ones keep it (releasing would cost
+ * more than the whole system call). */
+#define NOGIL_BYTES (256 * 1024)
+
+/* How long close() waits for the kernel to give back every request. */
+#define CLOSE_TIMEOUT_MS 10000
+/* How long cancel() waits for the kernel to answer its cancel requests. */
+#define CANCEL_TIMEOUT_MS 1000
+
+typedef struct {
+    PyObject_HEAD
+    struct uring ring;
+    int efd;
+    unsigned long fork_gen;
+    unsigned max_requests;      /* as asked */
+    unsigned limit;             /* in-flight cap: min(max_requests, SQ size) */
+    int closed;                 /* close() has started */
+    int released;               /* rings unmapped, pool freed */
+    int busy;                   /* depth of calls that may run Python code */
+    int nogil;                  /* a call is in a GIL-released section */
+    int leak;                   /* the kernel kept some request: leak memory */
+    int sqpoll;
+    int batching;
+    int flush_scheduled;
+    int cancel_any_failed;
+    int avg;                    /* inline completion rate, 0..AVG_ONE */
+    unsigned probe;
+    size_t unsubmitted_bytes;
+    caio_req **inflight;
+    unsigned n_inflight;
+    unsigned cancels_pending;
+    unsigned long cancels_ok;
+    caio_req *wait_head, *wait_tail;
+    caio_req *done_head, *done_tail;    /* Operations whose callbacks wait */
+    caio_req_pool pool;
+    PyObject *factory;
+    PyObject *call_soon;
+    PyObject *weakreflist;
+} UringContext;
+
+/* ---- entering and leaving (every entry point) ---------------------------- */
+
+/* Fork check, closed check, other-thread check; then busy++. -1 + exception. */
+CAIO_API int uctx_enter(UringContext *self);
+/* busy--; the outermost call out of a closed context releases its memory. */
+CAIO_API void uctx_leave(UringContext *self);
+
+/* ---- submission ----------------------------------------------------------- */
+
+/* SQE for req in the ring (published, not yet submitted), req in flight.
+ * The caller checked n_inflight < limit. 0, or -1 + exception. */
+CAIO_API int uctx_queue_req(UringContext *self, caio_req *req);
+/* ASYNC_CANCEL for req, or for everything with req == NULL. */
+CAIO_API int uctx_queue_cancel(UringContext *self, caio_req *req);
+/* io_uring_enter for every published SQE. 0, or -1 + OSError. */
+CAIO_API int uctx_flush(UringContext *self);
+/* Make the eventfd readable (work no CQE announces). */
+CAIO_API void uctx_signal(UringContext *self);
+
+/* ---- completion ----------------------------------------------------------- */
+
+/* Take every CQE; Operation callbacks are deferred unless run_callbacks. */
+CAIO_API Py_ssize_t uctx_reap(UringContext *self, int run_callbacks);
+/* Run the deferred Operation callbacks. */
+CAIO_API Py_ssize_t uctx_run_done(UringContext *self);
+/* Reap, refill from the waiting FIFO, submit, until nothing moves. */
+CAIO_API Py_ssize_t uctx_pump(UringContext *self);
+/* Value of a request its submitting call got back (puts it back). */
+CAIO_API PyObject *uctx_take_value(UringContext *self, caio_req *req);
+/* Reap, waiting (GIL released) until no cancel request is outstanding. */
+CAIO_API void uctx_wait_cancels(UringContext *self, int timeout_ms, int run_callbacks);
+
+/* ---- submit now or batch -------------------------------------------------- */
+
+CAIO_API void uctx_note_inline(UringContext *self, int done);
+CAIO_API int uctx_schedule_flush(UringContext *self);
+CAIO_API void uctx_eventfd_quiet(UringContext *self);
+CAIO_API void uctx_eventfd_loud(UringContext *self);
+
+/* ---- closing -------------------------------------------------------------- */
+
+/* close(): cancel, wait, fail what never came back; idempotent. */
+CAIO_API void uctx_close(UringContext *self);
+/* Unmap the ring, close the eventfd, free the pool (unless leaking). */
+CAIO_API void uctx_release(UringContext *self);
+
+/* ---- request lists -------------------------------------------------------- */
+
+static inline void fifo_push(caio_req **head, caio_req **tail, caio_req *req)
+{
+    req->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = req;
+    else
+        *head = req;
+    *tail = req;
+}
+
+static inline caio_req *fifo_pop(caio_req **head, caio_req **tail)
+{
+    caio_req *req = *head;
+
+    if (req != NULL) {
+        *head = req->next;
+        if (*head == NULL)
+            *tail = NULL;
+        req->next = NULL;
+    }
+    return req;
+}
+
+/* Unlink req from a FIFO; 1 when it was there. */
+static inline int fifo_remove(caio_req **head, caio_req **tail, caio_req *req)
+{
+    caio_req *prev = NULL;
+
+    for (caio_req *it = *head; it != NULL; prev = it, it = it->next) {
+        if (it != req)
+            continue;
+        if (prev != NULL)
+            prev->next = it->next;
+        else
+            *head = it->next;
+        if (*tail == it)
+            *tail = prev;
+        it->next = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+static inline void inflight_add(UringContext *self, caio_req *req)
+{
+    REQ_SLOT(req) = self->n_inflight;
+    self->inflight[self->n_inflight++] = req;
+    req->state = CAIO_REQ_INFLIGHT;
+}
+
+static inline void inflight_remove(UringContext *self, caio_req *req)
+{
+    unsigned slot = (unsigned)REQ_SLOT(req);
+    caio_req *last = self->inflight[--self->n_inflight];
+
+    self->inflight[slot] = last;
+    REQ_SLOT(last) = slot;
+}
+
+#endif
