@@ -303,15 +303,19 @@ class FileIOWrapperBase(_Pending[T]):
         await self._file.close()
 
     def tell(self) -> int:
-        """The current position in bytes."""
+        """The current position in bytes. Raises ValueError if closed."""
+        if self._file._fd < 0:
+            raise self._file._closed_error()
         return self._pos - self._pending_bytes()
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move to ``offset`` (bytes) from ``whence``; returns the position.
 
-        Raises ValueError for a negative result or an unknown ``whence``,
-        OSError (SEEK_END on a closed file).
+        Raises ValueError for a negative result, an unknown ``whence`` or a
+        closed file.
         """
+        if self._file._fd < 0:
+            raise self._file._closed_error()
         if whence == os.SEEK_SET:
             position = offset
         elif whence == os.SEEK_CUR:
@@ -416,16 +420,21 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         parts = [data]
         got = len(data)
         afp = self._file
-        while got < length:
-            fd = afp._check_readable()
-            more = await (afp._context or afp._bind_context()).read(
-                length - got, fd, self._pos,
-            )
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-            self._pos += len(more)
+        try:
+            while got < length:
+                fd = afp._check_readable()
+                more = await (afp._context or afp._bind_context()).read(
+                    length - got, fd, self._pos,
+                )
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+                self._pos += len(more)
+        except BaseException:
+            # Cancelled or failed: what was read is not lost.
+            self._push_back(b"".join(parts))
+            raise
         return b"".join(parts)
 
     async def _read_slow(self, length: int) -> bytes:
@@ -508,21 +517,25 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         parts = [text] if text else []
         got = len(text)
         read = (afp._context or afp._bind_context()).read
-        while got < length:
-            fd = afp._check_readable()
-            # At least one byte per character: the missing count is a fair
-            # first request, rounded up to spare syscalls on tiny reads.
-            data = await read(max(length - got, 4096), fd, self._pos)
-            if not data:
-                rest = decoder.decode(b"", True)
-                if rest:
-                    parts.append(rest)
-                    got += len(rest)
-                break
-            self._pos += len(data)
-            chunk = decoder.decode(data)
-            parts.append(chunk)
-            got += len(chunk)
+        try:
+            while got < length:
+                fd = afp._check_readable()
+                # At least one byte per character: the missing count is a
+                # fair first request, rounded up to spare syscalls on tiny reads.
+                data = await read(max(length - got, 4096), fd, self._pos)
+                if not data:
+                    rest = decoder.decode(b"", True)
+                    if rest:
+                        parts.append(rest)
+                        got += len(rest)
+                    break
+                self._pos += len(data)
+                chunk = decoder.decode(data)
+                parts.append(chunk)
+                got += len(chunk)
+        except BaseException:
+            self._push_back("".join(parts))
+            raise
         text = "".join(parts) if len(parts) != 1 else parts[0]
         if len(text) > length:
             self._push_back(text[length:])
@@ -571,29 +584,34 @@ async def _readline_slow(reader: _Pending[T], size: int, sep: T) -> T:
     afp = reader._file
     decoder = reader._decoder
     search = 0
-    while True:
-        index = buf.find(sep, search)
-        if index >= 0:
-            end = index + len(sep)
-            if size >= 0:
-                end = min(end, size)
-            break
-        if size >= 0 and len(buf) >= size:
-            end = size
-            break
-        search = max(0, len(buf) - len(sep) + 1)
-        fd = afp._check_readable()
-        chunk: Any = await (afp._context or afp._bind_context()).read(
-            reader._chunk_size, fd, reader._pos,
-        )
-        if not chunk:
-            end = len(buf)
-            if decoder is not None and (rest := decoder.decode(b"", True)):
-                buf += rest
-                continue
-            break
-        reader._pos += len(chunk)
-        buf += decoder.decode(chunk) if decoder is not None else chunk
+    try:
+        while True:
+            index = buf.find(sep, search)
+            if index >= 0:
+                end = index + len(sep)
+                if size >= 0:
+                    end = min(end, size)
+                break
+            if size >= 0 and len(buf) >= size:
+                end = size
+                break
+            search = max(0, len(buf) - len(sep) + 1)
+            fd = afp._check_readable()
+            # Reads grow with the line, so a long one costs linear time.
+            chunk: Any = await (afp._context or afp._bind_context()).read(
+                max(reader._chunk_size, len(buf)), fd, reader._pos,
+            )
+            if not chunk:
+                end = len(buf)
+                if decoder is not None and (rest := decoder.decode(b"", True)):
+                    buf += rest
+                    continue
+                break
+            reader._pos += len(chunk)
+            buf += decoder.decode(chunk) if decoder is not None else chunk
+    except BaseException:
+        reader._push_back(buf)
+        raise
     reader._push_back(buf[end:])
     line: T = buf[:end]
     return line

@@ -346,3 +346,29 @@ async def test_closing_during_iteration_stops_it_clearly(
         with pytest.raises(ValueError, match="closed file"):
             async for _ in f:
                 await f.close()
+
+
+async def test_tell_and_seek_on_closed_file(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "ts"
+    path.write_text("x")
+    f = await async_open(path, context=context)
+    await f.close()
+    with pytest.raises(ValueError, match="closed file"):
+        f.tell()
+    with pytest.raises(ValueError, match="closed file"):
+        f.seek(0)
+
+
+@pytest.mark.parametrize("mode", ["r", "rb"])
+async def test_readline_custom_newline_on_a_long_line(
+    tmp_path: Path, context: Any, mode: str,
+) -> None:
+    path = tmp_path / "longsep"
+    line = "y" * 3_000_000 + "<>"
+    path.write_text(line + "short<>end")
+    conv: Any = (lambda s: s.encode()) if "b" in mode else (lambda s: s)
+    async with async_open(path, mode, context=context) as f:
+        assert await f.readline(newline=conv("<>")) == conv(line)
+        assert await f.readline(newline=conv("<>")) == conv("short<>")
+        assert await f.readline(newline=conv("<>")) == conv("end")
+        assert await f.readline(newline=conv("<>")) == conv("")
