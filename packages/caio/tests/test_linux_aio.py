@@ -381,12 +381,16 @@ async def test_misaligned_direct_read_fails_later(ctx: Any, direct_fd: int) -> N
 
 async def test_requests_beyond_max_requests_wait_their_turn(ctx: Any, direct_fd: int) -> None:
     count = ctx.max_requests * 4
+    # Operations take every slot until process_events() reaps them: all the
+    # writes below start in the queue and go in as slots free up.
+    holders = [Operation.fdsync(direct_fd) for _ in range(ctx.max_requests)]
+    ctx.submit(*holders)
     buffers = [aligned(BLOCK, i + 1) for i in range(count)]
-    results = [ctx.write_async(buffers[i], direct_fd, i * BLOCK) for i in range(count)]
-    futures = [r for r in results if not isinstance(r, int)]
-    assert futures, "O_DIRECT writes should stay in flight"
+    futures = [ctx.write_async(buffers[i], direct_fd, i * BLOCK) for i in range(count)]
+    assert all(isinstance(f, asyncio.Future) for f in futures)
     done = await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT)
-    assert all(n == BLOCK for n in done)
+    assert done == [BLOCK] * count
+    assert [h.get_value() for h in holders] == [None] * len(holders)
     data = read_back(direct_fd, 0, count * BLOCK)
     assert all(data[i * BLOCK] == i + 1 for i in range(count))
 
@@ -632,18 +636,23 @@ async def test_close_from_a_callback(fd: int) -> None:
     assert op.get_value() == 1
 
 
-def test_factory_calling_back_into_the_context(fd: int, pipe: Any) -> None:
-    r, w = pipe
-    with Context(4) as context:
+def test_factory_calling_back_into_the_context(fd: int) -> None:
+    with Context(1) as context:
 
         def factory() -> Any:
             context.process_events()
             raise AssertionError("not reached")
 
         context.set_future_factory(factory)
-        # A sync goes through the factory: the re-entry is refused, no deadlock.
+        # The Operation holds the only slot until reaped: the read below
+        # waits, so it needs a future. The factory's re-entry is refused
+        # (RuntimeError), not a deadlock.
+        holder = Operation.fdsync(fd)
+        context.submit(holder)
         with pytest.raises(RuntimeError, match="called again"):
-            context.fsync_async(fd)
+            context.read_async(1, fd, 0)
+        drain(context, [holder])
+        assert holder.get_value() is None
 
 
 # ---- fork ------------------------------------------------------------------------
