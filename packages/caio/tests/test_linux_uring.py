@@ -201,6 +201,8 @@ def test_context_arguments() -> None:
         Context(0)
     with pytest.raises(TypeError):
         Context(4, unknown=True)
+    with pytest.raises(TypeError):
+        Context(4, True)    # options are keyword-only
     context = Context(3)
     assert context.max_requests == 3
     assert context.sqpoll is False
@@ -413,7 +415,8 @@ async def test_inline_read_returns_bytes_directly(
     event_loop: asyncio.AbstractEventLoop, data_file: tuple[int, bytes]
 ) -> None:
     fd, content = data_file
-    with Context(4) as context:
+    # nowait_reads=False: through the ring, not preadv2(RWF_NOWAIT).
+    with Context(4, nowait_reads=False) as context:
         context.set_future_factory(event_loop.create_future)
         os.pread(fd, len(content), 0)   # in the page cache
         # The kernel completes a cached read inside io_uring_enter: bytes
@@ -423,6 +426,51 @@ async def test_inline_read_returns_bytes_directly(
         for result in results:
             if type(result) is bytes:
                 assert result == content[:100]
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="needs posix_fadvise")
+@pytest.mark.parametrize("nowait_reads", [True, False])
+async def test_partly_cached_reads_are_whole(tmp_path: Path, nowait_reads: bool) -> None:
+    # preadv2(RWF_NOWAIT) stops where the page cache ends: that short read
+    # must not be returned as if it were the end of the file.
+    content = random.Random(11).randbytes(1 << 20)
+    path = tmp_path / "partly"
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        async with AsyncioContext(4, nowait_reads=nowait_reads) as context:
+            for _ in range(3):
+                os.pread(fd, 1 << 19, 0)    # first half cached
+                os.posix_fadvise(fd, 1 << 19, 1 << 19, os.POSIX_FADV_DONTNEED)
+                assert await context.read(1 << 18, fd, (1 << 19) - 100) == \
+                    content[(1 << 19) - 100:(1 << 19) - 100 + (1 << 18)]
+                os.posix_fadvise(fd, 1 << 19, 1 << 19, os.POSIX_FADV_DONTNEED)
+                assert await context.read(200, fd, (1 << 19) - 100) == \
+                    content[(1 << 19) - 100:(1 << 19) + 100]
+            # End of file: short, and only the file's bytes.
+            assert await context.read(4096, fd, len(content) - 10) == content[-10:]
+            assert await context.read(4096, fd, len(content)) == b""
+    finally:
+        os.close(fd)
+
+
+async def test_o_direct_read_is_refused_clearly(tmp_path: Path) -> None:
+    # Reads land in bytes objects, which are not block-aligned: O_DIRECT
+    # refuses them (EINVAL) rather than reading on the loop thread.
+    path = tmp_path / "direct-read"
+    path.write_bytes(bytes(8192))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:
+        pytest.skip("no O_DIRECT on this file system")
+    try:
+        async with AsyncioContext(4) as context:
+            with pytest.raises(OSError) as info:
+                await context.read(4096, fd, 0)
+            assert info.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
 
 
 # ---- cancellation and memory safety ------------------------------------------------

@@ -52,6 +52,7 @@ typedef struct {
     int nogil;                  /* a call is in a GIL-released section */
     int leak;                   /* the kernel kept some request: leak memory */
     int sqpoll;
+    int nowait_reads;
     int batching;
     int flush_scheduled;
     int cancel_any_failed;
@@ -88,6 +89,11 @@ CAIO_API int uctx_queue_cancel(UringContext *self, caio_req *req);
 CAIO_API int uctx_flush(UringContext *self);
 /* Make the eventfd readable (work no CQE announces). */
 CAIO_API void uctx_signal(UringContext *self);
+
+/* Serve a read from the page cache with preadv2(RWF_NOWAIT): 0 with
+ * req->result and state set, or -1 (not all cached, or not a file that
+ * can do it: use the ring). Never blocks. */
+CAIO_API int uctx_read_nowait(caio_req *req);
 
 /* ---- completion ----------------------------------------------------------- */
 

@@ -41,6 +41,15 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
 
+    if (opcode == CAIO_READ && self->nowait_reads && !self->batching &&
+        req->nbytes <= NOGIL_BYTES && self->wait_head == NULL &&
+        uctx_read_nowait(req) == 0) {
+        /* Page-cache hit, copied without entering the ring. */
+        uctx_note_inline(self, 1);
+        result = uctx_take_value(self, req);
+        goto out;
+    }
+
     if (self->n_inflight >= self->limit || self->wait_head != NULL) {
         /* Back-pressure: wait for a slot, in order. */
         fut = PyObject_CallNoArgs(self->factory);
@@ -404,13 +413,13 @@ static PyObject *ctx_close(UringContext *self, PyObject *unused)
 
 static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"max_requests", "sqpoll", NULL};
+    static char *kwlist[] = {"max_requests", "sqpoll", "nowait_reads", NULL};
     Py_ssize_t max_requests = 512;
-    int sqpoll = 0, err;
+    int sqpoll = 0, nowait_reads = 1, err;
     UringContext *self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n$p:Context", kwlist,
-                                     &max_requests, &sqpoll))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n$pp:Context", kwlist,
+                                     &max_requests, &sqpoll, &nowait_reads))
         return NULL;
     if (max_requests < 1) {
         PyErr_SetString(PyExc_ValueError, "max_requests must be at least 1");
@@ -440,6 +449,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->released = 0;
     self->sqpoll = uring_is_sqpoll(&self->ring);
+    self->nowait_reads = nowait_reads;
     self->limit = self->max_requests < self->ring.sq.entries ? self->max_requests
                                                              : self->ring.sq.entries;
     if (self->ring.cq.entries / 2 < self->limit)
@@ -624,8 +634,10 @@ static PyTypeObject UringContext_Type = {
     .tp_dealloc = (destructor)ctx_dealloc,
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Context(max_requests=512, *, sqpoll=False)\n\n"
-              "An io_uring ring. sqpoll=True asks for a kernel submission "
+    .tp_doc = "Context(max_requests=512, *, sqpoll=False, nowait_reads=True)\n\n"
+              "An io_uring ring. nowait_reads: serve page-cache hits of reads up "
+              "to 256 KiB with preadv2(RWF_NOWAIT) before using the ring. "
+              "sqpoll=True asks for a kernel submission "
               "thread and falls back to a normal ring where that is refused "
               "(see .sqpoll).\nRaises ValueError (max_requests < 1), "
               "OSError (the kernel refused the ring).",
