@@ -744,6 +744,35 @@ def test_forked_child(data_file: tuple[int, bytes], pipe: Any) -> None:
         loop.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+def test_forked_child_exits_normally() -> None:
+    # The child's atexit hook meets the parent's context (with a busy
+    # worker that does not exist in the child): it must forget it, not
+    # join or lock anything.
+    proc = run_python("""
+        import os, sys, threading, warnings
+        from caio.thread_aio import Context, Operation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        r, w = os.pipe()
+        ctx = Context(pool_size=1)
+        results = []
+        done = threading.Event()
+        op = Operation.read(3, r, 0)
+        op.set_callback(lambda result: (results.append(result), done.set()))
+        ctx.submit(op)
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)          # runs the atexit hooks
+        _, status = os.waitpid(pid, 0)
+        os.write(w, b"abc")
+        done.wait(30)
+        ctx.close()
+        print("child", os.waitstatus_to_exitcode(status), "result", results)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "child 0 result [3]" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_two_threads_each_with_a_context(file_path: Path) -> None:
     errors: list[BaseException] = []
 
