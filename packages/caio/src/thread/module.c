@@ -642,33 +642,49 @@ static void ctx_dealloc(ThreadContext *self)
 
 #define FASTCALL_KW(fn) (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
 
+#define RAISES_COMMON \
+    "Raises ValueError once closed, RuntimeError in a forked child."
+#define RAISES_ASYNC \
+    "Raises OSError if it failed during the call, TypeError/ValueError for\n" \
+    "bad arguments, MemoryError, RuntimeError without a future factory.\n" \
+    RAISES_COMMON
+
 static PyMethodDef ctx_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))ctx_submit, METH_FASTCALL,
      "submit(*operations) -> int: queue Operations; returns how many.\n"
+     "Their callbacks run in the worker thread that finished them.\n"
      "Raises TypeError (not an Operation of this module), RuntimeError\n"
-     "(already submitted), ValueError (closed)."},
+     "(already submitted or finished). " RAISES_COMMON},
     {"cancel", (PyCFunction)(void (*)(void))ctx_cancel, METH_FASTCALL,
      "cancel(*operations) -> int: take back the ones no worker started\n"
-     "(their callbacks get -ECANCELED); returns how many."},
+     "(their callbacks get -ECANCELED, here); returns how many.\n"
+     "Raises TypeError. " RAISES_COMMON},
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
      "Stop the pool: queued requests fail with ECANCELED, running ones are\n"
-     "waited for (up to close_timeout, then given up on). Idempotent."},
+     "waited for (up to close_timeout, then given up on and leaked).\n"
+     "Idempotent; never raises."},
     {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,
-     "Resolve the futures of finished requests; never blocks. Returns how many."},
+     "Resolve the futures of finished requests; never blocks; returns how\n"
+     "many. Raises what a future's set_result raised (the rest are still\n"
+     "resolved). " RAISES_COMMON},
     {"set_future_factory", (PyCFunction)ctx_set_future_factory, METH_O,
-     "set_future_factory(factory): factory() makes the futures *_async return."},
+     "set_future_factory(factory): factory() makes the futures *_async return.\n"
+     "Raises TypeError if it is not callable. " RAISES_COMMON},
     {"read_async", FASTCALL_KW(ctx_read_async),
-     "read_async(nbytes, fd, offset, priority=0) -> bytes | Future[bytes]"},
+     "read_async(nbytes, fd, offset, priority=0) -> bytes | Future[bytes]\n"
+     "The bytes at once on a page-cache hit, else a future.\n" RAISES_ASYNC},
     {"write_async", FASTCALL_KW(ctx_write_async),
-     "write_async(payload, fd, offset, priority=0) -> int | Future[int]"},
+     "write_async(payload, fd, offset, priority=0) -> int | Future[int]\n"
+     RAISES_ASYNC},
     {"fsync_async", FASTCALL_KW(ctx_fsync_async),
-     "fsync_async(fd, priority=0) -> Future[None]"},
+     "fsync_async(fd, priority=0) -> Future[None]\n" RAISES_ASYNC},
     {"fdsync_async", FASTCALL_KW(ctx_fdsync_async),
-     "fdsync_async(fd, priority=0) -> Future[None]"},
+     "fdsync_async(fd, priority=0) -> Future[None]\n" RAISES_ASYNC},
     {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O,
      "cancel_future(future) -> bool: True if the request had not started\n"
-     "(it will not run); False if a worker has it (it finishes, its result\n"
-     "is dropped) or it is unknown."},
+     "(it will not run; the future fails with ECANCELED unless cancelled);\n"
+     "False if a worker has it (it finishes, its result is dropped), it is\n"
+     "done, or unknown. " RAISES_COMMON},
     {NULL}
 };
 
@@ -690,7 +706,11 @@ static PyTypeObject ThreadContext_Type = {
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Context(max_requests=512, pool_size=8, close_timeout=10.0)\n\n"
-              "File I/O in a pool of POSIX threads.",
+              "File I/O in a pool of POSIX threads. At most max_requests requests\n"
+              "run at once (more wait their turn, in order) in at most pool_size\n"
+              "threads, started on demand. close() waits close_timeout seconds for\n"
+              "running requests, then gives up on them.\n"
+              "Raises TypeError, ValueError (out of range), OSError.",
     .tp_traverse = (traverseproc)ctx_traverse,
     .tp_clear = (inquiry)ctx_clear,
     .tp_weaklistoffset = offsetof(ThreadContext, weakreflist),
