@@ -33,8 +33,11 @@ def context(request: pytest.FixtureRequest, event_loop: Any) -> Any:
 
 
 @pytest.fixture
-def asyncio_module(request: pytest.FixtureRequest) -> Any:
-    return request.param
+def kernel_aio(context: Any) -> bool:
+    """Whether ``context`` (None: the default one) is the kernel AIO backend,
+    which refuses to wait on pipes and /proc files (with a clear OSError)."""
+    module = caio.AsyncioContext.__module__ if context is None else type(context).__module__
+    return module.endswith("linux_aio_asyncio")
 
 
 # 1.3 million short lines, ~100 MB: made once per session.
