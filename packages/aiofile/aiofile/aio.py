@@ -412,8 +412,9 @@ class AIOFile:
     async def truncate(self, length: int = 0) -> None:
         """Cut or extend the file to ``length`` bytes.
 
-        Raises ValueError (closed), OSError (EINVAL if not writable).
+        Raises ValueError (closed), io.UnsupportedOperation (not writable),
+        OSError.
         """
-        fd = self.fileno()
+        fd = self._check_writable()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, os.ftruncate, fd, length)

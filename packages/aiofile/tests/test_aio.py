@@ -259,6 +259,8 @@ async def test_not_readable_not_writable(tmp_path: Path, context: Any) -> None:
     async with AIOFile(path, "r", context=context) as afp:
         with pytest.raises(io.UnsupportedOperation, match="not open for writing"):
             await afp.write("x")
+        with pytest.raises(io.UnsupportedOperation, match="not open for writing"):
+            await afp.truncate()
     async with AIOFile(path, "a", context=context) as afp:
         with pytest.raises(io.UnsupportedOperation, match="not open for reading"):
             await afp.read()
