@@ -175,6 +175,18 @@ def test_cached_read_finishes_during_the_call(data_file: tuple[int, bytes]) -> N
 
 
 @nowait_only
+async def test_big_cached_read_goes_to_a_worker(ctx: Any, file_path: Path) -> None:
+    # Copying it on the loop thread would stall the loop, cache or not.
+    data = os.urandom(3 << 20)
+    file_path.write_bytes(data)
+    with open(file_path, "rb") as f:
+        f.read()    # cached now
+        result = ctx.read_async(len(data), f.fileno(), 0)
+        assert isinstance(result, asyncio.Future)
+        assert await result == data
+
+
+@nowait_only
 async def test_pipe_data_already_there_needs_no_worker(ctx: Any, pipe: Any) -> None:
     r, w = pipe
     # Room in the pipe: the write finishes during the call too.

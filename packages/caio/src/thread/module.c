@@ -27,6 +27,10 @@
  * released: the copy itself is the cost, other threads may run meanwhile.
  * Below it, releasing and taking the GIL back costs more than it saves. */
 #define NOWAIT_GIL_RELEASE (64 * 1024)
+/* Bigger ones always go to a worker: copying them, even from the page
+ * cache, would stall the event loop (1 MiB: ~0.1 ms; 1 GiB: ~0.1 s), and
+ * one thread hop is small next to such a copy. */
+#define NOWAIT_MAX (1024 * 1024)
 
 typedef struct ThreadContext {
     PyObject_HEAD
@@ -383,7 +387,7 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         return NULL;
     }
 
-    if (opcode == CAIO_READ || opcode == CAIO_WRITE) {
+    if ((opcode == CAIO_READ || opcode == CAIO_WRITE) && req->nbytes <= NOWAIT_MAX) {
         if (req->nbytes >= NOWAIT_GIL_RELEASE) {
             Py_BEGIN_ALLOW_THREADS
             how = caio_io_nowait(opcode, req->fd, req->data, req->nbytes,
