@@ -336,6 +336,17 @@ async def test_einval_ebadf_eisdir(
         assert await context.read(5, fd, 0) == content[:5]
 
 
+@pytest.mark.parametrize("nowait_reads", [True, False])
+async def test_priorities(data_file: tuple[int, bytes], nowait_reads: bool) -> None:
+    fd, content = data_file
+    best_effort_4 = (2 << 13) | 4    # IOPRIO_PRIO_VALUE(IOPRIO_CLASS_BE, 4)
+    async with AsyncioContext(4, nowait_reads=nowait_reads) as context:
+        # Plain numbers (as caio 0.12 callers pass) are accepted, not EINVAL.
+        for priority in (0, 1, 7, best_effort_4):
+            assert await context.read(10, fd, 5, priority) == content[5:15]
+            assert await context.write(b"p", fd, 3, priority) == 1
+
+
 # ---- special files --------------------------------------------------------------
 
 

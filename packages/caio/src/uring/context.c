@@ -193,7 +193,11 @@ int uctx_queue_req(UringContext *self, caio_req *req)
             sqe->fsync_flags = IORING_FSYNC_DATASYNC;
         break;
     }
-    sqe->ioprio = (uint16_t)req->priority;
+    /* An I/O priority class in bits 13-15 (IOPRIO_PRIO_VALUE) goes to the
+     * kernel; a bare small number, as caio 0.12 callers pass and kernel AIO
+     * ignores, would be class 0 with a level, which io_uring refuses with
+     * EINVAL: ignore it. */
+    sqe->ioprio = (req->priority >> 13) ? (uint16_t)req->priority : 0;
     uring_publish(&self->ring);
     inflight_add(self, req);
     return 0;
