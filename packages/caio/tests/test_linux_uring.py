@@ -422,6 +422,39 @@ async def test_switches_to_batching_and_back(
         os.close(w)
 
 
+@pytest.mark.parametrize("explicit", [True, False])
+async def test_batching_needs_a_scheduler(
+    event_loop: asyncio.AbstractEventLoop, pipe: Any, explicit: bool
+) -> None:
+    # Batched submissions are flushed by a callback scheduled with call_soon:
+    # given explicitly, or found on the factory (loop.create_future's loop).
+    # A factory without one means: always submit at once.
+    r, w = pipe
+    context = Context(32)
+    scheduled: list[Any] = []
+
+    def call_soon(callback: Any) -> None:
+        scheduled.append(callback)
+        event_loop.call_soon(callback)
+
+    if explicit:
+        context.set_future_factory(lambda: event_loop.create_future(), call_soon)
+    else:
+        context.set_future_factory(lambda: event_loop.create_future())
+    event_loop.add_reader(context.fileno, context.process_events)
+    try:
+        for _ in range(3):
+            futures = [context.read_async(1, r, 0) for _ in range(16)]
+            await asyncio.sleep(0)
+            os.write(w, bytes(16))
+            assert await wait_for(asyncio.gather(*futures)) == [b"\0"] * 16
+        assert bool(context.batching) is explicit
+        assert bool(scheduled) is explicit
+    finally:
+        event_loop.remove_reader(context.fileno)
+        context.close()
+
+
 async def test_inline_read_returns_bytes_directly(
     event_loop: asyncio.AbstractEventLoop, data_file: tuple[int, bytes]
 ) -> None:
