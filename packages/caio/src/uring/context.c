@@ -20,7 +20,10 @@
  * coroutine never suspends and no future is allocated. Only when the
  * kernel answers -EAGAIN internally (cold cache, pipes without data) does
  * the request go to poll or to an io-wq worker, and its CQE arrives later
- * through the eventfd.
+ * through the eventfd. Reads up to 256 KiB try preadv2(RWF_NOWAIT) even
+ * before the ring, which is cheaper still for a page-cache hit (see
+ * uctx_read_nowait); the ring's inline path then serves writes, larger
+ * reads, and contexts made with nowait_reads=False.
  *
  * Submit now or batch. Entering the kernel once per operation is best when
  * operations finish inline (the value comes back in the same call). When
