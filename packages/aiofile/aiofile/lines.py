@@ -2,22 +2,27 @@
 
 A splitter takes the incomplete line left from the previous chunk (the
 "tail") and a new chunk, and returns the complete lines, each ending with
-the separator, followed by the new tail (possibly empty).
+the separator, followed by the new tail (possibly empty). On the "\\n"
+and "\\r\\n" paths every line object is made by one C loop: no Python
+code runs per line.
 
-``str.splitlines(keepends=True)`` and ``bytes.splitlines`` make every line
-object in one C loop, far faster than ``split`` plus re-adding separators
-in Python. But they also break at other characters (``\\r``, and for str
-``\\v \\f \\x1c-\\x1e \\x85 \\u2028 \\u2029``), so each chunk is first checked,
-with ``in`` and ``count`` (memchr speed), for anything that would make
-them split differently from the separator; only such chunks take the exact
-(slower) path. For bytes and b"\\n", ``BytesIO.readlines`` is faster still
-and exact by construction.
+- ``"\\n"`` (the common case): ``BytesIO.readlines`` and
+  ``StringIO(newline="\\n").readlines`` find that separator and nothing
+  else, translate nothing, and share or copy the chunk once: exact by
+  construction. BytesIO finds it with memchr, about three times faster
+  than ``bytes.splitlines``.
+- ``"\\r\\n"``: ``splitlines(keepends=True)`` also breaks at a lone
+  ``\\r`` or ``\\n`` (and for str at ``\\v \\f \\x1c-\\x1e \\x85
+  \\u2028 \\u2029``), so each chunk is first checked with ``count`` and
+  ``in`` (memchr speed); only a chunk where it would split differently
+  takes the exact path.
+- Anything else: ``split`` and the separator added back to each piece.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from io import BytesIO
+from io import BytesIO, StringIO
 from typing import Any, TypeVar
 
 __all__ = ("Splitter", "make_splitter")
@@ -51,13 +56,10 @@ def _exact(tail: AnyStr_, chunk: AnyStr_, sep: AnyStr_) -> list[AnyStr_]:
 
 
 def _split_lf_str(tail: str, chunk: str) -> list[str]:
-    # splitlines() agrees with split("\n") when every "\r" is part of a
-    # "\r\n" (a "\r\n" line still ends with "\n") and no other break occurs.
-    if ("\r" in chunk and chunk.count("\r") != chunk.count("\r\n")) or not (
-        _no_other_str_breaks(chunk)
-    ):
-        return _exact(tail, chunk, "\n")
-    lines = chunk.splitlines(True)
+    # StringIO with newline="\n" breaks only at "\n" and translates
+    # nothing: exact by construction, and a little faster than
+    # str.splitlines plus its check.
+    lines = StringIO(chunk, newline="\n").readlines()
     if tail:
         # A one-character separator cannot straddle the chunk edge.
         lines[0] = tail + lines[0]
