@@ -555,7 +555,10 @@ async def test_cancel_future_of_waiting_request(pipe: Any) -> None:
     assert context.context.closed
 
 
-async def test_ten_thousand_operations_with_random_cancellation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sqpoll", [False, True], ids=["enter", "sqpoll"])
+async def test_ten_thousand_operations_with_random_cancellation(
+    tmp_path: Path, sqpoll: bool
+) -> None:
     # O_DIRECT writes from page-aligned (mmap) buffers really stay in flight
     # (they wait for the disk), so random cancellations hit requests that
     # are waiting, in the kernel, or just completed.
@@ -572,7 +575,7 @@ async def test_ten_thousand_operations_with_random_cancellation(tmp_path: Path) 
     memory.write(rnd.randbytes(count * block))
     view = memoryview(memory)
     try:
-        async with AsyncioContext(64) as context:
+        async with AsyncioContext(64, sqpoll=sqpoll) as context:
             async def write(i: int) -> int:
                 return await context.write(view[i * block:(i + 1) * block], direct, i * block)
 
@@ -627,9 +630,10 @@ async def test_ten_thousand_operations_with_random_cancellation(tmp_path: Path) 
 # ---- closing ---------------------------------------------------------------------
 
 
-async def test_close_with_operations_in_flight(pipe: Any) -> None:
+@pytest.mark.parametrize("sqpoll", [False, True], ids=["enter", "sqpoll"])
+async def test_close_with_operations_in_flight(pipe: Any, sqpoll: bool) -> None:
     r, _w = pipe
-    context = AsyncioContext(4)
+    context = AsyncioContext(4, sqpoll=sqpoll)
     tasks = [asyncio.ensure_future(context.read(10, r, 0)) for _ in range(6)]
     await asyncio.sleep(0.01)
     assert in_flight(context.context) == 4      # and two waiting
