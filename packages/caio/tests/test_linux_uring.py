@@ -203,6 +203,14 @@ def test_context_arguments() -> None:
         Context(4, unknown=True)
     with pytest.raises(TypeError):
         Context(4, True)    # options are keyword-only
+    with pytest.raises(TypeError):
+        Context("4")
+    with pytest.raises(ValueError):
+        Context(-(2**80))
+    with pytest.raises(ValueError):
+        Context(2**80)
+    with Context(None) as default:
+        assert default.max_requests == 512
     context = Context(3)
     assert context.max_requests == 3
     assert context.sqpoll is False

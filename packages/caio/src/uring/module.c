@@ -414,13 +414,34 @@ static PyObject *ctx_close(UringContext *self, PyObject *unused)
 static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"max_requests", "sqpoll", "nowait_reads", NULL};
+    PyObject *max_ob = Py_None;
     Py_ssize_t max_requests = 512;
     int sqpoll = 0, nowait_reads = 1, err;
     UringContext *self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n$pp:Context", kwlist,
-                                     &max_requests, &sqpoll, &nowait_reads))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$pp:Context", kwlist,
+                                     &max_ob, &sqpoll, &nowait_reads))
         return NULL;
+    if (max_ob != Py_None) {    /* None: the default */
+        if (!PyLong_Check(max_ob)) {
+            PyErr_Format(PyExc_TypeError, "max_requests must be int or None, not %.100s",
+                         Py_TYPE(max_ob)->tp_name);
+            return NULL;
+        }
+        max_requests = PyLong_AsSsize_t(max_ob);
+        if (max_requests == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                return NULL;
+            PyErr_Clear();
+            /* Huge: "too large" or "at least 1", by its sign. */
+            PyObject *zero = PyLong_FromLong(0);
+            int negative = zero ? PyObject_RichCompareBool(max_ob, zero, Py_LT) : -1;
+            Py_XDECREF(zero);
+            if (negative < 0)
+                return NULL;
+            max_requests = negative ? -1 : PY_SSIZE_T_MAX;
+        }
+    }
     if (max_requests < 1) {
         PyErr_SetString(PyExc_ValueError, "max_requests must be at least 1");
         return NULL;
