@@ -14,6 +14,7 @@ import os
 import random
 import resource
 import select
+import signal
 import stat
 import subprocess
 import sys
@@ -467,6 +468,31 @@ def test_threads_never_exceed_max_requests(pipe: Any) -> None:
         context.close()
     assert results == [1] * 6      # none dropped
     assert threads() == before             # joined
+
+
+@linux_only
+def test_workers_block_all_signals(pipe: Any) -> None:
+    # Python runs signal handlers on the main thread and expects its system
+    # calls to be the ones interrupted: workers must never take a signal.
+    def tasks() -> set[int]:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+
+    python_threads = {t.native_id for t in threading.enumerate()}
+    before = tasks()
+    context = Context(pool_size=1)
+    try:
+        op = Operation.read(1, pipe[0], 0)
+        context.submit(op)          # starts the worker, which waits
+        workers = tasks() - before - python_threads
+        assert len(workers) == 1
+        with open(f"/proc/self/task/{workers.pop()}/status") as f:
+            status = dict(line.split(":\t", 1) for line in f if ":\t" in line)
+        blocked = int(status["SigBlk"], 16)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGALRM):
+            assert blocked & (1 << (signum - 1)), signum
+        os.write(pipe[1], b"x")
+    finally:
+        context.close()
 
 
 # ---- special files and big numbers ---------------------------------------
