@@ -102,6 +102,38 @@ CAIO_API int caio_futures_init(void);
  * exception set (the future's own methods failed). */
 CAIO_API int caio_req_resolve_future(caio_req *req);
 
+/* Fail a future with exc; a future cancelled meanwhile is left alone.
+ * Returns 0, or -1 with an exception set. */
+CAIO_API int caio_future_set_exception(PyObject *fut, PyObject *exc);
+
+/* The exception being raised, as an instance (normalized, with its
+ * traceback), cleared from the error indicator; NULL if none. */
+CAIO_API PyObject *caio_fetch_exception(void);
+
+/* Set aside the exception being raised (if any) while cleanup code that
+ * may raise runs, then put it back: PyErr_Fetch/Restore before 3.12. */
+typedef struct { PyObject *type, *value, *tb; } caio_saved_error;
+
+static inline caio_saved_error caio_error_save(void)
+{
+    caio_saved_error saved = {NULL, NULL, NULL};
+#if PY_VERSION_HEX >= 0x030C0000
+    saved.value = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&saved.type, &saved.value, &saved.tb);
+#endif
+    return saved;
+}
+
+static inline void caio_error_restore(caio_saved_error saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(saved.value);
+#else
+    PyErr_Restore(saved.type, saved.value, saved.tb);
+#endif
+}
+
 /* ---- request pool (req.c) ----------------------------------------------- */
 
 typedef struct {

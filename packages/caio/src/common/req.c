@@ -215,7 +215,7 @@ int caio_futures_init(void)
     return invalid_state_error == NULL ? -1 : 0;
 }
 
-static PyObject *fetch_exception(void)
+PyObject *caio_fetch_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -245,7 +245,7 @@ int caio_req_resolve_future(caio_req *req)
         arg = caio_req_value(req);
         name = str_set_result;
         if (arg == NULL) {
-            arg = fetch_exception();
+            arg = caio_fetch_exception();
             name = str_set_exception;
         }
     }
@@ -255,6 +255,21 @@ int caio_req_resolve_future(caio_req *req)
     Py_DECREF(arg);
     if (r == NULL) {
         /* Cancelled while the kernel worked: nobody wants the result. */
+        if (PyErr_ExceptionMatches(invalid_state_error)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+int caio_future_set_exception(PyObject *fut, PyObject *exc)
+{
+    PyObject *r = PyObject_CallMethodOneArg(fut, str_set_exception, exc);
+
+    if (r == NULL) {
         if (PyErr_ExceptionMatches(invalid_state_error)) {
             PyErr_Clear();
             return 0;

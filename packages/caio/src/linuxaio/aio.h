@@ -48,6 +48,7 @@
 #define CAIO_LINUXAIO_H
 
 #include "caio.h"
+#include "fifo.h"
 #include <linux/aio_abi.h>
 #include <pthread.h>
 
@@ -168,10 +169,6 @@ void aio_pump(AioContext *ctx);
  * io_getevents failed (then some requests are unaccounted for). */
 int aio_reap_all(AioContext *ctx);
 
-void aio_fifo_push(caio_req **head, caio_req **tail, caio_req *req);
-void aio_fifo_push_front(caio_req **head, caio_req **tail, caio_req *req);
-caio_req *aio_fifo_pop(caio_req **head, caio_req **tail);
-int aio_fifo_remove(caio_req **head, caio_req **tail, caio_req *req);
 /* Make the eventfd readable (for completions the kernel did not post). */
 void aio_wake(AioContext *ctx);
 

@@ -25,8 +25,6 @@
 #define MAX_REQUESTS_LIMIT (1u << 20)
 
 static PyTypeObject AioContext_Type;
-static PyObject *invalid_state_error = NULL;   /* asyncio.InvalidStateError */
-static PyObject *str_set_exception = NULL;
 
 /* ---- locking ------------------------------------------------------------ */
 
@@ -130,22 +128,6 @@ static PyObject *req_result(caio_req *req)
     return NULL;
 }
 
-/* Set an exception on a future; a future cancelled meanwhile is left alone. */
-static int future_set_exception(PyObject *fut, PyObject *exc)
-{
-    PyObject *r = PyObject_CallMethodOneArg(fut, str_set_exception, exc);
-
-    if (r == NULL) {
-        if (PyErr_ExceptionMatches(invalid_state_error)) {
-            PyErr_Clear();
-            return 0;
-        }
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
 static int req_resolve(caio_req *req)
 {
     PyObject *exc;
@@ -158,7 +140,7 @@ static int req_resolve(caio_req *req)
     /* Our own message for kernel-AIO-specific refusals. */
     if ((exc = req_exception(req)) == NULL)
         return -1;
-    r = future_set_exception(req->future, exc);
+    r = caio_future_set_exception(req->future, exc);
     Py_DECREF(exc);
     return r;
 }
@@ -295,8 +277,8 @@ static void ctx_forget(AioContext *self)
         close(self->efd);   /* our copy of the descriptor only */
         self->efd = -1;
     }
-    while ((req = aio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL ||
-           (req = aio_fifo_pop(&self->ready_head, &self->ready_tail)) != NULL) {
+    while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL ||
+           (req = caio_fifo_pop(&self->ready_head, &self->ready_tail)) != NULL) {
         req->result = -ECANCELED;
         req->state = CAIO_REQ_DONE;
         if (req->flags & CAIO_REQ_OWNED)
@@ -334,7 +316,7 @@ static void ctx_fail_lost_futures(AioContext *self)
     PyDict_Clear(self->futures);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
         exc = caio_oserror_new(ECANCELED);
-        if (exc == NULL || future_set_exception(PyList_GET_ITEM(keys, i), exc) < 0)
+        if (exc == NULL || caio_future_set_exception(PyList_GET_ITEM(keys, i), exc) < 0)
             PyErr_WriteUnraisable((PyObject *)self);
         Py_XDECREF(exc);
     }
@@ -379,11 +361,11 @@ static int ctx_close_impl(AioContext *self)
     self->closed = 1;
     /* Never reached the kernel: cancelled (a retried read keeps what its
      * first round got). */
-    while ((req = aio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {
+    while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {
         if (req->result <= 0)
             req->result = -ECANCELED;
         req->state = CAIO_REQ_DONE;
-        aio_fifo_push(&self->ready_head, &self->ready_tail, req);
+        caio_fifo_push(&self->ready_head, &self->ready_tail, req);
     }
     /* In flight: wait for every completion, then destroy (see aio.h). */
     err = aio_reap_all(self);
@@ -427,11 +409,10 @@ static void ctx_dealloc(AioContext *self)
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     if (!self->closed) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        caio_saved_error saved = caio_error_save();
         if (ctx_close_impl(self) < 0)
             PyErr_WriteUnraisable((PyObject *)self);
-        PyErr_Restore(type, value, tb);
+        caio_error_restore(saved);
     }
     if (self->outside == 0)
         ctx_free_pool(self);
@@ -506,7 +487,7 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
         aio_wake(self);
     }
     req->state = CAIO_REQ_WAITING;
-    aio_fifo_push(&self->wait_head, &self->wait_tail, req);
+    caio_fifo_push(&self->wait_head, &self->wait_tail, req);
 
 pending:
     /* Slow path: a future for process_events() to resolve. */
@@ -530,7 +511,7 @@ orphan:
     /* No future to resolve. A request still waiting is taken back; one in
      * flight returns to the pool when its completion is reaped. */
     if (req->state == CAIO_REQ_WAITING &&
-        aio_fifo_remove(&self->wait_head, &self->wait_tail, req))
+        caio_fifo_remove(&self->wait_head, &self->wait_tail, req))
         caio_req_put(&self->pool, req);
     ctx_unlock(self);
     return NULL;
@@ -574,23 +555,14 @@ static PyObject *ctx_fdsync_async(AioContext *self, PyObject *const *args,
 
 static PyObject *ctx_set_future_factory(AioContext *self, PyObject *factory)
 {
-    PyObject *asyncio;
 
     if (!PyCallable_Check(factory)) {
         PyErr_Format(PyExc_TypeError, "future factory must be callable, not %.100s",
                      Py_TYPE(factory)->tp_name);
         return NULL;
     }
-    if (invalid_state_error == NULL) {
-        if (caio_futures_init() < 0)
-            return NULL;
-        if ((asyncio = PyImport_ImportModule("asyncio")) == NULL)
-            return NULL;
-        invalid_state_error = PyObject_GetAttrString(asyncio, "InvalidStateError");
-        Py_DECREF(asyncio);
-        if (invalid_state_error == NULL)
-            return NULL;
-    }
+    if (caio_futures_init() < 0)
+        return NULL;
     if (ctx_enter(self) < 0)
         return NULL;
     /* Under the lock: another thread may be calling the old factory. */
@@ -608,11 +580,11 @@ static int ctx_cancel_req(AioContext *self, caio_req *req, int *woke)
     struct io_event ev;
 
     if (req->state == CAIO_REQ_WAITING &&
-        aio_fifo_remove(&self->wait_head, &self->wait_tail, req)) {
+        caio_fifo_remove(&self->wait_head, &self->wait_tail, req)) {
         if (req->result <= 0)
             req->result = -ECANCELED;
         req->state = CAIO_REQ_DONE;
-        aio_fifo_push(&self->ready_head, &self->ready_tail, req);
+        caio_fifo_push(&self->ready_head, &self->ready_tail, req);
         *woke = 1;
         return 1;
     }
@@ -680,11 +652,11 @@ static PyObject *ctx_submit(AioContext *self, PyObject *const *args, Py_ssize_t 
         if ((err = aio_req_prep(self, req)) < 0) {
             aio_req_fail(req, err, 0);
             req->state = CAIO_REQ_DONE;
-            aio_fifo_push(&self->ready_head, &self->ready_tail, req);
+            caio_fifo_push(&self->ready_head, &self->ready_tail, req);
             woke = 1;
             continue;
         }
-        aio_fifo_push(&self->wait_head, &self->wait_tail, req);
+        caio_fifo_push(&self->wait_head, &self->wait_tail, req);
     }
     aio_pump(self);
     if (woke)
@@ -881,9 +853,6 @@ PyMODINIT_FUNC PyInit_linux_aio(void)
 
     if (m == NULL)
         return NULL;
-    if (str_set_exception == NULL &&
-        (str_set_exception = PyUnicode_InternFromString("set_exception")) == NULL)
-        goto error;
     if (caio_fork_init() < 0 ||
         caio_operation_add_type(m, "caio.linux_aio.Operation") < 0 ||
         PyType_Ready(&AioContext_Type) < 0 ||

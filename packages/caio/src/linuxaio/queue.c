@@ -9,58 +9,6 @@
 
 #define AIO_BATCH 64   /* iocbs per io_submit, events per io_getevents */
 
-/* ---- lists --------------------------------------------------------------- */
-
-void aio_fifo_push(caio_req **head, caio_req **tail, caio_req *req)
-{
-    req->next = NULL;
-    if (*tail != NULL)
-        (*tail)->next = req;
-    else
-        *head = req;
-    *tail = req;
-}
-
-void aio_fifo_push_front(caio_req **head, caio_req **tail, caio_req *req)
-{
-    req->next = *head;
-    *head = req;
-    if (*tail == NULL)
-        *tail = req;
-}
-
-caio_req *aio_fifo_pop(caio_req **head, caio_req **tail)
-{
-    caio_req *req = *head;
-
-    if (req != NULL) {
-        *head = req->next;
-        if (*head == NULL)
-            *tail = NULL;
-        req->next = NULL;
-    }
-    return req;
-}
-
-int aio_fifo_remove(caio_req **head, caio_req **tail, caio_req *req)
-{
-    caio_req *prev = NULL;
-
-    for (caio_req *it = *head; it != NULL; prev = it, it = it->next) {
-        if (it != req)
-            continue;
-        if (prev != NULL)
-            prev->next = it->next;
-        else
-            *head = it->next;
-        if (*tail == it)
-            *tail = prev;
-        it->next = NULL;
-        return 1;
-    }
-    return 0;
-}
-
 void aio_wake(AioContext *ctx)
 {
     uint64_t one = 1;
@@ -272,7 +220,7 @@ void aio_pump(AioContext *ctx)
              * first of those is tried again and, if it fails alone, gets
              * the error below. */
             for (long i = 0; i < r; i++) {
-                req = aio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
+                req = caio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
                 req->state = CAIO_REQ_INFLIGHT;
                 ctx->inflight++;
             }
@@ -284,17 +232,17 @@ void aio_pump(AioContext *ctx)
              * nothing in flight none will, so fail rather than wait. */
             if (ctx->inflight > 0)
                 break;
-            aio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
+            caio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
             req->result = -EAGAIN;
         } else {
-            aio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
+            caio_fifo_pop(&ctx->wait_head, &ctx->wait_tail);
             if (!req_complete(req, r, 1, 1)) {
-                aio_fifo_push_front(&ctx->wait_head, &ctx->wait_tail, req);
+                caio_fifo_push_front(&ctx->wait_head, &ctx->wait_tail, req);
                 continue;
             }
         }
         req->state = CAIO_REQ_DONE;
-        aio_fifo_push(&ctx->ready_head, &ctx->ready_tail, req);
+        caio_fifo_push(&ctx->ready_head, &ctx->ready_tail, req);
         woke = 1;   /* the kernel posted nothing for it */
     }
     if (woke)
@@ -320,7 +268,7 @@ static void handle_event(AioContext *ctx, const struct io_event *ev, reap_state 
             rs->mine_state = AIO_MINE_RETRY;
         } else {
             req->state = CAIO_REQ_WAITING;
-            aio_fifo_push(&rs->retry_head, &rs->retry_tail, req);
+            caio_fifo_push(&rs->retry_head, &rs->retry_tail, req);
         }
         return;
     }
@@ -328,7 +276,7 @@ static void handle_event(AioContext *ctx, const struct io_event *ev, reap_state 
     if (req == rs->mine)
         rs->mine_state = AIO_MINE_DONE;
     else
-        aio_fifo_push(&ctx->ready_head, &ctx->ready_tail, req);
+        caio_fifo_push(&ctx->ready_head, &ctx->ready_tail, req);
 }
 
 /* Read the user-space ring. -1 if it does not look sane (then the system

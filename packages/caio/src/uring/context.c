@@ -232,14 +232,14 @@ static int refill(UringContext *self)
     int moved = 0;
 
     while (self->wait_head != NULL && self->n_inflight < self->limit && !self->closed) {
-        caio_req *req = fifo_pop(&self->wait_head, &self->wait_tail);
+        caio_req *req = caio_fifo_pop(&self->wait_head, &self->wait_tail);
         if (uctx_queue_req(self, req) < 0) {
             /* Cannot happen with a sane ring; fail the request visibly. */
             PyErr_WriteUnraisable((PyObject *)self);
             req->result = -EIO;
             req->state = CAIO_REQ_DONE;
             if (req->flags & CAIO_REQ_OWNED) {
-                fifo_push(&self->done_head, &self->done_tail, req);
+                caio_fifo_push(&self->done_head, &self->done_tail, req);
             } else {
                 if (caio_req_resolve_future(req) < 0)
                     PyErr_WriteUnraisable((PyObject *)self);
@@ -324,7 +324,7 @@ static void complete(UringContext *self, caio_req *req, int res, int run_callbac
         if (run_callbacks)
             run_owned(self, req);
         else
-            fifo_push(&self->done_head, &self->done_tail, req);
+            caio_fifo_push(&self->done_head, &self->done_tail, req);
     } else if (REQ_BFLAGS(req) & BF_HELD) {
         /* The submitting call picks the result up. */
     } else {
@@ -383,7 +383,7 @@ Py_ssize_t uctx_run_done(UringContext *self)
     Py_ssize_t n = 0;
     caio_req *req;
 
-    while ((req = fifo_pop(&self->done_head, &self->done_tail)) != NULL) {
+    while ((req = caio_fifo_pop(&self->done_head, &self->done_tail)) != NULL) {
         run_owned(self, req);
         n++;
     }
@@ -536,7 +536,7 @@ static void shutdown_ctx(UringContext *self)
     caio_req *req;
     int per_request = 0, ms;
 
-    while ((req = fifo_pop(&self->wait_head, &self->wait_tail)) != NULL)
+    while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL)
         fail_request(self, req, 0);
     if (uctx_flush(self) < 0)
         PyErr_WriteUnraisable((PyObject *)self);
@@ -594,13 +594,13 @@ static void forget_requests(UringContext *self)
 {
     caio_req *req;
 
-    while ((req = fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {
+    while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {
         if (req->flags & CAIO_REQ_OWNED)
             Py_DECREF(req->owner);
         else
             caio_req_put(&self->pool, req);
     }
-    while ((req = fifo_pop(&self->done_head, &self->done_tail)) != NULL)
+    while ((req = caio_fifo_pop(&self->done_head, &self->done_tail)) != NULL)
         Py_DECREF(req->owner);
     while (self->n_inflight > 0) {
         req = self->inflight[self->n_inflight - 1];

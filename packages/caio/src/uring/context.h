@@ -4,6 +4,7 @@
 #define CAIO_URING_CONTEXT_H
 
 #include "caio.h"
+#include "fifo.h"
 #include "uring.h"
 
 #define QUALNAME "caio.linux_uring.Context"
@@ -122,50 +123,7 @@ CAIO_API void uctx_close(UringContext *self);
 /* Unmap the ring, close the eventfd, free the pool (unless leaking). */
 CAIO_API void uctx_release(UringContext *self);
 
-/* ---- request lists -------------------------------------------------------- */
-
-static inline void fifo_push(caio_req **head, caio_req **tail, caio_req *req)
-{
-    req->next = NULL;
-    if (*tail != NULL)
-        (*tail)->next = req;
-    else
-        *head = req;
-    *tail = req;
-}
-
-static inline caio_req *fifo_pop(caio_req **head, caio_req **tail)
-{
-    caio_req *req = *head;
-
-    if (req != NULL) {
-        *head = req->next;
-        if (*head == NULL)
-            *tail = NULL;
-        req->next = NULL;
-    }
-    return req;
-}
-
-/* Unlink req from a FIFO; 1 when it was there. */
-static inline int fifo_remove(caio_req **head, caio_req **tail, caio_req *req)
-{
-    caio_req *prev = NULL;
-
-    for (caio_req *it = *head; it != NULL; prev = it, it = it->next) {
-        if (it != req)
-            continue;
-        if (prev != NULL)
-            prev->next = it->next;
-        else
-            *head = it->next;
-        if (*tail == it)
-            *tail = prev;
-        it->next = NULL;
-        return 1;
-    }
-    return 0;
-}
+/* ---- request lists: common/fifo.h ---------------------------------------- */
 
 static inline void inflight_add(UringContext *self, caio_req *req)
 {

@@ -62,7 +62,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         }
         req->future = fut;
         req->state = CAIO_REQ_WAITING;
-        fifo_push(&self->wait_head, &self->wait_tail, req);
+        caio_fifo_push(&self->wait_head, &self->wait_tail, req);
         result = Py_NewRef(fut);
         goto out;
     }
@@ -203,7 +203,7 @@ static PyObject *ctx_submit(UringContext *self, PyObject *const *args, Py_ssize_
             }
         } else {
             req->state = CAIO_REQ_WAITING;
-            fifo_push(&self->wait_head, &self->wait_tail, req);
+            caio_fifo_push(&self->wait_head, &self->wait_tail, req);
         }
         queued++;
     }
@@ -216,18 +216,10 @@ static PyObject *ctx_submit(UringContext *self, PyObject *const *args, Py_ssize_
 out:
     if (result == NULL && queued > 0) {
         /* Those queued before the error are submitted all the same. */
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
+        caio_saved_error saved = caio_error_save();
         if (uctx_flush(self) < 0)
             PyErr_WriteUnraisable((PyObject *)self);
-        PyErr_SetRaisedException(exc);
-#else
-        PyObject *t, *v, *tb;
-        PyErr_Fetch(&t, &v, &tb);
-        if (uctx_flush(self) < 0)
-            PyErr_WriteUnraisable((PyObject *)self);
-        PyErr_Restore(t, v, tb);
-#endif
+        caio_error_restore(saved);
     }
     uctx_leave(self);
     return result;
@@ -252,11 +244,11 @@ static PyObject *ctx_cancel(UringContext *self, PyObject *const *args, Py_ssize_
     for (i = 0; i < nargs; i++) {
         caio_req *req = &((CaioOperation *)args[i])->req;
         if (req->state == CAIO_REQ_WAITING &&
-            fifo_remove(&self->wait_head, &self->wait_tail, req)) {
+            caio_fifo_remove(&self->wait_head, &self->wait_tail, req)) {
             /* Never reached the kernel. */
             req->result = -ECANCELED;
             req->state = CAIO_REQ_DONE;
-            fifo_push(&self->done_head, &self->done_tail, req);
+            caio_fifo_push(&self->done_head, &self->done_tail, req);
             uctx_signal(self);
             count++;
         } else if (req->state == CAIO_REQ_INFLIGHT &&
@@ -301,11 +293,11 @@ static PyObject *ctx_cancel_future(UringContext *self, PyObject *fut)
     for (caio_req *req = self->wait_head; req != NULL; req = req->next) {
         if (req->future != fut)
             continue;
-        fifo_remove(&self->wait_head, &self->wait_tail, req);
+        caio_fifo_remove(&self->wait_head, &self->wait_tail, req);
         if (req->flags & CAIO_REQ_OWNED) {  /* cannot be: owned ones have no future */
             req->result = -ECANCELED;
             req->state = CAIO_REQ_DONE;
-            fifo_push(&self->done_head, &self->done_tail, req);
+            caio_fifo_push(&self->done_head, &self->done_tail, req);
         } else {
             caio_req_put(&self->pool, req);
         }
@@ -518,26 +510,15 @@ static int ctx_clear(UringContext *self)
 static void ctx_finalize(UringContext *self)
 {
     /* Closing may run callbacks: keep any exception being raised. */
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc;
-#else
-    PyObject *t, *v, *tb;
-#endif
+    caio_saved_error saved;
+
     if (self->closed)
         return;
-#if PY_VERSION_HEX >= 0x030C0000
-    exc = PyErr_GetRaisedException();
-#else
-    PyErr_Fetch(&t, &v, &tb);
-#endif
+    saved = caio_error_save();
     uctx_close(self);
     if (PyErr_Occurred())
         PyErr_WriteUnraisable((PyObject *)self);
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(t, v, tb);
-#endif
+    caio_error_restore(saved);
 }
 
 static void ctx_dealloc(UringContext *self)
