@@ -19,6 +19,7 @@ caio closes every live context when the interpreter exits.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import caio
@@ -30,6 +31,8 @@ __all__ = ("default_context",)
 _ARM_DELAY = 60.0 * 60 * 24 * 365
 
 _contexts: dict[asyncio.AbstractEventLoop, AsyncioContextBase] = {}
+# The process the contexts above were made in (see _forget_parent_contexts).
+_pid = os.getpid()
 # Loops of other threads create contexts concurrently.
 _lock = threading.Lock()
 
@@ -63,6 +66,22 @@ def _release(loop: asyncio.AbstractEventLoop, context: AsyncioContextBase) -> No
         pass
 
 
+def _forget_parent_contexts() -> None:
+    # After fork() a loop object may come along into the child, but its
+    # context (a ring, a thread pool) belongs to the parent: caio refuses
+    # to use it there. Start afresh; close() in the child only frees memory.
+    global _pid
+    with _lock:
+        inherited = list(_contexts.items())
+        _contexts.clear()
+        _pid = os.getpid()
+    for _loop, context in inherited:
+        try:
+            context.close()
+        except Exception:  # noqa: BLE001 - the parent's, nothing to report
+            pass
+
+
 def _release_closed_loops() -> None:
     with _lock:
         dead = [(lp, ctx) for lp, ctx in _contexts.items() if lp.is_closed() or ctx.closed]
@@ -78,7 +97,9 @@ def default_context() -> AsyncioContextBase:
     loop = asyncio.get_running_loop()
     context = _contexts.get(loop)
     if context is not None and not context.closed:
-        return context
+        if _pid == os.getpid():
+            return context
+        _forget_parent_contexts()
     _release_closed_loops()
     context = caio.AsyncioContext(loop=loop)
     with _lock:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +114,34 @@ def test_file_closed_after_its_loop_shut_the_context(tmp_path: Path) -> None:
     asyncio.run(close_it())
     assert afp.closed
     assert (tmp_path / "late").read_text() == "late"
+
+
+def test_a_forked_child_gets_its_own_context(tmp_path: Path) -> None:
+    path = tmp_path / "fork"
+    path.write_text("from the file")
+    loop = asyncio.new_event_loop()
+
+    async def read(executor: Any = None) -> tuple[Any, str]:
+        async with AIOFile(path, executor=executor) as afp:
+            return afp._context, await afp.read()
+
+    try:
+        parent_context, text = loop.run_until_complete(read())
+        assert text == "from the file"
+        pid = os.fork()
+        if pid == 0:  # the child: same loop object, the parent's context
+            code = 1
+            try:
+                signal.alarm(30)  # never hang the suite
+                # The loop's default executor lost its threads in the fork.
+                with ThreadPoolExecutor(1) as executor:
+                    child_context, text = loop.run_until_complete(read(executor))
+                if child_context is not parent_context and text == "from the file":
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not parent_context.closed  # the parent's is left alone
+    finally:
+        loop.close()
