@@ -42,7 +42,7 @@ TEST_DEPS = ("pytest", "aiomisc-pytest", "pytest-timeout")
 # killed; faulthandler's watchdog thread (it needs no GIL) has dumped every
 # stack, the test's included, by then. No test comes close to these limits.
 PYTEST_ARGS = (
-    "-ra", "-p", "no:cacheprovider", "--import-mode=importlib",
+    "-ra", "-p", "no:cacheprovider", "--import-mode=importlib", "--durations=5",
     "--timeout=120", "--timeout-method=signal", "-o", "faulthandler_timeout=180",
 )
 SUITE_TIMEOUT = ("timeout", "--signal=INT", "--kill-after=30", "1200")
