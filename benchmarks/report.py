@@ -207,7 +207,8 @@ def render(summary: dict[str, Any], markdown: bool = False) -> str:
         + (" (--quick)" if meta["quick"] else "")
     )
     parts.append(
-        f"default caio backend: {meta['probe'].get('default') or 'none'}; "
+        ("\n" if markdown else "")
+        + f"default caio backend: {meta['probe'].get('default') or 'none'}; "
         f"commit {meta.get('commit') or '?'}; {meta['machine']['uname']}"
     )
 
