@@ -4,9 +4,10 @@ Speed notes, because they shape the code:
 
 * Lines are cut from large chunks (``LINE_CHUNK_SIZE``) by the splitters of
   ``aiofile.lines`` and kept as an *iterator* over a pre-split list. The
-  async generator behind ``async for`` and the fast path of ``readline()``
-  both take from that same iterator, so their per-line cost is one
-  ``next()``, and they can be mixed freely. Whatever is read from the disk
+  async iterator behind ``async for`` (an async generator where that is
+  fastest, see ``_iter_lines``) and the fast path of ``readline()`` both
+  take from that same iterator, so their per-line cost is one ``next()``,
+  and they can be mixed freely. Whatever is read from the disk
   but not handed out yet is "pending": the iterator, then ``_tail`` (an
   incomplete last line), then (text) the bytes the decoder holds back.
 * Chunk reads call the caio context directly: each extra ``async def``
@@ -19,6 +20,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
@@ -155,9 +157,20 @@ class _Pending(Generic[T]):
             self._tail = empty.join(parts) if parts else tail
             raise
 
-    async def _iter_lines(self) -> AsyncIterator[T]:
-        # One async generator for the whole file: its per-item cost is far
-        # below that of an ``async def __anext__`` per line.
+    def _iter_lines(self) -> AsyncIterator[T]:
+        """The async iterator of ``async for line``, fastest for this Python.
+
+        Both take from the ``_lines`` iterator shared with readline(); they
+        differ only in their per-line cost. Measured on 3.11, an async
+        generator's step costs about half an ``async def __anext__`` call;
+        on 3.12 and 3.13 async generators got 2-3 times slower per item and
+        the ``__anext__`` class wins by 10-40 %.
+        """
+        if _ASYNC_GENERATORS_FAST:
+            return self._line_generator()
+        return _LineIterator(self)
+
+    async def _line_generator(self) -> AsyncIterator[T]:
         while True:
             lines = self._lines
             if lines is None:
@@ -224,6 +237,32 @@ class _Pending(Generic[T]):
         self._tail = self._empty
         if self._decoder is not None:
             self._decoder.reset()
+
+
+_ASYNC_GENERATORS_FAST = sys.version_info < (3, 12)
+
+
+class _LineIterator(Generic[T]):
+    """``async for`` over the lines of a _Pending, one __anext__ per line."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader: _Pending[T]) -> None:
+        self._reader: _Pending[T] = reader
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        reader = self._reader
+        lines = reader._lines
+        if lines is not None:
+            for line in lines:
+                return line
+        line = await reader._readline()
+        if not line:  # a line is never empty: this is the end of the file
+            raise StopAsyncIteration
+        return line
 
 
 class FileIOWrapperBase(_Pending[T]):
