@@ -8,6 +8,7 @@ import errno
 import io
 import os
 import stat
+import warnings
 from collections.abc import Generator
 from concurrent.futures import Executor
 from typing import IO, TYPE_CHECKING, Any
@@ -173,6 +174,19 @@ class AIOFile:
             # Pipes, sockets, character devices: nothing to make durable.
             if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
                 raise
+
+    def __del__(self) -> None:
+        # As the built-in file objects do: a file nobody closed must not
+        # leak its descriptor. There is no loop to sync on here; say so.
+        fd = self.__dict__.get("_fd", -1)
+        if fd >= 0 and self.__dict__.get("_owns_fd"):
+            try:
+                message = f"unclosed file {self!r}"
+                self._fd = -1
+                warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
+                os.close(fd)
+            except Exception:  # noqa: BLE001, S110 - at exit os may be gone
+                pass
 
     def __await__(self) -> Generator[Any, None, Self]:
         yield from self.open().__await__()

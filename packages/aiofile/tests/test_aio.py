@@ -394,3 +394,26 @@ async def test_concurrent_reads_and_writes(tmp_path: Path, context: Any) -> None
         await asyncio.gather(*(afp.write(b, i * 4096) for i, b in enumerate(blocks)))
         got = await asyncio.gather(*(afp.read(4096, i * 4096) for i in range(64)))
     assert got == blocks
+
+
+async def test_unclosed_file_releases_its_descriptor(tmp_path: Path, context: Any) -> None:
+    import gc
+    import warnings
+
+    afp = await AIOFile(tmp_path / "leak", "w", context=context)
+    fd = afp.fileno()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del afp
+        gc.collect()
+    assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    try:  # closed; should another thread reuse the number, not for "leak"
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        target = ""
+    assert not target.endswith("leak")
+    with open(tmp_path / "x", "w") as fp:
+        afp2 = AIOFile.from_fp(fp, context=context)
+        del afp2
+        gc.collect()
+        assert not fp.closed and os.fstat(fp.fileno())  # not owned: left open
