@@ -409,6 +409,71 @@ def test_cancel_future(pipe: Any, fd: int) -> None:
         loop.close()
 
 
+def wait_for_a_worker_in_poll(before: set[str]) -> None:
+    """Wait until a thread started after ``before`` sleeps in poll()."""
+    for _ in range(TIMEOUT * 1000):
+        for task in set(os.listdir("/proc/self/task")) - before:
+            try:
+                with open(f"/proc/self/task/{task}/wchan") as f:
+                    if "poll" in f.read():
+                        return
+            except OSError:  # the thread just exited
+                pass
+        threading.Event().wait(0.001)
+    raise AssertionError("no worker waits in poll()")
+
+
+@linux_only
+def test_cancelling_a_read_waiting_on_a_pipe_frees_its_worker(pipe: Any, fd: int) -> None:
+    # Nobody will ever write: without the interruption the only worker
+    # would stay blocked for good and every later request would hang.
+    loop = asyncio.new_event_loop()
+    before = set(os.listdir("/proc/self/task"))
+    context = Context(pool_size=1)
+    try:
+        context.set_future_factory(loop.create_future)
+        waiting = context.read_async(10, pipe[0], 0)
+        wait_for_a_worker_in_poll(before)
+        waiting.cancel()                          # as the task would be
+        assert context.cancel_future(waiting) is False    # it was running
+        sync = context.fsync_async(fd)
+        done = 0
+        while done < 2:
+            wait_readable(context.fileno)
+            done += context.process_events()
+        assert sync.result() is None
+        assert waiting.cancelled()
+    finally:
+        context.close()
+        loop.close()
+
+
+@linux_only
+def test_cancelling_a_running_operation_on_a_pipe(pipe: Any) -> None:
+    before = set(os.listdir("/proc/self/task"))
+    context = Context(pool_size=1)
+    try:
+        op = Operation.read(10, pipe[0], 0)
+        results: list[int] = []
+        done = threading.Event()
+
+        def callback(result: int) -> None:
+            results.append(result)
+            done.set()
+
+        op.set_callback(callback)
+        context.submit(op)
+        wait_for_a_worker_in_poll(before)
+        assert context.cancel(op) == 0      # running: interrupted, not taken back
+        assert done.wait(TIMEOUT)
+        assert results == [-errno.ECANCELED]
+        # The worker is free again.
+        os.write(pipe[1], b"y")
+        assert run_ops(context, Operation.read(1, pipe[0], 0))[0][0] == 1
+    finally:
+        context.close()
+
+
 def test_one_wakeup_for_a_batch_of_completions(fd: int, pipe: Any) -> None:
     r, w = pipe
     loop = asyncio.new_event_loop()

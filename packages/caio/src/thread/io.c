@@ -49,45 +49,63 @@ const int caio_io_have_nowait =
 #endif
 
 /* A read or write on something that cannot seek. poll() first, together
- * with stop_fd: the read itself cannot be interrupted portably once it
- * sleeps, but the wait before it can. (A race remains: another reader can
- * take the data between poll and read, and a large write to a pipe can
- * sleep halfway; close() then gives up on the request after its timeout.) */
-static ssize_t stream_io(const caio_req *req, int stop_fd)
+ * with the stop fd and this worker's kick fd: the read itself cannot be
+ * interrupted portably once it sleeps, but the wait before it can. (A race
+ * remains: another reader can take the data between poll and read, and a
+ * large write to a pipe can sleep halfway; close() then gives up on the
+ * request after its timeout.) */
+static ssize_t stream_io(const caio_req *req, caio_io_wake *wake)
 {
-    struct pollfd fds[2];
+    struct pollfd fds[3];
     ssize_t n;
     int is_read = req->opcode == CAIO_READ;
+    int kick_fd = wake->open_kick(wake);
 
     for (;;) {
+        if (atomic_load(wake->cancel)) {
+            n = -ECANCELED;
+            break;
+        }
         if (req->nbytes > 0) {
             fds[0].fd = req->fd;
             fds[0].events = is_read ? POLLIN : POLLOUT;
-            fds[0].revents = 0;
-            fds[1].fd = stop_fd;
+            fds[1].fd = wake->stop_fd;
             fds[1].events = POLLIN;
-            fds[1].revents = 0;
-            if (poll(fds, 2, -1) < 0) {
+            fds[2].fd = kick_fd;
+            fds[2].events = POLLIN;
+            fds[0].revents = fds[1].revents = fds[2].revents = 0;
+            if (poll(fds, kick_fd >= 0 ? 3 : 2, -1) < 0) {
                 if (errno == EINTR || errno == EAGAIN)
                     continue;
-                return -errno;
+                n = -errno;
+                break;
             }
-            if (fds[1].revents)
-                return -ECANCELED;
-            if (fds[0].revents & POLLNVAL)
-                return -EBADF;
+            if (fds[1].revents) {
+                n = -ECANCELED;
+                break;
+            }
+            if (fds[2].revents)
+                continue;       /* cancelled: the flag says so */
+            if (fds[0].revents & POLLNVAL) {
+                n = -EBADF;
+                break;
+            }
         }
         n = is_read ? read(req->fd, req->data, req->nbytes)
                     : write(req->fd, req->data, req->nbytes);
         if (n >= 0)
-            return n;
+            break;
         /* EAGAIN: a non-blocking descriptor raced with another reader. */
-        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+            n = -errno;
+            break;
+        }
     }
+    wake->close_kick(wake);
+    return n;
 }
 
-ssize_t caio_io_blocking(const caio_req *req, int stop_fd)
+ssize_t caio_io_blocking(const caio_req *req, caio_io_wake *wake)
 {
     ssize_t n;
 
@@ -117,7 +135,7 @@ ssize_t caio_io_blocking(const caio_req *req, int stop_fd)
     }
     if (n < 0 && errno == ESPIPE &&
         (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE))
-        return stream_io(req, stop_fd);
+        return stream_io(req, wake);
     return n < 0 ? -errno : n;
 }
 

@@ -59,22 +59,6 @@ static caio_req *operation_req(PyObject *ob)
     return &((CaioOperation *)ob)->req;
 }
 
-static PyObject *fetch_error(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
 static void restore_error(PyObject *exc)
 {
     if (exc == NULL)
@@ -257,16 +241,14 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
  * the worker writes (req->result). */
 static void fail_stuck_future(caio_req *req, int quiet)
 {
-    caio_req tmp;
+    PyObject *exc;
 
     if (req->future == NULL)
         return;
-    memset(&tmp, 0, sizeof(tmp));
-    tmp.opcode = req->opcode;
-    tmp.result = -ECANCELED;
-    tmp.future = req->future;
-    if (caio_req_resolve_future(&tmp) < 0)
+    exc = caio_oserror_new(ECANCELED);
+    if (exc == NULL || caio_future_set_exception(req->future, exc) < 0)
         report_error(req->future, quiet);
+    Py_XDECREF(exc);
     Py_CLEAR(req->future);
 }
 
@@ -476,7 +458,7 @@ static PyObject *ctx_process_events(ThreadContext *self, PyObject *unused)
         if (complete_fast(self, req) < 0) {
             /* Finish the batch anyway; raise the first error after it. */
             if (first_error == NULL)
-                first_error = fetch_error();
+                first_error = caio_fetch_exception();
             else
                 PyErr_WriteUnraisable((PyObject *)self);
         }
@@ -510,8 +492,13 @@ static PyObject *ctx_cancel_future(ThreadContext *self, PyObject *future)
     if (ctx_check(self) < 0)
         return NULL;
     req = caio_pool_unqueue_future(self->pool, future);
-    if (req == NULL)
-        Py_RETURN_FALSE;    /* running (cannot be stopped), done or unknown */
+    if (req == NULL) {
+        /* Running: a wait on a pipe is interrupted (else the worker would
+         * stay blocked for nobody); a file read just finishes. Done or
+         * unknown: nothing to do. Its result is dropped either way. */
+        caio_pool_kick_future(self->pool, future);
+        Py_RETURN_FALSE;
+    }
     req->result = -ECANCELED;
     if (complete_fast(self, req) < 0)
         return NULL;
@@ -576,6 +563,9 @@ static PyObject *ctx_cancel(ThreadContext *self, PyObject *const *args,
         if (caio_pool_unqueue(self->pool, req)) {
             complete_operation_here(req, -ECANCELED);
             count++;
+        } else {
+            /* Running: see cancel_future. Not counted: it may finish. */
+            caio_pool_kick(self->pool, req);
         }
     }
     return PyLong_FromSsize_t(count);
@@ -631,9 +621,9 @@ static void ctx_dealloc(ThreadContext *self)
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
     if (!self->closed) {
-        PyObject *exc = fetch_error();
+        caio_saved_error saved = caio_error_save();
         ctx_shutdown(self, 0);
-        restore_error(exc);
+        caio_error_restore(saved);
     }
     live_unlink(self);
     if (self->pool != NULL)
@@ -661,7 +651,8 @@ static PyMethodDef ctx_methods[] = {
      "(already submitted or finished). " RAISES_COMMON},
     {"cancel", (PyCFunction)(void (*)(void))ctx_cancel, METH_FASTCALL,
      "cancel(*operations) -> int: take back the ones no worker started\n"
-     "(their callbacks get -ECANCELED, here); returns how many.\n"
+     "(their callbacks get -ECANCELED, here); returns how many. Running\n"
+     "ones waiting on a pipe, socket or tty are interrupted (-ECANCELED).\n"
      "Raises TypeError. " RAISES_COMMON},
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
      "Stop the pool: queued requests fail with ECANCELED, running ones are\n"
@@ -687,8 +678,9 @@ static PyMethodDef ctx_methods[] = {
     {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O,
      "cancel_future(future) -> bool: True if the request had not started\n"
      "(it will not run; the future fails with ECANCELED unless cancelled);\n"
-     "False if a worker has it (it finishes, its result is dropped), it is\n"
-     "done, or unknown. " RAISES_COMMON},
+     "False if a worker has it (a wait on a pipe, socket or tty is\n"
+     "interrupted, file I/O finishes; the result is dropped), it is done,\n"
+     "or unknown. " RAISES_COMMON},
     {NULL}
 };
 

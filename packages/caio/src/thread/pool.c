@@ -76,6 +76,12 @@ typedef struct {
     caio_pool *pool;
     caio_req *current;          /* the request in its system call */
     int state;                  /* enum worker_state */
+    /* Cancelling the running request: set `cancel`, then signal `kick`
+     * if the worker waits in poll() on a pipe/socket/tty (it made `kick`
+     * for that wait; see io.c). All under the lock, and only while
+     * `current` is that request. */
+    atomic_int cancel;
+    caio_notifier kick;
 } caio_worker;
 
 struct caio_pool {
@@ -204,8 +210,10 @@ caio_pool *caio_pool_new(unsigned max_threads, int *err)
         goto fail_work;
     if ((e = caio_notifier_open(&p->stop)) != 0)
         goto fail_done;
-    for (unsigned i = 0; i < max_threads; i++)
+    for (unsigned i = 0; i < max_threads; i++) {
         p->workers[i].pool = p;
+        p->workers[i].kick.rfd = p->workers[i].kick.wfd = -1;
+    }
     return p;
 
 fail_done:
@@ -222,10 +230,17 @@ fail_mem:
     return NULL;
 }
 
-static void pool_free(caio_pool *p)
+static void close_fds(caio_pool *p)
 {
     caio_notifier_close(&p->done);
     caio_notifier_close(&p->stop);
+    for (unsigned i = 0; i < p->max_threads; i++)
+        caio_notifier_close(&p->workers[i].kick);
+}
+
+static void pool_free(caio_pool *p)
+{
+    close_fds(p);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->quiet);
     pthread_mutex_destroy(&p->lock);
@@ -245,8 +260,7 @@ void caio_pool_release(caio_pool *p)
 
 void caio_pool_forget(caio_pool *p)
 {
-    caio_notifier_close(&p->done);
-    caio_notifier_close(&p->stop);
+    close_fds(p);
     free(p);
 }
 
@@ -290,14 +304,46 @@ static void finish_operation(caio_pool *p, caio_worker *w, caio_req *req)
     pthread_mutex_unlock(&p->lock);
 }
 
+static int open_kick(caio_io_wake *wake)
+{
+    caio_worker *w = wake->worker;
+    caio_notifier kick;
+
+    if (caio_notifier_open(&kick) != 0)
+        return -1;
+    pthread_mutex_lock(&w->pool->lock);
+    w->kick = kick;
+    pthread_mutex_unlock(&w->pool->lock);
+    return kick.rfd;
+}
+
+static void close_kick(caio_io_wake *wake)
+{
+    caio_worker *w = wake->worker;
+    caio_notifier kick;
+
+    /* Unpublish first: a canceller signals it only under the lock. */
+    pthread_mutex_lock(&w->pool->lock);
+    kick = w->kick;
+    w->kick.rfd = w->kick.wfd = -1;
+    pthread_mutex_unlock(&w->pool->lock);
+    caio_notifier_close(&kick);
+}
+
 static void *worker_main(void *arg)
 {
     caio_worker *w = arg;
     caio_pool *p = w->pool;
     caio_req *req;
+    caio_io_wake wake;
     int notify = 0, last;
 
     this_worker = w;
+    wake.stop_fd = p->stop.rfd;
+    wake.cancel = &w->cancel;
+    wake.open_kick = open_kick;
+    wake.close_kick = close_kick;
+    wake.worker = w;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         req = queue_pop(p);
@@ -321,13 +367,14 @@ static void *worker_main(void *arg)
         }
         caio_thread_ext_of(req)->where = CAIO_WHERE_RUNNING;
         w->current = req;
+        atomic_store(&w->cancel, 0);
         pthread_mutex_unlock(&p->lock);
         if (notify) {
             caio_notifier_signal(&p->done);
             notify = 0;
         }
 
-        req->result = caio_io_blocking(req, p->stop.rfd);
+        req->result = caio_io_blocking(req, &wake);
 
         if (req->flags & CAIO_REQ_OWNED) {
             finish_operation(p, w, req);
@@ -457,6 +504,48 @@ caio_req *caio_pool_unqueue_future(caio_pool *p, PyObject *future)
     return req;
 }
 
+/* Under the lock: interrupt the worker running req, if it waits on a pipe. */
+static int kick_running(caio_pool *p, caio_req *req)
+{
+    for (unsigned i = 0; i < p->max_threads; i++) {
+        caio_worker *w = &p->workers[i];
+        if (w->state == WORKER_RUNNING && w->current == req) {
+            atomic_store(&w->cancel, 1);
+            if (w->kick.rfd >= 0)
+                caio_notifier_signal(&w->kick);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int caio_pool_kick(caio_pool *p, caio_req *req)
+{
+    int kicked;
+
+    pthread_mutex_lock(&p->lock);
+    kicked = caio_thread_ext_of(req)->pool == p &&
+             caio_thread_ext_of(req)->where == CAIO_WHERE_RUNNING &&
+             kick_running(p, req);
+    pthread_mutex_unlock(&p->lock);
+    return kicked;
+}
+
+int caio_pool_kick_future(caio_pool *p, PyObject *future)
+{
+    int kicked = 0;
+
+    pthread_mutex_lock(&p->lock);
+    for (unsigned i = 0; i < p->max_threads && !kicked; i++) {
+        caio_worker *w = &p->workers[i];
+        if (w->state == WORKER_RUNNING && w->current != NULL &&
+            w->current->future == future)
+            kicked = kick_running(p, w->current);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return kicked;
+}
+
 /* ---- completions -------------------------------------------------------- */
 
 caio_req *caio_pool_take_done(caio_pool *p)
@@ -479,10 +568,8 @@ void caio_pool_close_fds(caio_pool *p)
 {
     pthread_mutex_lock(&p->lock);
     /* Only when no thread is left that could write or poll them. */
-    if (p->stopping && p->nthreads == 0) {
-        caio_notifier_close(&p->done);
-        caio_notifier_close(&p->stop);
-    }
+    if (p->stopping && p->nthreads == 0)
+        close_fds(p);
     pthread_mutex_unlock(&p->lock);
 }
 

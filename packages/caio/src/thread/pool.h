@@ -51,6 +51,13 @@ int caio_pool_unqueue(caio_pool *p, caio_req *req);
  * has it (it is running, finished, or unknown). */
 caio_req *caio_pool_unqueue_future(caio_pool *p, PyObject *future);
 
+/* Ask the worker running this request (found by request, or by future)
+ * to stop: it does if it waits on a pipe, socket or tty (the request then
+ * fails with ECANCELED); a file read or write just finishes. Either way it
+ * completes as usual. 1 if a worker had it. */
+int caio_pool_kick(caio_pool *p, caio_req *req);
+int caio_pool_kick_future(caio_pool *p, PyObject *future);
+
 /* Empty the completion list (and the wake-up fd): a NULL-terminated list
  * linked by req->next, oldest first. */
 caio_req *caio_pool_take_done(caio_pool *p);
