@@ -49,8 +49,11 @@ static int parse_priority(PyObject *ob, int *out)
         return -1;
     }
     value = PyLong_AsLong(ob);
-    if (value == -1 && PyErr_Occurred())
-        return -1;
+    if (value == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();      /* out of range like any other: ValueError */
+    }
     if (value < 0 || value > 0xffff) {
         PyErr_SetString(PyExc_ValueError, "priority must be in 0..65535");
         return -1;
