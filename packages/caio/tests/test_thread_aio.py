@@ -77,12 +77,17 @@ def run_ops(context: Any, *ops: Any) -> list[tuple[int, int]]:
 
 
 def drop_cache(fd: int) -> bool:
-    """Evict the file from the page cache; False where that is impossible."""
+    """Evict the file from the page cache; False where that is impossible.
+
+    Readahead is turned off for ``fd``: the probe (and the tests' reads)
+    then bring in the pages they ask for only, not their neighbours.
+    """
     os.fsync(fd)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     probe = bytearray(1)
     try:
-        os.preadv(fd, [probe], 0, os.RWF_NOWAIT)
+        os.preadv(fd, [probe], 0, os.RWF_NOWAIT)   # page 0 (may load it)
     except OSError as exc:
         return exc.errno == errno.EAGAIN
     return False
@@ -215,7 +220,6 @@ async def test_partly_cached_read_is_finished_by_a_worker(
     fd, data = data_file
     if not drop_cache(fd):
         pytest.skip("cannot evict the page cache on this file system")
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead
     os.pread(fd, BLOCK, 0)
     result = ctx.read_async(len(data), fd, 0)
     assert isinstance(result, asyncio.Future)
