@@ -1,0 +1,323 @@
+"""Run one workload N times in this process, for profilers to look at.
+
+    python benchmarks/profile/ops.py OP N
+        Run OP N times after a short warm-up; print wall, user and system
+        microseconds per operation (getrusage: all threads). Wrap it in
+        ``perf record``, ``strace -c -f`` or ``py-spy`` as you like.
+    python benchmarks/profile/ops.py --callgrind OP N1 N2
+        Run OP under ``valgrind --tool=callgrind`` with N1 and with N2
+        operations and print the difference divided by N2 - N1: user-space
+        instructions per operation, by shared object and by function, with
+        start-up, imports and warm-up cancelled out.
+
+Run from the repository root with the in-tree packages (C extensions built
+in place)::
+
+    PYTHONPATH=packages/caio:packages/aiofile python benchmarks/profile/ops.py read-uring 200000
+
+Operations (4 KiB random reads at 4 KiB-aligned offsets of a 64 MiB file,
+page cache hot unless named ``cold``):
+
+    pread               os.pread loop
+    read-BACKEND        ``await ctx.read(...)`` one at a time, AsyncioContext
+    bare-BACKEND        ``ctx.context.read_async(...)``: the C call alone
+                        (a returned future is awaited)
+    BACKEND: uring, uring-ring (Context(nowait_reads=False)), thread,
+             python, linux
+    lines-stdlib        ``for line in open(path)`` (N lines, 16 MiB file of
+    lines-aiofile       short lines) / ``async for line in async_open(path)``
+    chunks-stdlib       ``open(path, "rb", buffering=0).read(65536)`` (N chunks)
+    chunks-aiofile      ``async_open(path, "rb").iter_chunked(65536)``
+    cold64-BACKEND      64 coroutines, N reads in all (N <= 16384: each block
+                        once) of a separate file, page cache dropped first,
+                        no readahead; BACKEND as above, or uring-nobatch
+                        (no call_soon given: the ring never batches), or
+                        pread (a plain loop)
+
+Data files go to ``$CAIO_PROFILE_DIR`` (default /tmp/caio-profile) and are
+reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BLOCK = 4096
+CHUNK = 65536
+RAND_SIZE = 64 * 1024 * 1024
+LINES_SIZE = 16 * 1024 * 1024
+DATA = Path(os.environ.get("CAIO_PROFILE_DIR", "/tmp/caio-profile"))
+BACKENDS = {
+    "uring": ("caio.linux_uring_asyncio", {}),
+    "uring-ring": ("caio.linux_uring_asyncio", {"nowait_reads": False}),
+    "uring-nobatch": ("caio.linux_uring_asyncio", {}),
+    "thread": ("caio.thread_aio_asyncio", {}),
+    "python": ("caio.python_aio_asyncio", {}),
+    "linux": ("caio.linux_aio_asyncio", {}),
+}
+
+
+def data_files(cold: bool = False) -> tuple[Path, Path]:
+    """The random-data file and the short-lines file, made once.
+
+    Cold runs get their own random-data file: evicting it does not disturb
+    a hot-cache profile running at the same time."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    rand, lines = DATA / ("cold.bin" if cold else "rand.bin"), DATA / "lines.txt"
+    if not rand.exists() or rand.stat().st_size != RAND_SIZE:
+        with open(rand, "wb") as f:
+            for _ in range(RAND_SIZE // (1 << 20)):
+                f.write(random.randbytes(1 << 20))
+            os.fsync(f.fileno())
+    if not lines.exists():
+        gen = random.Random(1)
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 éß"
+        with open(lines, "w", encoding="utf-8") as f:
+            size = 0
+            while size < LINES_SIZE:
+                line = "".join(gen.choices(alphabet, k=gen.randrange(61))) + "\n"
+                f.write(line)
+                size += len(line.encode())
+            os.fsync(f.fileno())
+    return rand, lines
+
+
+def offsets(n: int, seed: int) -> list[int]:
+    """n block-aligned offsets: a random permutation of the file's blocks,
+    repeated. Made from one fixed-size shuffle and a list repeat, so that
+    making them costs next to nothing per offset (callgrind counts it)."""
+    blocks = [i * BLOCK for i in range(RAND_SIZE // BLOCK)]
+    random.Random(seed).shuffle(blocks)
+    return (blocks * (n // len(blocks) + 1))[:n]
+
+
+def make_context(backend: str) -> Any:
+    """An AsyncioContext of the backend, bound to the running loop."""
+    module_name, options = BACKENDS[backend]
+    module = __import__(module_name, fromlist=["AsyncioContext"])
+    ctx = module.AsyncioContext(**options)
+    if backend == "uring-nobatch":
+        # A factory without __self__ and no call_soon: nothing can schedule
+        # a batched flush, so every request enters the ring at once.
+        loop = asyncio.get_running_loop()
+        ctx.context.set_future_factory(lambda: loop.create_future())
+    return ctx
+
+
+async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
+    """One read after another through AsyncioContext.read or read_async."""
+    ctx = make_context(backend)
+    try:
+        if kind == "read":
+            read = ctx.read
+            for off in offs:
+                await read(BLOCK, fd, off)
+        else:
+            read_async = ctx.context.read_async
+            for off in offs:
+                r = read_async(BLOCK, fd, off)
+                if r.__class__ is not bytes:
+                    await r
+    finally:
+        ctx.close()
+
+
+async def run_cold64(backend: str, fd: int, offs: list[int]) -> None:
+    """64 coroutines sharing one context, each reading its share of offs."""
+    ctx = make_context(backend)
+
+    async def worker(part: list[int]) -> None:
+        for off in part:
+            await ctx.read(BLOCK, fd, off)
+
+    try:
+        await asyncio.gather(*(worker(offs[i::64]) for i in range(64)))
+    finally:
+        ctx.close()
+
+
+async def run_lines(path: Path, n: int) -> None:
+    """n lines with async_open, starting again at the end of the file."""
+    from aiofile import async_open
+
+    got = 0
+    while got < n:
+        async with async_open(path, "r") as f:
+            async for _ in f:
+                got += 1
+                if got == n:
+                    break
+
+
+async def run_chunks(path: Path, n: int) -> None:
+    """n 64 KiB chunks with iter_chunked, starting again at the end."""
+    from aiofile import async_open
+
+    got = 0
+    async with async_open(path, "rb") as f:
+        while got < n:
+            f.seek(0)
+            async for _ in f.iter_chunked(CHUNK):
+                got += 1
+                if got == n:
+                    break
+
+
+def stdlib_lines(path: Path, n: int) -> None:
+    """n lines with the built-in open."""
+    got = 0
+    while got < n:
+        with open(path, encoding="utf-8") as f:
+            for _ in f:
+                got += 1
+                if got == n:
+                    break
+
+
+def stdlib_chunks(path: Path, n: int) -> None:
+    """n 64 KiB chunks with an unbuffered built-in file."""
+    got = 0
+    with open(path, "rb", buffering=0) as f:
+        while got < n:
+            f.seek(0)
+            while got < n and f.read(CHUNK):
+                got += 1
+
+
+def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
+    """A callable that runs op n times; set-up (files, cache state) done.
+
+    ``prime``: read the data files first, so that the page cache is hot
+    (done on the warm-up run only, to keep the copy out of profiles)."""
+    kind, _, backend = op.partition("-")
+    rand, lines = data_files(cold=kind == "cold64")
+    fd = os.open(rand, os.O_RDONLY)
+    if kind == "cold64":
+        offs = offsets(n, 2)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        # No readahead: otherwise a read brings in its neighbours and most
+        # later reads of the permutation are page-cache hits.
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        if backend == "pread":
+            return lambda: [os.pread(fd, BLOCK, off) for off in offs]
+        return lambda: asyncio.run(run_cold64(backend, fd, offs))
+    for path in (rand, lines) if prime else ():
+        with open(path, "rb", buffering=0) as f:
+            while f.read(1 << 20):
+                pass
+    if op == "pread":
+        offs = offsets(n, 1)
+        pread = os.pread
+
+        def loop() -> None:
+            for off in offs:
+                pread(fd, BLOCK, off)
+
+        return loop
+    if kind in ("read", "bare") and backend in BACKENDS:
+        offs = offsets(n, 1)
+        return lambda: asyncio.run(run_reads(kind, backend, fd, offs))
+    runners: dict[str, Callable[[], object]] = {
+        "lines-stdlib": lambda: stdlib_lines(lines, n),
+        "lines-aiofile": lambda: asyncio.run(run_lines(lines, n)),
+        "chunks-stdlib": lambda: stdlib_chunks(rand, n),
+        "chunks-aiofile": lambda: asyncio.run(run_chunks(rand, n)),
+    }
+    if op not in runners:
+        raise SystemExit(f"unknown operation {op!r}")
+    return runners[op]
+
+
+def measure(op: str, n: int) -> None:
+    """Warm up, run op n times and print the time per operation."""
+    workload(op, max(1, min(2000, n // 10)), prime=True)()  # imports, allocator, first-use paths
+    run = workload(op, n)
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user = after.ru_utime - before.ru_utime
+    system = after.ru_stime - before.ru_stime
+    print(
+        f"{op} n={n}: wall {wall / n * 1e6:.3f} us/op, "
+        f"user {user / n * 1e6:.3f}, sys {system / n * 1e6:.3f}",
+        file=sys.stderr,
+    )
+
+
+# "  1,234 (12.34%)  file.c:function [/path/object.so]"
+ANNOTATE_LINE = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+(.*):(.*?) \[(.*)\]\s*$")
+
+
+def callgrind_costs(op: str, n: int, out_dir: str) -> dict[tuple[str, str], int]:
+    """Self instructions per (object, function) of one callgrind run."""
+    out = os.path.join(out_dir, f"callgrind.{op}.{n}")
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+         sys.executable, __file__, op, str(n)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    text = subprocess.run(
+        ["callgrind_annotate", "--threshold=100", out],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    costs: dict[tuple[str, str], int] = defaultdict(int)
+    for line in text.splitlines():
+        m = ANNOTATE_LINE.match(line)
+        if m:
+            function = re.sub(r"'\d+$", "", m.group(3))  # recursion levels
+            costs[(os.path.basename(m.group(4)), function)] += int(m.group(1).replace(",", ""))
+    return costs
+
+
+def callgrind(op: str, n1: int, n2: int) -> None:
+    """Print user-space instructions per operation by object and function."""
+    with tempfile.TemporaryDirectory(prefix="caio-cg-") as out_dir:
+        small = callgrind_costs(op, n1, out_dir)
+        large = callgrind_costs(op, n2, out_dir)
+    per_op = {
+        key: (large.get(key, 0) - small.get(key, 0)) / (n2 - n1)
+        for key in set(small) | set(large)
+    }
+    by_object: dict[str, float] = defaultdict(float)
+    for (obj, _), cost in per_op.items():
+        by_object[obj] += cost
+    print(f"{op}: {sum(per_op.values()):.0f} user-space instructions per operation")
+    for obj, cost in sorted(by_object.items(), key=lambda item: -item[1]):
+        if abs(cost) >= 5:
+            print(f"  {cost:8.0f}  {obj}")
+    print("  top functions:")
+    for (obj, function), cost in sorted(per_op.items(), key=lambda item: -item[1])[:20]:
+        print(f"  {cost:8.0f}  {function} [{obj}]")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("op")
+    parser.add_argument("n", type=int, nargs="+")
+    args = parser.parse_args(argv)
+    if args.callgrind:
+        if len(args.n) != 2 or args.n[1] <= args.n[0]:
+            parser.error("--callgrind takes N1 N2 with N2 > N1")
+        callgrind(args.op, args.n[0], args.n[1])
+    else:
+        measure(args.op, args.n[0])
+
+
+if __name__ == "__main__":
+    main()
