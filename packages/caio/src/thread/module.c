@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
-#include <string.h>
 
 #define MODULE_NAME "caio.thread_aio"
 #define CONTEXT_NAME MODULE_NAME ".Context"
@@ -59,6 +58,8 @@ static caio_req *operation_req(PyObject *ob)
     return &((CaioOperation *)ob)->req;
 }
 
+/* Raise again an exception taken with caio_fetch_exception (an instance;
+ * the reference is stolen). */
 static void restore_error(PyObject *exc)
 {
     if (exc == NULL)
