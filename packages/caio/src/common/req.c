@@ -234,9 +234,27 @@ PyObject *caio_fetch_exception(void)
 #endif
 }
 
+/* fut.set_result(arg) / fut.set_exception(arg), by name. */
+static int future_call(PyObject *fut, PyObject *name, PyObject *arg)
+{
+    PyObject *r = PyObject_CallMethodOneArg(fut, name, arg);
+
+    if (r == NULL) {
+        /* Cancelled while the kernel worked: nobody wants the result. */
+        if (PyErr_ExceptionMatches(invalid_state_error)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 int caio_req_resolve_future(caio_req *req)
 {
-    PyObject *fut = req->future, *arg, *name, *r;
+    PyObject *fut = req->future, *arg, *name;
+    int rc;
 
     if (fut == NULL)
         return 0;
@@ -254,33 +272,14 @@ int caio_req_resolve_future(caio_req *req)
     }
     if (arg == NULL)
         return -1;
-    r = PyObject_CallMethodOneArg(fut, name, arg);
+    rc = future_call(fut, name, arg);
     Py_DECREF(arg);
-    if (r == NULL) {
-        /* Cancelled while the kernel worked: nobody wants the result. */
-        if (PyErr_ExceptionMatches(invalid_state_error)) {
-            PyErr_Clear();
-            return 0;
-        }
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    return rc;
 }
 
 int caio_future_set_exception(PyObject *fut, PyObject *exc)
 {
-    PyObject *r = PyObject_CallMethodOneArg(fut, str_set_exception, exc);
-
-    if (r == NULL) {
-        if (PyErr_ExceptionMatches(invalid_state_error)) {
-            PyErr_Clear();
-            return 0;
-        }
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    return future_call(fut, str_set_exception, exc);
 }
 
 /* ---- pool --------------------------------------------------------------- */
