@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("op")
     parser.add_argument("n", type=int, nargs="+")
     args = parser.parse_args(argv)
+    if min(args.n) < 1:
+        parser.error("N must be at least 1")
     if args.callgrind:
         if len(args.n) != 2 or args.n[1] <= args.n[0]:
             parser.error("--callgrind takes N1 N2 with N2 > N1")
