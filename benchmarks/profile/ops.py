@@ -306,7 +306,9 @@ def callgrind(op: str, n1: int, n2: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("op")
     parser.add_argument("n", type=int, nargs="+")
