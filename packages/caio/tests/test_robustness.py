@@ -223,7 +223,12 @@ class Descriptors:
         b.sendall(b"socket data")
         b.close()
         self.socket = self._keep(a.detach())
-        self.eventfd = self._keep(os.eventfd(1)) if hasattr(os, "eventfd") else self.file
+        # A semaphore eventfd with a large count: each read takes 1, so no
+        # read in a test waits for a writer (a plain one empties at once).
+        self.eventfd = (
+            self._keep(os.eventfd(10_000, os.EFD_SEMAPHORE)) if hasattr(os, "eventfd")
+            else self.file
+        )
         self.devnull = self._keep(os.open(os.devnull, os.O_RDWR))
         closed = os.open(os.devnull, os.O_RDONLY)
         os.close(closed)
