@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import tracemalloc
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -434,26 +435,36 @@ def test_contexts_release_descriptors_and_threads(asyncio_module: Any, fd: int) 
 
 
 def test_unclosed_context_with_operations_in_flight_is_collected(
-    asyncio_module: Any, pipe: Any,
+    backend: str, asyncio_module: Any, request: pytest.FixtureRequest,
 ) -> None:
-    pipe_read, pipe_write = pipe
+    if backend == "linux":
+        pytest.skip("kernel AIO refuses reads that would wait on a pipe")
+    request.applymarker(pytest.mark.xfail(strict=True, reason=(
+        "the backend context keeps the futures of un-reaped requests, and "
+        "through their callbacks the tasks and the AsyncioContext: the cycle "
+        "is not collectable, so its descriptors (and python_aio's threads) "
+        "stay until exit")))
     fds = fd_count()
+    refs: list[Any] = []
 
-    async def abandon() -> None:
+    async def abandon(pipe_read: int) -> None:
         context = asyncio_module.AsyncioContext(max_requests=4)
-        for _ in range(3):
+        refs.append(weakref.ref(context.context))
+        for _ in range(2):
             asyncio.ensure_future(context.read(10, pipe_read, 0))
         await asyncio.sleep(0.01)
         # Dropped without close(): the loop closes with the reads waiting.
 
-    run(abandon())
-    os.write(pipe_write, b"0123456789" * 3)  # let the kernel finish them
-    os.close(pipe_write)
+    for _ in range(3):
+        pipe_read, pipe_write = os.pipe()
+        run(abandon(pipe_read))
+        os.write(pipe_write, b"x" * 100)  # the kernel finishes the reads
+        os.close(pipe_write)
+        os.close(pipe_read)
     for _ in range(3):
         gc.collect()
-    # Descriptors of the context are gone once the pipe let go; at most
-    # the backend's ones for an unclosed context may remain until exit.
-    assert fd_count() <= fds + 2
+    assert [ref() for ref in refs] == [None] * len(refs)
+    assert fd_count() == fds
 
 
 # ---- hangs ------------------------------------------------------------------
