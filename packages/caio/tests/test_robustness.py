@@ -507,14 +507,7 @@ def test_close_with_reads_in_flight_on_a_pipe(asyncio_module: Any, pipe: Any) ->
         assert isinstance(outcome, (OSError, asyncio.CancelledError)), outcome
 
 
-def test_loop_closed_with_operations_in_flight(
-    backend: str, asyncio_module: Any, pipe: Any, request: pytest.FixtureRequest,
-) -> None:
-    if backend in ("uring", "thread"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "close() resolves the pending futures of a closed loop: each "
-            "set_result/set_exception raises 'Event loop is closed', reported "
-            "as 'Exception ignored' (python_aio swallows it)")))
+def test_loop_closed_with_operations_in_flight(asyncio_module: Any, pipe: Any) -> None:
     pipe_read, pipe_write = pipe
     loop = asyncio.new_event_loop()
     context = asyncio_module.AsyncioContext(max_requests=2, loop=loop)

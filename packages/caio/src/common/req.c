@@ -234,6 +234,27 @@ PyObject *caio_fetch_exception(void)
 #endif
 }
 
+/* True when fut belongs to a loop that is closed (asks fut.get_loop()). */
+static int future_loop_closed(PyObject *fut)
+{
+    PyObject *loop, *closed;
+    int result = 0;
+    caio_saved_error saved = caio_error_save();
+
+    loop = PyObject_CallMethod(fut, "get_loop", NULL);
+    if (loop != NULL) {
+        closed = PyObject_CallMethod(loop, "is_closed", NULL);
+        if (closed != NULL) {
+            result = PyObject_IsTrue(closed) == 1;
+            Py_DECREF(closed);
+        }
+        Py_DECREF(loop);
+    }
+    PyErr_Clear();
+    caio_error_restore(saved);
+    return result;
+}
+
 /* fut.set_result(arg) / fut.set_exception(arg), by name. */
 static int future_call(PyObject *fut, PyObject *name, PyObject *arg)
 {
@@ -242,6 +263,13 @@ static int future_call(PyObject *fut, PyObject *name, PyObject *arg)
     if (r == NULL) {
         /* Cancelled while the kernel worked: nobody wants the result. */
         if (PyErr_ExceptionMatches(invalid_state_error)) {
+            PyErr_Clear();
+            return 0;
+        }
+        /* The loop was closed with the operation in flight (a context
+         * closed at exit, after asyncio.run() returned): the future can
+         * never be awaited again, so there is nobody to tell. */
+        if (PyErr_ExceptionMatches(PyExc_RuntimeError) && future_loop_closed(fut)) {
             PyErr_Clear();
             return 0;
         }
