@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import operator
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -477,6 +478,9 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         return b"".join(parts)
 
     async def _read_slow(self, length: int) -> bytes:
+        # Like BytesIO.read: TypeError for a float (NaN passes no comparison
+        # above, and would recurse through read() forever).
+        length = operator.index(length)
         afp = self._file
         afp._check_readable()
         if length == 0:
@@ -541,6 +545,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         Raises ValueError (closed), io.UnsupportedOperation,
         UnicodeDecodeError, OSError.
         """
+        length = operator.index(length)  # TypeError for floats, like StringIO
         afp = self._file
         afp._check_readable()
         decoder = self._decoder
