@@ -162,7 +162,7 @@ class Operation(AbstractOperation):
     __slots__ = (
         "_opcode", "_fd", "_offset", "_nbytes", "_priority", "_payload",
         "_view", "_state", "_result", "_data", "_callback", "_future", "_key",
-        "__weakref__",
+        "_cancel", "__weakref__",
     )
 
     _opcode: int
@@ -305,12 +305,15 @@ class Operation(AbstractOperation):
 # ---- the worker pool ----------------------------------------------------
 
 
-def _wait_ready(fd: int, stop_fd: int, events: int) -> None:
-    """Wait until a non-seekable ``fd`` is ready, or the pool stops.
+def _wait_ready(fd: int, stop_fd: int, events: int, op: Operation) -> None:
+    """Wait until a non-seekable ``fd`` is ready, the pool stops, or ``op``
+    is cancelled.
 
     A read from an empty pipe can block forever, and a blocked thread cannot
-    be interrupted: close() would hang joining it. Waiting in poll() on the
-    pool's stop descriptor as well lets close() end the wait with ECANCELED.
+    be interrupted: close() would hang joining it, and cancelled reads would
+    hold every worker. Waiting in poll() on the pool's stop descriptor lets
+    close() end the wait with ECANCELED; waking every _CANCEL_POLL_MS to look
+    at op._cancel (set by cancel_future) frees the worker of a cancelled one.
     """
     if not hasattr(select, "poll"):
         return
@@ -318,11 +321,14 @@ def _wait_ready(fd: int, stop_fd: int, events: int) -> None:
     poller.register(fd, events)
     poller.register(stop_fd, select.POLLIN)
     while True:
-        ready = poller.poll()
-        if any(ready_fd == stop_fd for ready_fd, _ in ready):
+        ready = poller.poll(_CANCEL_POLL_MS)
+        if op._cancel or any(ready_fd == stop_fd for ready_fd, _ in ready):
             raise _oserror(errno.ECANCELED)
         if ready:  # readable/writable, or an error the read/write reports
             return
+
+
+_CANCEL_POLL_MS = 50
 
 
 def _execute(op: Operation, stop_fd: int) -> None:
@@ -337,7 +343,7 @@ def _execute(op: Operation, stop_fd: int) -> None:
                 if exc.errno != errno.ESPIPE:
                     raise
                 # Pipes, sockets, ttys: no position to read at.
-                _wait_ready(fd, stop_fd, select.POLLIN)
+                _wait_ready(fd, stop_fd, select.POLLIN, op)
                 data = os.read(fd, op._nbytes)
             op._data = data
             op._result = len(data)
@@ -350,7 +356,7 @@ def _execute(op: Operation, stop_fd: int) -> None:
                 except OSError as exc:
                     if exc.errno != errno.ESPIPE:
                         raise
-                    _wait_ready(fd, stop_fd, select.POLLOUT)
+                    _wait_ready(fd, stop_fd, select.POLLOUT, op)
                     op._result = os.write(fd, view)
             finally:
                 # Unlocks a bytearray payload for resizing again.
@@ -423,6 +429,9 @@ class _Pool:
         # the operation: a worker runs it, cancel()/close() cancel it. dict
         # pop is atomic, so that needs no lock.
         self.queued: dict[object, Operation] = {}
+        # Operations a worker runs, by the same keys: cancel_future flags
+        # them (only a wait on a pipe or socket can act on it).
+        self.running: dict[object, Operation] = {}
         # Finished operations whose futures wait for process_events().
         self.done: deque[Operation] = deque()
         self.signalled = False
@@ -488,6 +497,7 @@ class _Pool:
 def _worker(pool: _Pool) -> None:
     get = pool.jobs.get
     take = pool.queued.pop
+    running = pool.running
     done = pool.done
     stop_fd = pool.stop_r
     while True:
@@ -497,7 +507,11 @@ def _worker(pool: _Pool) -> None:
         if take(op._key, None) is None:
             continue  # cancelled meanwhile
         op._state = _INFLIGHT
+        op._cancel = False
+        key = op._key
+        running[key] = op
         _execute(op, stop_fd)
+        running.pop(key, None)
         op._state = _DONE
         if op._future is not None:
             done.append(op)
@@ -867,11 +881,15 @@ class Context(AbstractContext):
     def cancel_future(self, future: asyncio.Future[Any]) -> bool:
         """Cancel the operation behind ``future`` if no worker started it.
 
-        A running operation cannot be stopped; it finishes and its result is
-        dropped. Returns whether it was cancelled.
+        A running operation cannot be stopped, except a wait on a pipe or
+        socket, which ends with ECANCELED; either way its result is dropped.
+        Returns whether it was cancelled before it started.
         """
         op = self._pool.queued.pop(future, None)
         if op is None:
+            running = self._pool.running.get(future)
+            if running is not None:
+                running._cancel = True
             return False
         self._finish_cancelled(op)
         return True

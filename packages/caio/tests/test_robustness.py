@@ -592,13 +592,8 @@ def test_fork_then_use(asyncio_module: Any, fd: int) -> None:
 
 
 def test_cancelled_pipe_reads_do_not_starve_other_operations(
-    backend: str, asyncio_module: Any, pipe: Any, fd: int, request: pytest.FixtureRequest,
+    backend: str, asyncio_module: Any, pipe: Any, fd: int,
 ) -> None:
-    if backend == "python":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "a cancelled read of an empty pipe keeps its worker waiting in "
-            "poll() until data comes; pool_size of them starve every later "
-            "operation of the context")))
     # A read that waits on an empty pipe, timed out by its caller, must not
     # keep a worker forever: after more such time-outs than there are
     # workers, file I/O must still run (kernel AIO refuses pipes up front).
