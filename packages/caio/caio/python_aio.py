@@ -178,6 +178,7 @@ class Operation(AbstractOperation):
     _callback: Callable[[int], Any] | None
     _future: asyncio.Future[Any] | None
     _key: object
+    _cancel: bool  # set by cancel_future while a worker runs it
 
     def __init__(self) -> None:
         raise TypeError("use Operation.read(), write(), fsync() or fdsync()")
