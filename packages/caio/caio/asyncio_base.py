@@ -141,6 +141,20 @@ class AsyncioContextBase:
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} {self.context!r}>"
 
+    async def _wait(self, future: Any) -> Any:
+        """Await a backend future; on cancellation ask the kernel to cancel.
+
+        Only the slow path comes here (the operation did not finish during
+        the call), so this extra coroutine costs nothing that matters.
+        """
+        try:
+            return await future
+        except CancelledError:
+            # The kernel may still be writing into the buffer: the backend
+            # keeps it until the completion arrives.
+            self._cancel_future(future)
+            raise
+
     async def read(self, nbytes: int, fd: Any, offset: int, priority: int = 0) -> bytes:
         """Read at most ``nbytes`` at ``offset``; shorter at end of file.
 
@@ -150,13 +164,7 @@ class AsyncioContextBase:
         r = self._read_async(nbytes, fd, offset, priority)
         if r.__class__ is bytes:  # finished during the call: no suspension
             return r
-        try:
-            return await r  # type: ignore[no-any-return]
-        except CancelledError:
-            # The kernel may still be writing into the buffer: the backend
-            # keeps it until the completion arrives.
-            self._cancel_future(r)
-            raise
+        return await self._wait(r)  # type: ignore[no-any-return]
 
     async def write(self, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> int:
         """Write ``payload`` at ``offset``; returns the bytes written.
@@ -167,33 +175,19 @@ class AsyncioContextBase:
         r = self._write_async(payload, fd, offset, priority)
         if r.__class__ is int:
             return r
-        try:
-            return await r  # type: ignore[no-any-return]
-        except CancelledError:
-            self._cancel_future(r)
-            raise
+        return await self._wait(r)  # type: ignore[no-any-return]
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
         r = self._fsync_async(fd, priority)
-        if r is None:
-            return
-        try:
-            await r
-        except CancelledError:
-            self._cancel_future(r)
-            raise
+        if r is not None:
+            await self._wait(r)
 
     async def fdsync(self, fd: Any, priority: int = 0) -> None:
         """fdatasync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
         r = self._fdsync_async(fd, priority)
-        if r is None:
-            return
-        try:
-            await r
-        except CancelledError:
-            self._cancel_future(r)
-            raise
+        if r is not None:
+            await self._wait(r)
 
     async def submit(self, op: AbstractOperation) -> Any:
         """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
