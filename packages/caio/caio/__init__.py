@@ -23,6 +23,7 @@ import warnings
 from importlib import import_module
 from types import ModuleType
 
+from ._fork import fork_generation
 from .abstract import AbstractContext, AbstractOperation
 
 # Not `from typing import TYPE_CHECKING`: importing typing would make
@@ -31,6 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .asyncio_base import AsyncioContextBase
     from .asyncio_base import AsyncioContextBase as AsyncioContext
 
     variants_asyncio: tuple[ModuleType, ...]
@@ -41,11 +43,16 @@ if TYPE_CHECKING:
 
 __version__ = "0.13.0"
 
+#: The kernel's cap on one read or write (Linux MAX_RW_COUNT: INT_MAX rounded
+#: down to a 4 KiB page). A larger request transfers at most this much.
+MAX_IO_SIZE = 0x7FFFF000
+
 __all__ = (
-    "AbstractContext", "AbstractOperation", "AsyncioContext", "Context",
-    "Operation", "__version__", "linux_aio", "linux_aio_asyncio", "linux_uring",
-    "linux_uring_asyncio", "python_aio", "python_aio_asyncio", "thread_aio",
-    "thread_aio_asyncio", "variants", "variants_asyncio",
+    "MAX_IO_SIZE", "AbstractContext", "AbstractOperation", "AsyncioContext",
+    "AsyncioContextBase", "Context", "Operation", "__version__", "fork_generation",
+    "linux_aio", "linux_aio_asyncio", "linux_uring", "linux_uring_asyncio",
+    "python_aio", "python_aio_asyncio", "thread_aio", "thread_aio_asyncio",
+    "variants", "variants_asyncio",
 )
 
 # CAIO_IMPL name -> low-level module, best first.
@@ -166,7 +173,9 @@ def _adapter(name: str) -> ModuleType | None:
 def __getattr__(name: str) -> Any:
     # PEP 562: the asyncio side is imported on first use.
     value: Any
-    if name == "AsyncioContext":
+    if name == "AsyncioContextBase":
+        value = import_module(f"{__name__}.asyncio_base").AsyncioContextBase
+    elif name == "AsyncioContext":
         adapter = _adapter(_selected)
         assert adapter is not None
         value = adapter.AsyncioContext
