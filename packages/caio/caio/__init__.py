@@ -24,6 +24,7 @@ from importlib import import_module
 from types import ModuleType
 
 from ._fork import fork_generation
+from ._limits import MAX_IO_SIZE
 from .abstract import AbstractContext, AbstractOperation
 
 # Not `from typing import TYPE_CHECKING`: importing typing would make
@@ -42,10 +43,6 @@ if TYPE_CHECKING:
     python_aio_asyncio: ModuleType | None
 
 __version__ = "0.13.0"
-
-#: The kernel's cap on one read or write (Linux MAX_RW_COUNT: INT_MAX rounded
-#: down to a 4 KiB page). A larger request transfers at most this much.
-MAX_IO_SIZE = 0x7FFFF000
 
 __all__ = (
     "MAX_IO_SIZE", "AbstractContext", "AbstractOperation", "AsyncioContext",

@@ -1,0 +1,15 @@
+"""Numbers every backend shares, in one place.
+
+``setup.py`` reads this file and hands each value to the C backends as a
+macro of the same name with a ``CAIO_`` prefix, so the C and Python backends
+cannot drift apart. Keep it to plain ``NAME = <int expression>`` lines.
+"""
+
+#: The kernel's cap on one read or write (Linux MAX_RW_COUNT: INT_MAX rounded
+#: down to a 4 KiB page). A larger request transfers at most this much.
+MAX_IO_SIZE = 0x7FFFF000
+
+#: Reads and writes up to this size first try the page cache on the calling
+#: thread with RWF_NOWAIT (no worker, no ring round trip); larger ones, and
+#: those the page cache cannot serve at once, go to the backend's engine.
+NOWAIT_MAX = 256 * 1024
