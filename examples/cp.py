@@ -8,25 +8,57 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
-from aiofile import async_open
+from aiofile import BinaryFileWrapper, async_open
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 
 
+class SameFileError(OSError):
+    """The destination is the source (same path, a hard link or a symlink)."""
+
+
+def check_not_same(src_fd: int, dst_path: str) -> None:
+    """Refuse to copy a file onto itself, as cp does.
+
+    Opening the destination with "wb" would truncate the source before a
+    byte is read. The check compares device and inode of the *open* source
+    with what the destination path names now, so a hard link or a symlink
+    to the source is caught as well as the same path.
+    """
+    try:
+        dst = os.stat(dst_path)
+    except FileNotFoundError:
+        return
+    src = os.fstat(src_fd)
+    if (src.st_dev, src.st_ino) == (dst.st_dev, dst.st_ino):
+        raise SameFileError(f"{dst_path!r} is the same file as the source")
+
+
 async def copy(src_path: str, dst_path: str, chunk_size: int) -> int:
-    """Copy ``src_path`` to ``dst_path``; returns the number of bytes copied."""
+    """Copy ``src_path`` to ``dst_path``; returns the number of bytes copied.
+
+    Raises SameFileError, leaving the file untouched, if both name one file.
+    """
+    async with async_open(src_path, "rb") as src:
+        check_not_same(src.file.fileno(), dst_path)
+        async with async_open(dst_path, "wb") as dst:
+            return await pump(src, dst, chunk_size)
+
+
+async def pump(src: BinaryFileWrapper, dst: BinaryFileWrapper, chunk_size: int) -> int:
+    """Copy what is left of ``src`` to ``dst``; returns the bytes written."""
     copied = 0
-    async with async_open(src_path, "rb") as src, async_open(dst_path, "wb") as dst:
-        pending: asyncio.Task[int] | None = None
-        async for chunk in src.iter_chunked(chunk_size):
-            if pending is not None:
-                copied += await pending
-            # Writes stay in order: the next starts after this one ended.
-            pending = asyncio.ensure_future(dst.write(chunk))
+    pending: asyncio.Task[int] | None = None
+    async for chunk in src.iter_chunked(chunk_size):
         if pending is not None:
             copied += await pending
+        # Writes stay in order: the next starts after this one ended.
+        pending = asyncio.ensure_future(dst.write(chunk))
+    if pending is not None:
+        copied += await pending
     return copied
 
 

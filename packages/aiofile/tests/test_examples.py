@@ -104,3 +104,37 @@ def test_csv_reader_matches_dict_reader(tmp_path: Path) -> None:
     with open(path, newline="", encoding="utf-8") as fp:
         expected = [json.dumps(row, ensure_ascii=False) for row in csv.DictReader(fp)]
     assert done.stdout.decode().splitlines() == expected
+
+
+@pytest.mark.parametrize("how", ["same path", "hard link", "symlink", "dot path"])
+def test_cp_refuses_to_copy_a_file_onto_itself(tmp_path: Path, how: str) -> None:
+    src = tmp_path / "src"
+    data = os.urandom(100_000)
+    src.write_bytes(data)
+    if how == "same path":
+        dst = src
+    elif how == "hard link":
+        dst = tmp_path / "hard"
+        os.link(src, dst)
+    elif how == "symlink":
+        dst = tmp_path / "soft"
+        dst.symlink_to(src)
+    else:
+        dst = tmp_path / "." / "src"
+    done = run("cp.py", src, dst)
+    assert done.returncode == 1
+    assert b"same file" in done.stderr
+    # "wb" would have truncated it before the first read.
+    assert src.read_bytes() == data
+
+
+def test_cp_onto_another_file_with_a_symlink_in_the_way(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    other = tmp_path / "other"
+    link = tmp_path / "link"
+    src.write_bytes(b"new contents")
+    other.write_bytes(b"old")
+    link.symlink_to(other)
+    done = run("cp.py", src, link)
+    assert done.returncode == 0, done.stderr
+    assert other.read_bytes() == b"new contents" and link.is_symlink()
