@@ -369,6 +369,29 @@ def lint(session: nox.Session) -> None:
                 session.run("mypy", scripts)
 
 
+DOCS_DEPS = ("sphinx", "myst-parser", "furo")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (Sphinx): warnings are errors, HTML in docs/_build/html.
+
+    caio and aiofile are installed from wheels like for the tests, so the
+    API pages document the compiled C modules, not the source tree.
+    """
+    install_packages(session, *DOCS_DEPS)
+    tmp = Path(session.create_tmp()).resolve()
+    html = ROOT / "docs" / "_build" / "html"
+    # From tmp, fresh (-E) every time: a warning of an unchanged page must
+    # not vanish on the second run. -n: every cross-reference must resolve.
+    with session.chdir(tmp):
+        session.run(
+            "sphinx-build", "-W", "--keep-going", "-n", "-E", "-q", "-b", "html",
+            "-d", str(tmp / "doctrees"), str(ROOT / "docs"), str(html), *session.posargs,
+        )
+    session.log(f"the site is in {html} (open index.html)")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """caio/aiofile against aiofiles and plain threads: ``benchmarks/run.py``."""
