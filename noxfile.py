@@ -13,6 +13,7 @@ C backends are only real once pip has built them, and a stray in-place
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -70,13 +71,9 @@ SUPPORTED = [f"3.{minor}" for minor in range(10, 15)]
 PYTHON_LINKS = ROOT / ".nox" / "_pythons"
 
 
-def pyenv_pythons(version: str) -> list[str]:
-    """pyenv's interpreters of ``version`` (3.X), newest patch release first.
-
-    pyenv's shim for a version that is not active fails, so the real
-    executables under ``$(pyenv root)/versions`` are used instead; no
-    PYENV_VERSION needs to be exported.
-    """
+@functools.cache
+def pyenv_root() -> Path:
+    """Where pyenv keeps its Pythons (its default if it is not set up here)."""
     root = os.environ.get("PYENV_ROOT")
     if not root and shutil.which("pyenv"):
         try:
@@ -85,10 +82,18 @@ def pyenv_pythons(version: str) -> list[str]:
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             root = None
-    if not root:
-        return []
+    return Path(root) if root else Path.home() / ".pyenv"
+
+
+def pyenv_pythons(version: str) -> list[str]:
+    """pyenv's interpreters of ``version`` (3.X), newest patch release first.
+
+    pyenv's shim for a version that is not active fails, so the real
+    executables under ``$(pyenv root)/versions`` are used instead; no
+    PYENV_VERSION needs to be exported.
+    """
     found: list[tuple[int, str]] = []
-    for exe in Path(root, "versions").glob(f"{version}.*/bin/python{version}"):
+    for exe in (pyenv_root() / "versions").glob(f"{version}.*/bin/python{version}"):
         patch = exe.parent.parent.name[len(version) + 1:]
         if patch.isdigit():  # not 3.X.Yt, 3.X-dev, a virtualenv, ...
             found.append((int(patch), str(exe)))
