@@ -75,13 +75,16 @@ class OptionalBuildExt(build_ext):
     Without a working C compiler (or on a platform a backend does not
     support) caio still installs: the pure Python backend needs no C. A
     skipped backend only fails to import, which ``python -m caio`` reports.
-    ``CAIO_REQUIRE_C=1`` (set by CI, nox and cibuildwheel) makes any
-    compile error fatal again, so a broken backend never ships quietly.
+    ``CAIO_REQUIRE_C=1`` (set by nox and cibuildwheel) and in-place builds
+    make any compile error fatal, so a broken backend never ships quietly.
     """
 
     FAILURES = (CCompilerError, ExecError, PlatformError, OSError)
 
     def run(self) -> None:
+        # In place is the C development loop: a stale module must not hide
+        # the error there. (setuptools clears self.inplace while building.)
+        self.strict = bool(os.environ.get("CAIO_REQUIRE_C")) or bool(self.inplace)
         try:
             super().run()
         except self.FAILURES as exc:  # no compiler at all: setup fails here
@@ -94,7 +97,7 @@ class OptionalBuildExt(build_ext):
             self._skip(ext.name, exc)
 
     def _skip(self, what: str, exc: BaseException) -> None:
-        if os.environ.get("CAIO_REQUIRE_C"):
+        if self.strict:
             raise exc
         # To stderr, as pip shows it with -v; the module then does not exist
         # and ``python -m caio`` names it as not importable.
