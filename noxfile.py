@@ -13,6 +13,7 @@ C backends are only real once pip has built them, and a stray in-place
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import os
@@ -57,12 +58,26 @@ SUITE_TIMEOUT = ("timeout", "--signal=INT", "--kill-after=30", "1200")
 # The automatic backend choice, whatever the caller has exported.
 AUTOMATIC: dict[str, str | None] = {"CAIO_IMPL": None}
 COMPILER_VARS = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED")
-BACKENDS = {  # CAIO_IMPL value -> package-level attribute of that module
-    "uring": "linux_uring",
-    "linux": "linux_aio",
-    "thread": "thread_aio",
-    "python": "python_aio",
-}
+
+
+def read_backends() -> dict[str, str]:
+    """caio's backend map (CAIO_IMPL name -> module), from caio/_backends.py.
+
+    Parsed, not imported: the noxfile runs where caio is not installed.
+    """
+    tree = ast.parse((CAIO / "caio" / "_backends.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "BACKENDS" for t in targets):
+                assert node.value is not None
+                value = ast.literal_eval(node.value)
+                assert isinstance(value, dict)
+                return value
+    raise RuntimeError("caio/_backends.py has no BACKENDS assignment")
+
+
+BACKENDS = read_backends()  # CAIO_IMPL value -> package-level attribute of that module
 
 
 SUPPORTED = [f"3.{minor}" for minor in range(10, 15)]

@@ -7,7 +7,9 @@ driver works even where caio, aiofile or aiofiles cannot be imported.
 
 from __future__ import annotations
 
+import runpy
 from dataclasses import dataclass, field
+from pathlib import Path
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -16,20 +18,18 @@ GIB = 1024 * MIB
 BLOCK = 4 * KIB
 IN_FLIGHT = 64
 
-#: participant name -> caio backend name (``CAIO_IMPL``), ``None`` otherwise.
-CAIO_BACKENDS: dict[str, str] = {
-    "caio-uring": "uring",
-    "caio-linux": "linux",
-    "caio-thread": "thread",
-    "caio-python": "python",
-}
+#: caio backend name (``CAIO_IMPL``) -> its low-level module, best first:
+#: caio's own list, read from the tree (caio itself need not import here).
+CAIO_MODULES: dict[str, str] = runpy.run_path(
+    str(Path(__file__).resolve().parent.parent / "packages" / "caio" / "caio" / "_backends.py"),
+)["BACKENDS"]
+
+#: participant name -> caio backend name (``CAIO_IMPL``).
+CAIO_BACKENDS: dict[str, str] = {f"caio-{name}": name for name in CAIO_MODULES}
 
 #: caio backend name -> the asyncio adapter module of that backend.
 BACKEND_MODULES: dict[str, str] = {
-    "uring": "caio.linux_uring_asyncio",
-    "linux": "caio.linux_aio_asyncio",
-    "thread": "caio.thread_aio_asyncio",
-    "python": "caio.python_aio_asyncio",
+    name: f"caio.{module}_asyncio" for name, module in CAIO_MODULES.items()
 }
 
 BASELINE = "stdlib"

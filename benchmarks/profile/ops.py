@@ -46,6 +46,7 @@ import os
 import random
 import re
 import resource
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -60,14 +61,15 @@ CHUNK = 65536
 RAND_SIZE = 64 * 1024 * 1024
 LINES_SIZE = 16 * 1024 * 1024
 DATA = Path(os.environ.get("CAIO_PROFILE_DIR", "/tmp/caio-profile"))
-BACKENDS = {
-    "uring": ("caio.linux_uring_asyncio", {}),
-    "uring-ring": ("caio.linux_uring_asyncio", {"nowait_reads": False}),
-    "uring-nobatch": ("caio.linux_uring_asyncio", {}),
-    "thread": ("caio.thread_aio_asyncio", {}),
-    "python": ("caio.python_aio_asyncio", {}),
-    "linux": ("caio.linux_aio_asyncio", {}),
+# caio's backends (CAIO_IMPL name -> module), read from the tree: caio's
+# own list. Each runs with default options; uring also in two variants.
+_CAIO = Path(__file__).resolve().parents[2] / "packages" / "caio" / "caio" / "_backends.py"
+BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    name: (f"caio.{module}_asyncio", {})
+    for name, module in runpy.run_path(str(_CAIO))["BACKENDS"].items()
 }
+BACKENDS["uring-ring"] = (BACKENDS["uring"][0], {"nowait_reads": False})
+BACKENDS["uring-nobatch"] = BACKENDS["uring"]
 
 
 def data_files(cold: bool = False) -> tuple[Path, Path]:

@@ -23,6 +23,7 @@ import warnings
 from importlib import import_module
 from types import ModuleType
 
+from ._backends import BACKENDS as _BACKENDS
 from ._fork import fork_generation
 from ._limits import MAX_IO_SIZE
 from .abstract import AbstractContext, AbstractOperation
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from .asyncio_base import AsyncioContextBase
     from .asyncio_base import AsyncioContextBase as AsyncioContext
 
+    linux_uring: ModuleType | None
+    linux_aio: ModuleType | None
+    thread_aio: ModuleType | None
+    python_aio: ModuleType | None
     variants_asyncio: tuple[ModuleType, ...]
     linux_uring_asyncio: ModuleType | None
     linux_aio_asyncio: ModuleType | None
@@ -52,13 +57,6 @@ __all__ = (
     "variants", "variants_asyncio",
 )
 
-# CAIO_IMPL name -> low-level module, best first.
-_BACKENDS = {
-    "uring": "linux_uring",
-    "linux": "linux_aio",
-    "thread": "thread_aio",
-    "python": "python_aio",
-}
 _ENV = "CAIO_IMPL"
 _FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_implementation")
 
@@ -83,14 +81,10 @@ def _load(name: str) -> ModuleType | None:
     return module
 
 
-linux_uring = _load("uring")
-linux_aio = _load("linux")
-thread_aio = _load("thread")
-python_aio = _load("python")
-
-_modules: dict[str, ModuleType | None] = {
-    "uring": linux_uring, "linux": linux_aio, "thread": thread_aio, "python": python_aio,
-}
+# CAIO_IMPL name -> its module, or None where it cannot import; best first.
+_modules: dict[str, ModuleType | None] = {name: _load(name) for name in _BACKENDS}
+# caio.linux_uring, caio.linux_aio, ...: each backend module (or None).
+globals().update({_BACKENDS[name]: module for name, module in _modules.items()})
 variants: tuple[ModuleType, ...] = tuple(m for m in _modules.values() if m is not None)
 
 

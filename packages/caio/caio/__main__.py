@@ -7,6 +7,7 @@ when the selected backend works, 1 otherwise.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -16,6 +17,7 @@ from importlib import import_module
 from types import ModuleType
 
 import caio
+from caio._backends import BACKENDS
 
 PROBE_TIMEOUT = 10.0
 
@@ -37,7 +39,7 @@ async def _roundtrip(adapter: ModuleType) -> None:
 
 def probe(name: str) -> str | None:
     """None if backend ``name`` works here, else why not."""
-    module_name = caio._BACKENDS[name]
+    module_name = BACKENDS[name]
     if getattr(caio, module_name) is None:
         return f"cannot import: {caio._import_errors.get(name, 'unknown reason')}"
     try:
@@ -53,8 +55,28 @@ def probe(name: str) -> str | None:
     return None
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; ``-h``/``--help`` print usage and exit 0."""
+    parser = argparse.ArgumentParser(
+        prog="python -m caio",
+        description=(
+            "List caio's backends, whether each works on this machine (a real "
+            "write and read of a temporary file) and why not, and which one "
+            "is selected."
+        ),
+        epilog=(
+            "To force a backend: CAIO_IMPL=" + "|".join(BACKENDS) + ", or that name "
+            "on the first line of a default_implementation file beside "
+            "caio/__init__.py. Exit status: 0 if the selected backend works, "
+            "1 if not."
+        ),
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     """Print the report; returns the exit status."""
+    parse_args(argv)
     print(
         f"caio {caio.__version__} on Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}",
@@ -62,7 +84,7 @@ def main() -> int:
     print()
     rows = [("backend", "module", "works here")]
     working = {}
-    for name, module_name in caio._BACKENDS.items():
+    for name, module_name in BACKENDS.items():
         why_not = probe(name)
         working[name] = why_not is None
         rows.append((name, f"caio.{module_name}", "yes" if why_not is None else f"no: {why_not}"))
@@ -73,10 +95,10 @@ def main() -> int:
             print(f"  {'-' * widths[0]}  {'-' * widths[1]}  {'-' * len(status)}")
     print()
     selected = caio._selected
-    print(f"selected: {selected} (caio.{caio._BACKENDS[selected]})")
+    print(f"selected: {selected} (caio.{BACKENDS[selected]})")
     print(f"    why: {caio._selected_by}")
     print(
-        "    to force one: CAIO_IMPL=uring|linux|thread|python, or that name on the "
+        f"    to force one: CAIO_IMPL={'|'.join(BACKENDS)}, or that name on the "
         f"first line of {caio._FILE}",
     )
     if not working[selected]:

@@ -13,3 +13,8 @@ MAX_IO_SIZE = 0x7FFFF000
 #: thread with RWF_NOWAIT (no worker, no ring round trip); larger ones, and
 #: those the page cache cannot serve at once, go to the backend's engine.
 NOWAIT_MAX = 256 * 1024
+
+#: ``max_requests`` of every backend's Context: ``None`` or ``0`` mean
+#: MAX_REQUESTS_DEFAULT, otherwise 1..MAX_REQUESTS_LIMIT.
+MAX_REQUESTS_DEFAULT = 512
+MAX_REQUESTS_LIMIT = 65536

@@ -144,8 +144,17 @@ class AbstractContext(ABC):
         """Reap completions, resolve futures; never blocks; returns how many."""
 
     @abstractmethod
-    def set_future_factory(self, factory: FutureFactory) -> None:
-        """Set what the ``*_async`` methods use to make futures."""
+    def set_future_factory(
+        self,
+        factory: FutureFactory,
+        call_soon: Callable[[Callable[[], object]], object] | None = None,
+    ) -> None:
+        """Set what the ``*_async`` methods use to make futures.
+
+        ``call_soon`` (``loop.call_soon``) is for a backend that schedules
+        work on the loop; the others accept and ignore it. Until a factory
+        is set, the ``*_async`` methods raise RuntimeError.
+        """
 
     @abstractmethod
     def read_async(

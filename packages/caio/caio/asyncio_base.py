@@ -10,13 +10,13 @@ during that call, one ``await``.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import os
-import weakref
 from asyncio import CancelledError
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._fork import fork_generation
+from ._limits import MAX_REQUESTS_DEFAULT
+from ._registry import live
 from .abstract import AbstractContext, AbstractOperation
 
 if TYPE_CHECKING:
@@ -26,26 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = ("AsyncioContextBase",)
 
-# Bumped in forked children. A child shares its parent's epoll instance (the
-# loop's selector): removing a reader there would remove it for the parent
-# too, whose loop would then never hear of its completions again.
-_forks = 0
-
-
-def _after_fork_in_child() -> None:
-    global _forks
-    _forks += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class AsyncioContextBase:
     """asyncio front of one backend context.
 
     ``AsyncioContext(max_requests=None, loop=None, **backend_options)``:
-    ``max_requests`` defaults to ``MAX_REQUESTS_DEFAULT``; more operations
+    ``max_requests`` None or 0 means ``MAX_REQUESTS_DEFAULT``; more operations
     than that wait their turn inside the backend (none is dropped). Without
     ``loop`` the context binds to the running loop, at once if one runs,
     else on its first operation. Raises what the backend's ``Context``
@@ -53,7 +38,7 @@ class AsyncioContextBase:
     NotImplementedError for a loop that cannot watch a descriptor.
     """
 
-    MAX_REQUESTS_DEFAULT: ClassVar[int] = 512
+    MAX_REQUESTS_DEFAULT: ClassVar[int] = MAX_REQUESTS_DEFAULT
     # The backend's low-level classes. Typed loosely: the C types follow the
     # protocol of AbstractContext/AbstractOperation without inheriting.
     CONTEXT_CLASS: ClassVar[Callable[..., Any]]
@@ -68,7 +53,9 @@ class AsyncioContextBase:
         loop: asyncio.AbstractEventLoop | None = None,
         **backend_options: Any,
     ) -> None:
-        if max_requests is None:
+        # None or 0: the default (the backend checks everything else). Not
+        # `not max_requests`: 0.0 or "" must reach the backend's TypeError.
+        if max_requests is None or (isinstance(max_requests, int) and max_requests == 0):
             max_requests = self.MAX_REQUESTS_DEFAULT
         self.context: AbstractContext = self.CONTEXT_CLASS(max_requests, **backend_options)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -95,14 +82,22 @@ class AsyncioContextBase:
             self._write_async: Any = self._bind_first(self.context.write_async)
             self._fsync_async: Any = self._bind_first(self.context.fsync_async)
             self._fdsync_async: Any = self._bind_first(self.context.fdsync_async)
-        _live.add(self)
+        live.add(self)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         context = self.context
-        context.set_future_factory(loop.create_future)
+        try:
+            context.set_future_factory(loop.create_future, loop.call_soon)
+        except TypeError:
+            # TODO(merge): remove once c-core lands (linux_aio and thread_aio
+            # on main take the factory alone).
+            context.set_future_factory(loop.create_future)
         self._fileno = context.fileno
         loop.add_reader(self._fileno, context.process_events)
-        self._bound_in = _forks
+        # A forked child shares its parent's epoll instance (the loop's
+        # selector): removing the reader there would remove it for the
+        # parent too, whose loop would then never hear of its completions.
+        self._bound_in = fork_generation()
         self._loop = loop
         self._read_async = context.read_async
         self._write_async = context.write_async
@@ -232,9 +227,12 @@ class AsyncioContextBase:
         if self._closed:
             return
         self._closed = True
-        _live.discard(self)
+        live.discard(self)
         loop = self._loop
-        if loop is not None and self._bound_in == _forks and not loop.is_closed():
+        if (
+            loop is not None and self._bound_in == fork_generation()
+            and not loop.is_closed()
+        ):
             try:
                 loop.remove_reader(self._fileno)
             except (RuntimeError, ValueError, OSError):
@@ -242,6 +240,11 @@ class AsyncioContextBase:
                 # forgot: closing the context matters more.
                 pass
         self.context.close()
+
+    def _close_at_exit(self) -> None:
+        # caio._registry's exit hook: release the backend context (its
+        # workers, rings) before the interpreter tears down.
+        self.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -253,19 +256,3 @@ class AsyncioContextBase:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-_live: weakref.WeakSet[AsyncioContextBase] = weakref.WeakSet()
-
-
-def _close_all_at_exit() -> None:
-    # Release every backend context (its worker threads, rings) before the
-    # interpreter tears down: none must outlive it.
-    for context in list(_live):
-        try:
-            context.close()
-        except Exception:  # noqa: S110 - at exit there is nobody to tell
-            pass
-
-
-atexit.register(_close_all_at_exit)

@@ -15,6 +15,12 @@ anywhere Python does. Three things keep it from being merely "a thread pool":
   workers exist, so at most that many operations are in the kernel at once;
   the rest wait in the job queue, in order.
 
+The module has the layout of the C backends: the kernel layer (the system
+calls, results as ``-errno``) is ``caio._python_kernel``, the engine (worker
+pool, queues, completion hand-off) is ``caio._python_engine``, the argument
+checks are ``caio._python_args``, and this module holds the Python types,
+``Operation`` and ``Context``.
+
 Operations made with the caio 0.12 API (``Operation.read(...)`` and
 ``Context.submit``) run their callback in the worker thread that finished
 them, as caio 0.12's thread backend did.
@@ -22,16 +28,39 @@ them, as caio 0.12's thread backend did.
 
 from __future__ import annotations
 
-import atexit
-import errno
-import os
-import select
-import threading
 import weakref
-from collections import deque
-from collections.abc import Callable
-from queue import SimpleQueue
 
+from . import _fork
+from ._limits import MAX_REQUESTS_DEFAULT, MAX_REQUESTS_LIMIT
+from ._python_args import check_fd, check_priority, check_size, payload_view
+from ._python_engine import (
+    DONE,
+    NEW,
+    STATE_NAMES,
+    WAITING,
+    Pool,
+    cancel_queued,
+    expect_asyncio,
+    finish_cancelled,
+    release_dropped,
+)
+from ._python_kernel import (
+    FAIL_AT_ONCE,
+    FD_MAX,
+    FDSYNC,
+    FSYNC,
+    MAX_RW_COUNT,
+    NOWAIT_MAX,
+    OFFSET_LIMIT,
+    OPCODE_NAMES,
+    PRIORITY_LIMIT,
+    READ,
+    RWF_NOWAIT,
+    WRITE,
+    oserror,
+    preadv,
+)
+from ._registry import live as _live
 from .abstract import AbstractContext, AbstractOperation
 
 # Not `from typing import TYPE_CHECKING`: importing typing would make
@@ -39,6 +68,7 @@ from .abstract import AbstractContext, AbstractOperation
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
     from typing import Any
 
     from typing_extensions import Buffer, Self
@@ -47,109 +77,16 @@ if TYPE_CHECKING:
 
 __all__ = ("Context", "Operation", "MAX_RW_COUNT")
 
-#: The kernel's cap on one read or write (INT_MAX rounded down to a page).
-MAX_RW_COUNT = 0x7FFFF000
-_OFFSET_LIMIT = 2**63  # offsets are off_t: below this
-_PRIORITY_LIMIT = 0x10000
-_FD_MAX = 0x7FFFFFFF
-
-_READ, _WRITE, _FSYNC, _FDSYNC = 0, 1, 2, 3
-_OPCODE_NAMES = ("read", "write", "fsync", "fdsync")
-_NEW, _WAITING, _INFLIGHT, _DONE = 0, 1, 2, 3
-_STATE_NAMES = ("new", "waiting", "in flight", "done")
-
-# Reads up to this size try RWF_NOWAIT on the calling thread. Bigger ones go
-# to the pool: copying megabytes from the page cache would stall the event
-# loop for longer than a thread hop costs.
-_NOWAIT_MAX = 256 * 1024
-_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
-# Without RWF_NOWAIT (not Linux), every read goes to the pool.
-_preadv: Callable[..., int] | None = getattr(os, "preadv", None) if _RWF_NOWAIT else None
-# Errors of the nowait read that the pool would only repeat: raise them at
-# once. Anything else (EAGAIN, EOPNOTSUPP for /proc files, ESPIPE for pipes,
-# EINVAL for O_DIRECT descriptors, ...) means "let a worker do it".
-_FAIL_AT_ONCE = frozenset((errno.EBADF, errno.EISDIR))
-
-_fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+_NO_FACTORY = "set_future_factory() must be called before the *_async methods"
+_MAX_REQUESTS_RANGE = (
+    f"max_requests must be between 1 and {MAX_REQUESTS_LIMIT} (0 or None: the default)"
+)
 
 # Fork: a child must not use the parent's worker threads (they do not exist
-# there) nor its queues. Every context remembers the generation it was made
-# in; the child bumps the generation, so any use raises RuntimeError.
-_generation = 0
-
-
-def _after_fork_in_child() -> None:
-    global _generation
-    _generation += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-# What setting a future's result may raise: the future was cancelled
-# meanwhile (InvalidStateError) or its loop is closed (RuntimeError). Set by
-# set_future_factory(), when asyncio is surely imported: `import caio` does
-# not import asyncio.
-_future_errors: tuple[type[BaseException], ...] = (RuntimeError,)
-
-
-def _oserror(code: int) -> OSError:
-    # OSError(errno, msg) builds the matching subclass (IsADirectoryError...).
-    return OSError(code, os.strerror(code))
-
-
-# ---- argument checks (same rules and order as the C backends) ----------
-
-
-def _check_size(value: object, what: str, huge: type[Exception]) -> int:
-    if not isinstance(value, int):
-        raise TypeError(f"{what} must be int, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{what} must not be negative")
-    if value >= _OFFSET_LIMIT:
-        if huge is MemoryError:
-            raise MemoryError(f"{what} is too large to allocate")
-        raise ValueError(f"{what} must be less than 2**63")
-    return int(value)
-
-
-def _check_fd(fd: object) -> int:
-    if isinstance(fd, int):
-        value = int(fd)
-    else:
-        fileno = getattr(fd, "fileno", None)
-        if fileno is None:
-            raise TypeError("argument must be an int, or have a fileno() method.")
-        value = fileno()
-        if not isinstance(value, int):
-            raise TypeError("fileno() returned a non-integer")
-    if value < 0:
-        raise ValueError(f"file descriptor cannot be a negative integer ({value})")
-    if value > _FD_MAX:
-        raise OverflowError("file descriptor is greater than maximum")
-    return value
-
-
-def _check_priority(priority: object) -> None:
-    if not isinstance(priority, int):
-        raise TypeError(f"priority must be int, not {type(priority).__name__}")
-    if not 0 <= priority < _PRIORITY_LIMIT:
-        raise ValueError("priority must be in 0..65535")
-
-
-def _payload_view(payload: object) -> memoryview:
-    try:
-        view = memoryview(payload)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(
-            f"payload must be a bytes-like object, not {type(payload).__name__}",
-        ) from None
-    if not view.c_contiguous:
-        view.release()
-        raise BufferError("payload must be a C-contiguous buffer")
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    return view
+# there) nor its queues. A context remembers the fork generation it was made
+# in (caio._fork); any use in a child raises RuntimeError. The hot paths read
+# the counter as the module global _fork._generation: fork_generation()
+# would cost a call per operation.
 
 
 # ---- operations ---------------------------------------------------------
@@ -196,7 +133,7 @@ class Operation(AbstractOperation):
         op._priority = priority
         op._payload = payload
         op._view = view
-        op._state = _NEW
+        op._state = NEW
         op._result = 0
         op._data = None
         op._callback = None
@@ -211,11 +148,11 @@ class Operation(AbstractOperation):
         Raises TypeError, ValueError (negative values, offset >= 2**63),
         MemoryError (nbytes >= 2**63).
         """
-        n = _check_size(nbytes, "nbytes", MemoryError)
-        fileno = _check_fd(fd)
-        off = _check_size(offset, "offset", ValueError)
-        _check_priority(priority)
-        return cls._make(_READ, fileno, off, min(n, MAX_RW_COUNT), priority=priority)
+        n = check_size(nbytes, "nbytes", MemoryError)
+        fileno = check_fd(fd)
+        off = check_size(offset, "offset", ValueError)
+        check_priority(priority)
+        return cls._make(READ, fileno, off, min(n, MAX_RW_COUNT), priority=priority)
 
     @classmethod
     def write(cls, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> Self:
@@ -223,27 +160,27 @@ class Operation(AbstractOperation):
 
         Raises TypeError/BufferError (bad payload), ValueError.
         """
-        fileno = _check_fd(fd)
-        off = _check_size(offset, "offset", ValueError)
-        _check_priority(priority)
-        view = _payload_view(payload)
+        fileno = check_fd(fd)
+        off = check_size(offset, "offset", ValueError)
+        check_priority(priority)
+        view = payload_view(payload)
         return cls._make(
-            _WRITE, fileno, off, min(view.nbytes, MAX_RW_COUNT), payload, view, priority,
+            WRITE, fileno, off, min(view.nbytes, MAX_RW_COUNT), payload, view, priority,
         )
 
     @classmethod
     def fsync(cls, fd: Any, priority: int = 0) -> Self:
         """An fsync of ``fd``. Raises TypeError, ValueError."""
-        fileno = _check_fd(fd)
-        _check_priority(priority)
-        return cls._make(_FSYNC, fileno, 0, 0, priority=priority)
+        fileno = check_fd(fd)
+        check_priority(priority)
+        return cls._make(FSYNC, fileno, 0, 0, priority=priority)
 
     @classmethod
     def fdsync(cls, fd: Any, priority: int = 0) -> Self:
         """An fdatasync of ``fd``. Raises TypeError, ValueError."""
-        fileno = _check_fd(fd)
-        _check_priority(priority)
-        return cls._make(_FDSYNC, fileno, 0, 0, priority=priority)
+        fileno = check_fd(fd)
+        check_priority(priority)
+        return cls._make(FDSYNC, fileno, 0, 0, priority=priority)
 
     def set_callback(self, callback: Callable[[int], Any] | None) -> None:
         """``callback(result)`` runs when done, in the worker thread.
@@ -262,13 +199,13 @@ class Operation(AbstractOperation):
 
         Raises OSError if the operation failed, RuntimeError if not done.
         """
-        if self._state != _DONE:
+        if self._state != DONE:
             raise RuntimeError("operation is not finished")
         if self._result < 0:
-            raise _oserror(-self._result)
-        if self._opcode == _READ:
+            raise oserror(-self._result)
+        if self._opcode == READ:
             return self._data
-        if self._opcode == _WRITE:
+        if self._opcode == WRITE:
             return self._result
         return None
 
@@ -290,290 +227,52 @@ class Operation(AbstractOperation):
     @property
     def payload(self) -> Any:
         """write: the payload; read: the bytes read once done, else None."""
-        if self._opcode == _READ:
-            return self._data if self._state == _DONE and self._result >= 0 else None
+        if self._opcode == READ:
+            return self._data if self._state == DONE and self._result >= 0 else None
         return self._payload
 
     def __repr__(self) -> str:
         name = f"{type(self).__module__}.{type(self).__qualname__}"
-        head = (f"<{name} {_OPCODE_NAMES[self._opcode]} fd={self._fd} "
+        head = (f"<{name} {OPCODE_NAMES[self._opcode]} fd={self._fd} "
                 f"offset={self._offset} nbytes={self._nbytes}")
-        if self._state == _DONE:
+        if self._state == DONE:
             return f"{head} done result={self._result}>"
-        return f"{head} {_STATE_NAMES[self._state]}>"
-
-
-# ---- the worker pool ----------------------------------------------------
-
-
-def _wait_ready(fd: int, stop_fd: int, events: int, op: Operation) -> None:
-    """Wait until a non-seekable ``fd`` is ready, the pool stops, or ``op``
-    is cancelled.
-
-    A read from an empty pipe can block forever, and a blocked thread cannot
-    be interrupted: close() would hang joining it, and cancelled reads would
-    hold every worker. Waiting in poll() on the pool's stop descriptor lets
-    close() end the wait with ECANCELED; waking every _CANCEL_POLL_MS to look
-    at op._cancel (set by cancel_future) frees the worker of a cancelled one.
-    """
-    if not hasattr(select, "poll"):
-        return
-    poller = select.poll()
-    poller.register(fd, events)
-    poller.register(stop_fd, select.POLLIN)
-    while True:
-        ready = poller.poll(_CANCEL_POLL_MS)
-        if op._cancel or any(ready_fd == stop_fd for ready_fd, _ in ready):
-            raise _oserror(errno.ECANCELED)
-        if ready:  # readable/writable, or an error the read/write reports
-            return
-
-
-_CANCEL_POLL_MS = 50
-
-
-def _execute(op: Operation, stop_fd: int) -> None:
-    """Run one operation (in a worker thread, GIL released by os.*)."""
-    fd = op._fd
-    code = op._opcode
-    try:
-        if code == _READ:
-            try:
-                data = os.pread(fd, op._nbytes, op._offset)
-            except OSError as exc:
-                if exc.errno != errno.ESPIPE:
-                    raise
-                # Pipes, sockets, ttys: no position to read at.
-                _wait_ready(fd, stop_fd, select.POLLIN, op)
-                data = os.read(fd, op._nbytes)
-            op._data = data
-            op._result = len(data)
-        elif code == _WRITE:
-            view = op._view
-            assert view is not None
-            try:
-                try:
-                    op._result = os.pwrite(fd, view, op._offset)
-                except OSError as exc:
-                    if exc.errno != errno.ESPIPE:
-                        raise
-                    _wait_ready(fd, stop_fd, select.POLLOUT, op)
-                    op._result = os.write(fd, view)
-            finally:
-                # Unlocks a bytearray payload for resizing again.
-                view.release()
-                op._view = None
-        elif code == _FSYNC:
-            os.fsync(fd)
-            op._result = 0
-        else:
-            _fdatasync(fd)
-            op._result = 0
-    except OSError as exc:
-        op._result = -(exc.errno or errno.EIO)
-    except MemoryError:
-        op._result = -errno.ENOMEM
-    except OverflowError:
-        op._result = -errno.EOVERFLOW
-    except Exception:  # a bug must fail the operation, not kill the worker
-        import logging
-
-        logging.getLogger(__name__).exception("caio: %r failed unexpectedly", op)
-        op._result = -errno.EIO
-
-
-def _run_callback(op: Operation) -> None:
-    callback = op._callback
-    if callback is None:
-        return
-    try:
-        callback(op._result)
-    except BaseException:  # one failing callback must not kill the worker
-        import logging
-
-        logging.getLogger(__name__).exception("caio callback %r failed", callback)
-
-
-def _make_wakeup() -> tuple[int, int]:
-    """A non-blocking (read end, write end); the same fd for an eventfd."""
-    if hasattr(os, "eventfd"):
-        fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        return fd, fd
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    os.set_blocking(w, False)
-    return r, w
-
-
-def _signal(fd_r: int, fd_w: int) -> None:
-    try:
-        if fd_r == fd_w:
-            os.eventfd_write(fd_w, 1)
-        else:
-            os.write(fd_w, b"\0")
-    except OSError:  # a full pipe is readable already
-        pass
-
-
-class _Pool:
-    """What the workers share with the context.
-
-    The workers hold this, not the Context, so that a Context nobody closed
-    can still be collected (its finalizer then stops the workers).
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.jobs: SimpleQueue[Operation | None] = SimpleQueue()
-        # Operations not yet taken by a worker, keyed by their future (fast
-        # path) or by themselves (Operation API). Whoever pops an entry owns
-        # the operation: a worker runs it, cancel()/close() cancel it. dict
-        # pop is atomic, so that needs no lock.
-        self.queued: dict[object, Operation] = {}
-        # Operations a worker runs, by the same keys: cancel_future flags
-        # them (only a wait on a pipe or socket can act on it).
-        self.running: dict[object, Operation] = {}
-        # Finished operations whose futures wait for process_events().
-        self.done: deque[Operation] = deque()
-        self.signalled = False
-        self.wake_r, self.wake_w = _make_wakeup()
-        # Becomes readable (for good) when the pool stops: see _wait_ready.
-        self.stop_r, self.stop_w = _make_wakeup()
-        self.fds_open = True
-        self.threads: list[threading.Thread] = []
-        self.lock = threading.Lock()
-        self.generation = _generation
-
-    def start(self) -> None:
-        with self.lock:
-            if self.threads:
-                return
-            for i in range(self.size):
-                thread = threading.Thread(
-                    target=_worker, args=(self,), name=f"caio-python-{i}", daemon=True,
-                )
-                thread.start()
-                self.threads.append(thread)
-
-    def wake(self) -> None:
-        _signal(self.wake_r, self.wake_w)
-
-    def consume_wakeup(self) -> None:
-        try:
-            if self.wake_r == self.wake_w:
-                os.eventfd_read(self.wake_r)
-            else:
-                os.read(self.wake_r, 4096)
-        except OSError:  # EAGAIN: nothing to consume
-            pass
-
-    def stop(self, timeout: float | None) -> None:
-        """Let the workers finish what they run and exit; wait for them."""
-        if self.generation != _generation:
-            # A forked child: the workers live in the parent only, and the
-            # stop descriptor is shared with it; signalling it would cancel
-            # the parent's pipe reads.
-            return
-        threads = self.threads
-        if self.fds_open:
-            _signal(self.stop_r, self.stop_w)
-        for _ in threads:
-            self.jobs.put(None)
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout)
-
-    def close_fds(self) -> None:
-        if self.fds_open:
-            self.fds_open = False
-            for fd in {self.wake_r, self.wake_w, self.stop_r, self.stop_w}:
-                os.close(fd)
-
-    def __del__(self) -> None:
-        # Every worker is gone (each held a reference): nobody writes the
-        # wakeup fd any more.
-        self.close_fds()
-
-
-def _worker(pool: _Pool) -> None:
-    get = pool.jobs.get
-    take = pool.queued.pop
-    running = pool.running
-    done = pool.done
-    stop_fd = pool.stop_r
-    while True:
-        op = get()
-        if op is None:
-            return
-        if take(op._key, None) is None:
-            continue  # cancelled meanwhile
-        op._state = _INFLIGHT
-        op._cancel = False
-        key = op._key
-        running[key] = op
-        _execute(op, stop_fd)
-        running.pop(key, None)
-        op._state = _DONE
-        if op._future is not None:
-            done.append(op)
-            # Wake the loop only if no wakeup is pending. process_events()
-            # clears the flag before draining, so an operation appended
-            # after the drain sees the flag cleared and wakes it again.
-            if not pool.signalled:
-                pool.signalled = True
-                pool.wake()
-        else:
-            _run_callback(op)
-        del op
-
-
-def _release_dropped(pool: _Pool) -> None:
-    """Finalizer of a Context that was never closed: stop its workers."""
-    _cancel_queued(pool)
-    pool.stop(timeout=0)
-
-
-def _cancel_queued(pool: _Pool) -> list[Operation]:
-    cancelled: list[Operation] = []
-    while True:
-        try:
-            _, op = pool.queued.popitem()
-        except KeyError:
-            return cancelled
-        op._result = -errno.ECANCELED
-        op._state = _DONE
-        if op._view is not None:
-            op._view.release()
-            op._view = None
-        cancelled.append(op)
+        return f"{head} {STATE_NAMES[self._state]}>"
 
 
 # ---- the context --------------------------------------------------------
-
-_live: weakref.WeakSet[Context] = weakref.WeakSet()
 
 
 class Context(AbstractContext):
     """A pool of ``pool_size`` worker threads (at most ``max_requests``).
 
-    ``Context(max_requests=512, pool_size=8)``; ``max_requests=None`` means
-    512. Raises TypeError/ValueError for non-int or non-positive sizes.
+    ``Context(max_requests=512, pool_size=8)``; ``max_requests`` None or 0
+    means 512. Raises TypeError for non-int sizes, ValueError for a
+    ``max_requests`` outside 1..65536 or a ``pool_size`` below 1.
     """
 
-    def __init__(self, max_requests: int | None = 512, pool_size: int = 8) -> None:
+    def __init__(self, max_requests: int | None = MAX_REQUESTS_DEFAULT, pool_size: int = 8) -> None:
         if max_requests is None:  # like the C backends: None is the default
-            max_requests = 512
+            max_requests = MAX_REQUESTS_DEFAULT
         for name, value in (("max_requests", max_requests), ("pool_size", pool_size)):
             if not isinstance(value, int):
                 raise TypeError(f"{name} must be int, not {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be positive")
-        self._max_requests = max_requests
-        self._pool = _Pool(min(pool_size, max_requests))
-        # The generation this context may be used in; -1 once closed. One
-        # comparison checks both "closed" and "created in another process".
-        self._usable_in = _generation
-        self._made_in = _generation
+        if max_requests == 0:
+            max_requests = MAX_REQUESTS_DEFAULT
+        if not 1 <= max_requests <= MAX_REQUESTS_LIMIT:
+            raise ValueError(_MAX_REQUESTS_RANGE)
+        if pool_size < 1:
+            raise ValueError("pool_size must be positive")
+        self._max_requests = int(max_requests)
+        self._pool = Pool(min(pool_size, self._max_requests))
+        generation = _fork._generation
+        self._made_in = generation
+        # The generation this context may be used in, -1 once closed: one
+        # comparison checks "closed" and "created in another process".
+        self._open_in = generation
+        # The same, for the *_async methods: also -1 until a future factory
+        # is set, so that their one comparison checks that too.
+        self._usable_in = -1
         self._closed = False
         self._future_factory: FutureFactory | None = None
         # Free scratch buffers for nowait reads. Deliberately misaligned by
@@ -581,8 +280,8 @@ class Context(AbstractContext):
         # read with EINVAL and it goes to the pool, because a direct read
         # would do real disk I/O on the loop thread even with RWF_NOWAIT.
         self._scratch: list[memoryview] = []
-        self._finalizer = weakref.finalize(self, _release_dropped, self._pool)
-        self._finalizer.atexit = False  # _close_all_at_exit does it, with a timeout
+        self._finalizer = weakref.finalize(self, release_dropped, self._pool)
+        self._finalizer.atexit = False  # the exit hook does it, with a timeout
         _live.add(self)
 
     def __repr__(self) -> str:
@@ -610,12 +309,14 @@ class Context(AbstractContext):
         return self._pool.wake_r
 
     def _raise_unusable(self) -> None:
-        if self._made_in != _generation:
+        if self._made_in != _fork._generation:
             raise RuntimeError(
                 "caio.python_aio.Context was created in another process "
                 "(before a fork); make a new context in this process",
             )
-        raise ValueError("I/O operation on closed context")
+        if self._closed:
+            raise ValueError("I/O operation on closed context")
+        raise RuntimeError(_NO_FACTORY)
 
     # -- caio 0.12 API --
 
@@ -626,7 +327,7 @@ class Context(AbstractContext):
         submitted or finished, or context from another process), ValueError
         (closed).
         """
-        if self._usable_in != _generation:
+        if self._open_in != _fork._generation:
             self._raise_unusable()
         seen: set[int] = set()
         for op in ops:
@@ -634,16 +335,16 @@ class Context(AbstractContext):
                 raise TypeError(
                     f"expected caio.python_aio.Operation, got {type(op).__name__}",
                 )
-            if op._state == _DONE:
+            if op._state == DONE:
                 raise RuntimeError("operation has already finished; make a new one")
-            if op._state != _NEW or id(op) in seen:
+            if op._state != NEW or id(op) in seen:
                 raise RuntimeError("operation is already submitted")
             seen.add(id(op))
         pool = self._pool
         if ops and not pool.threads:
             pool.start()
         for op in ops:
-            op._state = _WAITING
+            op._state = WAITING
             op._key = op
             pool.queued[op] = op
             pool.jobs.put(op)
@@ -663,7 +364,7 @@ class Context(AbstractContext):
                     f"expected caio.python_aio.Operation, got {type(op).__name__}",
                 )
             if queued.pop(op._key, None) is not None:
-                self._finish_cancelled(op)
+                finish_cancelled(op)
                 count += 1
         return count
 
@@ -680,53 +381,52 @@ class Context(AbstractContext):
         if self._closed:
             return
         self._closed = True
-        self._usable_in = -1
+        self._open_in = self._usable_in = -1
         self._finalizer.detach()
         _live.discard(self)
         pool = self._pool
-        if self._made_in != _generation:
+        if self._made_in != _fork._generation:
             pool.threads = []  # they live in the parent only
             pool.close_fds()
             return
-        for op in _cancel_queued(pool):
-            self._finish_cancelled(op)
+        for op in cancel_queued(pool):
+            finish_cancelled(op)
         pool.stop(timeout)
-        self._drain()
+        pool.drain()
         if not any(thread.is_alive() for thread in pool.threads):
             pool.close_fds()
         # else: a worker is stuck in a syscall past the exit timeout; it may
         # still write the wakeup fd, so that fd must not be reused.
 
-    def _finish_cancelled(self, op: Operation) -> None:
-        op._result = -errno.ECANCELED
-        op._state = _DONE
-        if op._view is not None:
-            op._view.release()
-            op._view = None
-        future = op._future
-        if future is not None:
-            if not future.done():
-                try:
-                    future.set_exception(_oserror(errno.ECANCELED))
-                except _future_errors:
-                    pass
-        else:
-            _run_callback(op)
+    def _close_at_exit(self) -> None:
+        # A worker stuck in a syscall must not hold up the exit for long.
+        self._shutdown(timeout=1.0)
 
     # -- the asyncio fast path --
 
-    def set_future_factory(self, factory: FutureFactory) -> None:
+    def set_future_factory(
+        self,
+        factory: FutureFactory,
+        call_soon: Callable[[Callable[[], object]], object] | None = None,
+    ) -> None:
         """``factory()`` makes the futures, usually ``loop.create_future``.
 
-        Raises TypeError if it is not callable.
+        ``call_soon`` is accepted for the common protocol and not needed
+        here (nothing is batched). Raises TypeError if ``factory`` is not
+        callable or ``call_soon`` neither callable nor None.
         """
-        global _future_errors
         if not callable(factory):
-            raise TypeError("future factory must be callable")
-        from asyncio import InvalidStateError
-
-        _future_errors = (InvalidStateError, RuntimeError)
+            raise TypeError(
+                f"future factory must be callable, not {type(factory).__name__}",
+            )
+        if call_soon is not None and not callable(call_soon):
+            raise TypeError(
+                f"call_soon must be callable or None, not {type(call_soon).__name__}",
+            )
+        expect_asyncio()
         self._future_factory = factory
+        if not self._closed:
+            self._usable_in = self._made_in
 
     def process_events(self) -> int:
         """Resolve the futures of finished operations; returns how many.
@@ -734,49 +434,20 @@ class Context(AbstractContext):
         Never blocks. Raises ValueError once closed, RuntimeError in a
         forked child.
         """
-        if self._usable_in != _generation:
+        if self._open_in != _fork._generation:
             self._raise_unusable()
         pool = self._pool
         if pool.fds_open:
             pool.consume_wakeup()
         # Clear the flag before draining: see _worker.
         pool.signalled = False
-        return self._drain()
-
-    def _drain(self) -> int:
-        done = self._pool.done
-        count = 0
-        errors = _future_errors
-        while True:
-            try:
-                op = done.popleft()
-            except IndexError:
-                return count
-            count += 1
-            future = op._future
-            assert future is not None
-            op._future = None
-            result = op._result
-            try:
-                if result < 0:
-                    future.set_exception(_oserror(-result))
-                elif op._opcode == _READ:
-                    future.set_result(op._data)
-                elif op._opcode == _WRITE:
-                    future.set_result(result)
-                else:
-                    future.set_result(None)
-            except errors:  # cancelled meanwhile, or its loop is closed
-                pass
+        return pool.drain()
 
     def _enqueue(self, op: Operation) -> asyncio.Future[Any]:
-        factory = self._future_factory
-        if factory is None:
-            raise RuntimeError("set_future_factory() was not called")
-        future = factory()
+        future = self._future_factory()  # type: ignore[misc]  # _usable_in: set
         op._future = future
         op._key = future
-        op._state = _WAITING
+        op._state = WAITING
         pool = self._pool
         if not pool.threads:
             pool.start()
@@ -791,39 +462,39 @@ class Context(AbstractContext):
 
         Raises OSError (EBADF at once), TypeError, ValueError (negative
         values; also once closed), MemoryError, RuntimeError (other process,
-        no future factory).
+        no future factory; checked before any I/O).
         """
-        if self._usable_in != _generation:
+        if self._usable_in != _fork._generation:
             self._raise_unusable()
         # The common call (plain ints in range) is checked inline: the
         # general checks cost as much as the read itself.
         if not (
             nbytes.__class__ is int and fd.__class__ is int
             and offset.__class__ is int and priority.__class__ is int
-            and 0 <= nbytes <= _NOWAIT_MAX and 0 <= fd <= _FD_MAX
-            and 0 <= offset < _OFFSET_LIMIT and 0 <= priority < _PRIORITY_LIMIT
+            and 0 <= nbytes <= NOWAIT_MAX and 0 <= fd <= FD_MAX
+            and 0 <= offset < OFFSET_LIMIT and 0 <= priority < PRIORITY_LIMIT
         ):
-            nbytes = _check_size(nbytes, "nbytes", MemoryError)
-            fd = _check_fd(fd)
-            offset = _check_size(offset, "offset", ValueError)
-            _check_priority(priority)
-            if nbytes > _NOWAIT_MAX:
+            nbytes = check_size(nbytes, "nbytes", MemoryError)
+            fd = check_fd(fd)
+            offset = check_size(offset, "offset", ValueError)
+            check_priority(priority)
+            if nbytes > NOWAIT_MAX:
                 return self._enqueue(
-                    Operation._make(_READ, fd, offset, min(nbytes, MAX_RW_COUNT)),
+                    Operation._make(READ, fd, offset, min(nbytes, MAX_RW_COUNT)),
                 )
-        if _preadv is not None:
+        if preadv is not None:
             free = self._scratch
             try:
                 buf = free.pop()
             except IndexError:
                 # One byte off: see __init__ (O_DIRECT).
-                buf = memoryview(bytearray(_NOWAIT_MAX + 1))[1:]
+                buf = memoryview(bytearray(NOWAIT_MAX + 1))[1:]
             try:
                 view = buf[:nbytes]
                 try:
-                    got = _preadv(fd, [view], offset, _RWF_NOWAIT)
+                    got = preadv(fd, [view], offset, RWF_NOWAIT)
                 except OSError as exc:
-                    if exc.errno in _FAIL_AT_ONCE:
+                    if exc.errno in FAIL_AT_ONCE:
                         raise
                     got = -1  # not cached, or not for RWF_NOWAIT: the pool
                 if got == nbytes:
@@ -836,14 +507,14 @@ class Context(AbstractContext):
                     # file a nowait read there gives 0; anything else means
                     # "not cached", and the pool reads it all.
                     try:
-                        at_end = _preadv(fd, [buf[:1]], offset + got, _RWF_NOWAIT) == 0
+                        at_end = preadv(fd, [buf[:1]], offset + got, RWF_NOWAIT) == 0
                     except (OSError, OverflowError):
                         at_end = False
                     if at_end:
                         return view[:got].tobytes()
             finally:
                 free.append(buf)
-        return self._enqueue(Operation._make(_READ, fd, offset, nbytes))
+        return self._enqueue(Operation._make(READ, fd, offset, nbytes))
 
     def write_async(
         self, payload: Buffer, fd: Any, offset: int, priority: int = 0,
@@ -853,31 +524,31 @@ class Context(AbstractContext):
         Raises TypeError/BufferError (bad payload), ValueError (also once
         closed), RuntimeError (other process, no future factory).
         """
-        if self._usable_in != _generation:
+        if self._usable_in != _fork._generation:
             self._raise_unusable()
-        fileno = _check_fd(fd)
-        off = _check_size(offset, "offset", ValueError)
-        _check_priority(priority)
-        view = _payload_view(payload)
+        fileno = check_fd(fd)
+        off = check_size(offset, "offset", ValueError)
+        check_priority(priority)
+        view = payload_view(payload)
         return self._enqueue(Operation._make(
-            _WRITE, fileno, off, min(view.nbytes, MAX_RW_COUNT), payload, view,
+            WRITE, fileno, off, min(view.nbytes, MAX_RW_COUNT), payload, view,
         ))
 
     def fsync_async(self, fd: Any, priority: int = 0) -> asyncio.Future[None] | None:
         """A future of the fsync. Raises like write_async."""
-        if self._usable_in != _generation:
+        if self._usable_in != _fork._generation:
             self._raise_unusable()
-        fileno = _check_fd(fd)
-        _check_priority(priority)
-        return self._enqueue(Operation._make(_FSYNC, fileno, 0, 0))
+        fileno = check_fd(fd)
+        check_priority(priority)
+        return self._enqueue(Operation._make(FSYNC, fileno, 0, 0))
 
     def fdsync_async(self, fd: Any, priority: int = 0) -> asyncio.Future[None] | None:
         """A future of the fdatasync. Raises like write_async."""
-        if self._usable_in != _generation:
+        if self._usable_in != _fork._generation:
             self._raise_unusable()
-        fileno = _check_fd(fd)
-        _check_priority(priority)
-        return self._enqueue(Operation._make(_FDSYNC, fileno, 0, 0))
+        fileno = check_fd(fd)
+        check_priority(priority)
+        return self._enqueue(Operation._make(FDSYNC, fileno, 0, 0))
 
     def cancel_future(self, future: asyncio.Future[Any]) -> bool:
         """Cancel the operation behind ``future`` if no worker started it.
@@ -892,15 +563,5 @@ class Context(AbstractContext):
             if running is not None:
                 running._cancel = True
             return False
-        self._finish_cancelled(op)
+        finish_cancelled(op)
         return True
-
-
-
-def _close_all_at_exit() -> None:
-    # Daemon workers would otherwise be frozen mid-syscall at finalization.
-    for context in list(_live):
-        context._shutdown(timeout=1.0)
-
-
-atexit.register(_close_all_at_exit)

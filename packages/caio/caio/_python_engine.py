@@ -1,0 +1,248 @@
+"""Engine of the pure-Python backend: the worker pool and its queues.
+
+The counterpart of the C backends' ``context.c``: it takes operations made
+by ``python_aio`` (the Python types), runs them through the kernel layer
+(``_python_kernel``) on worker threads, and hands finished ones back:
+operations with a future go to ``Pool.done`` for ``process_events`` on the
+loop thread, the others run their callback in the worker.
+
+Completions reach the loop in batches: workers append to a deque and poke
+the wakeup descriptor only when no wakeup is already pending. There is no
+``call_soon_threadsafe`` per operation. At most ``Pool.size`` workers exist,
+so at most that many operations are in the kernel at once; the rest wait in
+the job queue, in order.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections import deque
+from queue import SimpleQueue
+
+from . import _fork
+from ._python_kernel import READ, WRITE, execute, make_wakeup, oserror, signal
+
+TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
+if TYPE_CHECKING:
+    from .python_aio import Operation
+
+# Where an operation is.
+NEW, WAITING, INFLIGHT, DONE = 0, 1, 2, 3
+STATE_NAMES = ("new", "waiting", "in flight", "done")
+
+__all__ = (
+    "DONE", "INFLIGHT", "NEW", "STATE_NAMES", "WAITING", "Pool", "cancel_queued",
+    "expect_asyncio", "finish_cancelled", "release_dropped", "run_callback",
+)
+
+# What setting a future's result may raise: the future was cancelled
+# meanwhile (InvalidStateError) or its loop is closed (RuntimeError). Set by
+# expect_asyncio() once futures exist: `import caio` does not import asyncio.
+_future_errors: tuple[type[BaseException], ...] = (RuntimeError,)
+
+
+def expect_asyncio() -> None:
+    """Futures are coming (set_future_factory): learn asyncio's errors."""
+    global _future_errors
+    from asyncio import InvalidStateError
+
+    _future_errors = (InvalidStateError, RuntimeError)
+
+
+def run_callback(op: Operation) -> None:
+    """Run ``op``'s callback, if any, with its raw result; log its errors."""
+    callback = op._callback
+    if callback is None:
+        return
+    try:
+        callback(op._result)
+    except BaseException:  # one failing callback must not kill the worker
+        import logging
+
+        logging.getLogger("caio.python_aio").exception(
+            "caio callback %r failed", callback,
+        )
+
+
+class Pool:
+    """What the workers share with the context.
+
+    The workers hold this, not the Context, so that a Context nobody closed
+    can still be collected (its finalizer then stops the workers).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.jobs: SimpleQueue[Operation | None] = SimpleQueue()
+        # Operations not yet taken by a worker, keyed by their future (fast
+        # path) or by themselves (Operation API). Whoever pops an entry owns
+        # the operation: a worker runs it, cancel()/close() cancel it. dict
+        # pop is atomic, so that needs no lock.
+        self.queued: dict[object, Operation] = {}
+        # Operations a worker runs, by the same keys: cancel_future flags
+        # them (only a wait on a pipe or socket can act on it).
+        self.running: dict[object, Operation] = {}
+        # Finished operations whose futures wait for process_events().
+        self.done: deque[Operation] = deque()
+        self.signalled = False
+        self.wake_r, self.wake_w = make_wakeup()
+        # Becomes readable (for good) when the pool stops: see wait_ready.
+        self.stop_r, self.stop_w = make_wakeup()
+        self.fds_open = True
+        self.threads: list[threading.Thread] = []
+        self.lock = threading.Lock()
+        self.generation = _fork.fork_generation()
+
+    def start(self) -> None:
+        with self.lock:
+            if self.threads:
+                return
+            for i in range(self.size):
+                thread = threading.Thread(
+                    target=_worker, args=(self,), name=f"caio-python-{i}", daemon=True,
+                )
+                thread.start()
+                self.threads.append(thread)
+
+    def wake(self) -> None:
+        signal(self.wake_r, self.wake_w)
+
+    def consume_wakeup(self) -> None:
+        try:
+            if self.wake_r == self.wake_w:
+                os.eventfd_read(self.wake_r)
+            else:
+                os.read(self.wake_r, 4096)
+        except OSError:  # EAGAIN: nothing to consume
+            pass
+
+    def stop(self, timeout: float | None) -> None:
+        """Let the workers finish what they run and exit; wait for them."""
+        if self.generation != _fork.fork_generation():
+            # A forked child: the workers live in the parent only, and the
+            # stop descriptor is shared with it; signalling it would cancel
+            # the parent's pipe reads.
+            return
+        threads = self.threads
+        if self.fds_open:
+            signal(self.stop_r, self.stop_w)
+        for _ in threads:
+            self.jobs.put(None)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def close_fds(self) -> None:
+        if self.fds_open:
+            self.fds_open = False
+            for fd in {self.wake_r, self.wake_w, self.stop_r, self.stop_w}:
+                os.close(fd)
+
+    def drain(self) -> int:
+        """Resolve the futures of finished operations (on the loop thread)."""
+        done = self.done
+        count = 0
+        errors = _future_errors
+        while True:
+            try:
+                op = done.popleft()
+            except IndexError:
+                return count
+            count += 1
+            future = op._future
+            assert future is not None
+            op._future = None
+            result = op._result
+            try:
+                if result < 0:
+                    future.set_exception(oserror(-result))
+                elif op._opcode == READ:
+                    future.set_result(op._data)
+                elif op._opcode == WRITE:
+                    future.set_result(result)
+                else:
+                    future.set_result(None)
+            except errors:  # cancelled meanwhile, or its loop is closed
+                pass
+
+    def __del__(self) -> None:
+        # Every worker is gone (each held a reference): nobody writes the
+        # wakeup fd any more.
+        self.close_fds()
+
+
+def _worker(pool: Pool) -> None:
+    get = pool.jobs.get
+    take = pool.queued.pop
+    running = pool.running
+    done = pool.done
+    stop_fd = pool.stop_r
+    while True:
+        op = get()
+        if op is None:
+            return
+        if take(op._key, None) is None:
+            continue  # cancelled meanwhile
+        op._state = INFLIGHT
+        op._cancel = False
+        key = op._key
+        running[key] = op
+        execute(op, stop_fd)
+        running.pop(key, None)
+        op._state = DONE
+        if op._future is not None:
+            done.append(op)
+            # Wake the loop only if no wakeup is pending. process_events()
+            # clears the flag before draining, so an operation appended
+            # after the drain sees the flag cleared and wakes it again.
+            if not pool.signalled:
+                pool.signalled = True
+                pool.wake()
+        else:
+            run_callback(op)
+        del op
+
+
+def release_dropped(pool: Pool) -> None:
+    """Finalizer of a Context that was never closed: stop its workers."""
+    cancel_queued(pool)
+    pool.stop(timeout=0)
+
+
+def cancel_queued(pool: Pool) -> list[Operation]:
+    """Take every operation no worker has started; each ends with ECANCELED.
+
+    Returns them, for the caller to resolve their futures or callbacks.
+    """
+    cancelled: list[Operation] = []
+    while True:
+        try:
+            _, op = pool.queued.popitem()
+        except KeyError:
+            return cancelled
+        op._result = -errno.ECANCELED
+        op._state = DONE
+        if op._view is not None:
+            op._view.release()
+            op._view = None
+        cancelled.append(op)
+
+
+def finish_cancelled(op: Operation) -> None:
+    """End ``op`` with ECANCELED: fail its future or run its callback."""
+    op._result = -errno.ECANCELED
+    op._state = DONE
+    if op._view is not None:
+        op._view.release()
+        op._view = None
+    future = op._future
+    if future is not None:
+        if not future.done():
+            try:
+                future.set_exception(oserror(errno.ECANCELED))
+            except _future_errors:
+                pass
+    else:
+        run_callback(op)
