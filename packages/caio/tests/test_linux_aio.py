@@ -22,7 +22,7 @@ import select
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,63 +129,12 @@ def drop_cache(fd: int) -> None:
 # ---- construction and closing ------------------------------------------------
 
 
-def test_context_arguments() -> None:
-    with pytest.raises(ValueError):
-        Context(0)
-    with pytest.raises(ValueError):
-        Context(-1)
-    with pytest.raises(ValueError):
-        Context(1 << 40)
-    with pytest.raises(TypeError):
-        Context("8")
-    with pytest.raises(TypeError):
-        Context(8, bogus=1)
-    with Context(None) as context:
-        assert context.max_requests == 512
-    context = Context(8)
-    assert context.max_requests == 8
-    assert not context.closed
-    assert isinstance(context.fileno, int)
-    context.close()
-
-
 def test_system_wide_limit_gives_a_clear_error() -> None:
     limit = int(Path("/proc/sys/fs/aio-max-nr").read_text())
     if limit >= 1 << 20:
         pytest.skip("fs.aio-max-nr is too high to exceed")
     with pytest.raises(OSError, match="fs.aio-max-nr"):
         Context(1 << 20)
-
-
-def test_methods_after_close(fd: int) -> None:
-    context = Context(4)
-    context.set_future_factory(asyncio.Future)
-    context.close()
-    context.close()  # idempotent
-    assert context.closed
-    calls: list[Callable[[], object]] = [
-        lambda: context.read_async(1, fd, 0),
-        lambda: context.write_async(b"x", fd, 0),
-        lambda: context.fsync_async(fd),
-        lambda: context.fdsync_async(fd),
-        lambda: context.process_events(),
-        lambda: context.submit(Operation.read(1, fd, 0)),
-        lambda: context.cancel(),
-        lambda: context.set_future_factory(asyncio.Future),
-        lambda: context.cancel_future(asyncio.Future()),
-        lambda: context.fileno,
-    ]
-    for call in calls:
-        with pytest.raises(ValueError, match="closed"):
-            call()
-
-
-def test_async_needs_a_future_factory(fd: int) -> None:
-    with Context(4) as context:
-        with pytest.raises(RuntimeError, match="set_future_factory"):
-            context.read_async(1, fd, 0)
-        with pytest.raises(TypeError):
-            context.set_future_factory(42)
 
 
 def test_context_with_a_cycle_is_collected() -> None:
@@ -453,21 +402,6 @@ def test_partial_submission_fails_only_the_refused_request(
             ops[1].get_value()
         assert info.value.errno == errno.EBADF
         assert ops[2].get_value() == b"def"
-
-
-def test_submit_checks_every_operation_first(fd: int) -> None:
-    with Context(4) as context:
-        op = Operation.read(10, fd, 0)
-        with pytest.raises(TypeError):
-            context.submit(op, "not an operation")
-        with pytest.raises(RuntimeError, match="already submitted"):
-            context.submit(op, op)
-        # Nothing was queued: op can still be submitted.
-        assert context.submit(op) == 1
-        drain(context, [op])
-        assert op.get_value() == b""
-        with pytest.raises(RuntimeError):
-            context.submit(op)
 
 
 def test_cancel_waiting_and_in_flight_operations(direct_fd: int) -> None:

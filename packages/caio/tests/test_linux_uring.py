@@ -103,34 +103,6 @@ async def test_operation_callbacks_run_in_process_events(
     assert os.pread(fd, 3, 70000) == b"xyz"
 
 
-async def test_operation_failure_and_states(ctx: Any, closed_fd: int) -> None:
-    op = Operation.read(10, closed_fd, 0)
-    with pytest.raises(RuntimeError):
-        op.get_value()
-    results: list[int] = []
-    op.set_callback(results.append)
-    ctx.submit(op)
-    with pytest.raises(RuntimeError, match="already submitted|already finished"):
-        ctx.submit(op)
-    for _ in range(100):
-        if results:
-            break
-        await asyncio.sleep(0.01)
-    assert results == [-errno.EBADF]
-    with pytest.raises(OSError) as info:
-        op.get_value()
-    assert info.value.errno == errno.EBADF
-
-
-def test_submit_rejects_foreign_objects() -> None:
-    with Context(4) as context:
-        with pytest.raises(TypeError):
-            context.submit(object())
-        with pytest.raises(TypeError):
-            context.cancel("nope")
-    assert context.closed
-
-
 async def test_cancel_operation_on_pipe(ctx: Any, pipe: Any) -> None:
     r, _w = pipe
     results: list[int] = []
@@ -196,39 +168,15 @@ async def test_waiting_operations_beyond_max_requests(
         context.close()
 
 
-def test_context_arguments() -> None:
-    with pytest.raises(ValueError):
-        Context(0)
+def test_options_are_keyword_only() -> None:
+    # The shared rules for max_requests and the closed state are in
+    # protocol/test_api.py; sqpoll and nowait_reads are this backend's own.
     with pytest.raises(TypeError):
-        Context(4, unknown=True)
-    with pytest.raises(TypeError):
-        Context(4, True)    # options are keyword-only
-    with pytest.raises(TypeError):
-        Context("4")
-    with pytest.raises(ValueError):
-        Context(-(2**80))
-    with pytest.raises(ValueError):
-        Context(2**80)
-    with Context(None) as default:
-        assert default.max_requests == 512
-    context = Context(3)
-    assert context.max_requests == 3
-    assert context.sqpoll is False
-    assert isinstance(context.fileno, int)
-    context.close()
-    context.close()
-    assert context.closed
-    with pytest.raises(ValueError, match="closed"):
-        context.fileno  # noqa: B018
-    with pytest.raises(ValueError, match="closed"):
-        context.process_events()
-    with pytest.raises(ValueError, match="closed"):
-        context.read_async(1, 0, 0)
-
-
-def test_read_async_needs_a_future_factory(data_file: tuple[int, bytes]) -> None:
-    with Context(4) as context, pytest.raises(RuntimeError, match="set_future_factory"):
-        context.read_async(1, data_file[0], 0)
+        Context(4, True)
+    with Context(3) as context:
+        assert context.sqpoll is False
+    with Context(3, sqpoll=False, nowait_reads=False) as context:
+        assert context.sqpoll is False
 
 
 async def test_lone_requests_that_go_async_are_not_lost(tmp_path: Path) -> None:

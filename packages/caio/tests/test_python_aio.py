@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from caio import python_aio
-from caio.python_aio import MAX_RW_COUNT, Context, Operation
+from caio.python_aio import Context, Operation
 
 TIMEOUT = 30
 
@@ -46,59 +46,6 @@ def wait_readable(fd: int) -> None:
 # ---- Operation ----------------------------------------------------------
 
 
-def test_operation_properties(fd: int) -> None:
-    read = Operation.read(100, fd, 10, priority=3)
-    assert (read.fileno, read.offset, read.nbytes, read.payload) == (fd, 10, 100, None)
-    payload = bytearray(b"12345")
-    write = Operation.write(payload, fd, 7)
-    assert (write.fileno, write.offset, write.nbytes) == (fd, 7, 5)
-    assert write.payload is payload
-    sync = Operation.fsync(fd)
-    assert (sync.fileno, sync.offset, sync.nbytes, sync.payload) == (fd, 0, 0, None)
-    assert Operation.fdsync(fd).nbytes == 0
-    assert "read" in repr(read) and "new" in repr(read)
-
-
-def test_operation_read_is_capped(fd: int) -> None:
-    assert Operation.read(2**40, fd, 0).nbytes == MAX_RW_COUNT
-
-
-def test_operation_cannot_be_made_directly() -> None:
-    with pytest.raises(TypeError):
-        Operation()
-
-
-def test_operation_argument_errors(fd: int) -> None:
-    with pytest.raises(TypeError):
-        Operation.read("1", fd, 0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        Operation.read(1, fd, -1)
-    with pytest.raises(MemoryError):
-        Operation.read(2**63, fd, 0)
-    with pytest.raises(ValueError):
-        Operation.write(b"", fd, 2**63)
-    with pytest.raises(ValueError):
-        Operation.fsync(fd, priority=70000)
-    with pytest.raises(TypeError):
-        Operation.fdsync(fd, priority="high")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        Operation.write("text", fd, 0)  # type: ignore[arg-type]
-    with pytest.raises(OverflowError):
-        Operation.fsync(2**40)
-
-
-def test_set_callback_checks_callable(fd: int) -> None:
-    op = Operation.read(1, fd, 0)
-    with pytest.raises(TypeError):
-        op.set_callback(42)  # type: ignore[arg-type]
-    op.set_callback(None)
-
-
-def test_get_value_before_done(fd: int) -> None:
-    with pytest.raises(RuntimeError):
-        Operation.read(1, fd, 0).get_value()
-
-
 def test_callbacks_get_raw_results_in_a_worker(ctx: Context, fd: int) -> None:
     seen: queue.SimpleQueue[tuple[int, threading.Thread]] = queue.SimpleQueue()
     write = Operation.write(b"hello", fd, 0)
@@ -120,30 +67,6 @@ def test_callbacks_get_raw_results_in_a_worker(ctx: Context, fd: int) -> None:
     assert sync.get_value() is None
     assert datasync.get_value() is None
     assert "done result=4" in repr(read)
-
-
-def test_failed_operation(ctx: Context, closed_fd: int, dir_fd: int) -> None:
-    bad, directory = Operation.read(10, closed_fd, 0), Operation.read(10, dir_fd, 0)
-    assert run(ctx, bad, directory) == [-errno.EBADF, -errno.EISDIR]
-    with pytest.raises(OSError) as info:
-        bad.get_value()
-    assert info.value.errno == errno.EBADF
-    with pytest.raises(IsADirectoryError):
-        directory.get_value()
-    assert bad.payload is None
-
-
-def test_submit_checks(ctx: Context, fd: int) -> None:
-    with pytest.raises(TypeError):
-        ctx.submit(object())  # type: ignore[arg-type]
-    op = Operation.fsync(fd)
-    with pytest.raises(RuntimeError):
-        ctx.submit(op, op)
-    assert op.fileno == fd
-    run(ctx, op)
-    with pytest.raises(RuntimeError):
-        ctx.submit(op)
-    assert ctx.submit() == 0
 
 
 def test_failing_callback_is_logged(fd: int, caplog: pytest.LogCaptureFixture) -> None:
@@ -213,24 +136,12 @@ def test_close_cancels_and_is_idempotent(fd: int, pipe: Any) -> None:
         context.fileno  # noqa: B018
 
 
-def test_context_arguments() -> None:
-    with pytest.raises(ValueError):
-        Context(max_requests=0)
+def test_pool_size_argument() -> None:
+    # max_requests follows the shared rule (protocol/test_api.py).
     with pytest.raises(ValueError):
         Context(pool_size=0)
     with pytest.raises(TypeError):
-        Context(max_requests="8")  # type: ignore[arg-type]
-    default = Context(None)
-    try:
-        assert default.max_requests == 512
-    finally:
-        default.close()
-    context = Context(max_requests=3, pool_size=8)
-    try:
-        assert context.max_requests == 3
-        assert "max_requests=3" in repr(context)
-    finally:
-        context.close()
+        Context(pool_size="8")  # type: ignore[arg-type]
 
 
 def test_workers_never_exceed_max_requests(fd: int) -> None:
@@ -274,13 +185,6 @@ def test_bad_descriptor_fails_at_once(ctx: Context, closed_fd: int) -> None:
     with pytest.raises(OSError) as info:
         ctx.read_async(1, closed_fd, 0)
     assert info.value.errno == errno.EBADF
-
-
-def test_without_future_factory(ctx: Context, fd: int) -> None:
-    with pytest.raises(RuntimeError):
-        ctx.write_async(b"x", fd, 0)
-    with pytest.raises(TypeError):
-        ctx.set_future_factory(None)  # type: ignore[arg-type]
 
 
 def test_process_events_resolves_futures(
