@@ -76,33 +76,6 @@ async def wait_for(future: Any) -> Any:
 # ---- the low-level API -------------------------------------------------------
 
 
-async def test_operation_callbacks_run_in_process_events(
-    ctx: Any, data_file: tuple[int, bytes], event_loop: asyncio.AbstractEventLoop
-) -> None:
-    fd, content = data_file
-    results: list[int] = []
-    done = event_loop.create_future()
-
-    def callback(result: int) -> None:
-        results.append(result)
-        if len(results) == 2 and not done.done():
-            done.set_result(None)
-
-    read = Operation.read(100, fd, 10)
-    write = Operation.write(b"xyz", fd, 70000)
-    read.set_callback(callback)
-    write.set_callback(callback)
-    assert ctx.submit(read, write) == 2
-    # Even when the kernel finished inside submit(), callbacks wait for
-    # process_events (they must not run before submit() returns).
-    assert results == []
-    await wait_for(done)
-    assert sorted(results) == [3, 100]
-    assert read.get_value() == content[10:110]
-    assert write.get_value() == 3
-    assert os.pread(fd, 3, 70000) == b"xyz"
-
-
 async def test_cancel_operation_on_pipe(ctx: Any, pipe: Any) -> None:
     r, _w = pipe
     results: list[int] = []
@@ -116,31 +89,6 @@ async def test_cancel_operation_on_pipe(ctx: Any, pipe: Any) -> None:
         await asyncio.sleep(0.01)
     assert results == [-errno.ECANCELED]
     assert in_flight(ctx) == 0
-
-
-async def test_cancel_waiting_operation_wakes_the_loop(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any
-) -> None:
-    # An operation cancelled before it reached the kernel gets no CQE: its
-    # callback must still come from process_events, with nothing else
-    # happening to wake the loop.
-    r, _w = pipe
-    context = Context(1)
-    event_loop.add_reader(context.fileno, context.process_events)
-    try:
-        results: list[int] = []
-        first, second = Operation.read(1, r, 0), Operation.read(1, r, 0)
-        second.set_callback(results.append)
-        context.submit(first, second)
-        assert context.cancel(second) == 1
-        for _ in range(100):
-            if results:
-                break
-            await asyncio.sleep(0.01)
-        assert results == [-errno.ECANCELED]
-    finally:
-        event_loop.remove_reader(context.fileno)
-        context.close()
 
 
 async def test_waiting_operations_beyond_max_requests(

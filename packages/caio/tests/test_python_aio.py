@@ -46,29 +46,6 @@ def wait_readable(fd: int) -> None:
 # ---- Operation ----------------------------------------------------------
 
 
-def test_callbacks_get_raw_results_in_a_worker(ctx: Context, fd: int) -> None:
-    seen: queue.SimpleQueue[tuple[int, threading.Thread]] = queue.SimpleQueue()
-    write = Operation.write(b"hello", fd, 0)
-    write.set_callback(lambda result: seen.put((result, threading.current_thread())))
-    ctx.submit(write)
-    result, thread = seen.get(timeout=TIMEOUT)
-    assert result == 5
-    assert thread is not threading.current_thread()
-    assert write.get_value() == 5
-
-    read, past_end, sync, datasync = (
-        Operation.read(100, fd, 1), Operation.read(10, fd, 50),
-        Operation.fsync(fd), Operation.fdsync(fd),
-    )
-    assert run(ctx, read, past_end, sync, datasync) == [4, 0, 0, 0]
-    assert read.get_value() == b"ello"
-    assert read.payload == b"ello"
-    assert past_end.get_value() == b""
-    assert sync.get_value() is None
-    assert datasync.get_value() is None
-    assert "done result=4" in repr(read)
-
-
 def test_failing_callback_is_logged(fd: int, caplog: pytest.LogCaptureFixture) -> None:
     def boom(result: int) -> None:
         raise ZeroDivisionError(result)
@@ -85,34 +62,6 @@ def test_failing_callback_is_logged(fd: int, caplog: pytest.LogCaptureFixture) -
     finally:
         context.close()
     assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
-
-
-def test_cancel_waiting_operations(fd: int, pipe: Any) -> None:
-    r, w = pipe
-    context = Context(pool_size=1)
-    try:
-        # The only worker blocks on an empty pipe, so the rest must wait.
-        blocker = Operation.read(4, r, 0)
-        results: queue.SimpleQueue[int] = queue.SimpleQueue()
-        blocker.set_callback(results.put)
-        context.submit(blocker)
-        waiting = [Operation.write(b"never", fd, 0) for _ in range(3)]
-        cancelled: list[int] = []
-        for op in waiting:
-            op.set_callback(cancelled.append)
-        context.submit(*waiting)
-        assert context.cancel(*waiting) == 3
-        assert cancelled == [-errno.ECANCELED] * 3
-        with pytest.raises(OSError) as info:
-            waiting[0].get_value()
-        assert info.value.errno == errno.ECANCELED
-        assert context.cancel(*waiting) == 0  # already done
-        os.write(w, b"go!!")
-        assert results.get(timeout=TIMEOUT) == 4
-        assert blocker.get_value() == b"go!!"
-        assert os.pread(fd, 10, 0) == b""  # no cancelled write ran
-    finally:
-        context.close()
 
 
 def test_close_cancels_and_is_idempotent(fd: int, pipe: Any) -> None:
@@ -206,47 +155,6 @@ def test_process_events_resolves_futures(
     assert ctx.process_events() == 1
     assert written.result() == 4
     assert os.read(r, 10) == b"back"
-
-
-def test_one_wakeup_for_many_completions(
-    ctx: Context, fd: int, event_loop: asyncio.AbstractEventLoop,
-) -> None:
-    ctx.set_future_factory(event_loop.create_future)
-    futures = [ctx.fsync_async(fd) for _ in range(50)]
-    for future in futures:
-        assert isinstance(future, asyncio.Future)
-    resolved = 0
-    while resolved < 50:
-        wait_readable(ctx.fileno)
-        resolved += ctx.process_events()
-    assert resolved == 50
-    assert all(f.done() and f.result() is None for f in futures)
-
-
-def test_cancel_future(fd: int, pipe: Any, event_loop: asyncio.AbstractEventLoop) -> None:
-    r, _ = pipe
-    context = Context(pool_size=1)
-    try:
-        context.set_future_factory(event_loop.create_future)
-        blocker = context.read_async(1, r, 0)
-        waiting = context.write_async(b"never", fd, 0)
-        assert isinstance(blocker, asyncio.Future) and isinstance(waiting, asyncio.Future)
-        waiting.cancel()
-        assert context.cancel_future(waiting) is True
-        assert context.cancel_future(waiting) is False
-        alive = context.fdsync_async(fd)
-        assert isinstance(alive, asyncio.Future)
-        assert context.cancel_future(alive) is True
-        with pytest.raises(OSError) as info:
-            alive.result()
-        assert info.value.errno == errno.ECANCELED
-    finally:
-        context.close()
-    # close() ended the blocked pipe read with ECANCELED.
-    with pytest.raises(OSError) as info:
-        blocker.result()
-    assert info.value.errno == errno.ECANCELED
-    assert os.pread(fd, 10, 0) == b""
 
 
 async def test_pipe_ignores_offsets(pipe: Any) -> None:

@@ -252,25 +252,6 @@ async def test_errors_become_oserror(ctx: Any, dir_fd: int, file_path: Path) -> 
             os.close(event)
 
 
-def test_operation_callbacks_run_in_a_worker(fd: int, closed_fd: int) -> None:
-    context = Context(pool_size=2)
-    try:
-        write = Operation.write(b"hello", fd, 0)
-        bad = Operation.read(10, closed_fd, 0)
-        (written, tid), (failed, _) = run_ops(context, write, bad)
-        assert (written, failed) == (5, -errno.EBADF)
-        assert tid != threading.get_ident()
-        assert write.get_value() == 5
-        with pytest.raises(OSError):
-            bad.get_value()
-        read, sync = Operation.read(100, fd, 0), Operation.fdsync(fd)
-        assert [r for r, _ in run_ops(context, read, sync)] == [5, 0]
-        assert read.get_value() == b"hello"
-        assert sync.get_value() is None
-    finally:
-        context.close()
-
-
 def test_failing_callback_does_not_stop_the_others(fd: int) -> None:
     context = Context(pool_size=1)
     seen = []
@@ -312,29 +293,8 @@ def occupy_the_worker(context: Any, fd: int) -> tuple[Any, threading.Event]:
     return op, release
 
 
-def test_cancel_operations_still_queued(fd: int) -> None:
-    context = Context(pool_size=1)
-    try:
-        running, release = occupy_the_worker(context, fd)
-        queued = [Operation.fsync(fd) for _ in range(3)]
-        results: list[int] = []
-        for op in queued:
-            op.set_callback(results.append)
-        context.submit(*queued)
-        assert context.cancel(*queued) == 3
-        assert results == [-errno.ECANCELED] * 3   # run by cancel() itself
-        with pytest.raises(OSError) as info:
-            queued[0].get_value()
-        assert info.value.errno == errno.ECANCELED
-        assert context.cancel(running) == 0      # a worker has it
-        assert context.cancel(Operation.fsync(fd)) == 0   # never submitted
-        release.set()
-        assert run_ops(context, Operation.fsync(fd))[0][0] == 0
-    finally:
-        context.close()
-
-
-def test_cancel_future(pipe: Any, fd: int) -> None:
+def test_cancel_future_of_a_request_that_ran(pipe: Any, fd: int) -> None:
+    # Cancelling what still waits is shared (protocol/test_completions.py).
     r, w = pipe
     loop = asyncio.new_event_loop()
     context = Context(pool_size=1)
@@ -342,13 +302,6 @@ def test_cancel_future(pipe: Any, fd: int) -> None:
         context.set_future_factory(loop.create_future)
         _, release = occupy_the_worker(context, fd)
         first = context.read_async(1, r, 0)
-        queued = context.fsync_async(fd)
-        assert context.cancel_future(queued) is True
-        assert queued.done()
-        assert isinstance(queued.exception(), OSError)
-        assert queued.exception().errno == errno.ECANCELED
-        assert context.cancel_future(queued) is False     # already gone
-        assert context.cancel_future(object()) is False
         first.cancel()                                    # as a task would
         os.write(w, b"x")
         release.set()
