@@ -13,7 +13,6 @@ from __future__ import annotations
 import array
 import asyncio
 import errno
-import gc
 import mmap
 import os
 import random
@@ -21,7 +20,6 @@ import resource
 import select
 import sys
 import threading
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,27 +133,6 @@ def test_system_wide_limit_gives_a_clear_error() -> None:
         pytest.skip("fs.aio-max-nr is too high to exceed")
     with pytest.raises(OSError, match="fs.aio-max-nr"):
         Context(1 << 20)
-
-
-def test_context_with_a_cycle_is_collected() -> None:
-    class Holder:
-        def __init__(self) -> None:
-            self.context = Context(4)
-            # context -> factory (a bound method) -> holder -> context
-            self.context.set_future_factory(self.make)
-
-        def make(self) -> asyncio.Future[Any]:
-            return asyncio.Future()
-
-    holder = Holder()
-    context = holder.context
-    ref = weakref.ref(context)
-    fileno = context.fileno
-    del context, holder
-    gc.collect()
-    assert ref() is None
-    with pytest.raises(OSError):  # its eventfd is closed
-        os.fstat(fileno)
 
 
 # ---- the fast path -------------------------------------------------------------
@@ -498,32 +475,6 @@ async def test_close_with_operations_in_flight(
     data = read_back(direct_fd, 0, 16 * BLOCK)
     assert data[: 4 * BLOCK] == bytes([5]) * 4 * BLOCK
     assert data[4 * BLOCK :] == b"\0" * 12 * BLOCK
-
-
-def test_dropping_a_context_with_requests_in_flight(direct_fd: int) -> None:
-    context = Context(2)
-    context.set_future_factory(asyncio.Future)
-    callbacks: list[int] = []
-    ops = [Operation.write(aligned(BLOCK, 3), direct_fd, i * BLOCK) for i in range(4)]
-    for op in ops:
-        op.set_callback(callbacks.append)
-    context.submit(*ops)
-    future = context.write_async(aligned(BLOCK, 4), direct_fd, 10 * BLOCK)
-    del context  # dealloc closes: waits, delivers, cancels the rest
-    assert sorted(callbacks) == [-errno.ECANCELED] * 2 + [BLOCK] * 2
-    assert future.exception().errno == errno.ECANCELED
-    assert read_back(direct_fd, 0, 2 * BLOCK) == bytes([3]) * 2 * BLOCK
-
-
-async def test_close_from_a_callback(fd: int) -> None:
-    context = Context(4)
-    op = Operation.write(b"x", fd, 0)
-    op.set_callback(lambda result: context.close())
-    context.submit(op)
-    wait_readable(context.fileno)
-    assert context.process_events() == 1
-    assert context.closed
-    assert op.get_value() == 1
 
 
 def test_factory_calling_back_into_the_context(fd: int) -> None:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import mmap
 import os
 import random
 import re
 import resource
 import threading
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -549,64 +547,6 @@ async def test_close_with_operations_in_flight(pipe: Any, sqpoll: bool) -> None:
             await wait_for(task)
         assert info.value.errno == errno.ECANCELED
     assert context.context.closed
-
-
-def test_close_runs_callbacks_of_operations_in_flight(pipe: Any) -> None:
-    r, _w = pipe
-    context = Context(2)
-    results: list[int] = []
-    ops = [Operation.read(10, r, 0) for _ in range(3)]
-    for op in ops:
-        op.set_callback(results.append)
-    context.submit(*ops)
-    context.close()
-    assert results == [-errno.ECANCELED] * 3
-    for op in ops:
-        with pytest.raises(OSError):
-            op.get_value()
-
-
-def test_close_from_a_callback(pipe: Any) -> None:
-    r, w = pipe
-    context = Context(4)
-    seen: list[int] = []
-
-    def callback(result: int) -> None:
-        seen.append(result)
-        context.close()     # re-entrant close inside process_events
-
-    op = Operation.read(10, r, 0)
-    op.set_callback(callback)
-    other = Operation.read(10, r, 0)
-    other.set_callback(callback)    # whichever the kernel completes first
-    context.submit(op, other)
-    os.write(w, b"0123456789")
-    for _ in range(100):
-        if seen:
-            break
-        try:
-            context.process_events()
-        except ValueError:
-            break
-        threading.Event().wait(0.01)
-    assert context.closed
-    assert sorted(seen) == [-errno.ECANCELED, 10]
-
-
-def test_garbage_collected_with_operations_in_flight(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any
-) -> None:
-    r, _w = pipe
-    context = Context(4)
-    context.set_future_factory(event_loop.create_future)
-    future = context.read_async(10, r, 0)
-    ref = weakref.ref(context)
-    del context
-    gc.collect()
-    assert ref() is None
-    assert future.done()
-    assert isinstance(future.exception(), OSError)
-    assert future.exception().errno == errno.ECANCELED
 
 
 # ---- fork and threads --------------------------------------------------------------

@@ -64,27 +64,6 @@ def test_failing_callback_is_logged(fd: int, caplog: pytest.LogCaptureFixture) -
     assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
 
 
-def test_close_cancels_and_is_idempotent(fd: int, pipe: Any) -> None:
-    r, _ = pipe
-    context = Context(pool_size=1)
-    blocker = Operation.read(4, r, 0)
-    queued = Operation.write(b"late", fd, 0)
-    got: list[int] = []
-    blocker.set_callback(got.append)
-    queued.set_callback(got.append)
-    context.submit(blocker, queued)
-    # close() must not hang on the worker blocked in the pipe read.
-    context.close()
-    context.close()
-    assert context.closed
-    assert sorted(got) == [-errno.ECANCELED] * 2
-    assert os.pread(fd, 10, 0) == b""
-    with pytest.raises(ValueError):
-        context.submit(Operation.fsync(fd))
-    with pytest.raises(ValueError):
-        context.fileno  # noqa: B018
-
-
 def test_pool_size_argument() -> None:
     # max_requests follows the shared rule (protocol/test_api.py).
     with pytest.raises(ValueError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import os
 import random
 import resource
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -575,19 +573,6 @@ async def test_ten_thousand_operations_with_random_cancellation(file_path: Path)
 # ---- closing -----------------------------------------------------------------
 
 
-async def test_close_wakes_a_read_on_a_silent_pipe(pipe: Any, fd: int) -> None:
-    r, _ = pipe
-    loop = asyncio.get_running_loop()
-    context = Context(pool_size=1)
-    context.set_future_factory(loop.create_future)
-    running = context.read_async(10, r, 0)
-    queued = context.fsync_async(fd)
-    context.close()     # must not wait for a writer that never comes
-    for future in (running, queued):
-        assert isinstance(future.exception(), OSError)
-        assert future.exception().errno == errno.ECANCELED
-
-
 async def test_close_gives_up_on_a_stuck_worker(pipe: Any) -> None:
     # A write bigger than the pipe's buffer sleeps inside write(2) once
     # half done: poll() cannot help; close() waits close_timeout, then
@@ -614,55 +599,6 @@ async def test_close_gives_up_on_a_stuck_worker(pipe: Any) -> None:
     async with AsyncioContext() as again:
         assert await again.write(b"ok", w, 0) == 2
     assert os.read(r, 2) == b"ok"
-
-
-def test_close_from_an_operation_callback(fd: int) -> None:
-    context = Context(pool_size=1)
-    closed = threading.Event()
-
-    def close_me(result: int) -> None:
-        context.close()     # in the worker: must not wait for itself
-        closed.set()
-
-    op = Operation.fsync(fd)
-    op.set_callback(close_me)
-    context.submit(op)
-    assert closed.wait(TIMEOUT)
-    assert context.closed
-
-
-def test_dropping_the_context_closes_it(pipe: Any) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        context = Context(pool_size=1)
-        context.set_future_factory(loop.create_future)
-        future = context.read_async(10, pipe[0], 0)
-        ref = weakref.ref(context)
-        del context
-        gc.collect()
-        assert ref() is None
-        assert future.exception().errno == errno.ECANCELED
-    finally:
-        loop.close()
-
-
-def test_context_in_a_cycle_is_collected() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        # list -> context -> factory -> its defaults -> list: only the GC
-        # can free this, and only if the context traverses its factory.
-        box: list[Any] = [Context()]
-
-        def factory(box: list[Any] = box) -> Any:
-            return loop.create_future()
-
-        box[0].set_future_factory(factory)
-        ref = weakref.ref(box[0])
-        del box, factory
-        gc.collect()
-        assert ref() is None
-    finally:
-        loop.close()
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
