@@ -19,7 +19,6 @@ import random
 import resource
 import select
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -494,124 +493,6 @@ def test_factory_calling_back_into_the_context(fd: int) -> None:
             context.read_async(1, fd, 0)
         drain(context, [holder])
         assert holder.get_value() is None
-
-
-# ---- fork ------------------------------------------------------------------------
-
-
-def test_fork(fd: int, direct_fd: int) -> None:
-    context = Context(1)
-    context.set_future_factory(asyncio.Future)
-    assert context.write_async(b"parent", fd, 0) == 6
-    # At fork time: one Operation in flight, one future waiting for its slot.
-    op = Operation.write(aligned(BLOCK, 8), direct_fd, 0)
-    context.submit(op)
-    waiting = context.read_async(6, fd, 0)
-    assert isinstance(waiting, asyncio.Future)
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 1
-        try:
-            try:
-                context.read_async(6, fd, 0)
-            except RuntimeError as e:
-                if "another process" in str(e):
-                    code = 0
-            try:
-                context.process_events()
-                code = 4
-            except RuntimeError:
-                pass
-            context.close()  # forgets, touches nothing of the parent's
-            if not context.closed:
-                code = 2
-            # A new context works in the child.
-            with Context(2) as fresh:
-                fresh.set_future_factory(asyncio.Future)
-                if fresh.read_async(6, fd, 0) != b"parent":
-                    code = 3
-        finally:
-            os.write(wfd, bytes([code]))
-            os._exit(0)
-    os.close(wfd)
-    status = os.read(rfd, 1)
-    os.close(rfd)
-    os.waitpid(pid, 0)
-    assert status == b"\0"
-    # The parent's context still works and finishes what it had.
-    drain(context, [op])
-    assert op.get_value() == BLOCK
-    while not waiting.done():
-        wait_readable(context.fileno)
-        context.process_events()
-    assert waiting.result() == b"parent"
-    assert context.read_async(6, fd, 0) == b"parent"
-    context.close()
-
-
-# ---- threads -------------------------------------------------------------------
-
-
-def test_two_threads_with_their_own_loops(tmp_path: Path) -> None:
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        async def main() -> None:
-            path = tmp_path / f"thread{index}.bin"
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                async with AsyncioContext(8) as context:
-                    for i in range(2000):
-                        block = bytes([index + 1, i % 256]) * 8
-                        assert await context.write(block, descriptor, i * 16) == 16
-                        assert await context.read(16, descriptor, i * 16) == block
-                    await context.fdsync(descriptor)
-            finally:
-                os.close(descriptor)
-
-        try:
-            asyncio.run(main())
-        except BaseException as e:  # reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert errors == []
-    assert not any(t.is_alive() for t in threads)
-
-
-def test_one_context_shared_by_threads_is_serialised(tmp_path: Path) -> None:
-    # Not the intended use, but it must not corrupt anything.
-    path = tmp_path / "shared.bin"
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    context = Context(8)
-    context.set_future_factory(asyncio.Future)
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        try:
-            for i in range(3000):
-                offset = (index * 3000 + i) * 4
-                assert context.write_async(b"%04d" % (i % 10000), descriptor, offset) == 4
-                context.process_events()
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    context.close()
-    os.close(descriptor)
-    assert errors == []
-    data = path.read_bytes()
-    assert len(data) == 4 * 3000 * 4
-    assert data[:8] == b"00000001"
 
 
 # ---- through the adapter ---------------------------------------------------------

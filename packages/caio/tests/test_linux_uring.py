@@ -17,7 +17,6 @@ import os
 import random
 import re
 import resource
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -547,84 +546,3 @@ async def test_close_with_operations_in_flight(pipe: Any, sqpoll: bool) -> None:
             await wait_for(task)
         assert info.value.errno == errno.ECANCELED
     assert context.context.closed
-
-
-# ---- fork and threads --------------------------------------------------------------
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-# 3.12+ warns about forking with threads (the test runner's); the child
-# only touches caio and leaves with os._exit.
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-async def test_fork(data_file: tuple[int, bytes], pipe: Any) -> None:
-    fd, content = data_file
-    r, w = pipe
-    async with AsyncioContext(4) as context:
-        pending = asyncio.ensure_future(context.read(5, r, 0))
-        await asyncio.sleep(0.01)
-        pid = os.fork()
-        if pid == 0:    # child: must not use or disturb the parent's ring
-            code = 1
-            try:
-                try:
-                    context.context.read_async(10, fd, 0)
-                except RuntimeError as exc:
-                    if "another process" in str(exc):
-                        code = 0
-                context.context.close()         # only forgets memory
-                fresh = Context(2)
-                op = Operation.read(10, fd, 0)
-                fresh.submit(op)
-                fresh.close()
-                if op.get_value() != content[:10]:
-                    code = 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        # The parent's ring and its request in flight are untouched.
-        os.write(w, b"after")
-        assert await wait_for(pending) == b"after"
-        assert await context.read(10, fd, 0) == content[:10]
-
-
-def test_threads_each_with_a_context(tmp_path: Path) -> None:
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        async def main() -> None:
-            path = tmp_path / f"t{n}"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            r, w = os.pipe()
-            try:
-                async with AsyncioContext(16) as context:
-                    for i in range(200):
-                        payload = f"{n}:{i};".encode() * 50
-                        assert await context.write(payload, fd, i * 1000) == len(payload)
-                    got = await asyncio.gather(
-                        *(context.read(1000, fd, i * 1000) for i in range(200))
-                    )
-                    for i, chunk in enumerate(got):
-                        assert chunk.startswith(f"{n}:{i};".encode()), (n, i)
-                    # A request that really waits, completed from this thread.
-                    pending = asyncio.ensure_future(context.read(3, r, 0))
-                    await asyncio.sleep(0.01)
-                    os.write(w, b"end")
-                    assert await asyncio.wait_for(pending, TIMEOUT) == b"end"
-            finally:
-                os.close(fd)
-                os.close(r)
-                os.close(w)
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:    # reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -640,57 +640,6 @@ def test_interpreter_exit_with_work_in_flight() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_forked_child(data_file: tuple[int, bytes], pipe: Any) -> None:
-    fd, data = data_file
-    loop = asyncio.new_event_loop()
-    context = Context(pool_size=2)
-    try:
-        context.set_future_factory(loop.create_future)
-        pending = context.read_async(1, pipe[0], 0)     # a worker is busy
-        pid = os.fork()
-        if pid == 0:    # the child: clear errors, and close() must not block
-            code = 0
-            try:
-                calls: list[Callable[[], object]] = [
-                    lambda: context.read_async(1, fd, 0),
-                    lambda: context.submit(Operation.fsync(fd)),
-                    lambda: context.process_events(),
-                    lambda: context.fileno,
-                ]
-                for call in calls:
-                    try:
-                        call()
-                        code |= 1
-                    except RuntimeError as exc:
-                        if "another process" not in str(exc):
-                            code |= 2
-                context.close()
-                if not context.closed:
-                    code |= 4
-
-                async def read_in_child() -> bytes:
-                    async with AsyncioContext() as fresh:
-                        return await fresh.read(4, fd, 0)
-
-                if asyncio.run(read_in_child()) != data[:4]:
-                    code |= 8
-            except BaseException:
-                code |= 16
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        # The parent's context is untouched.
-        os.write(pipe[1], b"p")
-        wait_readable(context.fileno)
-        assert context.process_events() == 1
-        assert pending.result() == b"p"
-    finally:
-        context.close()
-        loop.close()
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
 def test_forked_child_exits_normally() -> None:
     # The child's atexit hook meets the parent's context (with a busy
     # worker that does not exist in the child): it must forget it, not
@@ -721,65 +670,3 @@ def test_forked_child_exits_normally() -> None:
     """)
     assert proc.returncode == 0, proc.stderr
     assert "child 0 result [3]" in proc.stdout, proc.stdout + proc.stderr
-
-
-def test_two_threads_each_with_a_context(file_path: Path) -> None:
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        async def main() -> None:
-            path = file_path.with_name(f"thread-{index}.bin")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                async with AsyncioContext(pool_size=2) as context:
-                    payloads = [os.urandom(BLOCK) for _ in range(200)]
-                    await asyncio.gather(*(
-                        context.write(p, fd, i * BLOCK) for i, p in enumerate(payloads)
-                    ))
-                    await context.fdsync(fd)
-                    got = await asyncio.gather(*(
-                        context.read(BLOCK, fd, i * BLOCK) for i in range(200)
-                    ))
-                    assert got == payloads
-            finally:
-                os.close(fd)
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert not errors, errors
-
-
-def test_shared_context_used_while_another_thread_closes_it(fd: int) -> None:
-    # Misuse, but it must end in clear errors, not a crash or a hang.
-    loop = asyncio.new_event_loop()
-    context = Context(pool_size=2)
-    context.set_future_factory(loop.create_future)
-    stop = threading.Event()
-    outcomes: set[str] = set()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                context.fsync_async(fd)
-                outcomes.add("ok")
-            except ValueError:
-                outcomes.add("closed")
-                return
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
-    try:
-        context.close()
-    finally:
-        stop.set()
-        thread.join(TIMEOUT)
-        loop.close()
-    assert not thread.is_alive()
-    assert outcomes <= {"ok", "closed"}
