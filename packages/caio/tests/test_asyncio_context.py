@@ -204,22 +204,6 @@ async def test_nbytes_beyond_any_allocation(context: Any, fd: int) -> None:
         await context.read(2**63, fd, 0)
 
 
-async def test_huge_read_on_small_file(context: Any, fd: int) -> None:
-    data = os.urandom(1000)
-    os.pwrite(fd, data, 0)
-    # Capped at the kernel's MAX_RW_COUNT, allocated lazily, shrunk after.
-    assert await context.read(2**40, fd, 0) == data
-
-
-async def test_offsets_beyond_4_gib(context: Any, fd: int) -> None:
-    far = 5 * 2**30 + 123  # a sparse file: nothing is allocated below
-    assert await context.write(b"far away", fd, far) == 8
-    assert os.fstat(fd).st_size == far + 8
-    assert await context.read(8, fd, far) == b"far away"
-    assert await context.read(100, fd, far + 4) == b"away"
-    assert await context.read(16, fd, 2**31) == bytes(16)  # the hole reads zeros
-
-
 async def test_back_pressure(context_factory: Any, fd: int) -> None:
     context = context_factory(max_requests=4)
     assert context.max_requests == 4
@@ -406,59 +390,6 @@ def test_made_without_a_running_loop(asyncio_module: Any, fd: int, event_loop: A
         assert context.loop is event_loop
     finally:
         context.close()
-
-
-async def test_pipe(context: Any, pipe: Any) -> None:
-    # Positional offsets mean nothing on a pipe: each backend either ignores
-    # them or fails clearly, and never hangs (data is already waiting).
-    r, w = pipe
-    os.write(w, b"ping")
-    try:
-        data = await asyncio.wait_for(context.read(4, r, 0), timeout=30)
-    except OSError:
-        pass
-    else:
-        assert data == b"ping"
-
-
-async def test_proc_file(context: Any) -> None:
-    descriptor = os.open("/proc/self/status", os.O_RDONLY)
-    try:
-        data = await asyncio.wait_for(context.read(65536, descriptor, 0), timeout=30)
-    except OSError:
-        pass
-    else:
-        assert data.startswith(b"Name:")
-    finally:
-        os.close(descriptor)
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/dev/zero", bytes(100)),
-        ("/dev/null", b""),
-        ("/sys/devices/system/cpu/online", None),
-    ],
-)
-async def test_special_files(context: Any, path: str, expected: bytes | None) -> None:
-    if not os.path.exists(path):
-        pytest.skip(f"{path} does not exist here")
-    descriptor = os.open(path, os.O_RDWR if path.startswith("/dev/") else os.O_RDONLY)
-    try:
-        data = await asyncio.wait_for(context.read(100, descriptor, 0), timeout=30)
-        if path.startswith("/dev/"):
-            written = await asyncio.wait_for(context.write(b"abc", descriptor, 0), timeout=30)
-            assert written == 3
-    except OSError:
-        pass  # a clear error is allowed; a hang or another exception is not
-    else:
-        if expected is None:
-            assert data[:1].isdigit()  # "0-1\n"
-        else:
-            assert data == expected
-    finally:
-        os.close(descriptor)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

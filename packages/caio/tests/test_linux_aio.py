@@ -16,9 +16,7 @@ import errno
 import mmap
 import os
 import random
-import resource
 import select
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,22 +197,6 @@ def test_uncached_read_of_an_operation_is_retried_in_process_events(
         drain(context, ops)
         for i, op in enumerate(ops):
             assert op.get_value() == content[200_000 * i : 200_000 * i + 100_000]
-
-
-async def test_huge_offsets(ctx: Any, fd: int) -> None:
-    offset = (1 << 30) + (1 << 29) + 7  # past 1 GiB and 2**31
-    assert ctx.write_async(b"far away", fd, offset) == 8
-    assert ctx.read_async(100, fd, offset - 2) == b"\0\0far away"
-    assert os.fstat(fd).st_size == offset + 8
-
-
-async def test_read_far_more_than_the_file(ctx: Any, fd: int) -> None:
-    os.pwrite(fd, b"small file", 0)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert ctx.read_async(3 << 30, fd, 0) == b"small file"
-    assert ctx.read_async(1 << 62, fd, 2) == b"all file"
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert grown_kib < 512 * 1024  # no 2 GiB of touched memory
 
 
 # ---- files kernel AIO cannot wait on -------------------------------------------
@@ -506,26 +488,3 @@ async def test_adapter_read_write_sync(fd: int, userspace_reap: bool) -> None:
         assert await context.read(5, fd, 6) == b"world"
         op = Operation.read(5, fd, 0)
         assert await context.submit(op) == b"hello"
-
-
-async def test_adapter_special_files(pipe: Any) -> None:
-    r, w = pipe
-    async with AsyncioContext() as context:
-        with pytest.raises(BlockingIOError):
-            await context.read(10, r, 0)
-        assert await context.write(b"through", w, 0) == 7
-        assert await context.read(10, r, 0) == b"through"
-        with open("/proc/self/status", "rb") as f:
-            with pytest.raises(OSError):
-                await context.read(100, f.fileno(), 0)
-
-
-@pytest.mark.skipif(sys.byteorder != "little", reason="checks raw bytes")
-async def test_adapter_payload_types(fd: int, file_path: Path) -> None:
-    async with AsyncioContext() as context:
-        assert await context.write(bytearray(b"ab"), fd, 0) == 2
-        assert await context.write(memoryview(b"xcdx")[1:3], fd, 2) == 2
-        assert await context.write(array.array("H", [0x6665]), fd, 4) == 2
-        with pytest.raises((TypeError, BufferError)):
-            await context.write(memoryview(b"abcdef")[::2], fd, 0)
-    assert file_path.read_bytes() == b"abcdef"

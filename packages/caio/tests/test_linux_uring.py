@@ -16,7 +16,6 @@ import mmap
 import os
 import random
 import re
-import resource
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,80 +162,6 @@ async def test_sqpoll_falls_back_or_works(
 # ---- reads: sizes and offsets --------------------------------------------------
 
 
-async def test_short_read_and_past_eof(data_file: tuple[int, bytes]) -> None:
-    fd, content = data_file
-    async with AsyncioContext(4) as context:
-        assert await context.read(100, fd, len(content) - 10) == content[-10:]
-        assert await context.read(100, fd, len(content)) == b""
-        assert await context.read(100, fd, len(content) + 12345) == b""
-
-
-async def test_offsets_beyond_1_gib(tmp_path: Path) -> None:
-    path = tmp_path / "sparse"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        async with AsyncioContext(4) as context:
-            for offset in (1 << 30, (3 << 30) + 7, (5 << 32) + 4095):
-                payload = offset.to_bytes(8, "little") * 3
-                assert await context.write(payload, fd, offset) == len(payload)
-                assert await context.read(len(payload), fd, offset) == payload
-                assert os.pread(fd, len(payload), offset) == payload
-    finally:
-        os.close(fd)
-
-
-async def test_huge_read_on_small_file(data_file: tuple[int, bytes]) -> None:
-    fd, content = data_file
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    async with AsyncioContext(4) as context:
-        # More than 2 GiB asked: capped to the kernel's MAX_RW_COUNT, the
-        # untouched pages of the buffer are never faulted in.
-        assert await context.read(5 << 30, fd, 0) == content
-        assert await context.read(3 << 30, fd, 100) == content[100:]
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    # Touching the buffers would cost 2 GiB; AddressSanitizer's shadow
-    # memory alone (1/8 of an allocation) may cost a few hundred MiB.
-    assert grown_kib < 1024 * 1024
-
-
-async def test_large_read_and_write(tmp_path: Path) -> None:
-    # Big submissions release the GIL around io_uring_enter.
-    path = tmp_path / "big"
-    payload = random.Random(3).randbytes(6 << 20)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        async with AsyncioContext(4) as context:
-            assert await context.write(payload, fd, 0) == len(payload)
-            assert await context.read(len(payload), fd, 0) == payload
-    finally:
-        os.close(fd)
-
-
-async def test_einval_ebadf_eisdir(
-    closed_fd: int, dir_fd: int, data_file: tuple[int, bytes]
-) -> None:
-    efd = os.eventfd(0, os.EFD_NONBLOCK) if hasattr(os, "eventfd") else None
-    async with AsyncioContext(4) as context:
-        with pytest.raises(OSError) as info:
-            await context.read(10, closed_fd, 0)
-        assert info.value.errno == errno.EBADF
-        with pytest.raises(OSError) as info:
-            await context.read(10, dir_fd, 0)
-        assert info.value.errno == errno.EISDIR
-        with pytest.raises(OSError) as info:
-            await context.fsync(closed_fd)
-        assert info.value.errno == errno.EBADF
-        if efd is not None:
-            # An eventfd read needs 8 bytes.
-            with pytest.raises(OSError) as info:
-                await context.read(4, efd, 0)
-            assert info.value.errno == errno.EINVAL
-            os.close(efd)
-        # The context still works after failures.
-        fd, content = data_file
-        assert await context.read(5, fd, 0) == content[:5]
-
-
 @pytest.mark.parametrize("nowait_reads", [True, False])
 async def test_priorities(data_file: tuple[int, bytes], nowait_reads: bool) -> None:
     fd, content = data_file
@@ -246,46 +171,6 @@ async def test_priorities(data_file: tuple[int, bytes], nowait_reads: bool) -> N
         for priority in (0, 1, 7, best_effort_4):
             assert await context.read(10, fd, 5, priority) == content[5:15]
             assert await context.write(b"p", fd, 3, priority) == 1
-
-
-# ---- special files --------------------------------------------------------------
-
-
-async def test_pipe_ignores_offsets(pipe: Any) -> None:
-    r, w = pipe
-    async with AsyncioContext(4) as context:
-        # A pipe cannot seek: io_uring ignores the offset of stream files.
-        assert await context.write(b"hello pipe", w, 123456) == 10
-        assert await context.read(100, r, 98765) == b"hello pipe"
-        pending = asyncio.ensure_future(context.read(100, r, 5))
-        await asyncio.sleep(0.01)
-        assert not pending.done()
-        os.write(w, b"later")
-        assert await wait_for(pending) == b"later"
-        os.close(w)
-        assert await context.read(100, r, 0) == b""     # EOF
-
-
-async def test_proc_and_devices() -> None:
-    async with AsyncioContext(4) as context:
-        fd = os.open("/proc/self/status", os.O_RDONLY)
-        try:
-            status = await context.read(65536, fd, 0)
-        finally:
-            os.close(fd)
-        assert status.startswith(b"Name:")
-        assert b"\nPid:\t%d\n" % os.getpid() in status
-        fd = os.open("/dev/zero", os.O_RDONLY)
-        try:
-            assert await context.read(4096, fd, 1 << 40) == bytes(4096)
-        finally:
-            os.close(fd)
-        fd = os.open("/dev/null", os.O_RDWR)
-        try:
-            assert await context.write(b"x" * 1000, fd, 77) == 1000
-            assert await context.read(10, fd, 0) == b""
-        finally:
-            os.close(fd)
 
 
 # ---- submit now or batch ---------------------------------------------------------

@@ -10,7 +10,6 @@ import os
 import queue
 import select
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,34 +133,6 @@ def test_process_events_resolves_futures(
     assert ctx.process_events() == 1
     assert written.result() == 4
     assert os.read(r, 10) == b"back"
-
-
-async def test_pipe_ignores_offsets(pipe: Any) -> None:
-    r, w = pipe
-    async with python_aio_asyncio().AsyncioContext() as context:
-        assert await context.write(b"to the pipe", w, 4096) == 11
-        assert await context.read(100, r, 777) == b"to the pipe"
-
-
-async def test_proc_files_work(event_loop: asyncio.AbstractEventLoop) -> None:
-    descriptor = os.open("/proc/self/status", os.O_RDONLY)
-    try:
-        async with python_aio_asyncio().AsyncioContext() as context:
-            data = await context.read(65536, descriptor, 0)
-    finally:
-        os.close(descriptor)
-    assert data.startswith(b"Name:")
-
-
-async def test_big_read_goes_to_the_pool(file_path: Path) -> None:
-    data = os.urandom(3 * 2**20)
-    file_path.write_bytes(data)
-    descriptor = os.open(file_path, os.O_RDONLY)
-    try:
-        async with python_aio_asyncio().AsyncioContext() as context:
-            assert await context.read(len(data), descriptor, 0) == data
-    finally:
-        os.close(descriptor)
 
 
 def python_aio_asyncio() -> Any:
