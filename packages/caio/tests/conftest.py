@@ -71,6 +71,26 @@ def context(context_factory: Any) -> Any:
 
 
 @pytest.fixture
+def wire(event_loop: Any) -> Any:
+    """Wire low-level Contexts to the test's loop as the adapter does
+    (futures from the loop, process_events when the fileno is readable);
+    each is unwired and closed afterwards."""
+    wired: list[Any] = []
+
+    def wire(context: Any) -> Any:
+        context.set_future_factory(event_loop.create_future)
+        event_loop.add_reader(context.fileno, context.process_events)
+        wired.append(context)
+        return context
+
+    yield wire
+    for context in wired:
+        if not context.closed:
+            event_loop.remove_reader(context.fileno)
+            context.close()
+
+
+@pytest.fixture
 def file_path(tmp_path: Path) -> Path:
     return tmp_path / "data.bin"
 

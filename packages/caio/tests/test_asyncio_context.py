@@ -392,40 +392,6 @@ def test_made_without_a_running_loop(asyncio_module: Any, fd: int, event_loop: A
         context.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-async def test_forked_child_cannot_use_the_context(context: Any, fd: int) -> None:
-    assert await context.read(1, fd, 0) == b""  # used in the parent first
-    with warnings.catch_warnings():
-        # 3.12+ warns that forking a multi-threaded process is risky; the
-        # child here only calls into the context and exits.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            context.context.read_async(1, fd, 0)
-        except RuntimeError:
-            code = 0
-        except BaseException:
-            code = 2
-        try:
-            # What the exit handler would do: it must not touch the
-            # parent's loop (the epoll instance is shared).
-            context.close()
-        except BaseException:
-            code = 3
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"child died: {status}"
-    assert os.WEXITSTATUS(status) == 0
-    # The parent's context is untouched and its loop still hears completions
-    # (an fsync never finishes inline).
-    assert await context.write(b"after fork", fd, 0) == 10
-    for _ in range(3):
-        assert await asyncio.wait_for(context.fsync(fd), timeout=30) is None
-    assert await context.read(100, fd, 0) == b"after fork"
-
-
 EXIT_SCRIPT = """
 import asyncio, atexit, os, sys, tempfile, threading
 

@@ -39,15 +39,9 @@ def userspace_reap(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def ctx(event_loop: asyncio.AbstractEventLoop, userspace_reap: bool) -> Iterator[Any]:
+def ctx(wire: Any, userspace_reap: bool) -> Any:
     """A low-level Context wired to the test's loop like the adapter does."""
-    context = Context(max_requests=16, userspace_reap=userspace_reap)
-    context.set_future_factory(event_loop.create_future)
-    event_loop.add_reader(context.fileno, context.process_events)
-    yield context
-    if not context.closed:
-        event_loop.remove_reader(context.fileno)
-    context.close()
+    return wire(Context(max_requests=16, userspace_reap=userspace_reap))
 
 
 @pytest.fixture

@@ -54,15 +54,9 @@ def data_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 @pytest.fixture
-def ctx(event_loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+def ctx(wire: Any) -> Any:
     """A low-level Context watched by the test's loop."""
-    context = Context(8)
-    context.set_future_factory(event_loop.create_future)
-    event_loop.add_reader(context.fileno, context.process_events)
-    yield context
-    if not context.closed:
-        event_loop.remove_reader(context.fileno)
-        context.close()
+    return wire(Context(8))
 
 
 async def wait_for(future: Any) -> Any:

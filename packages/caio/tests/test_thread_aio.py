@@ -38,15 +38,9 @@ nowait_only = pytest.mark.skipif(not _HAVE_NOWAIT, reason="built without RWF_NOW
 
 
 @pytest.fixture
-def ctx(event_loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+def ctx(wire: Any) -> Any:
     """A low-level Context wired to the test's loop like the adapter does."""
-    context = Context(max_requests=64, pool_size=4)
-    context.set_future_factory(event_loop.create_future)
-    event_loop.add_reader(context.fileno, context.process_events)
-    yield context
-    if not context.closed:
-        event_loop.remove_reader(context.fileno)
-    context.close()
+    return wire(Context(max_requests=64, pool_size=4))
 
 
 def wait_readable(fd: int) -> None:

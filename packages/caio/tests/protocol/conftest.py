@@ -140,15 +140,3 @@ def harness(
     made = Harness(backend, backend_module, asyncio_module, fd)
     yield made
     made.close_pipes()
-
-
-@pytest.fixture
-def low(harness: Harness, event_loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
-    """A low-level Context(8) wired to the test's loop as the adapter does."""
-    context = harness.Context(8)
-    context.set_future_factory(event_loop.create_future)
-    event_loop.add_reader(context.fileno, context.process_events)
-    yield context
-    if not context.closed:
-        event_loop.remove_reader(context.fileno)
-        context.close()

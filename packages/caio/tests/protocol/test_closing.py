@@ -21,58 +21,57 @@ from typing import Any
 import pytest
 
 
-def start_requests(harness: Any, context: Any) -> tuple[Any, list[Any], list[int], list[Any]]:
-    """On a Context(1): one held request, two Operations and two futures
-    waiting for its slot. Returns (held, ops, their results, futures)."""
-    fd = harness.fd
-    held = harness.hold(context)
-    ops = [harness.Operation.write(b"never", fd, 0), harness.Operation.fsync(fd)]
-    results: list[int] = []
-    for op in ops:
-        op.set_callback(results.append)
-    assert context.submit(*ops) == 2
-    futures = [context.write_async(b"never", fd, 8), context.fdsync_async(fd)]
-    assert all(isinstance(f, asyncio.Future) for f in futures)
-    return held, ops, results, futures
+class Busy:
+    """A Context(1) with one held request, and two Operations and two
+    futures waiting for its slot."""
 
+    def __init__(self, harness: Any, loop: asyncio.AbstractEventLoop) -> None:
+        fd = harness.fd
+        self.harness = harness
+        self.context = harness.Context(1)
+        self.context.set_future_factory(loop.create_future)
+        self.held = harness.hold(self.context)
+        self.ops = [harness.Operation.write(b"never", fd, 0), harness.Operation.fsync(fd)]
+        self.results: list[int] = []
+        for op in self.ops:
+            op.set_callback(self.results.append)
+        assert self.context.submit(*self.ops) == 2
+        self.futures = [self.context.write_async(b"never", fd, 8), self.context.fdsync_async(fd)]
+        assert all(isinstance(f, asyncio.Future) for f in self.futures)
 
-def check_cancelled(harness: Any, held: Any, ops: list[Any], results: list[int],
-                    futures: list[Any]) -> None:
-    assert results == [-errno.ECANCELED] * 2
-    for op in ops:
-        with pytest.raises(OSError) as info:
-            op.get_value()
-        assert info.value.errno == errno.ECANCELED
-    for future in futures:
-        assert isinstance(future.exception(), OSError)
-        assert future.exception().errno == errno.ECANCELED
-    # The pipe read never gets data: cancelled. kernel AIO's fdatasync was
-    # done by the kernel: delivered with its result, not dropped.
-    assert held.results == [-errno.ECANCELED if harness.waits_on_pipes else 0]
-    assert os.pread(harness.fd, 20, 0) == b""
+    def check_cancelled(self) -> None:
+        assert self.results == [-errno.ECANCELED] * 2
+        for op in self.ops:
+            with pytest.raises(OSError) as info:
+                op.get_value()
+            assert info.value.errno == errno.ECANCELED
+        for future in self.futures:
+            assert isinstance(future.exception(), OSError)
+            assert future.exception().errno == errno.ECANCELED
+        # The pipe read never gets data: cancelled. Kernel AIO's fdatasync
+        # was done by the kernel: delivered with its result, not dropped.
+        expected = -errno.ECANCELED if self.harness.waits_on_pipes else 0
+        assert self.held.results == [expected]
+        assert os.pread(self.harness.fd, 20, 0) == b""
 
 
 def test_close_with_requests_in_flight(
     harness: Any, event_loop: asyncio.AbstractEventLoop,
 ) -> None:
-    context = harness.Context(1)
-    context.set_future_factory(event_loop.create_future)
-    held, ops, results, futures = start_requests(harness, context)
-    context.close()             # returns: nothing waits for the silent pipe
-    assert context.closed
-    check_cancelled(harness, held, ops, results, futures)
-    context.close()             # idempotent
-    assert results == [-errno.ECANCELED] * 2    # callbacks ran once
+    busy = Busy(harness, event_loop)
+    busy.context.close()        # returns: nothing waits for the silent pipe
+    assert busy.context.closed
+    busy.check_cancelled()
+    busy.context.close()        # idempotent
+    assert busy.results == [-errno.ECANCELED] * 2   # callbacks ran once
 
 
 def test_dropping_a_context_with_requests_in_flight(
     harness: Any, event_loop: asyncio.AbstractEventLoop,
 ) -> None:
-    context = harness.Context(1)
-    context.set_future_factory(event_loop.create_future)
-    held, ops, results, futures = start_requests(harness, context)
-    ref = weakref.ref(context)
-    del context
+    busy = Busy(harness, event_loop)
+    ref = weakref.ref(busy.context)
+    del busy.context
     gc.collect()
     assert ref() is None
     if harness.backend == "python":
@@ -80,13 +79,13 @@ def test_dropping_a_context_with_requests_in_flight(
         # thread the collector runs in) only marks what waits as cancelled
         # and stops the workers; it runs no callbacks and leaves futures
         # alone. The C backends close() in dealloc.
-        assert results == []
-        for op in ops:
+        assert busy.results == []
+        for op in busy.ops:
             with pytest.raises(OSError) as info:
                 op.get_value()
             assert info.value.errno == errno.ECANCELED
         return
-    check_cancelled(harness, held, ops, results, futures)
+    busy.check_cancelled()
 
 
 def test_context_in_a_cycle_is_collected(

@@ -113,6 +113,59 @@ def test_fork_with_requests_in_flight(
         context.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_with_an_asyncio_context(harness: Any, fd: int) -> None:
+    loop = asyncio.new_event_loop()
+    context = harness.AsyncioContext(loop=loop)
+
+    async def before() -> None:
+        assert await context.write(b"parent", fd, 0) == 6
+        assert await context.read(1, fd, 0) == b"p"
+
+    loop.run_until_complete(before())
+    pid = fork()
+    if pid == 0:  # pragma: no cover - the child reports through its status
+        code = 1
+        try:
+            try:
+                context.context.read_async(1, fd, 0)
+            except RuntimeError:
+                code = 0
+            except BaseException:
+                code = 2
+            try:
+                # What the exit handler would do: it must not touch the
+                # parent's loop (the epoll instance is shared).
+                context.close()
+            except BaseException:
+                code = 3
+
+            async def child() -> bytes:
+                async with harness.AsyncioContext() as fresh:
+                    return bytes(await fresh.read(6, fd, 0))
+
+            if asyncio.run(child()) != b"parent":
+                code = 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    async def after() -> None:
+        # The parent's context is untouched and its loop still hears
+        # completions (an fsync never finishes inline).
+        assert await context.write(b"after fork", fd, 0) == 10
+        for _ in range(3):
+            assert await asyncio.wait_for(context.fsync(fd), TIMEOUT) is None
+        assert await context.read(100, fd, 0) == b"after fork"
+
+    try:
+        loop.run_until_complete(after())
+    finally:
+        context.close()
+        loop.close()
+
+
 def test_threads_each_with_their_own_context(harness: Any, tmp_path: Path) -> None:
     errors: list[BaseException] = []
 
