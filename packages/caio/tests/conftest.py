@@ -17,12 +17,10 @@ import pytest
 import caio
 
 # CAIO_IMPL name -> low-level module name, best first.
-BACKENDS = {
-    "uring": "linux_uring",
-    "linux": "linux_aio",
-    "thread": "thread_aio",
-    "python": "python_aio",
-}
+try:  # TODO(merge): caio._backends is the one backend map; drop the fallback
+    from caio._backends import BACKENDS
+except ImportError:
+    BACKENDS = dict(caio._BACKENDS)
 
 
 @pytest.fixture(params=list(BACKENDS))

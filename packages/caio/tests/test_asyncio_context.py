@@ -416,8 +416,8 @@ asyncio.run(main())
 """
 
 
-def test_released_at_interpreter_exit(backend: str) -> None:
-    module = caio._BACKENDS[backend]
+def test_released_at_interpreter_exit(backend_module: Any) -> None:
+    module = backend_module.__name__.removeprefix("caio.")
     where = Path(caio.__file__).parent.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIO_")}
     env["PYTHONPATH"] = str(where)
