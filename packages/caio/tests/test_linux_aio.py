@@ -268,16 +268,6 @@ async def test_errors(ctx: Any, fd: int, dir_fd: int, closed_fd: int, pipe: Any)
     assert info.value.errno == errno.EINVAL
 
 
-async def test_misaligned_direct_read_fails_later(ctx: Any, direct_fd: int) -> None:
-    # O_DIRECT refuses a misaligned offset with EINVAL, in the event (or in
-    # io_submit): either way an OSError. (A misaligned offset, not buffer:
-    # a bytes object's data is 512-aligned by chance now and then.)
-    with pytest.raises(OSError) as info:
-        r = ctx.read_async(BLOCK, direct_fd, 1)
-        await asyncio.wait_for(r, TIMEOUT)
-    assert info.value.errno == errno.EINVAL
-
-
 # ---- the queue: more than max_requests ----------------------------------------
 
 

@@ -279,26 +279,6 @@ async def test_partly_cached_reads_are_whole(tmp_path: Path, nowait_reads: bool)
         os.close(fd)
 
 
-async def test_o_direct_read_is_refused_clearly(tmp_path: Path) -> None:
-    # O_DIRECT refuses a misaligned request (EINVAL) and the error arrives
-    # as a clear OSError. The offset is what is misaligned: the bytes
-    # object a read lands in is 512-aligned by chance now and then, and
-    # then the read rightly succeeds.
-    path = tmp_path / "direct-read"
-    path.write_bytes(bytes(8192))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-    except OSError:
-        pytest.skip("no O_DIRECT on this file system")
-    try:
-        async with AsyncioContext(4) as context:
-            with pytest.raises(OSError) as info:
-                await context.read(4096, fd, 1)
-            assert info.value.errno == errno.EINVAL
-    finally:
-        os.close(fd)
-
-
 # ---- cancellation and memory safety ------------------------------------------------
 
 
@@ -320,21 +300,6 @@ async def test_cancel_future_keeps_buffer_until_completion(pipe: Any) -> None:
         # Data written afterwards is not eaten by the cancelled read.
         os.write(w, b"fresh")
         assert await wait_for(context.read(100, r, 0)) == b"fresh"
-
-
-async def test_cancel_future_of_waiting_request(pipe: Any) -> None:
-    r, w = pipe
-    async with AsyncioContext(1) as context:
-        first = asyncio.ensure_future(context.read(1, r, 0))
-        second = asyncio.ensure_future(context.read(1, r, 0))
-        await asyncio.sleep(0.01)
-        second.cancel()     # never reached the kernel
-        with pytest.raises(asyncio.CancelledError):
-            await second
-        os.write(w, b"ab")
-        assert await wait_for(first) == b"a"
-        assert await wait_for(context.read(1, r, 0)) == b"b"
-    assert context.context.closed
 
 
 @pytest.mark.parametrize("sqpoll", [False, True], ids=["enter", "sqpoll"])

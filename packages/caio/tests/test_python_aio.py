@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import logging
 import os
 import queue
 import select
@@ -43,24 +42,6 @@ def wait_readable(fd: int) -> None:
 
 
 # ---- Operation ----------------------------------------------------------
-
-
-def test_failing_callback_is_logged(fd: int, caplog: pytest.LogCaptureFixture) -> None:
-    def boom(result: int) -> None:
-        raise ZeroDivisionError(result)
-
-    os.pwrite(fd, b"x", 0)
-    context = Context(pool_size=1)  # one worker: operations finish in order
-    try:
-        failing = Operation.fsync(fd)
-        failing.set_callback(boom)
-        with caplog.at_level(logging.ERROR, logger="caio.python_aio"):
-            context.submit(failing)
-            # The worker survives: later operations still complete.
-            assert run(context, *(Operation.read(1, fd, 0) for _ in range(20))) == [1] * 20
-    finally:
-        context.close()
-    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
 
 
 def test_pool_size_argument() -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -176,3 +178,54 @@ def test_cancel_future_fails_a_live_future(
         assert alive.exception().errno == errno.ECANCELED
     finally:
         context.close()
+
+
+def test_failing_callback_does_not_stop_the_others(
+    harness: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    raised: list[type[BaseException] | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: raised.append(info.exc_type))
+    context = harness.Context(1)     # one slot (one worker): in order
+    try:
+        bad = harness.Operation.fsync(harness.fd)
+        bad.set_callback(lambda result: 1 / 0)
+        assert context.submit(bad) == 1
+        # The loop (or the worker) survives: later operations complete.
+        ops = [harness.Operation.read(1, harness.fd, 0) for _ in range(5)]
+        with caplog.at_level(logging.ERROR, logger="caio.python_aio"):
+            assert [r for r, _ in harness.run_ops(context, *ops)] == [0] * 5
+        assert bad.get_value() is None
+    finally:
+        context.close()
+    if harness.backend == "python":
+        # Python code: the error goes to the module's logger, with traceback.
+        assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+    else:
+        # C code that cannot raise into anyone: PyErr_WriteUnraisable.
+        assert raised == [ZeroDivisionError]
+
+
+def test_cancelled_pipe_reads_do_not_eat_later_data(harness: Any, pipe: Any) -> None:
+    if not harness.waits_on_pipes:
+        pytest.skip("kernel AIO refuses reads that would wait on a pipe")
+    r, w = pipe
+
+    async def main() -> None:
+        async with harness.AsyncioContext(1) as context:
+            running = asyncio.ensure_future(context.read(100, r, 0))
+            waiting = asyncio.ensure_future(context.read(100, r, 0))   # no slot
+            await asyncio.sleep(0.05)
+            for task in (waiting, running):
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            # Written afterwards: for a new read, not for a cancelled one
+            # (whose buffer the kernel or worker must not fill either).
+            os.write(w, b"fresh")
+            assert await asyncio.wait_for(context.read(100, r, 0), 30) == b"fresh"
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
