@@ -176,17 +176,17 @@ def test_threads_each_with_their_own_context(harness: Any, tmp_path: Path) -> No
             try:
                 async with harness.AsyncioContext(16) as context:
                     # One at a time, then all at once.
-                    for i in range(300):
+                    for i in range(2000):
                         block = bytes([n + 1, i % 256]) * 8
                         assert await context.write(block, fd, i * 16) == 16
                         assert await context.read(16, fd, i * 16) == block
                     payloads = [f"{n}:{i};".encode() * 50 for i in range(200)]
                     assert await asyncio.gather(*(
-                        context.write(p, fd, 8192 + i * 1000) for i, p in enumerate(payloads)
+                        context.write(p, fd, 65536 + i * 1000) for i, p in enumerate(payloads)
                     )) == [len(p) for p in payloads]
                     await context.fdsync(fd)
                     got = await asyncio.gather(*(
-                        context.read(len(p), fd, 8192 + i * 1000) for i, p in enumerate(payloads)
+                        context.read(len(p), fd, 65536 + i * 1000) for i, p in enumerate(payloads)
                     ))
                     assert got == payloads
                     if harness.waits_on_pipes:
@@ -227,8 +227,8 @@ def test_one_context_shared_by_threads(harness: Any, tmp_path: Path) -> None:
 
     def worker(index: int) -> None:
         try:
-            for i in range(1000):
-                offset = (index * 1000 + i) * 4
+            for i in range(3000):
+                offset = (index * 3000 + i) * 4
                 result = context.write_async(b"%04d" % i, descriptor, offset)
                 if isinstance(result, int):
                     assert result == 4
@@ -252,7 +252,7 @@ def test_one_context_shared_by_threads(harness: Any, tmp_path: Path) -> None:
         os.close(descriptor)
     assert errors == []
     data = path.read_bytes()
-    assert data == b"".join(b"%04d" % i for i in range(1000)) * 4
+    assert data == b"".join(b"%04d" % i for i in range(3000)) * 4
 
 
 def test_close_while_another_thread_submits(
