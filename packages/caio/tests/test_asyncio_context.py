@@ -1,6 +1,9 @@
-"""The behaviour every backend shares, through its AsyncioContext.
+"""The behaviour every backend shares, through its AsyncioContext: reads,
+writes, syncs, payload types, argument errors, back-pressure, cancellation
+of tasks, submit(), closing and interpreter exit.
 
-Each test runs once per backend (the ``backend`` fixture of conftest.py).
+Each test runs once per backend (the ``backend`` fixture of conftest.py);
+the low-level protocol and the special files are in protocol/.
 """
 
 from __future__ import annotations

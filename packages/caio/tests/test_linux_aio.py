@@ -1,11 +1,13 @@
-"""caio.linux_aio at the low level: the inline fast path, retries, the queue,
-cancellation, closing, fork, threads and the files kernel AIO cannot wait on.
+"""What only caio.linux_aio has: the inline fast path and its retries,
+RWF_NOWAIT on pipes and sockets, the queue behind io_submit, io_cancel and
+io_destroy facts, and both ways of reaping (userspace_reap).
 
-The generic behaviour (errors, payload types, back-pressure through the
-adapter) runs for every backend in test_asyncio_context.py; this file pins
-down what is specific to kernel AIO. Truly asynchronous requests (ones that
-stay in flight after io_submit returns) are made with O_DIRECT writes from
-page-aligned mmap buffers: buffered I/O completes inside io_submit.
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py. Truly
+asynchronous requests (ones that stay in flight after io_submit returns) are
+made with O_DIRECT writes from page-aligned mmap buffers: buffered I/O
+completes inside io_submit.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""caio.linux_uring at the low level: inline completion, batching, the
-waiting queue, cancellation and buffer lifetime, closing, fork, threads and
-the files io_uring cannot complete at once (pipes, /proc, devices).
+"""What only caio.linux_uring has: its options (sqpoll, nowait_reads,
+priorities), batching of submissions, inline completion, the slots it
+holds in the kernel (in_flight) while cancelling and closing.
 
-Generic behaviour (errors, payload types, back-pressure through the
-adapter) runs for every backend in test_asyncio_context.py. Requests that
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py. Requests that
 truly stay in flight are made with reads on pipes nobody writes to: io_uring
 arms a poll for them, so they wait until data comes or they are cancelled.
 """

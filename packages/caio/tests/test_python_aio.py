@@ -1,4 +1,11 @@
-"""The pure-Python backend at the low level: Operation, Context, its pool."""
+"""What only caio.python_aio has: its pool (pool_size, workers), its
+finalizer, the RWF_NOWAIT fast path and the pipe wake-up where there is no
+eventfd.
+
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""caio.thread_aio at the low level: the fast path, the pool, closing, fork.
+"""What only caio.thread_aio has: the RWF_NOWAIT fast path, the pool
+(pool_size, workers started on demand, signals blocked, interrupted pipe
+waits), close_timeout and the atexit hook.
 
-The generic behaviour (errors, payload types, back-pressure, cancellation
-through the adapter) is tested for every backend in test_asyncio_context.py;
-this file pins down what is specific to the C thread pool.
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py.
 """
 
 from __future__ import annotations
