@@ -79,21 +79,14 @@ async def test_concurrent_writes_then_reads(context: Any, fd: int) -> None:
     assert read == blocks
 
 
-async def test_fsync(context: Any, fd: int, closed_fd: int) -> None:
-    await context.write(b"durable", fd, 0)
-    assert await context.fsync(fd) is None
-    assert os.pread(fd, 100, 0) == b"durable"
-    with pytest.raises(OSError) as info:
-        await context.fsync(closed_fd)
-    assert info.value.errno == errno.EBADF
-
-
-async def test_fdsync(context: Any, fd: int, closed_fd: int) -> None:
+@pytest.mark.parametrize("method", ["fsync", "fdsync"])
+async def test_sync(context: Any, fd: int, closed_fd: int, method: str) -> None:
+    sync = getattr(context, method)
     await context.write(b"durable data", fd, 0)
-    assert await context.fdsync(fd) is None
+    assert await sync(fd) is None
     assert os.pread(fd, 100, 0) == b"durable data"
     with pytest.raises(OSError) as info:
-        await context.fdsync(closed_fd)
+        await sync(closed_fd)
     assert info.value.errno == errno.EBADF
 
 
