@@ -68,8 +68,12 @@ def test_fork_with_requests_in_flight(
                     del calls["fileno"]
                 if harness.backend == "python":
                     for name in ("cancel", "set_future_factory", "cancel_future"):
-                        if calls.pop(name)():
-                            code |= 32
+                        try:
+                            if calls.pop(name)():
+                                code |= 32
+                        except RuntimeError as exc:     # refusing is right too
+                            if "another process" not in str(exc):
+                                code |= 2
                 for call in calls.values():
                     try:
                         call()
