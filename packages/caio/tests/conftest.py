@@ -3,6 +3,12 @@
 ``backend`` is parametrized over all four backends, so every generic test
 runs on each; a backend that cannot be imported here is skipped with the
 import error as the reason (and runs as soon as it can be imported).
+
+Where the tests are: protocol/ holds the one suite of the backend protocol
+that every backend runs (API, completions, closing, fork and threads,
+special files); test_asyncio_context.py the adapter's behaviour;
+test_robustness.py property-based, leak and hang tests; test_<backend>.py
+only what that backend alone has (its options and mechanisms).
 """
 
 from __future__ import annotations
