@@ -8,7 +8,6 @@ test states one expectation per backend instead of being copied per backend.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import threading
@@ -93,12 +92,6 @@ class Harness:
         assert context.submit(*ops) == len(ops)
         self.until(context, lambda: len(results) == len(ops))
         return [results[i] for i in range(len(ops))]
-
-    async def settle(self, result: Any) -> Any:
-        """The value of an ``*_async`` result: itself or its future's."""
-        if isinstance(result, asyncio.Future):
-            return await asyncio.wait_for(result, TIMEOUT)
-        return result
 
 
 class Held:
