@@ -121,7 +121,9 @@ def test_context_arguments() -> None:
 def test_cached_read_finishes_during_the_call(data_file: tuple[int, bytes]) -> None:
     fd, data = data_file
     os.pread(fd, len(data), 0)  # into the page cache
-    context = Context()  # no future factory: a future would be an error
+    context = Context()
+    # A factory that fails the test: a cached read must not make a future.
+    context.set_future_factory(lambda: pytest.fail("a cached read made a future"))
     try:
         assert context.read_async(BLOCK, fd, BLOCK) == data[BLOCK:2 * BLOCK]
         # Short at end of file, confirmed by a second non-blocking read.
