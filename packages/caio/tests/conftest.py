@@ -3,6 +3,12 @@
 ``backend`` is parametrized over all four backends, so every generic test
 runs on each; a backend that cannot be imported here is skipped with the
 import error as the reason (and runs as soon as it can be imported).
+
+Where the tests are: protocol/ holds the one suite of the backend protocol
+that every backend runs (API, completions, closing, fork and threads,
+special files); test_asyncio_context.py the adapter's behaviour;
+test_robustness.py property-based, leak and hang tests; test_<backend>.py
+only what that backend alone has (its options and mechanisms).
 """
 
 from __future__ import annotations
@@ -17,12 +23,10 @@ import pytest
 import caio
 
 # CAIO_IMPL name -> low-level module name, best first.
-BACKENDS = {
-    "uring": "linux_uring",
-    "linux": "linux_aio",
-    "thread": "thread_aio",
-    "python": "python_aio",
-}
+try:  # TODO(merge): caio._backends is the one backend map; drop the fallback
+    from caio._backends import BACKENDS
+except ImportError:
+    BACKENDS = dict(caio._BACKENDS)
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -68,6 +72,26 @@ def context_factory(asyncio_module: Any, event_loop: Any) -> Any:
 def context(context_factory: Any) -> Any:
     """An AsyncioContext of ``backend`` with default settings."""
     return context_factory()
+
+
+@pytest.fixture
+def wire(event_loop: Any) -> Any:
+    """Wire low-level Contexts to the test's loop as the adapter does
+    (futures from the loop, process_events when the fileno is readable);
+    each is unwired and closed afterwards."""
+    wired: list[Any] = []
+
+    def wire(context: Any) -> Any:
+        context.set_future_factory(event_loop.create_future)
+        event_loop.add_reader(context.fileno, context.process_events)
+        wired.append(context)
+        return context
+
+    yield wire
+    for context in wired:
+        if not context.closed:
+            event_loop.remove_reader(context.fileno)
+            context.close()
 
 
 @pytest.fixture

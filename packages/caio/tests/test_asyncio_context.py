@@ -1,6 +1,9 @@
-"""The behaviour every backend shares, through its AsyncioContext.
+"""The behaviour every backend shares, through its AsyncioContext: reads,
+writes, syncs, payload types, argument errors, back-pressure, cancellation
+of tasks, submit(), closing and interpreter exit.
 
-Each test runs once per backend (the ``backend`` fixture of conftest.py).
+Each test runs once per backend (the ``backend`` fixture of conftest.py);
+the low-level protocol and the special files are in protocol/.
 """
 
 from __future__ import annotations
@@ -76,21 +79,14 @@ async def test_concurrent_writes_then_reads(context: Any, fd: int) -> None:
     assert read == blocks
 
 
-async def test_fsync(context: Any, fd: int, closed_fd: int) -> None:
-    await context.write(b"durable", fd, 0)
-    assert await context.fsync(fd) is None
-    assert os.pread(fd, 100, 0) == b"durable"
-    with pytest.raises(OSError) as info:
-        await context.fsync(closed_fd)
-    assert info.value.errno == errno.EBADF
-
-
-async def test_fdsync(context: Any, fd: int, closed_fd: int) -> None:
+@pytest.mark.parametrize("method", ["fsync", "fdsync"])
+async def test_sync(context: Any, fd: int, closed_fd: int, method: str) -> None:
+    sync = getattr(context, method)
     await context.write(b"durable data", fd, 0)
-    assert await context.fdsync(fd) is None
+    assert await sync(fd) is None
     assert os.pread(fd, 100, 0) == b"durable data"
     with pytest.raises(OSError) as info:
-        await context.fdsync(closed_fd)
+        await sync(closed_fd)
     assert info.value.errno == errno.EBADF
 
 
@@ -202,22 +198,6 @@ async def test_negative_values(context: Any, fd: int, call: Any) -> None:
 async def test_nbytes_beyond_any_allocation(context: Any, fd: int) -> None:
     with pytest.raises((MemoryError, OSError)):
         await context.read(2**63, fd, 0)
-
-
-async def test_huge_read_on_small_file(context: Any, fd: int) -> None:
-    data = os.urandom(1000)
-    os.pwrite(fd, data, 0)
-    # Capped at the kernel's MAX_RW_COUNT, allocated lazily, shrunk after.
-    assert await context.read(2**40, fd, 0) == data
-
-
-async def test_offsets_beyond_4_gib(context: Any, fd: int) -> None:
-    far = 5 * 2**30 + 123  # a sparse file: nothing is allocated below
-    assert await context.write(b"far away", fd, far) == 8
-    assert os.fstat(fd).st_size == far + 8
-    assert await context.read(8, fd, far) == b"far away"
-    assert await context.read(100, fd, far + 4) == b"away"
-    assert await context.read(16, fd, 2**31) == bytes(16)  # the hole reads zeros
 
 
 async def test_back_pressure(context_factory: Any, fd: int) -> None:
@@ -408,93 +388,6 @@ def test_made_without_a_running_loop(asyncio_module: Any, fd: int, event_loop: A
         context.close()
 
 
-async def test_pipe(context: Any, pipe: Any) -> None:
-    # Positional offsets mean nothing on a pipe: each backend either ignores
-    # them or fails clearly, and never hangs (data is already waiting).
-    r, w = pipe
-    os.write(w, b"ping")
-    try:
-        data = await asyncio.wait_for(context.read(4, r, 0), timeout=30)
-    except OSError:
-        pass
-    else:
-        assert data == b"ping"
-
-
-async def test_proc_file(context: Any) -> None:
-    descriptor = os.open("/proc/self/status", os.O_RDONLY)
-    try:
-        data = await asyncio.wait_for(context.read(65536, descriptor, 0), timeout=30)
-    except OSError:
-        pass
-    else:
-        assert data.startswith(b"Name:")
-    finally:
-        os.close(descriptor)
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/dev/zero", bytes(100)),
-        ("/dev/null", b""),
-        ("/sys/devices/system/cpu/online", None),
-    ],
-)
-async def test_special_files(context: Any, path: str, expected: bytes | None) -> None:
-    if not os.path.exists(path):
-        pytest.skip(f"{path} does not exist here")
-    descriptor = os.open(path, os.O_RDWR if path.startswith("/dev/") else os.O_RDONLY)
-    try:
-        data = await asyncio.wait_for(context.read(100, descriptor, 0), timeout=30)
-        if path.startswith("/dev/"):
-            written = await asyncio.wait_for(context.write(b"abc", descriptor, 0), timeout=30)
-            assert written == 3
-    except OSError:
-        pass  # a clear error is allowed; a hang or another exception is not
-    else:
-        if expected is None:
-            assert data[:1].isdigit()  # "0-1\n"
-        else:
-            assert data == expected
-    finally:
-        os.close(descriptor)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-async def test_forked_child_cannot_use_the_context(context: Any, fd: int) -> None:
-    assert await context.read(1, fd, 0) == b""  # used in the parent first
-    with warnings.catch_warnings():
-        # 3.12+ warns that forking a multi-threaded process is risky; the
-        # child here only calls into the context and exits.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            context.context.read_async(1, fd, 0)
-        except RuntimeError:
-            code = 0
-        except BaseException:
-            code = 2
-        try:
-            # What the exit handler would do: it must not touch the
-            # parent's loop (the epoll instance is shared).
-            context.close()
-        except BaseException:
-            code = 3
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"child died: {status}"
-    assert os.WEXITSTATUS(status) == 0
-    # The parent's context is untouched and its loop still hears completions
-    # (an fsync never finishes inline).
-    assert await context.write(b"after fork", fd, 0) == 10
-    for _ in range(3):
-        assert await asyncio.wait_for(context.fsync(fd), timeout=30) is None
-    assert await context.read(100, fd, 0) == b"after fork"
-
-
 EXIT_SCRIPT = """
 import asyncio, atexit, os, sys, tempfile, threading
 
@@ -519,8 +412,8 @@ asyncio.run(main())
 """
 
 
-def test_released_at_interpreter_exit(backend: str) -> None:
-    module = caio._BACKENDS[backend]
+def test_released_at_interpreter_exit(backend_module: Any) -> None:
+    module = backend_module.__name__.removeprefix("caio.")
     where = Path(caio.__file__).parent.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIO_")}
     env["PYTHONPATH"] = str(where)

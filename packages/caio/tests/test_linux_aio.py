@@ -1,11 +1,13 @@
-"""caio.linux_aio at the low level: the inline fast path, retries, the queue,
-cancellation, closing, fork, threads and the files kernel AIO cannot wait on.
+"""What only caio.linux_aio has: the inline fast path and its retries,
+RWF_NOWAIT on pipes and sockets, the queue behind io_submit, io_cancel and
+io_destroy facts, and both ways of reaping (userspace_reap).
 
-The generic behaviour (errors, payload types, back-pressure through the
-adapter) runs for every backend in test_asyncio_context.py; this file pins
-down what is specific to kernel AIO. Truly asynchronous requests (ones that
-stay in flight after io_submit returns) are made with O_DIRECT writes from
-page-aligned mmap buffers: buffered I/O completes inside io_submit.
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py. Truly
+asynchronous requests (ones that stay in flight after io_submit returns) are
+made with O_DIRECT writes from page-aligned mmap buffers: buffered I/O
+completes inside io_submit.
 """
 
 from __future__ import annotations
@@ -13,16 +15,11 @@ from __future__ import annotations
 import array
 import asyncio
 import errno
-import gc
 import mmap
 import os
 import random
-import resource
 import select
-import sys
-import threading
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +41,9 @@ def userspace_reap(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def ctx(event_loop: asyncio.AbstractEventLoop, userspace_reap: bool) -> Iterator[Any]:
+def ctx(wire: Any, userspace_reap: bool) -> Any:
     """A low-level Context wired to the test's loop like the adapter does."""
-    context = Context(max_requests=16, userspace_reap=userspace_reap)
-    context.set_future_factory(event_loop.create_future)
-    event_loop.add_reader(context.fileno, context.process_events)
-    yield context
-    if not context.closed:
-        event_loop.remove_reader(context.fileno)
-    context.close()
+    return wire(Context(max_requests=16, userspace_reap=userspace_reap))
 
 
 @pytest.fixture
@@ -129,84 +120,12 @@ def drop_cache(fd: int) -> None:
 # ---- construction and closing ------------------------------------------------
 
 
-def test_context_arguments() -> None:
-    with pytest.raises(ValueError):
-        Context(0)
-    with pytest.raises(ValueError):
-        Context(-1)
-    with pytest.raises(ValueError):
-        Context(1 << 40)
-    with pytest.raises(TypeError):
-        Context("8")
-    with pytest.raises(TypeError):
-        Context(8, bogus=1)
-    with Context(None) as context:
-        assert context.max_requests == 512
-    context = Context(8)
-    assert context.max_requests == 8
-    assert not context.closed
-    assert isinstance(context.fileno, int)
-    context.close()
-
-
 def test_system_wide_limit_gives_a_clear_error() -> None:
     limit = int(Path("/proc/sys/fs/aio-max-nr").read_text())
     if limit >= 1 << 20:
         pytest.skip("fs.aio-max-nr is too high to exceed")
     with pytest.raises(OSError, match="fs.aio-max-nr"):
         Context(1 << 20)
-
-
-def test_methods_after_close(fd: int) -> None:
-    context = Context(4)
-    context.set_future_factory(asyncio.Future)
-    context.close()
-    context.close()  # idempotent
-    assert context.closed
-    calls: list[Callable[[], object]] = [
-        lambda: context.read_async(1, fd, 0),
-        lambda: context.write_async(b"x", fd, 0),
-        lambda: context.fsync_async(fd),
-        lambda: context.fdsync_async(fd),
-        lambda: context.process_events(),
-        lambda: context.submit(Operation.read(1, fd, 0)),
-        lambda: context.cancel(),
-        lambda: context.set_future_factory(asyncio.Future),
-        lambda: context.cancel_future(asyncio.Future()),
-        lambda: context.fileno,
-    ]
-    for call in calls:
-        with pytest.raises(ValueError, match="closed"):
-            call()
-
-
-def test_async_needs_a_future_factory(fd: int) -> None:
-    with Context(4) as context:
-        with pytest.raises(RuntimeError, match="set_future_factory"):
-            context.read_async(1, fd, 0)
-        with pytest.raises(TypeError):
-            context.set_future_factory(42)
-
-
-def test_context_with_a_cycle_is_collected() -> None:
-    class Holder:
-        def __init__(self) -> None:
-            self.context = Context(4)
-            # context -> factory (a bound method) -> holder -> context
-            self.context.set_future_factory(self.make)
-
-        def make(self) -> asyncio.Future[Any]:
-            return asyncio.Future()
-
-    holder = Holder()
-    context = holder.context
-    ref = weakref.ref(context)
-    fileno = context.fileno
-    del context, holder
-    gc.collect()
-    assert ref() is None
-    with pytest.raises(OSError):  # its eventfd is closed
-        os.fstat(fileno)
 
 
 # ---- the fast path -------------------------------------------------------------
@@ -274,22 +193,6 @@ def test_uncached_read_of_an_operation_is_retried_in_process_events(
         drain(context, ops)
         for i, op in enumerate(ops):
             assert op.get_value() == content[200_000 * i : 200_000 * i + 100_000]
-
-
-async def test_huge_offsets(ctx: Any, fd: int) -> None:
-    offset = (1 << 30) + (1 << 29) + 7  # past 1 GiB and 2**31
-    assert ctx.write_async(b"far away", fd, offset) == 8
-    assert ctx.read_async(100, fd, offset - 2) == b"\0\0far away"
-    assert os.fstat(fd).st_size == offset + 8
-
-
-async def test_read_far_more_than_the_file(ctx: Any, fd: int) -> None:
-    os.pwrite(fd, b"small file", 0)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert ctx.read_async(3 << 30, fd, 0) == b"small file"
-    assert ctx.read_async(1 << 62, fd, 2) == b"all file"
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert grown_kib < 512 * 1024  # no 2 GiB of touched memory
 
 
 # ---- files kernel AIO cannot wait on -------------------------------------------
@@ -367,16 +270,6 @@ async def test_errors(ctx: Any, fd: int, dir_fd: int, closed_fd: int, pipe: Any)
     assert info.value.errno == errno.EINVAL
 
 
-async def test_misaligned_direct_read_fails_later(ctx: Any, direct_fd: int) -> None:
-    # O_DIRECT refuses a misaligned offset with EINVAL, in the event (or in
-    # io_submit): either way an OSError. (A misaligned offset, not buffer:
-    # a bytes object's data is 512-aligned by chance now and then.)
-    with pytest.raises(OSError) as info:
-        r = ctx.read_async(BLOCK, direct_fd, 1)
-        await asyncio.wait_for(r, TIMEOUT)
-    assert info.value.errno == errno.EINVAL
-
-
 # ---- the queue: more than max_requests ----------------------------------------
 
 
@@ -406,38 +299,6 @@ async def test_requests_beyond_max_requests_wait_their_turn(ctx: Any, direct_fd:
     assert all(data[i * BLOCK] == i + 1 for i in range(count))
 
 
-def test_operations_and_callbacks_in_process_events(
-    fd: int, userspace_reap: bool, closed_fd: int
-) -> None:
-    with Context(4, userspace_reap=userspace_reap) as context:
-        ops = [Operation.write(bytes([65 + i]) * 10, fd, i * 10) for i in range(10)]
-        calls: list[tuple[int, int]] = []
-        for op in ops:
-            op.set_callback(lambda result: calls.append((result, threading.get_ident())))
-        assert context.submit(*ops) == 10
-        # Callbacks run inside process_events(), never before.
-        assert calls == []
-        for _ in range(100):
-            if len(calls) == 10:
-                break
-            wait_readable(context.fileno)
-            context.process_events()
-        assert calls == [(10, threading.get_ident())] * 10
-        assert [op.get_value() for op in ops] == [10] * 10
-
-        read = Operation.read(1000, fd, 0)
-        bad = Operation.read(10, closed_fd, 0)
-        sync = Operation.fdsync(fd)
-        assert context.submit(read, bad, sync) == 3
-        drain(context, [read, bad, sync])
-        assert read.get_value() == b"".join(bytes([65 + i]) * 10 for i in range(10))
-        assert read.payload == read.get_value()
-        assert sync.get_value() is None
-        with pytest.raises(OSError) as info:
-            bad.get_value()
-        assert info.value.errno == errno.EBADF
-
-
 def test_partial_submission_fails_only_the_refused_request(
     fd: int, closed_fd: int, userspace_reap: bool
 ) -> None:
@@ -455,22 +316,10 @@ def test_partial_submission_fails_only_the_refused_request(
         assert ops[2].get_value() == b"def"
 
 
-def test_submit_checks_every_operation_first(fd: int) -> None:
-    with Context(4) as context:
-        op = Operation.read(10, fd, 0)
-        with pytest.raises(TypeError):
-            context.submit(op, "not an operation")
-        with pytest.raises(RuntimeError, match="already submitted"):
-            context.submit(op, op)
-        # Nothing was queued: op can still be submitted.
-        assert context.submit(op) == 1
-        drain(context, [op])
-        assert op.get_value() == b""
-        with pytest.raises(RuntimeError):
-            context.submit(op)
-
-
-def test_cancel_waiting_and_in_flight_operations(direct_fd: int) -> None:
+def test_in_flight_file_io_is_not_cancelled(direct_fd: int, fd: int) -> None:
+    # io_cancel never cancels file reads or writes (EINVAL): what the kernel
+    # has completes normally. Cancelling what waits for a slot is shared
+    # (protocol/test_completions.py).
     with Context(1) as context:
         first = Operation.write(aligned(BLOCK, 1), direct_fd, 0)
         second = Operation.write(aligned(BLOCK, 2), direct_fd, BLOCK)
@@ -478,45 +327,19 @@ def test_cancel_waiting_and_in_flight_operations(direct_fd: int) -> None:
         first.set_callback(results.append)
         second.set_callback(results.append)
         context.submit(first, second)
-        # first may be in flight (file I/O cannot be cancelled) or done;
-        # second waits for the only slot, so it is cancelled for sure.
+        assert context.cancel(first) == 0
         assert context.cancel(second) == 1
-        assert context.cancel(second) == 0
         while len(results) < 2:
             wait_readable(context.fileno)
             context.process_events()
         assert sorted(results) == sorted([BLOCK, -errno.ECANCELED])
         assert first.get_value() == BLOCK
-        with pytest.raises(OSError) as info:
-            second.get_value()
-        assert info.value.errno == errno.ECANCELED
-        assert read_back(direct_fd, BLOCK, BLOCK) == b"\0" * BLOCK  # never written
-
-
-async def test_cancel_future(event_loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    with Context(1) as context:
-        context.set_future_factory(event_loop.create_future)
-        assert context.cancel_future(event_loop.create_future()) is False
-        # A submitted Operation holds the only slot until process_events()
-        # reaps it, so the reads below wait in the queue for sure.
+        assert read_back(direct_fd, 0, 2 * BLOCK) == bytes([1]) * BLOCK + b"\0" * BLOCK
         holder = Operation.fsync(fd)
         context.submit(holder)
-        os.pwrite(fd, b"0123456789", 0)
-        first = context.read_async(4, fd, 0)
-        second = context.read_async(4, fd, 4)
-        assert isinstance(first, asyncio.Future) and isinstance(second, asyncio.Future)
-        first.cancel()
-        assert context.cancel_future(first) is True
-        assert context.cancel_future(first) is False
-        # File I/O in flight cannot be cancelled: it completes normally.
         assert context.cancel(holder) == 0
         drain(context, [holder])
         assert holder.get_value() is None
-        while not second.done():
-            wait_readable(context.fileno)
-            context.process_events()
-        assert second.result() == b"4567"
-        assert first.cancelled()
 
 
 # ---- 10,000 operations with random cancellation -------------------------------
@@ -621,32 +444,6 @@ async def test_close_with_operations_in_flight(
     assert data[4 * BLOCK :] == b"\0" * 12 * BLOCK
 
 
-def test_dropping_a_context_with_requests_in_flight(direct_fd: int) -> None:
-    context = Context(2)
-    context.set_future_factory(asyncio.Future)
-    callbacks: list[int] = []
-    ops = [Operation.write(aligned(BLOCK, 3), direct_fd, i * BLOCK) for i in range(4)]
-    for op in ops:
-        op.set_callback(callbacks.append)
-    context.submit(*ops)
-    future = context.write_async(aligned(BLOCK, 4), direct_fd, 10 * BLOCK)
-    del context  # dealloc closes: waits, delivers, cancels the rest
-    assert sorted(callbacks) == [-errno.ECANCELED] * 2 + [BLOCK] * 2
-    assert future.exception().errno == errno.ECANCELED
-    assert read_back(direct_fd, 0, 2 * BLOCK) == bytes([3]) * 2 * BLOCK
-
-
-async def test_close_from_a_callback(fd: int) -> None:
-    context = Context(4)
-    op = Operation.write(b"x", fd, 0)
-    op.set_callback(lambda result: context.close())
-    context.submit(op)
-    wait_readable(context.fileno)
-    assert context.process_events() == 1
-    assert context.closed
-    assert op.get_value() == 1
-
-
 def test_factory_calling_back_into_the_context(fd: int) -> None:
     with Context(1) as context:
 
@@ -666,124 +463,6 @@ def test_factory_calling_back_into_the_context(fd: int) -> None:
         assert holder.get_value() is None
 
 
-# ---- fork ------------------------------------------------------------------------
-
-
-def test_fork(fd: int, direct_fd: int) -> None:
-    context = Context(1)
-    context.set_future_factory(asyncio.Future)
-    assert context.write_async(b"parent", fd, 0) == 6
-    # At fork time: one Operation in flight, one future waiting for its slot.
-    op = Operation.write(aligned(BLOCK, 8), direct_fd, 0)
-    context.submit(op)
-    waiting = context.read_async(6, fd, 0)
-    assert isinstance(waiting, asyncio.Future)
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 1
-        try:
-            try:
-                context.read_async(6, fd, 0)
-            except RuntimeError as e:
-                if "another process" in str(e):
-                    code = 0
-            try:
-                context.process_events()
-                code = 4
-            except RuntimeError:
-                pass
-            context.close()  # forgets, touches nothing of the parent's
-            if not context.closed:
-                code = 2
-            # A new context works in the child.
-            with Context(2) as fresh:
-                fresh.set_future_factory(asyncio.Future)
-                if fresh.read_async(6, fd, 0) != b"parent":
-                    code = 3
-        finally:
-            os.write(wfd, bytes([code]))
-            os._exit(0)
-    os.close(wfd)
-    status = os.read(rfd, 1)
-    os.close(rfd)
-    os.waitpid(pid, 0)
-    assert status == b"\0"
-    # The parent's context still works and finishes what it had.
-    drain(context, [op])
-    assert op.get_value() == BLOCK
-    while not waiting.done():
-        wait_readable(context.fileno)
-        context.process_events()
-    assert waiting.result() == b"parent"
-    assert context.read_async(6, fd, 0) == b"parent"
-    context.close()
-
-
-# ---- threads -------------------------------------------------------------------
-
-
-def test_two_threads_with_their_own_loops(tmp_path: Path) -> None:
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        async def main() -> None:
-            path = tmp_path / f"thread{index}.bin"
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                async with AsyncioContext(8) as context:
-                    for i in range(2000):
-                        block = bytes([index + 1, i % 256]) * 8
-                        assert await context.write(block, descriptor, i * 16) == 16
-                        assert await context.read(16, descriptor, i * 16) == block
-                    await context.fdsync(descriptor)
-            finally:
-                os.close(descriptor)
-
-        try:
-            asyncio.run(main())
-        except BaseException as e:  # reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert errors == []
-    assert not any(t.is_alive() for t in threads)
-
-
-def test_one_context_shared_by_threads_is_serialised(tmp_path: Path) -> None:
-    # Not the intended use, but it must not corrupt anything.
-    path = tmp_path / "shared.bin"
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    context = Context(8)
-    context.set_future_factory(asyncio.Future)
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        try:
-            for i in range(3000):
-                offset = (index * 3000 + i) * 4
-                assert context.write_async(b"%04d" % (i % 10000), descriptor, offset) == 4
-                context.process_events()
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    context.close()
-    os.close(descriptor)
-    assert errors == []
-    data = path.read_bytes()
-    assert len(data) == 4 * 3000 * 4
-    assert data[:8] == b"00000001"
-
-
 # ---- through the adapter ---------------------------------------------------------
 
 
@@ -795,26 +474,3 @@ async def test_adapter_read_write_sync(fd: int, userspace_reap: bool) -> None:
         assert await context.read(5, fd, 6) == b"world"
         op = Operation.read(5, fd, 0)
         assert await context.submit(op) == b"hello"
-
-
-async def test_adapter_special_files(pipe: Any) -> None:
-    r, w = pipe
-    async with AsyncioContext() as context:
-        with pytest.raises(BlockingIOError):
-            await context.read(10, r, 0)
-        assert await context.write(b"through", w, 0) == 7
-        assert await context.read(10, r, 0) == b"through"
-        with open("/proc/self/status", "rb") as f:
-            with pytest.raises(OSError):
-                await context.read(100, f.fileno(), 0)
-
-
-@pytest.mark.skipif(sys.byteorder != "little", reason="checks raw bytes")
-async def test_adapter_payload_types(fd: int, file_path: Path) -> None:
-    async with AsyncioContext() as context:
-        assert await context.write(bytearray(b"ab"), fd, 0) == 2
-        assert await context.write(memoryview(b"xcdx")[1:3], fd, 2) == 2
-        assert await context.write(array.array("H", [0x6665]), fd, 4) == 2
-        with pytest.raises((TypeError, BufferError)):
-            await context.write(memoryview(b"abcdef")[::2], fd, 0)
-    assert file_path.read_bytes() == b"abcdef"

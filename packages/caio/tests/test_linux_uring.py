@@ -1,9 +1,10 @@
-"""caio.linux_uring at the low level: inline completion, batching, the
-waiting queue, cancellation and buffer lifetime, closing, fork, threads and
-the files io_uring cannot complete at once (pipes, /proc, devices).
+"""What only caio.linux_uring has: its options (sqpoll, nowait_reads,
+priorities), batching of submissions, inline completion, the slots it
+holds in the kernel (in_flight) while cancelling and closing.
 
-Generic behaviour (errors, payload types, back-pressure through the
-adapter) runs for every backend in test_asyncio_context.py. Requests that
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py. Requests that
 truly stay in flight are made with reads on pipes nobody writes to: io_uring
 arms a poll for them, so they wait until data comes or they are cancelled.
 """
@@ -12,14 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import mmap
 import os
 import random
 import re
-import resource
-import threading
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,15 +55,9 @@ def data_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 @pytest.fixture
-def ctx(event_loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+def ctx(wire: Any) -> Any:
     """A low-level Context watched by the test's loop."""
-    context = Context(8)
-    context.set_future_factory(event_loop.create_future)
-    event_loop.add_reader(context.fileno, context.process_events)
-    yield context
-    if not context.closed:
-        event_loop.remove_reader(context.fileno)
-        context.close()
+    return wire(Context(8))
 
 
 async def wait_for(future: Any) -> Any:
@@ -74,61 +65,6 @@ async def wait_for(future: Any) -> Any:
 
 
 # ---- the low-level API -------------------------------------------------------
-
-
-async def test_operation_callbacks_run_in_process_events(
-    ctx: Any, data_file: tuple[int, bytes], event_loop: asyncio.AbstractEventLoop
-) -> None:
-    fd, content = data_file
-    results: list[int] = []
-    done = event_loop.create_future()
-
-    def callback(result: int) -> None:
-        results.append(result)
-        if len(results) == 2 and not done.done():
-            done.set_result(None)
-
-    read = Operation.read(100, fd, 10)
-    write = Operation.write(b"xyz", fd, 70000)
-    read.set_callback(callback)
-    write.set_callback(callback)
-    assert ctx.submit(read, write) == 2
-    # Even when the kernel finished inside submit(), callbacks wait for
-    # process_events (they must not run before submit() returns).
-    assert results == []
-    await wait_for(done)
-    assert sorted(results) == [3, 100]
-    assert read.get_value() == content[10:110]
-    assert write.get_value() == 3
-    assert os.pread(fd, 3, 70000) == b"xyz"
-
-
-async def test_operation_failure_and_states(ctx: Any, closed_fd: int) -> None:
-    op = Operation.read(10, closed_fd, 0)
-    with pytest.raises(RuntimeError):
-        op.get_value()
-    results: list[int] = []
-    op.set_callback(results.append)
-    ctx.submit(op)
-    with pytest.raises(RuntimeError, match="already submitted|already finished"):
-        ctx.submit(op)
-    for _ in range(100):
-        if results:
-            break
-        await asyncio.sleep(0.01)
-    assert results == [-errno.EBADF]
-    with pytest.raises(OSError) as info:
-        op.get_value()
-    assert info.value.errno == errno.EBADF
-
-
-def test_submit_rejects_foreign_objects() -> None:
-    with Context(4) as context:
-        with pytest.raises(TypeError):
-            context.submit(object())
-        with pytest.raises(TypeError):
-            context.cancel("nope")
-    assert context.closed
 
 
 async def test_cancel_operation_on_pipe(ctx: Any, pipe: Any) -> None:
@@ -144,31 +80,6 @@ async def test_cancel_operation_on_pipe(ctx: Any, pipe: Any) -> None:
         await asyncio.sleep(0.01)
     assert results == [-errno.ECANCELED]
     assert in_flight(ctx) == 0
-
-
-async def test_cancel_waiting_operation_wakes_the_loop(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any
-) -> None:
-    # An operation cancelled before it reached the kernel gets no CQE: its
-    # callback must still come from process_events, with nothing else
-    # happening to wake the loop.
-    r, _w = pipe
-    context = Context(1)
-    event_loop.add_reader(context.fileno, context.process_events)
-    try:
-        results: list[int] = []
-        first, second = Operation.read(1, r, 0), Operation.read(1, r, 0)
-        second.set_callback(results.append)
-        context.submit(first, second)
-        assert context.cancel(second) == 1
-        for _ in range(100):
-            if results:
-                break
-            await asyncio.sleep(0.01)
-        assert results == [-errno.ECANCELED]
-    finally:
-        event_loop.remove_reader(context.fileno)
-        context.close()
 
 
 async def test_waiting_operations_beyond_max_requests(
@@ -196,39 +107,15 @@ async def test_waiting_operations_beyond_max_requests(
         context.close()
 
 
-def test_context_arguments() -> None:
-    with pytest.raises(ValueError):
-        Context(0)
+def test_options_are_keyword_only() -> None:
+    # The shared rules for max_requests and the closed state are in
+    # protocol/test_api.py; sqpoll and nowait_reads are this backend's own.
     with pytest.raises(TypeError):
-        Context(4, unknown=True)
-    with pytest.raises(TypeError):
-        Context(4, True)    # options are keyword-only
-    with pytest.raises(TypeError):
-        Context("4")
-    with pytest.raises(ValueError):
-        Context(-(2**80))
-    with pytest.raises(ValueError):
-        Context(2**80)
-    with Context(None) as default:
-        assert default.max_requests == 512
-    context = Context(3)
-    assert context.max_requests == 3
-    assert context.sqpoll is False
-    assert isinstance(context.fileno, int)
-    context.close()
-    context.close()
-    assert context.closed
-    with pytest.raises(ValueError, match="closed"):
-        context.fileno  # noqa: B018
-    with pytest.raises(ValueError, match="closed"):
-        context.process_events()
-    with pytest.raises(ValueError, match="closed"):
-        context.read_async(1, 0, 0)
-
-
-def test_read_async_needs_a_future_factory(data_file: tuple[int, bytes]) -> None:
-    with Context(4) as context, pytest.raises(RuntimeError, match="set_future_factory"):
-        context.read_async(1, data_file[0], 0)
+        Context(4, True)
+    with Context(3) as context:
+        assert context.sqpoll is False
+    with Context(3, sqpoll=False, nowait_reads=False) as context:
+        assert context.sqpoll is False
 
 
 async def test_lone_requests_that_go_async_are_not_lost(tmp_path: Path) -> None:
@@ -270,80 +157,6 @@ async def test_sqpoll_falls_back_or_works(
 # ---- reads: sizes and offsets --------------------------------------------------
 
 
-async def test_short_read_and_past_eof(data_file: tuple[int, bytes]) -> None:
-    fd, content = data_file
-    async with AsyncioContext(4) as context:
-        assert await context.read(100, fd, len(content) - 10) == content[-10:]
-        assert await context.read(100, fd, len(content)) == b""
-        assert await context.read(100, fd, len(content) + 12345) == b""
-
-
-async def test_offsets_beyond_1_gib(tmp_path: Path) -> None:
-    path = tmp_path / "sparse"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        async with AsyncioContext(4) as context:
-            for offset in (1 << 30, (3 << 30) + 7, (5 << 32) + 4095):
-                payload = offset.to_bytes(8, "little") * 3
-                assert await context.write(payload, fd, offset) == len(payload)
-                assert await context.read(len(payload), fd, offset) == payload
-                assert os.pread(fd, len(payload), offset) == payload
-    finally:
-        os.close(fd)
-
-
-async def test_huge_read_on_small_file(data_file: tuple[int, bytes]) -> None:
-    fd, content = data_file
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    async with AsyncioContext(4) as context:
-        # More than 2 GiB asked: capped to the kernel's MAX_RW_COUNT, the
-        # untouched pages of the buffer are never faulted in.
-        assert await context.read(5 << 30, fd, 0) == content
-        assert await context.read(3 << 30, fd, 100) == content[100:]
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    # Touching the buffers would cost 2 GiB; AddressSanitizer's shadow
-    # memory alone (1/8 of an allocation) may cost a few hundred MiB.
-    assert grown_kib < 1024 * 1024
-
-
-async def test_large_read_and_write(tmp_path: Path) -> None:
-    # Big submissions release the GIL around io_uring_enter.
-    path = tmp_path / "big"
-    payload = random.Random(3).randbytes(6 << 20)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        async with AsyncioContext(4) as context:
-            assert await context.write(payload, fd, 0) == len(payload)
-            assert await context.read(len(payload), fd, 0) == payload
-    finally:
-        os.close(fd)
-
-
-async def test_einval_ebadf_eisdir(
-    closed_fd: int, dir_fd: int, data_file: tuple[int, bytes]
-) -> None:
-    efd = os.eventfd(0, os.EFD_NONBLOCK) if hasattr(os, "eventfd") else None
-    async with AsyncioContext(4) as context:
-        with pytest.raises(OSError) as info:
-            await context.read(10, closed_fd, 0)
-        assert info.value.errno == errno.EBADF
-        with pytest.raises(OSError) as info:
-            await context.read(10, dir_fd, 0)
-        assert info.value.errno == errno.EISDIR
-        with pytest.raises(OSError) as info:
-            await context.fsync(closed_fd)
-        assert info.value.errno == errno.EBADF
-        if efd is not None:
-            # An eventfd read needs 8 bytes.
-            with pytest.raises(OSError) as info:
-                await context.read(4, efd, 0)
-            assert info.value.errno == errno.EINVAL
-            os.close(efd)
-        # The context still works after failures.
-        fd, content = data_file
-        assert await context.read(5, fd, 0) == content[:5]
-
-
 @pytest.mark.parametrize("nowait_reads", [True, False])
 async def test_priorities(data_file: tuple[int, bytes], nowait_reads: bool) -> None:
     fd, content = data_file
@@ -353,46 +166,6 @@ async def test_priorities(data_file: tuple[int, bytes], nowait_reads: bool) -> N
         for priority in (0, 1, 7, best_effort_4):
             assert await context.read(10, fd, 5, priority) == content[5:15]
             assert await context.write(b"p", fd, 3, priority) == 1
-
-
-# ---- special files --------------------------------------------------------------
-
-
-async def test_pipe_ignores_offsets(pipe: Any) -> None:
-    r, w = pipe
-    async with AsyncioContext(4) as context:
-        # A pipe cannot seek: io_uring ignores the offset of stream files.
-        assert await context.write(b"hello pipe", w, 123456) == 10
-        assert await context.read(100, r, 98765) == b"hello pipe"
-        pending = asyncio.ensure_future(context.read(100, r, 5))
-        await asyncio.sleep(0.01)
-        assert not pending.done()
-        os.write(w, b"later")
-        assert await wait_for(pending) == b"later"
-        os.close(w)
-        assert await context.read(100, r, 0) == b""     # EOF
-
-
-async def test_proc_and_devices() -> None:
-    async with AsyncioContext(4) as context:
-        fd = os.open("/proc/self/status", os.O_RDONLY)
-        try:
-            status = await context.read(65536, fd, 0)
-        finally:
-            os.close(fd)
-        assert status.startswith(b"Name:")
-        assert b"\nPid:\t%d\n" % os.getpid() in status
-        fd = os.open("/dev/zero", os.O_RDONLY)
-        try:
-            assert await context.read(4096, fd, 1 << 40) == bytes(4096)
-        finally:
-            os.close(fd)
-        fd = os.open("/dev/null", os.O_RDWR)
-        try:
-            assert await context.write(b"x" * 1000, fd, 77) == 1000
-            assert await context.read(10, fd, 0) == b""
-        finally:
-            os.close(fd)
 
 
 # ---- submit now or batch ---------------------------------------------------------
@@ -507,26 +280,6 @@ async def test_partly_cached_reads_are_whole(tmp_path: Path, nowait_reads: bool)
         os.close(fd)
 
 
-async def test_o_direct_read_is_refused_clearly(tmp_path: Path) -> None:
-    # O_DIRECT refuses a misaligned request (EINVAL) and the error arrives
-    # as a clear OSError. The offset is what is misaligned: the bytes
-    # object a read lands in is 512-aligned by chance now and then, and
-    # then the read rightly succeeds.
-    path = tmp_path / "direct-read"
-    path.write_bytes(bytes(8192))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-    except OSError:
-        pytest.skip("no O_DIRECT on this file system")
-    try:
-        async with AsyncioContext(4) as context:
-            with pytest.raises(OSError) as info:
-                await context.read(4096, fd, 1)
-            assert info.value.errno == errno.EINVAL
-    finally:
-        os.close(fd)
-
-
 # ---- cancellation and memory safety ------------------------------------------------
 
 
@@ -548,21 +301,6 @@ async def test_cancel_future_keeps_buffer_until_completion(pipe: Any) -> None:
         # Data written afterwards is not eaten by the cancelled read.
         os.write(w, b"fresh")
         assert await wait_for(context.read(100, r, 0)) == b"fresh"
-
-
-async def test_cancel_future_of_waiting_request(pipe: Any) -> None:
-    r, w = pipe
-    async with AsyncioContext(1) as context:
-        first = asyncio.ensure_future(context.read(1, r, 0))
-        second = asyncio.ensure_future(context.read(1, r, 0))
-        await asyncio.sleep(0.01)
-        second.cancel()     # never reached the kernel
-        with pytest.raises(asyncio.CancelledError):
-            await second
-        os.write(w, b"ab")
-        assert await wait_for(first) == b"a"
-        assert await wait_for(context.read(1, r, 0)) == b"b"
-    assert context.context.closed
 
 
 @pytest.mark.parametrize("sqpoll", [False, True], ids=["enter", "sqpoll"])
@@ -653,142 +391,3 @@ async def test_close_with_operations_in_flight(pipe: Any, sqpoll: bool) -> None:
             await wait_for(task)
         assert info.value.errno == errno.ECANCELED
     assert context.context.closed
-
-
-def test_close_runs_callbacks_of_operations_in_flight(pipe: Any) -> None:
-    r, _w = pipe
-    context = Context(2)
-    results: list[int] = []
-    ops = [Operation.read(10, r, 0) for _ in range(3)]
-    for op in ops:
-        op.set_callback(results.append)
-    context.submit(*ops)
-    context.close()
-    assert results == [-errno.ECANCELED] * 3
-    for op in ops:
-        with pytest.raises(OSError):
-            op.get_value()
-
-
-def test_close_from_a_callback(pipe: Any) -> None:
-    r, w = pipe
-    context = Context(4)
-    seen: list[int] = []
-
-    def callback(result: int) -> None:
-        seen.append(result)
-        context.close()     # re-entrant close inside process_events
-
-    op = Operation.read(10, r, 0)
-    op.set_callback(callback)
-    other = Operation.read(10, r, 0)
-    other.set_callback(callback)    # whichever the kernel completes first
-    context.submit(op, other)
-    os.write(w, b"0123456789")
-    for _ in range(100):
-        if seen:
-            break
-        try:
-            context.process_events()
-        except ValueError:
-            break
-        threading.Event().wait(0.01)
-    assert context.closed
-    assert sorted(seen) == [-errno.ECANCELED, 10]
-
-
-def test_garbage_collected_with_operations_in_flight(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any
-) -> None:
-    r, _w = pipe
-    context = Context(4)
-    context.set_future_factory(event_loop.create_future)
-    future = context.read_async(10, r, 0)
-    ref = weakref.ref(context)
-    del context
-    gc.collect()
-    assert ref() is None
-    assert future.done()
-    assert isinstance(future.exception(), OSError)
-    assert future.exception().errno == errno.ECANCELED
-
-
-# ---- fork and threads --------------------------------------------------------------
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-# 3.12+ warns about forking with threads (the test runner's); the child
-# only touches caio and leaves with os._exit.
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-async def test_fork(data_file: tuple[int, bytes], pipe: Any) -> None:
-    fd, content = data_file
-    r, w = pipe
-    async with AsyncioContext(4) as context:
-        pending = asyncio.ensure_future(context.read(5, r, 0))
-        await asyncio.sleep(0.01)
-        pid = os.fork()
-        if pid == 0:    # child: must not use or disturb the parent's ring
-            code = 1
-            try:
-                try:
-                    context.context.read_async(10, fd, 0)
-                except RuntimeError as exc:
-                    if "another process" in str(exc):
-                        code = 0
-                context.context.close()         # only forgets memory
-                fresh = Context(2)
-                op = Operation.read(10, fd, 0)
-                fresh.submit(op)
-                fresh.close()
-                if op.get_value() != content[:10]:
-                    code = 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        # The parent's ring and its request in flight are untouched.
-        os.write(w, b"after")
-        assert await wait_for(pending) == b"after"
-        assert await context.read(10, fd, 0) == content[:10]
-
-
-def test_threads_each_with_a_context(tmp_path: Path) -> None:
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        async def main() -> None:
-            path = tmp_path / f"t{n}"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            r, w = os.pipe()
-            try:
-                async with AsyncioContext(16) as context:
-                    for i in range(200):
-                        payload = f"{n}:{i};".encode() * 50
-                        assert await context.write(payload, fd, i * 1000) == len(payload)
-                    got = await asyncio.gather(
-                        *(context.read(1000, fd, i * 1000) for i in range(200))
-                    )
-                    for i, chunk in enumerate(got):
-                        assert chunk.startswith(f"{n}:{i};".encode()), (n, i)
-                    # A request that really waits, completed from this thread.
-                    pending = asyncio.ensure_future(context.read(3, r, 0))
-                    await asyncio.sleep(0.01)
-                    os.write(w, b"end")
-                    assert await asyncio.wait_for(pending, TIMEOUT) == b"end"
-            finally:
-                os.close(fd)
-                os.close(r)
-                os.close(w)
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:    # reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []

@@ -1,22 +1,27 @@
-"""The pure-Python backend at the low level: Operation, Context, its pool."""
+"""What only caio.python_aio has: its pool (pool_size, workers), its
+finalizer, the RWF_NOWAIT fast path and the pipe wake-up where there is no
+eventfd.
+
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import gc
-import logging
 import os
 import queue
 import select
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from caio import python_aio
-from caio.python_aio import MAX_RW_COUNT, Context, Operation
+from caio.python_aio import Context, Operation
 
 TIMEOUT = 30
 
@@ -46,191 +51,12 @@ def wait_readable(fd: int) -> None:
 # ---- Operation ----------------------------------------------------------
 
 
-def test_operation_properties(fd: int) -> None:
-    read = Operation.read(100, fd, 10, priority=3)
-    assert (read.fileno, read.offset, read.nbytes, read.payload) == (fd, 10, 100, None)
-    payload = bytearray(b"12345")
-    write = Operation.write(payload, fd, 7)
-    assert (write.fileno, write.offset, write.nbytes) == (fd, 7, 5)
-    assert write.payload is payload
-    sync = Operation.fsync(fd)
-    assert (sync.fileno, sync.offset, sync.nbytes, sync.payload) == (fd, 0, 0, None)
-    assert Operation.fdsync(fd).nbytes == 0
-    assert "read" in repr(read) and "new" in repr(read)
-
-
-def test_operation_read_is_capped(fd: int) -> None:
-    assert Operation.read(2**40, fd, 0).nbytes == MAX_RW_COUNT
-
-
-def test_operation_cannot_be_made_directly() -> None:
-    with pytest.raises(TypeError):
-        Operation()
-
-
-def test_operation_argument_errors(fd: int) -> None:
-    with pytest.raises(TypeError):
-        Operation.read("1", fd, 0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        Operation.read(1, fd, -1)
-    with pytest.raises(MemoryError):
-        Operation.read(2**63, fd, 0)
-    with pytest.raises(ValueError):
-        Operation.write(b"", fd, 2**63)
-    with pytest.raises(ValueError):
-        Operation.fsync(fd, priority=70000)
-    with pytest.raises(TypeError):
-        Operation.fdsync(fd, priority="high")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        Operation.write("text", fd, 0)  # type: ignore[arg-type]
-    with pytest.raises(OverflowError):
-        Operation.fsync(2**40)
-
-
-def test_set_callback_checks_callable(fd: int) -> None:
-    op = Operation.read(1, fd, 0)
-    with pytest.raises(TypeError):
-        op.set_callback(42)  # type: ignore[arg-type]
-    op.set_callback(None)
-
-
-def test_get_value_before_done(fd: int) -> None:
-    with pytest.raises(RuntimeError):
-        Operation.read(1, fd, 0).get_value()
-
-
-def test_callbacks_get_raw_results_in_a_worker(ctx: Context, fd: int) -> None:
-    seen: queue.SimpleQueue[tuple[int, threading.Thread]] = queue.SimpleQueue()
-    write = Operation.write(b"hello", fd, 0)
-    write.set_callback(lambda result: seen.put((result, threading.current_thread())))
-    ctx.submit(write)
-    result, thread = seen.get(timeout=TIMEOUT)
-    assert result == 5
-    assert thread is not threading.current_thread()
-    assert write.get_value() == 5
-
-    read, past_end, sync, datasync = (
-        Operation.read(100, fd, 1), Operation.read(10, fd, 50),
-        Operation.fsync(fd), Operation.fdsync(fd),
-    )
-    assert run(ctx, read, past_end, sync, datasync) == [4, 0, 0, 0]
-    assert read.get_value() == b"ello"
-    assert read.payload == b"ello"
-    assert past_end.get_value() == b""
-    assert sync.get_value() is None
-    assert datasync.get_value() is None
-    assert "done result=4" in repr(read)
-
-
-def test_failed_operation(ctx: Context, closed_fd: int, dir_fd: int) -> None:
-    bad, directory = Operation.read(10, closed_fd, 0), Operation.read(10, dir_fd, 0)
-    assert run(ctx, bad, directory) == [-errno.EBADF, -errno.EISDIR]
-    with pytest.raises(OSError) as info:
-        bad.get_value()
-    assert info.value.errno == errno.EBADF
-    with pytest.raises(IsADirectoryError):
-        directory.get_value()
-    assert bad.payload is None
-
-
-def test_submit_checks(ctx: Context, fd: int) -> None:
-    with pytest.raises(TypeError):
-        ctx.submit(object())  # type: ignore[arg-type]
-    op = Operation.fsync(fd)
-    with pytest.raises(RuntimeError):
-        ctx.submit(op, op)
-    assert op.fileno == fd
-    run(ctx, op)
-    with pytest.raises(RuntimeError):
-        ctx.submit(op)
-    assert ctx.submit() == 0
-
-
-def test_failing_callback_is_logged(fd: int, caplog: pytest.LogCaptureFixture) -> None:
-    def boom(result: int) -> None:
-        raise ZeroDivisionError(result)
-
-    os.pwrite(fd, b"x", 0)
-    context = Context(pool_size=1)  # one worker: operations finish in order
-    try:
-        failing = Operation.fsync(fd)
-        failing.set_callback(boom)
-        with caplog.at_level(logging.ERROR, logger="caio.python_aio"):
-            context.submit(failing)
-            # The worker survives: later operations still complete.
-            assert run(context, *(Operation.read(1, fd, 0) for _ in range(20))) == [1] * 20
-    finally:
-        context.close()
-    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
-
-
-def test_cancel_waiting_operations(fd: int, pipe: Any) -> None:
-    r, w = pipe
-    context = Context(pool_size=1)
-    try:
-        # The only worker blocks on an empty pipe, so the rest must wait.
-        blocker = Operation.read(4, r, 0)
-        results: queue.SimpleQueue[int] = queue.SimpleQueue()
-        blocker.set_callback(results.put)
-        context.submit(blocker)
-        waiting = [Operation.write(b"never", fd, 0) for _ in range(3)]
-        cancelled: list[int] = []
-        for op in waiting:
-            op.set_callback(cancelled.append)
-        context.submit(*waiting)
-        assert context.cancel(*waiting) == 3
-        assert cancelled == [-errno.ECANCELED] * 3
-        with pytest.raises(OSError) as info:
-            waiting[0].get_value()
-        assert info.value.errno == errno.ECANCELED
-        assert context.cancel(*waiting) == 0  # already done
-        os.write(w, b"go!!")
-        assert results.get(timeout=TIMEOUT) == 4
-        assert blocker.get_value() == b"go!!"
-        assert os.pread(fd, 10, 0) == b""  # no cancelled write ran
-    finally:
-        context.close()
-
-
-def test_close_cancels_and_is_idempotent(fd: int, pipe: Any) -> None:
-    r, _ = pipe
-    context = Context(pool_size=1)
-    blocker = Operation.read(4, r, 0)
-    queued = Operation.write(b"late", fd, 0)
-    got: list[int] = []
-    blocker.set_callback(got.append)
-    queued.set_callback(got.append)
-    context.submit(blocker, queued)
-    # close() must not hang on the worker blocked in the pipe read.
-    context.close()
-    context.close()
-    assert context.closed
-    assert sorted(got) == [-errno.ECANCELED] * 2
-    assert os.pread(fd, 10, 0) == b""
-    with pytest.raises(ValueError):
-        context.submit(Operation.fsync(fd))
-    with pytest.raises(ValueError):
-        context.fileno  # noqa: B018
-
-
-def test_context_arguments() -> None:
-    with pytest.raises(ValueError):
-        Context(max_requests=0)
+def test_pool_size_argument() -> None:
+    # max_requests follows the shared rule (protocol/test_api.py).
     with pytest.raises(ValueError):
         Context(pool_size=0)
     with pytest.raises(TypeError):
-        Context(max_requests="8")  # type: ignore[arg-type]
-    default = Context(None)
-    try:
-        assert default.max_requests == 512
-    finally:
-        default.close()
-    context = Context(max_requests=3, pool_size=8)
-    try:
-        assert context.max_requests == 3
-        assert "max_requests=3" in repr(context)
-    finally:
-        context.close()
+        Context(pool_size="8")  # type: ignore[arg-type]
 
 
 def test_workers_never_exceed_max_requests(fd: int) -> None:
@@ -276,13 +102,6 @@ def test_bad_descriptor_fails_at_once(ctx: Context, closed_fd: int) -> None:
     assert info.value.errno == errno.EBADF
 
 
-def test_without_future_factory(ctx: Context, fd: int) -> None:
-    with pytest.raises(RuntimeError):
-        ctx.write_async(b"x", fd, 0)
-    with pytest.raises(TypeError):
-        ctx.set_future_factory(None)  # type: ignore[arg-type]
-
-
 def test_process_events_resolves_futures(
     ctx: Context, pipe: Any, event_loop: asyncio.AbstractEventLoop,
 ) -> None:
@@ -302,75 +121,6 @@ def test_process_events_resolves_futures(
     assert ctx.process_events() == 1
     assert written.result() == 4
     assert os.read(r, 10) == b"back"
-
-
-def test_one_wakeup_for_many_completions(
-    ctx: Context, fd: int, event_loop: asyncio.AbstractEventLoop,
-) -> None:
-    ctx.set_future_factory(event_loop.create_future)
-    futures = [ctx.fsync_async(fd) for _ in range(50)]
-    for future in futures:
-        assert isinstance(future, asyncio.Future)
-    resolved = 0
-    while resolved < 50:
-        wait_readable(ctx.fileno)
-        resolved += ctx.process_events()
-    assert resolved == 50
-    assert all(f.done() and f.result() is None for f in futures)
-
-
-def test_cancel_future(fd: int, pipe: Any, event_loop: asyncio.AbstractEventLoop) -> None:
-    r, _ = pipe
-    context = Context(pool_size=1)
-    try:
-        context.set_future_factory(event_loop.create_future)
-        blocker = context.read_async(1, r, 0)
-        waiting = context.write_async(b"never", fd, 0)
-        assert isinstance(blocker, asyncio.Future) and isinstance(waiting, asyncio.Future)
-        waiting.cancel()
-        assert context.cancel_future(waiting) is True
-        assert context.cancel_future(waiting) is False
-        alive = context.fdsync_async(fd)
-        assert isinstance(alive, asyncio.Future)
-        assert context.cancel_future(alive) is True
-        with pytest.raises(OSError) as info:
-            alive.result()
-        assert info.value.errno == errno.ECANCELED
-    finally:
-        context.close()
-    # close() ended the blocked pipe read with ECANCELED.
-    with pytest.raises(OSError) as info:
-        blocker.result()
-    assert info.value.errno == errno.ECANCELED
-    assert os.pread(fd, 10, 0) == b""
-
-
-async def test_pipe_ignores_offsets(pipe: Any) -> None:
-    r, w = pipe
-    async with python_aio_asyncio().AsyncioContext() as context:
-        assert await context.write(b"to the pipe", w, 4096) == 11
-        assert await context.read(100, r, 777) == b"to the pipe"
-
-
-async def test_proc_files_work(event_loop: asyncio.AbstractEventLoop) -> None:
-    descriptor = os.open("/proc/self/status", os.O_RDONLY)
-    try:
-        async with python_aio_asyncio().AsyncioContext() as context:
-            data = await context.read(65536, descriptor, 0)
-    finally:
-        os.close(descriptor)
-    assert data.startswith(b"Name:")
-
-
-async def test_big_read_goes_to_the_pool(file_path: Path) -> None:
-    data = os.urandom(3 * 2**20)
-    file_path.write_bytes(data)
-    descriptor = os.open(file_path, os.O_RDONLY)
-    try:
-        async with python_aio_asyncio().AsyncioContext() as context:
-            assert await context.read(len(data), descriptor, 0) == data
-    finally:
-        os.close(descriptor)
 
 
 def python_aio_asyncio() -> Any:

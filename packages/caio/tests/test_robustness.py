@@ -554,43 +554,6 @@ def test_stop_loop_from_another_thread(backend: str, asyncio_module: Any, pipe: 
     in_thread(body)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_fork_then_use(asyncio_module: Any, fd: int) -> None:
-    async def parent_io(context: Any) -> None:
-        await context.write(b"parent", fd, 0)
-
-    loop = asyncio.new_event_loop()
-    context = asyncio_module.AsyncioContext(loop=loop)
-    loop.run_until_complete(parent_io(context))
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its status
-        code = 1
-        try:
-            # The parent's context is not usable here: it must say so.
-            try:
-                context.context.read_async(1, fd, 0)
-            except RuntimeError:
-                code = 0
-            except BaseException:
-                code = 2
-            context.close()
-            # A fresh context in the child works.
-            async def child() -> bytes:
-                async with asyncio_module.AsyncioContext() as fresh:
-                    return bytes(await fresh.read(6, fd, 0))
-
-            if asyncio.run(child()) != b"parent":
-                code = 3
-        finally:
-            os._exit(code)
-    _, status = in_thread(lambda: os.waitpid(pid, 0))
-    assert os.waitstatus_to_exitcode(status) == 0
-    # The parent's context still works after the child closed its copy.
-    loop.run_until_complete(parent_io(context))
-    context.close()
-    loop.close()
-
-
 def test_cancelled_pipe_reads_do_not_starve_other_operations(
     backend: str, asyncio_module: Any, pipe: Any, fd: int,
 ) -> None:

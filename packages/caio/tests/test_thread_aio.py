@@ -1,18 +1,18 @@
-"""caio.thread_aio at the low level: the fast path, the pool, closing, fork.
+"""What only caio.thread_aio has: the RWF_NOWAIT fast path, the pool
+(pool_size, workers started on demand, signals blocked, interrupted pipe
+waits), close_timeout and the atexit hook.
 
-The generic behaviour (errors, payload types, back-pressure, cancellation
-through the adapter) is tested for every backend in test_asyncio_context.py;
-this file pins down what is specific to the C thread pool.
+The protocol every backend shares (the API, callbacks, cancellation,
+closing, fork, threads, special files, errors) runs for each backend in
+protocol/, the adapter's behaviour in test_asyncio_context.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import os
 import random
-import resource
 import select
 import signal
 import stat
@@ -20,8 +20,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +40,9 @@ nowait_only = pytest.mark.skipif(not _HAVE_NOWAIT, reason="built without RWF_NOW
 
 
 @pytest.fixture
-def ctx(event_loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+def ctx(wire: Any) -> Any:
     """A low-level Context wired to the test's loop like the adapter does."""
-    context = Context(max_requests=64, pool_size=4)
-    context.set_future_factory(event_loop.create_future)
-    event_loop.add_reader(context.fileno, context.process_events)
-    yield context
-    if not context.closed:
-        event_loop.remove_reader(context.fileno)
-    context.close()
+    return wire(Context(max_requests=64, pool_size=4))
 
 
 def wait_readable(fd: int) -> None:
@@ -114,48 +107,11 @@ def test_context_arguments() -> None:
     assert "max_requests=3" in repr(context)
     context.close()
     assert "closed" in repr(context)
-    for bad in ({"max_requests": 0}, {"pool_size": 0}, {"pool_size": 10**30},
+    # max_requests follows the shared rule (protocol/test_api.py).
+    for bad in ({"pool_size": 0}, {"pool_size": 10**30},
                 {"close_timeout": -1.0}, {"close_timeout": float("nan")}):
         with pytest.raises(ValueError):
             Context(**bad)
-    with pytest.raises(TypeError):
-        Context(max_requests="8")  # type: ignore[arg-type]
-
-
-def test_methods_after_close(fd: int) -> None:
-    context = Context()
-    context.close()
-    context.close()  # idempotent
-    assert context.closed
-    op = Operation.read(1, fd, 0)
-    calls: list[Callable[[], object]] = [
-        lambda: context.read_async(1, fd, 0),
-        lambda: context.write_async(b"x", fd, 0),
-        lambda: context.fsync_async(fd),
-        lambda: context.fdsync_async(fd),
-        lambda: context.submit(op),
-        lambda: context.cancel(op),
-        lambda: context.process_events(),
-        lambda: context.cancel_future(None),
-        lambda: context.set_future_factory(list),  # type: ignore[arg-type]
-        lambda: context.fileno,
-    ]
-    for call in calls:
-        with pytest.raises(ValueError, match="closed"):
-            call()
-    assert context.max_requests == 512
-
-
-def test_future_factory_checks(fd: int, pipe: Any) -> None:
-    context = Context()
-    try:
-        with pytest.raises(TypeError):
-            context.set_future_factory(42)  # type: ignore[arg-type]
-        # A pipe without data needs a worker, hence a future.
-        with pytest.raises(RuntimeError, match="set_future_factory"):
-            context.read_async(10, pipe[0], 0)
-    finally:
-        context.close()
 
 
 # ---- the fast path ---------------------------------------------------------
@@ -165,7 +121,9 @@ def test_future_factory_checks(fd: int, pipe: Any) -> None:
 def test_cached_read_finishes_during_the_call(data_file: tuple[int, bytes]) -> None:
     fd, data = data_file
     os.pread(fd, len(data), 0)  # into the page cache
-    context = Context()  # no future factory: a future would be an error
+    context = Context()
+    # A factory that fails the test: a cached read must not make a future.
+    context.set_future_factory(lambda: pytest.fail("a cached read made a future"))
     try:
         assert context.read_async(BLOCK, fd, BLOCK) == data[BLOCK:2 * BLOCK]
         # Short at end of file, confirmed by a second non-blocking read.
@@ -265,92 +223,6 @@ async def test_writes_reads_and_syncs_through_the_pool(ctx: Any, fd: int) -> Non
     assert os.pread(fd, 10 * BLOCK, 0) == bytes(BLOCK) + payload
 
 
-async def test_errors_become_oserror(ctx: Any, dir_fd: int, file_path: Path) -> None:
-    with pytest.raises(OSError) as info:
-        result = ctx.read_async(10, dir_fd, 0)
-        await result
-    assert info.value.errno == errno.EISDIR
-    file_path.write_bytes(b"x")
-    read_only = os.open(file_path, os.O_RDONLY)
-    try:
-        with pytest.raises(OSError) as info:
-            await AsyncioContext(loop=asyncio.get_running_loop()).write(b"x", read_only, 0)
-        assert info.value.errno == errno.EBADF
-    finally:
-        os.close(read_only)
-    if hasattr(os, "eventfd"):
-        event = os.eventfd(1)   # readable: the read does not wait
-        try:
-            # An eventfd cannot seek, and reads of less than 8 bytes: EINVAL.
-            with pytest.raises(OSError) as info:
-                await ctx.read_async(4, event, 0)
-            assert info.value.errno == errno.EINVAL
-        finally:
-            os.close(event)
-
-
-def test_operation_callbacks_run_in_a_worker(fd: int, closed_fd: int) -> None:
-    context = Context(pool_size=2)
-    try:
-        write = Operation.write(b"hello", fd, 0)
-        bad = Operation.read(10, closed_fd, 0)
-        (written, tid), (failed, _) = run_ops(context, write, bad)
-        assert (written, failed) == (5, -errno.EBADF)
-        assert tid != threading.get_ident()
-        assert write.get_value() == 5
-        with pytest.raises(OSError):
-            bad.get_value()
-        read, sync = Operation.read(100, fd, 0), Operation.fdsync(fd)
-        assert [r for r, _ in run_ops(context, read, sync)] == [5, 0]
-        assert read.get_value() == b"hello"
-        assert sync.get_value() is None
-    finally:
-        context.close()
-
-
-def test_submit_checks_every_operation_first(fd: int) -> None:
-    context = Context()
-    try:
-        op = Operation.read(1, fd, 0)
-        with pytest.raises(RuntimeError, match="already submitted"):
-            context.submit(op, op)
-        with pytest.raises(TypeError):
-            context.submit(Operation.read(1, fd, 0), "not an operation")  # type: ignore[arg-type]
-        with pytest.raises(TypeError):
-            context.cancel("not an operation")  # type: ignore[arg-type]
-        # Nothing was queued by the failed calls: op can still be run.
-        assert run_ops(context, op)[0][0] == 0
-        with pytest.raises(RuntimeError, match="finished"):
-            context.submit(op)
-    finally:
-        context.close()
-
-
-def test_failing_callback_does_not_stop_the_others(fd: int) -> None:
-    context = Context(pool_size=1)
-    seen = []
-    hook_calls = []
-    old_hook = sys.unraisablehook
-    sys.unraisablehook = lambda info: hook_calls.append(info.exc_type)
-    try:
-        bad, good = Operation.fsync(fd), Operation.fsync(fd)
-        bad.set_callback(lambda result: 1 / 0)
-        done = threading.Event()
-
-        def record(result: int) -> None:
-            seen.append(result)
-            done.set()
-
-        good.set_callback(record)
-        context.submit(bad, good)
-        assert done.wait(TIMEOUT)
-        assert seen == [0]
-        assert ZeroDivisionError in hook_calls
-    finally:
-        sys.unraisablehook = old_hook
-        context.close()
-
-
 def occupy_the_worker(context: Any, fd: int) -> tuple[Any, threading.Event]:
     """Keep a one-worker context busy: an Operation whose callback (run by
     the worker) waits. Returns it and the event that lets it go."""
@@ -367,29 +239,8 @@ def occupy_the_worker(context: Any, fd: int) -> tuple[Any, threading.Event]:
     return op, release
 
 
-def test_cancel_operations_still_queued(fd: int) -> None:
-    context = Context(pool_size=1)
-    try:
-        running, release = occupy_the_worker(context, fd)
-        queued = [Operation.fsync(fd) for _ in range(3)]
-        results: list[int] = []
-        for op in queued:
-            op.set_callback(results.append)
-        context.submit(*queued)
-        assert context.cancel(*queued) == 3
-        assert results == [-errno.ECANCELED] * 3   # run by cancel() itself
-        with pytest.raises(OSError) as info:
-            queued[0].get_value()
-        assert info.value.errno == errno.ECANCELED
-        assert context.cancel(running) == 0      # a worker has it
-        assert context.cancel(Operation.fsync(fd)) == 0   # never submitted
-        release.set()
-        assert run_ops(context, Operation.fsync(fd))[0][0] == 0
-    finally:
-        context.close()
-
-
-def test_cancel_future(pipe: Any, fd: int) -> None:
+def test_cancel_future_of_a_request_that_ran(pipe: Any, fd: int) -> None:
+    # Cancelling what still waits is shared (protocol/test_completions.py).
     r, w = pipe
     loop = asyncio.new_event_loop()
     context = Context(pool_size=1)
@@ -397,13 +248,6 @@ def test_cancel_future(pipe: Any, fd: int) -> None:
         context.set_future_factory(loop.create_future)
         _, release = occupy_the_worker(context, fd)
         first = context.read_async(1, r, 0)
-        queued = context.fsync_async(fd)
-        assert context.cancel_future(queued) is True
-        assert queued.done()
-        assert isinstance(queued.exception(), OSError)
-        assert queued.exception().errno == errno.ECANCELED
-        assert context.cancel_future(queued) is False     # already gone
-        assert context.cancel_future(object()) is False
         first.cancel()                                    # as a task would
         os.write(w, b"x")
         release.set()
@@ -568,68 +412,6 @@ def test_workers_block_all_signals(pipe: Any) -> None:
         context.close()
 
 
-# ---- special files and big numbers ---------------------------------------
-
-
-async def test_pipe_through_the_adapter(pipe: Any) -> None:
-    r, w = pipe
-    async with AsyncioContext() as context:
-        reader = asyncio.ensure_future(context.read(100, r, 777))
-        await asyncio.sleep(0.01)
-        assert not reader.done()
-        assert await context.write(b"through the pipe", w, 555) == 16
-        assert await reader == b"through the pipe"
-        os.close(w)
-        assert await context.read(100, r, 0) == b""    # end of file
-
-
-async def test_pipe_write_bigger_than_the_pipe(pipe: Any) -> None:
-    # The fast path fills the pipe, a worker writes the rest; the offset is
-    # ignored, even the largest one (advancing it must not overflow).
-    r, w = pipe
-    payload = os.urandom(300_000)
-    received = bytearray()
-
-    def drain() -> None:
-        while len(received) < len(payload):
-            received.extend(os.read(r, 1 << 16))
-
-    reader = threading.Thread(target=drain)
-    async with AsyncioContext() as context:
-        writing = asyncio.ensure_future(context.write(payload, w, 2**63 - 1))
-        await asyncio.sleep(0)
-        reader.start()
-        assert await writing == len(payload)
-    reader.join(TIMEOUT)
-    assert bytes(received) == payload
-
-
-async def test_proc_file_through_the_adapter() -> None:
-    async with AsyncioContext() as context:
-        with open("/proc/self/status", "rb") as f:
-            status = await context.read(1 << 16, f.fileno(), 0)
-    assert status.startswith(b"Name:")
-    assert f"\nPid:\t{os.getpid()}\n".encode() in status
-
-
-async def test_offsets_beyond_4_gib(ctx: Any, fd: int) -> None:
-    offset = (1 << 32) + 12345
-    written = ctx.write_async(b"far away", fd, offset)
-    assert (written if isinstance(written, int) else await written) == 8
-    result = ctx.read_async(100, fd, offset)
-    assert (result if isinstance(result, bytes) else await result) == b"far away"
-
-
-async def test_huge_read_of_a_small_file(ctx: Any, fd: int) -> None:
-    os.pwrite(fd, b"small", 0)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = ctx.read_async(3 << 30, fd, 0)     # more than 2 GiB asked
-    assert (result if isinstance(result, bytes) else await result) == b"small"
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    # Never touched the 2 GiB buffer (ASan's shadow of it costs 256 MiB).
-    assert grown_kib < 1024 * 1024
-
-
 # ---- cancellation ------------------------------------------------------------
 
 
@@ -677,19 +459,6 @@ async def test_ten_thousand_operations_with_random_cancellation(file_path: Path)
 # ---- closing -----------------------------------------------------------------
 
 
-async def test_close_wakes_a_read_on_a_silent_pipe(pipe: Any, fd: int) -> None:
-    r, _ = pipe
-    loop = asyncio.get_running_loop()
-    context = Context(pool_size=1)
-    context.set_future_factory(loop.create_future)
-    running = context.read_async(10, r, 0)
-    queued = context.fsync_async(fd)
-    context.close()     # must not wait for a writer that never comes
-    for future in (running, queued):
-        assert isinstance(future.exception(), OSError)
-        assert future.exception().errno == errno.ECANCELED
-
-
 async def test_close_gives_up_on_a_stuck_worker(pipe: Any) -> None:
     # A write bigger than the pipe's buffer sleeps inside write(2) once
     # half done: poll() cannot help; close() waits close_timeout, then
@@ -716,55 +485,6 @@ async def test_close_gives_up_on_a_stuck_worker(pipe: Any) -> None:
     async with AsyncioContext() as again:
         assert await again.write(b"ok", w, 0) == 2
     assert os.read(r, 2) == b"ok"
-
-
-def test_close_from_an_operation_callback(fd: int) -> None:
-    context = Context(pool_size=1)
-    closed = threading.Event()
-
-    def close_me(result: int) -> None:
-        context.close()     # in the worker: must not wait for itself
-        closed.set()
-
-    op = Operation.fsync(fd)
-    op.set_callback(close_me)
-    context.submit(op)
-    assert closed.wait(TIMEOUT)
-    assert context.closed
-
-
-def test_dropping_the_context_closes_it(pipe: Any) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        context = Context(pool_size=1)
-        context.set_future_factory(loop.create_future)
-        future = context.read_async(10, pipe[0], 0)
-        ref = weakref.ref(context)
-        del context
-        gc.collect()
-        assert ref() is None
-        assert future.exception().errno == errno.ECANCELED
-    finally:
-        loop.close()
-
-
-def test_context_in_a_cycle_is_collected() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        # list -> context -> factory -> its defaults -> list: only the GC
-        # can free this, and only if the context traverses its factory.
-        box: list[Any] = [Context()]
-
-        def factory(box: list[Any] = box) -> Any:
-            return loop.create_future()
-
-        box[0].set_future_factory(factory)
-        ref = weakref.ref(box[0])
-        del box, factory
-        gc.collect()
-        assert ref() is None
-    finally:
-        loop.close()
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -806,57 +526,6 @@ def test_interpreter_exit_with_work_in_flight() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_forked_child(data_file: tuple[int, bytes], pipe: Any) -> None:
-    fd, data = data_file
-    loop = asyncio.new_event_loop()
-    context = Context(pool_size=2)
-    try:
-        context.set_future_factory(loop.create_future)
-        pending = context.read_async(1, pipe[0], 0)     # a worker is busy
-        pid = os.fork()
-        if pid == 0:    # the child: clear errors, and close() must not block
-            code = 0
-            try:
-                calls: list[Callable[[], object]] = [
-                    lambda: context.read_async(1, fd, 0),
-                    lambda: context.submit(Operation.fsync(fd)),
-                    lambda: context.process_events(),
-                    lambda: context.fileno,
-                ]
-                for call in calls:
-                    try:
-                        call()
-                        code |= 1
-                    except RuntimeError as exc:
-                        if "another process" not in str(exc):
-                            code |= 2
-                context.close()
-                if not context.closed:
-                    code |= 4
-
-                async def read_in_child() -> bytes:
-                    async with AsyncioContext() as fresh:
-                        return await fresh.read(4, fd, 0)
-
-                if asyncio.run(read_in_child()) != data[:4]:
-                    code |= 8
-            except BaseException:
-                code |= 16
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        # The parent's context is untouched.
-        os.write(pipe[1], b"p")
-        wait_readable(context.fileno)
-        assert context.process_events() == 1
-        assert pending.result() == b"p"
-    finally:
-        context.close()
-        loop.close()
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
 def test_forked_child_exits_normally() -> None:
     # The child's atexit hook meets the parent's context (with a busy
     # worker that does not exist in the child): it must forget it, not
@@ -887,65 +556,3 @@ def test_forked_child_exits_normally() -> None:
     """)
     assert proc.returncode == 0, proc.stderr
     assert "child 0 result [3]" in proc.stdout, proc.stdout + proc.stderr
-
-
-def test_two_threads_each_with_a_context(file_path: Path) -> None:
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        async def main() -> None:
-            path = file_path.with_name(f"thread-{index}.bin")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                async with AsyncioContext(pool_size=2) as context:
-                    payloads = [os.urandom(BLOCK) for _ in range(200)]
-                    await asyncio.gather(*(
-                        context.write(p, fd, i * BLOCK) for i, p in enumerate(payloads)
-                    ))
-                    await context.fdsync(fd)
-                    got = await asyncio.gather(*(
-                        context.read(BLOCK, fd, i * BLOCK) for i in range(200)
-                    ))
-                    assert got == payloads
-            finally:
-                os.close(fd)
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert not errors, errors
-
-
-def test_shared_context_used_while_another_thread_closes_it(fd: int) -> None:
-    # Misuse, but it must end in clear errors, not a crash or a hang.
-    loop = asyncio.new_event_loop()
-    context = Context(pool_size=2)
-    context.set_future_factory(loop.create_future)
-    stop = threading.Event()
-    outcomes: set[str] = set()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                context.fsync_async(fd)
-                outcomes.add("ok")
-            except ValueError:
-                outcomes.add("closed")
-                return
-
-    thread = threading.Thread(target=hammer)
-    thread.start()
-    try:
-        context.close()
-    finally:
-        stop.set()
-        thread.join(TIMEOUT)
-        loop.close()
-    assert not thread.is_alive()
-    assert outcomes <= {"ok", "closed"}

@@ -1,0 +1,136 @@
+"""Closing on every backend: with operations in flight and waiting, from a
+callback, by dropping the last reference, and inside a reference cycle.
+
+What close() promises (docs/internals.md, "Closing"): it returns without
+waiting for anything that may never come (a pipe nobody writes to), every
+pending future fails with ECANCELED, every Operation's callback runs once,
+with its result where the kernel finished it and -ECANCELED otherwise, and
+nothing cancelled is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import os
+import select
+import weakref
+from typing import Any
+
+import pytest
+
+
+class Busy:
+    """A Context(1) with one held request, and two Operations and two
+    futures waiting for its slot."""
+
+    def __init__(self, harness: Any, loop: asyncio.AbstractEventLoop) -> None:
+        fd = harness.fd
+        self.harness = harness
+        self.context = harness.Context(1)
+        self.context.set_future_factory(loop.create_future)
+        self.held = harness.hold(self.context)
+        self.ops = [harness.Operation.write(b"never", fd, 0), harness.Operation.fsync(fd)]
+        self.results: list[int] = []
+        for op in self.ops:
+            op.set_callback(self.results.append)
+        assert self.context.submit(*self.ops) == 2
+        self.futures = [self.context.write_async(b"never", fd, 8), self.context.fdsync_async(fd)]
+        assert all(isinstance(f, asyncio.Future) for f in self.futures)
+
+    def check_cancelled(self) -> None:
+        assert self.results == [-errno.ECANCELED] * 2
+        for op in self.ops:
+            with pytest.raises(OSError) as info:
+                op.get_value()
+            assert info.value.errno == errno.ECANCELED
+        for future in self.futures:
+            assert isinstance(future.exception(), OSError)
+            assert future.exception().errno == errno.ECANCELED
+        # The pipe read never gets data: cancelled. Kernel AIO's fdatasync
+        # was done by the kernel: delivered with its result, not dropped.
+        expected = -errno.ECANCELED if self.harness.waits_on_pipes else 0
+        assert self.held.results == [expected]
+        assert os.pread(self.harness.fd, 20, 0) == b""
+
+
+def test_close_with_requests_in_flight(
+    harness: Any, event_loop: asyncio.AbstractEventLoop,
+) -> None:
+    busy = Busy(harness, event_loop)
+    busy.context.close()        # returns: nothing waits for the silent pipe
+    assert busy.context.closed
+    busy.check_cancelled()
+    busy.context.close()        # idempotent
+    assert busy.results == [-errno.ECANCELED] * 2   # callbacks ran once
+
+
+def test_dropping_a_context_with_requests_in_flight(
+    harness: Any, event_loop: asyncio.AbstractEventLoop,
+) -> None:
+    busy = Busy(harness, event_loop)
+    ref = weakref.ref(busy.context)
+    del busy.context
+    gc.collect()
+    assert ref() is None
+    if harness.backend == "python":
+        # python_aio's finalizer (weakref.finalize: it may run in whatever
+        # thread the collector runs in) only marks what waits as cancelled
+        # and stops the workers; it runs no callbacks and leaves futures
+        # alone. The C backends close() in dealloc.
+        assert busy.results == []
+        for op in busy.ops:
+            with pytest.raises(OSError) as info:
+                op.get_value()
+            assert info.value.errno == errno.ECANCELED
+        return
+    busy.check_cancelled()
+
+
+def test_context_in_a_cycle_is_collected(
+    harness: Any, event_loop: asyncio.AbstractEventLoop,
+) -> None:
+    # list -> context -> factory -> its defaults -> list: only the garbage
+    # collector can free this, and only if the context traverses its factory.
+    box: list[Any] = [harness.Context(4)]
+
+    def factory(box: list[Any] = box) -> Any:
+        return event_loop.create_future()
+
+    box[0].set_future_factory(factory)
+    ref = weakref.ref(box[0])
+    fileno = box[0].fileno
+    del box, factory
+    gc.collect()
+    assert ref() is None
+    with pytest.raises(OSError):    # its notification descriptor is closed
+        os.fstat(fileno)
+
+
+def test_close_from_a_callback(harness: Any) -> None:
+    context = harness.Context(4)
+    seen: list[int] = []
+
+    def close_it(result: int) -> None:
+        seen.append(result)
+        # Re-entrant: inside process_events, or in the worker that would
+        # otherwise wait for itself to finish.
+        context.close()
+
+    ops = [harness.Operation.write(b"x", harness.fd, 0)]
+    ops[0].set_callback(close_it)
+    if harness.waits_on_pipes:
+        r, _ = harness.pipe()
+        ops.append(harness.Operation.read(10, r, 0))    # never completes
+        ops[1].set_callback(seen.append)
+    assert context.submit(*ops) == len(ops)
+    for _ in range(1000):
+        if context.closed:
+            break
+        readable, _, _ = select.select([context.fileno], [], [], 0.01)
+        if readable:
+            context.process_events()
+    assert context.closed
+    assert sorted(seen) == sorted([1] + [-errno.ECANCELED] * (len(ops) - 1))
+    assert ops[0].get_value() == 1
