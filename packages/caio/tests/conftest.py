@@ -23,10 +23,7 @@ import pytest
 import caio
 
 # CAIO_IMPL name -> low-level module name, best first.
-try:  # TODO(merge): caio._backends is the one backend map; drop the fallback
-    from caio._backends import BACKENDS
-except ImportError:
-    BACKENDS = dict(caio._BACKENDS)
+from caio._backends import BACKENDS
 
 
 @pytest.fixture(params=list(BACKENDS))

@@ -11,11 +11,7 @@ from pathlib import Path
 import pytest
 
 import caio
-
-try:  # TODO(merge): caio._backends is the one backend map; drop the fallback
-    from caio._backends import BACKENDS
-except ImportError:
-    BACKENDS = dict(caio._BACKENDS)
+from caio._backends import BACKENDS
 
 
 def run_main(

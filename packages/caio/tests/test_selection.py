@@ -19,12 +19,9 @@ from typing import Any
 import pytest
 
 import caio
+from caio._backends import BACKENDS
 from caio.asyncio_base import AsyncioContextBase
 
-try:  # TODO(merge): caio._backends is the one backend map; drop the fallback
-    from caio._backends import BACKENDS
-except ImportError:
-    BACKENDS = dict(caio._BACKENDS)
 IMPORTABLE = [name for name, module in BACKENDS.items() if getattr(caio, module) is not None]
 AUTOMATIC = IMPORTABLE[0]
 
