@@ -13,7 +13,7 @@ from collections.abc import Generator
 from concurrent.futures import Executor
 from typing import IO, TYPE_CHECKING, Any
 
-from caio.asyncio_base import AsyncioContextBase
+from caio import MAX_IO_SIZE
 
 from .context import default_context
 from .modes import FileMode, parse_mode
@@ -23,14 +23,14 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer, Self
 
+    from caio import AsyncioContextBase
+
 __all__ = ("AIOFile", "FileName")
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 # read(-1) on a file of unknown size starts with this and doubles.
 _READ_ALL_START = 64 * 1024
-# The kernel's cap on one read or write (INT_MAX rounded down to a page).
-_MAX_RW = 0x7FFFF000
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
@@ -327,7 +327,7 @@ class AIOFile:
             hint = 0
         else:
             hint = st.st_size - offset if stat.S_ISREG(st.st_mode) else 0
-        size = min(hint, _MAX_RW) if hint > 0 else _READ_ALL_START
+        size = min(hint, MAX_IO_SIZE) if hint > 0 else _READ_ALL_START
         parts: list[bytes] = []
         total = 0
         while True:
@@ -338,7 +338,7 @@ class AIOFile:
             offset += len(data)
             total += len(data)
             # The file was longer than it said, or has no size: grow.
-            size = min(max(total, _READ_ALL_START), _MAX_RW)
+            size = min(max(total, _READ_ALL_START), MAX_IO_SIZE)
         if len(parts) == 1:
             return parts[0]  # the common case: no copy
         return b"".join(parts)
