@@ -1,28 +1,22 @@
-"""Sequential access on top of ``AIOFile``: readers, writers, file wrappers.
+"""Where the file wrappers and streams lived before they got modules of their own.
 
-Speed notes, because they shape the code:
-
-* Lines are cut from large chunks (``LINE_CHUNK_SIZE``) by the splitters of
-  ``aiofile.lines`` and kept as an *iterator* over a pre-split list. The
-  async iterator behind ``async for`` (an async generator where that is
-  fastest, see ``_iter_lines``) and the fast path of ``readline()`` both
-  take from that same iterator, so their per-line cost is one ``next()``,
-  and they can be mixed freely. Whatever is read from the disk
-  but not handed out yet is "pending": the iterator, then ``_tail`` (an
-  incomplete last line), then (text) the bytes the decoder holds back.
-* Chunk reads call the caio context directly: each extra ``async def``
-  layer on the path costs about as much as a page-cache read of a few KiB.
-* A whole chunk read is returned as the very bytes object caio made.
+Every name importable from here before still is, and is the very object of
+its new home: ``aiofile.wrappers`` (the file objects), ``aiofile.opening``
+(``async_open``, ``clone``), ``aiofile.streams`` (``Reader``, ``Writer``,
+``LineReader``), ``aiofile.readahead`` (the read-ahead and line machinery
+they share) and ``aiofile.lines`` (the chunk splitters). New code imports
+from ``aiofile`` itself.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Generator
-from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
-
-from .aio import AIOFile, FileName
+from .aio import AIOFile as AIOFile
+from .aio import FileName as FileName
 from .lines import make_splitter as make_splitter
+from .opening import FileIOCloner, async_open, clone
+from .opening import W as W
+from .opening import _BinaryMode as _BinaryMode
+from .opening import _TextMode as _TextMode
 from .readahead import _ASYNC_GENERATORS_FAST as _ASYNC_GENERATORS_FAST
 from .readahead import CHUNK_SIZE as CHUNK_SIZE
 from .readahead import LINE_CHUNK_SIZE as LINE_CHUNK_SIZE
@@ -34,11 +28,7 @@ from .streams import LineReader, Reader, Writer
 from .wrappers import BinaryFileWrapper, FileIOWrapperBase, TextFileWrapper
 from .wrappers import FileIOWrapper as FileIOWrapper
 
-if TYPE_CHECKING:
-    from types import TracebackType
-
-
-# The names they had here before they got their own module.
+# The names these two had here.
 _Pending = ReadAhead
 _readline_slow = readline_slow
 
@@ -53,104 +43,3 @@ __all__ = (
     "async_open",
     "clone",
 )
-
-
-_BinaryMode = Literal[
-    "rb", "wb", "ab", "xb", "rb+", "wb+", "ab+", "xb+", "r+b", "w+b", "a+b", "x+b",
-    "br", "bw", "ba", "bx", "br+", "bw+", "ba+", "bx+",
-]
-_TextMode = Literal[
-    "r", "w", "a", "x", "r+", "w+", "a+", "x+",
-    "rt", "wt", "at", "xt", "rt+", "wt+", "at+", "xt+", "r+t", "w+t", "a+t", "x+t",
-]
-
-
-@overload
-def async_open(
-    file_specifier: FileName | IO[Any], mode: _BinaryMode, *args: Any, **kwargs: Any,
-) -> BinaryFileWrapper: ...
-
-
-@overload
-def async_open(
-    file_specifier: FileName | IO[Any], mode: _TextMode = ..., *args: Any, **kwargs: Any,
-) -> TextFileWrapper: ...
-
-
-@overload
-def async_open(
-    file_specifier: FileName | IO[Any], mode: str = ..., *args: Any, **kwargs: Any,
-) -> BinaryFileWrapper | TextFileWrapper: ...
-
-
-def async_open(
-    file_specifier: FileName | IO[Any], mode: str = "r", *args: Any, **kwargs: Any,
-) -> BinaryFileWrapper | TextFileWrapper:
-    """Open a path (or wrap an open file object) like the built-in ``open``.
-
-    Returns a BinaryFileWrapper or a TextFileWrapper by ``mode``; use it with
-    ``await`` or ``async with`` to open it. Other arguments go to AIOFile
-    (``encoding``, ``context``, ``executor``). A file object keeps its own
-    mode unless one is given, is not owned (closing the wrapper leaves it
-    open) and is read from offset 0. Raises ValueError (bad mode), TypeError.
-    """
-    if isinstance(file_specifier, (str, bytes, os.PathLike)):
-        afp = AIOFile(file_specifier, mode, *args, **kwargs)
-    else:
-        if mode != "r":
-            kwargs["mode"] = mode
-        afp = AIOFile.from_fp(file_specifier, *args, **kwargs)
-    if afp.mode.binary:
-        return BinaryFileWrapper(afp)
-    return TextFileWrapper(afp)
-
-
-W = TypeVar("W", BinaryFileWrapper, TextFileWrapper)
-
-
-class FileIOCloner(Generic[W]):
-    """What ``clone(wrapper)`` returns: ``await`` it or ``async with`` it.
-
-    The clone is a wrapper of the same class on a duplicate descriptor of
-    the same open file, with its own position starting at 0; closing it
-    leaves the original open.
-    """
-
-    def __init__(self, wrapper: W) -> None:
-        self._wrapper: W = wrapper
-        self._clone: W | None = None
-
-    def _make(self) -> W:
-        # Synchronous: os.dup() does not block. Raises ValueError when the
-        # original is closed.
-        wrapper = self._wrapper
-        twin: W = type(wrapper)(wrapper.file.clone())
-        self._clone = twin
-        return twin
-
-    async def _get(self) -> W:
-        return self._make()
-
-    def __await__(self) -> Generator[Any, None, W]:
-        return self._get().__await__()
-
-    async def __aenter__(self) -> W:
-        return self._make()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._clone is not None:
-            await self._clone.close()
-
-
-def clone(wrapper: W) -> FileIOCloner[W]:
-    """A second wrapper on ``wrapper``'s open file with its own position.
-
-    ``g = await clone(f)`` (close ``g`` yourself) or ``async with clone(f)
-    as g``. Raises ValueError (on use) if ``f`` is closed.
-    """
-    return FileIOCloner(wrapper)

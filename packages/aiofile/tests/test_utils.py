@@ -7,6 +7,11 @@ tools reached for) must go on working.
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import subprocess
+import sys
+
 import pytest
 
 import aiofile
@@ -41,3 +46,25 @@ def test_public_names_are_the_package_objects(name: str) -> None:
     # One object per name: isinstance checks against either spelling agree.
     assert getattr(aiofile.utils, name) is getattr(aiofile, name)
 
+
+
+def test_each_class_and_function_lives_in_its_own_module() -> None:
+    # Nothing is defined in utils any more: each class and function is the
+    # object its home module (named after what it holds) defines.
+    homes = set()
+    for name in NAMES_BEFORE_THE_SPLIT:
+        value = getattr(aiofile.utils, name)
+        if not (inspect.isclass(value) or inspect.isfunction(value)):
+            continue
+        home = importlib.import_module(value.__module__)
+        assert home is not aiofile.utils, name
+        assert getattr(home, value.__name__) is value, name
+        homes.add(home.__name__)
+    assert {"aiofile.opening", "aiofile.readahead", "aiofile.streams", "aiofile.wrappers"} <= homes
+
+
+def test_import_aiofile_makes_utils_an_attribute() -> None:
+    # Before the split `import aiofile` imported aiofile.utils on the way.
+    code = "import aiofile; print(aiofile.utils.async_open is aiofile.async_open)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert result.stdout.strip() == b"True"
