@@ -31,7 +31,7 @@ from .lines import make_splitter
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from .aio import AIOFile
+    from .aio import AIOFile, FileHandle
 
 __all__ = ("CHUNK_SIZE", "LINE_CHUNK_SIZE", "ReadAhead", "T", "readline_slow")
 
@@ -60,9 +60,12 @@ class ReadAhead(Generic[T]):
 
     ``_pos`` is the offset of the next disk read. Text subclasses set
     ``_decoder``; the logical position is ``_pos`` minus the pending data.
+    ``_fh`` is the file's handle (``AIOFile._handle()``), taken once: the
+    descriptor and context are read from it on every chunk.
     """
 
     _file: AIOFile
+    _fh: FileHandle
     _pos: int
     _empty: T
     _sep: T
@@ -73,6 +76,7 @@ class ReadAhead(Generic[T]):
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
         self._file = afp
+        self._fh = afp._handle()
         self._pos = offset
         self._chunk_size = chunk_size
         self._lines: Iterator[T] | None = None
@@ -91,11 +95,11 @@ class ReadAhead(Generic[T]):
 
         At end of file an incomplete last line becomes the last line.
         """
-        afp = self._file
-        fd = afp._fd
+        fh = self._fh
+        fd = fh.fd
         if fd < 0:
-            raise afp._closed_error()
-        read = (afp._context or afp._bind_context()).read
+            raise fh.closed_error()
+        read = (fh.context or fh.bind_context()).read
         decoder = self._decoder
         split = self._split
         sep = self._line_sep
@@ -217,9 +221,10 @@ class ReadAhead(Generic[T]):
             return len(data)
         held = len(decoder.getstate()[0])
         if data:
-            afp = self._file
+            encoding = self._file.encoding
             text: Any = data
-            held += len(text.encode(afp.encoding)) - len(afp._bom)
+            # Less the BOM that encode() puts first (utf-16, utf-32, utf-8-sig).
+            held += len(text.encode(encoding)) - len("".encode(encoding))
         return held
 
     def _reset(self, offset: int) -> None:
@@ -262,7 +267,7 @@ async def readline_slow(reader: ReadAhead[T], size: int, sep: T) -> T:
     if not sep:
         raise ValueError("empty line separator")
     buf: Any = reader._take_pending()
-    afp = reader._file
+    fh = reader._fh
     decoder = reader._decoder
     search = 0
     try:
@@ -277,9 +282,9 @@ async def readline_slow(reader: ReadAhead[T], size: int, sep: T) -> T:
                 end = size
                 break
             search = max(0, len(buf) - len(sep) + 1)
-            fd = afp._check_readable()
+            fd = fh.check_readable()
             # Reads grow with the line, so a long one costs linear time.
-            chunk: Any = await (afp._context or afp._bind_context()).read(
+            chunk: Any = await (fh.context or fh.bind_context()).read(
                 max(reader._chunk_size, len(buf)), fd, reader._pos,
             )
             if not chunk:

@@ -36,6 +36,8 @@ class Reader(Generic[T]):
         self.file = aio_file
         self.offset = offset
         self.chunk_size = chunk_size
+        # The file's descriptor and context, read on every chunk.
+        self._fh = aio_file._handle()
         self._decoder = (
             None if aio_file.mode.binary
             else codecs.getincrementaldecoder(aio_file.encoding)()
@@ -46,11 +48,11 @@ class Reader(Generic[T]):
 
         Raises ValueError (closed), OSError, UnicodeDecodeError.
         """
-        afp = self.file
+        fh = self._fh
         decoder = self._decoder
         while True:
-            fd = afp._check_readable()
-            chunk: Any = await (afp._context or afp._bind_context()).read(
+            fd = fh.check_readable()
+            chunk: Any = await (fh.context or fh.bind_context()).read(
                 self.chunk_size, fd, self.offset,
             )
             self.offset += len(chunk)

@@ -46,8 +46,8 @@ class FileIOWrapperBase(ReadAhead[T]):
         self._init_pending(afp, offset, LINE_CHUNK_SIZE, None)
         self._readable = afp.mode.readable
         self._writable = afp.mode.writable
-        if afp.mode.appending and afp._fd >= 0:
-            self._pos = os.fstat(afp._fd).st_size
+        if afp.mode.appending and self._fh.fd >= 0:
+            self._pos = os.fstat(self._fh.fd).st_size
 
     @property
     def file(self) -> AIOFile:
@@ -78,10 +78,10 @@ class FileIOWrapperBase(ReadAhead[T]):
 
     async def _open(self) -> Self:
         afp = self._file
-        if afp._fd < 0:
+        if self._fh.fd < 0:
             await afp.open()
             if afp.mode.appending:
-                self._reset(os.fstat(afp._fd).st_size)
+                self._reset(os.fstat(self._fh.fd).st_size)
         return self
 
     def __await__(self) -> Generator[Any, None, Self]:
@@ -109,8 +109,9 @@ class FileIOWrapperBase(ReadAhead[T]):
 
     def tell(self) -> int:
         """The current position in bytes. Raises ValueError if closed."""
-        if self._file._fd < 0:
-            raise self._file._closed_error()
+        fh = self._fh
+        if fh.fd < 0:
+            raise fh.closed_error()
         return self._pos - self._pending_bytes()
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
@@ -119,8 +120,9 @@ class FileIOWrapperBase(ReadAhead[T]):
         Raises ValueError for a negative result, an unknown ``whence`` or a
         closed file.
         """
-        if self._file._fd < 0:
-            raise self._file._closed_error()
+        fh = self._fh
+        if fh.fd < 0:
+            raise fh.closed_error()
         if whence == os.SEEK_SET:
             position = offset
         elif whence == os.SEEK_CUR:
@@ -162,9 +164,9 @@ class FileIOWrapperBase(ReadAhead[T]):
         """
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
-        afp = self._file
-        fd = afp._check_readable()
-        read = (afp._context or afp._bind_context()).read
+        fh = self._fh
+        fd = fh.check_readable()
+        read = (fh.context or fh.bind_context()).read
         pending = self._take_pending()
         if pending:
             yield pending
@@ -177,11 +179,11 @@ class FileIOWrapperBase(ReadAhead[T]):
                     return
                 self._pos += len(chunk)
                 yield chunk  # type: ignore[misc]
-                if afp._fd != fd:  # closed while the consumer had the chunk
-                    raise afp._closed_error()
+                if fh.fd != fd:  # closed while the consumer had the chunk
+                    raise fh.closed_error()
         while True:
-            if afp._fd != fd:
-                raise afp._closed_error()
+            if fh.fd != fd:
+                raise fh.closed_error()
             data = await read(chunk_size, fd, self._pos)
             if not data:
                 if rest := decoder.decode(b"", True):
@@ -204,13 +206,13 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         Raises ValueError (closed), io.UnsupportedOperation (not readable),
         OSError.
         """
-        afp = self._file
+        fh = self._fh
         if length > 0 and self._lines is None and not self._tail:
             # The fast path: one read, its bytes handed through.
-            fd = afp._fd
+            fd = fh.fd
             if fd < 0 or not self._readable:
-                afp._check_readable()
-            read = (afp._context or afp._bind_context()).read
+                fh.check_readable()
+            read = (fh.context or fh.bind_context()).read
             data = await read(length, fd, self._pos)
             n = len(data)
             self._pos += n
@@ -224,11 +226,11 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         # next read confirms with b"").
         parts = [data]
         got = len(data)
-        afp = self._file
+        fh = self._fh
         try:
             while got < length:
-                fd = afp._check_readable()
-                more = await (afp._context or afp._bind_context()).read(
+                fd = fh.check_readable()
+                more = await (fh.context or fh.bind_context()).read(
                     length - got, fd, self._pos,
                 )
                 if not more:
@@ -246,13 +248,12 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         # Like BytesIO.read: TypeError for a float (NaN passes no comparison
         # above, and would recurse through read() forever).
         length = operator.index(length)
-        afp = self._file
-        afp._check_readable()
+        self._fh.check_readable()
         if length == 0:
             return b""
         pending = self._take_pending()
         if length < 0:
-            rest = await afp.read_bytes(-1, self._pos)
+            rest = await self._file.read_bytes(-1, self._pos)
             self._pos += len(rest)
             return pending + rest if pending else rest
         if len(pending) >= length:
@@ -274,7 +275,7 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
                 for line in lines:
                     return line
             return await self._readline()
-        self._file._check_readable()
+        self._fh.check_readable()
         return await readline_slow(self, size, b"\n" if newline is None else newline)
 
     async def write(self, data: Buffer) -> int:
@@ -311,24 +312,24 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         UnicodeDecodeError, OSError.
         """
         length = operator.index(length)  # TypeError for floats, like StringIO
-        afp = self._file
-        afp._check_readable()
+        fh = self._fh
+        fh.check_readable()
         decoder = self._decoder
         assert decoder is not None
         if length == 0:
             return ""
         text = self._take_pending()
         if length < 0:
-            data = await afp.read_bytes(-1, self._pos)
+            data = await self._file.read_bytes(-1, self._pos)
             self._pos += len(data)
             rest = decoder.decode(data, True)
             return text + rest if text else rest
         parts = [text] if text else []
         got = len(text)
-        read = (afp._context or afp._bind_context()).read
+        read = (fh.context or fh.bind_context()).read
         try:
             while got < length:
-                fd = afp._check_readable()
+                fd = fh.check_readable()
                 # At least one byte per character: the missing count is a
                 # fair first request, rounded up to spare syscalls on tiny reads.
                 data = await read(max(length - got, 4096), fd, self._pos)
@@ -364,7 +365,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
                 for line in lines:
                     return line
             return await self._readline()
-        self._file._check_readable()
+        self._fh.check_readable()
         return await readline_slow(self, size, "\n" if newline is None else newline)
 
     async def write(self, data: str) -> int:
