@@ -136,6 +136,23 @@ class FileIOWrapperBase(ReadAhead[T]):
         self._reset(position)
         return position
 
+    async def readline(self, size: int = -1, newline: T | None = None) -> T:
+        """The next line ending with ``newline`` (default a line feed), empty at EOF.
+
+        At most ``size`` bytes (binary) or characters (text) if ``size`` >=
+        0. Raises ValueError (closed, empty ``newline``),
+        io.UnsupportedOperation, UnicodeDecodeError (text), OSError.
+        """
+        if size < 0 and (newline is None or newline == self._sep):
+            lines = self._lines
+            if lines is not None:
+                # One coroutine per line, not two: take the line here.
+                for line in lines:
+                    return line
+            return await self._readline()
+        self._fh.check_readable()
+        return await readline_slow(self, size, self._sep if newline is None else newline)
+
     async def flush(self, sync_metadata: bool = False) -> None:
         """Make written data durable: fdatasync, or fsync if ``sync_metadata``.
 
@@ -262,22 +279,6 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         data = await self.read(length - len(pending))
         return pending + data
 
-    async def readline(self, size: int = -1, newline: bytes | None = None) -> bytes:
-        """The next line ending with ``newline`` (default b"\\n"), b"" at EOF.
-
-        At most ``size`` bytes if ``size`` >= 0. Raises ValueError (closed,
-        empty ``newline``), io.UnsupportedOperation, OSError.
-        """
-        if size < 0 and (newline is None or newline == b"\n"):
-            lines = self._lines
-            if lines is not None:
-                # One coroutine per line, not two: take the line here.
-                for line in lines:
-                    return line
-            return await self._readline()
-        self._fh.check_readable()
-        return await readline_slow(self, size, b"\n" if newline is None else newline)
-
     async def write(self, data: Buffer) -> int:
         """Write all of the bytes-like ``data`` at the position; returns its length.
 
@@ -351,22 +352,6 @@ class TextFileWrapper(FileIOWrapperBase[str]):
             self._push_back(text[length:])
             return text[:length]
         return text
-
-    async def readline(self, size: int = -1, newline: str | None = None) -> str:
-        """The next line ending with ``newline`` (default "\\n"), "" at EOF.
-
-        At most ``size`` characters if ``size`` >= 0. Raises ValueError
-        (closed, empty ``newline``), io.UnsupportedOperation,
-        UnicodeDecodeError, OSError.
-        """
-        if size < 0 and (newline is None or newline == "\n"):
-            lines = self._lines
-            if lines is not None:
-                for line in lines:
-                    return line
-            return await self._readline()
-        self._fh.check_readable()
-        return await readline_slow(self, size, "\n" if newline is None else newline)
 
     async def write(self, data: str) -> int:
         """Write all of ``data`` at the position; returns its length in characters.
