@@ -5,20 +5,15 @@
 ``Writer`` and ``LineReader`` for sequential access.
 """
 
+# `import aiofile` made `aiofile.utils` an attribute before its contents
+# moved out; it still does.
+from . import utils as utils
 from .aio import AIOFile
 from .modes import FileMode, parse_mode
-from .utils import (
-    BinaryFileWrapper,
-    FileIOCloner,
-    FileIOWrapperBase,
-    LineReader,
-    Reader,
-    TextFileWrapper,
-    Writer,
-    async_open,
-    clone,
-)
+from .opening import FileIOCloner, async_open, clone
+from .streams import LineReader, Reader, Writer
 from .version import __version__, version_info
+from .wrappers import BinaryFileWrapper, FileIOWrapperBase, TextFileWrapper
 
 __all__ = (
     "AIOFile",

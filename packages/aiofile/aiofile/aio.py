@@ -13,7 +13,7 @@ from collections.abc import Generator
 from concurrent.futures import Executor
 from typing import IO, TYPE_CHECKING, Any
 
-from caio.asyncio_base import AsyncioContextBase
+from caio import MAX_IO_SIZE
 
 from .context import default_context
 from .modes import FileMode, parse_mode
@@ -23,16 +23,90 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer, Self
 
+    from caio import AsyncioContextBase
+
 __all__ = ("AIOFile", "FileName")
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 # read(-1) on a file of unknown size starts with this and doubles.
 _READ_ALL_START = 64 * 1024
-# The kernel's cap on one read or write (INT_MAX rounded down to a page).
-_MAX_RW = 0x7FFFF000
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+class FileHandle:
+    """An AIOFile's descriptor and context: what the objects built on it use.
+
+    Internal to aiofile. Each AIOFile has one for its whole life (a clone
+    gets its own), given by ``AIOFile._handle()``; the file wrappers,
+    ``Reader`` and ``LineReader`` take it once when they are made. The
+    descriptor (-1 when closed), the caio context and whether the file was
+    ever opened live here and nowhere else, so everyone sees ``close()`` at
+    once. On a hot path ``handle.fd`` and ``handle.context`` are one slot
+    lookup each, as the AIOFile attributes they replace were.
+    """
+
+    __slots__ = ("context", "fd", "name", "opened", "readable", "writable")
+
+    def __init__(
+        self,
+        name: str | bytes,
+        readable: bool,
+        writable: bool,
+        context: AsyncioContextBase | None,
+    ) -> None:
+        self.name = name
+        self.readable = readable
+        self.writable = writable
+        self.context = context
+        self.fd = -1
+        self.opened = False
+
+    def closed_error(self) -> ValueError:
+        """The error for an operation on a file that is not open."""
+        if self.opened:
+            return ValueError(f"I/O operation on closed file {self.name!r}")
+        return ValueError(
+            f"file {self.name!r} is not open: await AIOFile.open() (or use "
+            "'await AIOFile(...)' / 'async with') first",
+        )
+
+    def bind_context(self) -> AsyncioContextBase:
+        """The context, the running loop's default one if none is bound yet.
+
+        (A from_fp() file gets it on first use.) Raises RuntimeError when
+        no loop runs.
+        """
+        context = self.context
+        if context is None:
+            context = self.context = default_context()
+        return context
+
+    def check_readable(self) -> int:
+        """The descriptor; ValueError if closed, io.UnsupportedOperation if write-only."""
+        fd = self.fd
+        if fd < 0:
+            raise self.closed_error()
+        if not self.readable:
+            raise io.UnsupportedOperation(f"file {self.name!r} is not open for reading")
+        return fd
+
+    def check_writable(self) -> int:
+        """The descriptor; ValueError if closed, io.UnsupportedOperation if read-only."""
+        fd = self.fd
+        if fd < 0:
+            raise self.closed_error()
+        if not self.writable:
+            raise io.UnsupportedOperation(f"file {self.name!r} is not open for writing")
+        return fd
+
+    def twin(self, fd: int) -> FileHandle:
+        """A handle like this one on another (open) descriptor."""
+        twin = FileHandle(self.name, self.readable, self.writable, self.context)
+        twin.fd = fd
+        twin.opened = True
+        return twin
 
 
 class AIOFile:
@@ -63,11 +137,11 @@ class AIOFile:
         self._encoding = codecs.lookup(encoding).name
         # What the codec writes before the first character (a BOM) or "".
         self._bom = "".encode(self._encoding)
-        self._context = context
         self._executor = executor
-        self._fd = -1
+        self._fh = FileHandle(
+            self._name, self._file_mode.readable, self._file_mode.writable, context,
+        )
         self._owns_fd = True
-        self._opened = False
         # A file object given to from_fp: kept alive, so that its finalizer
         # cannot close the descriptor under us.
         self._fp: Any = None
@@ -95,9 +169,9 @@ class AIOFile:
             # Data still in fp's buffer belongs before ours.
             fp.flush()
         afp = cls(name, **kwargs)
-        afp._fd = fd
+        afp._fh.fd = fd
+        afp._fh.opened = True
         afp._owns_fd = False
-        afp._opened = True
         afp._fp = fp
         return afp
 
@@ -124,20 +198,20 @@ class AIOFile:
         IsADirectoryError, FileExistsError for mode "x", ...), ValueError
         when reopening a file that was given to ``from_fp``.
         """
-        if self._fd >= 0:
+        fh = self._fh
+        if fh.fd >= 0:
             return None
         if not self._owns_fd:
             raise ValueError(f"{self._name!r}: a closed from_fp() file cannot be reopened")
-        if self._context is None:
-            self._context = default_context()
+        fh.bind_context()
         loop = asyncio.get_running_loop()
         # open() may block (network filesystems, FIFOs): not on the loop.
         fd = await loop.run_in_executor(self._executor, self._open_fd)
-        if self._fd >= 0:  # a concurrent open() won
+        if fh.fd >= 0:  # a concurrent open() won
             os.close(fd)
             return None
-        self._fd = fd
-        self._opened = True
+        fh.fd = fd
+        fh.opened = True
         return fd
 
     async def close(self) -> None:
@@ -147,12 +221,13 @@ class AIOFile:
         that failure (OSError, e.g. EIO: data was lost) is raised. A file
         from ``from_fp`` is synced but its descriptor stays open.
         """
-        fd = self._fd
+        fh = self._fh
+        fd = fh.fd
         if fd < 0:
             return
-        # From here on every operation fails clearly, and a concurrent
-        # close() returns at once.
-        self._fd = -1
+        # From here on every operation fails clearly (the wrappers share the
+        # handle), and a concurrent close() returns at once.
+        fh.fd = -1
         try:
             if self._file_mode.writable:
                 await self._sync_for_close(fd)
@@ -162,7 +237,7 @@ class AIOFile:
             self._fp = None
 
     async def _sync_for_close(self, fd: int) -> None:
-        context = self._context
+        context = self._fh.context
         try:
             if context is None or context.closed:
                 # The loop is shutting down and took its context along:
@@ -178,11 +253,12 @@ class AIOFile:
     def __del__(self) -> None:
         # As the built-in file objects do: a file nobody closed must not
         # leak its descriptor. There is no loop to sync on here; say so.
-        fd = self.__dict__.get("_fd", -1)
-        if fd >= 0 and self.__dict__.get("_owns_fd"):
+        fh = self.__dict__.get("_fh")
+        if fh is not None and fh.fd >= 0 and self.__dict__.get("_owns_fd"):
+            fd = fh.fd
             try:
                 message = f"unclosed file {self!r}"
-                self._fd = -1
+                fh.fd = -1
                 warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
                 os.close(fd)
             except Exception:  # noqa: BLE001, S110 - at exit os may be gone
@@ -206,36 +282,9 @@ class AIOFile:
 
     # --- state -----------------------------------------------------------------
 
-    def _closed_error(self) -> ValueError:
-        if self._opened:
-            return ValueError(f"I/O operation on closed file {self._name!r}")
-        return ValueError(
-            f"file {self._name!r} is not open: await AIOFile.open() (or use "
-            "'await AIOFile(...)' / 'async with') first",
-        )
-
-    def _bind_context(self) -> AsyncioContextBase:
-        # A from_fp() file gets the loop's default context on first use.
-        context = self._context
-        if context is None:
-            context = self._context = default_context()
-        return context
-
-    def _check_readable(self) -> int:
-        fd = self._fd
-        if fd < 0:
-            raise self._closed_error()
-        if not self._file_mode.readable:
-            raise io.UnsupportedOperation(f"file {self._name!r} is not open for reading")
-        return fd
-
-    def _check_writable(self) -> int:
-        fd = self._fd
-        if fd < 0:
-            raise self._closed_error()
-        if not self._file_mode.writable:
-            raise io.UnsupportedOperation(f"file {self._name!r} is not open for writing")
-        return fd
+    def _handle(self) -> FileHandle:
+        """The file's live descriptor and context, for aiofile's wrappers (internal)."""
+        return self._fh
 
     @property
     def name(self) -> str | bytes:
@@ -258,20 +307,22 @@ class AIOFile:
 
         Raises RuntimeError when no context is bound and no loop runs.
         """
-        if self._context is not None:
-            return self._context.loop
+        context = self._fh.context
+        if context is not None:
+            return context.loop
         return asyncio.get_running_loop()
 
     @property
     def closed(self) -> bool:
         """True unless the file is open (before open() and after close())."""
-        return self._fd < 0
+        return self._fh.fd < 0
 
     def fileno(self) -> int:
         """The descriptor. Raises ValueError if the file is not open."""
-        fd = self._fd
+        fh = self._fh
+        fd = fh.fd
         if fd < 0:
-            raise self._closed_error()
+            raise fh.closed_error()
         return fd
 
     def clone(self) -> Self:
@@ -283,13 +334,14 @@ class AIOFile:
         fd = self.fileno()
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
-        twin._fd = os.dup(fd)
+        twin._fh = self._fh.twin(os.dup(fd))
         twin._owns_fd = True
         twin._fp = None
         return twin
 
     def __repr__(self) -> str:
-        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        fd = self._fh.fd
+        state = "closed" if fd < 0 else f"fd={fd}"
         return f"<{type(self).__name__} {self._name!r} mode={str(self._file_mode)!r} {state}>"
 
     # --- reading -----------------------------------------------------------------
@@ -314,8 +366,9 @@ class AIOFile:
         ValueError (closed file, negative offset), OSError,
         io.UnsupportedOperation (not readable).
         """
-        fd = self._check_readable()
-        context = self._context or self._bind_context()
+        fh = self._fh
+        fd = fh.check_readable()
+        context = fh.context or fh.bind_context()
         if size >= 0:
             return await context.read(size, fd, offset)
         return await self._read_to_end(context, fd, offset)
@@ -327,7 +380,7 @@ class AIOFile:
             hint = 0
         else:
             hint = st.st_size - offset if stat.S_ISREG(st.st_mode) else 0
-        size = min(hint, _MAX_RW) if hint > 0 else _READ_ALL_START
+        size = min(hint, MAX_IO_SIZE) if hint > 0 else _READ_ALL_START
         parts: list[bytes] = []
         total = 0
         while True:
@@ -338,7 +391,7 @@ class AIOFile:
             offset += len(data)
             total += len(data)
             # The file was longer than it said, or has no size: grow.
-            size = min(max(total, _READ_ALL_START), _MAX_RW)
+            size = min(max(total, _READ_ALL_START), MAX_IO_SIZE)
         if len(parts) == 1:
             return parts[0]  # the common case: no copy
         return b"".join(parts)
@@ -390,8 +443,9 @@ class AIOFile:
         """
         if isinstance(data, str):
             raise TypeError("write_bytes() needs a bytes-like object, not str")
-        fd = self._check_writable()
-        context = self._context or self._bind_context()
+        fh = self._fh
+        fd = fh.check_writable()
+        context = fh.context or fh.bind_context()
         view = memoryview(data)
         total = view.nbytes
         if not total:
@@ -413,7 +467,7 @@ class AIOFile:
     async def fsync(self) -> None:
         """Flush data and metadata to the device. Raises ValueError, OSError."""
         fd = self.fileno()
-        await (self._context or self._bind_context()).fsync(fd)
+        await self._fh.bind_context().fsync(fd)
 
     async def fdsync(self) -> None:
         """Flush data (and the metadata needed to read it back) to the device.
@@ -421,7 +475,7 @@ class AIOFile:
         Raises ValueError (closed), OSError.
         """
         fd = self.fileno()
-        await (self._context or self._bind_context()).fdsync(fd)
+        await self._fh.bind_context().fdsync(fd)
 
     async def truncate(self, length: int = 0) -> None:
         """Cut or extend the file to ``length`` bytes.
@@ -429,6 +483,6 @@ class AIOFile:
         Raises ValueError (closed), io.UnsupportedOperation (not writable),
         OSError.
         """
-        fd = self._check_writable()
+        fd = self._fh.check_writable()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, os.ftruncate, fd, length)

@@ -19,11 +19,13 @@ caio closes every live context when the interpreter exits.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
+from typing import TYPE_CHECKING
 
 import caio
-from caio.asyncio_base import AsyncioContextBase
+
+if TYPE_CHECKING:
+    from caio import AsyncioContextBase
 
 __all__ = ("default_context",)
 
@@ -31,8 +33,8 @@ __all__ = ("default_context",)
 _ARM_DELAY = 60.0 * 60 * 24 * 365
 
 _contexts: dict[asyncio.AbstractEventLoop, AsyncioContextBase] = {}
-# The process the contexts above were made in (see _forget_parent_contexts).
-_pid = os.getpid()
+# caio's fork count when the contexts above were made (see _forget_parent_contexts).
+_generation = caio.fork_generation()
 # Loops of other threads create contexts concurrently.
 _lock = threading.Lock()
 
@@ -70,11 +72,11 @@ def _forget_parent_contexts() -> None:
     # After fork() a loop object may come along into the child, but its
     # context (a ring, a thread pool) belongs to the parent: caio refuses
     # to use it there. Start afresh; close() in the child only frees memory.
-    global _pid
+    global _generation
     with _lock:
         inherited = list(_contexts.items())
         _contexts.clear()
-        _pid = os.getpid()
+        _generation = caio.fork_generation()
     for _loop, context in inherited:
         try:
             context.close()
@@ -97,7 +99,7 @@ def default_context() -> AsyncioContextBase:
     loop = asyncio.get_running_loop()
     context = _contexts.get(loop)
     if context is not None and not context.closed:
-        if _pid == os.getpid():
+        if _generation == caio.fork_generation():
             return context
         _forget_parent_contexts()
     _release_closed_loops()

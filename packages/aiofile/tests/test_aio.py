@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import caio
-from aiofile import AIOFile
+from aiofile import AIOFile, BinaryFileWrapper, LineReader, Reader
 
 
 async def test_open_with_await_method(tmp_path: Path, context: Any) -> None:
@@ -385,6 +385,32 @@ async def test_clone_has_its_own_descriptor(tmp_path: Path, context: Any) -> Non
     await twin2_source.close()
     assert await twin2.read(3) == b"sha"  # the original's close leaves it open
     await twin2.close()
+
+
+async def test_what_is_built_on_a_file_sees_its_close(tmp_path: Path, context: Any) -> None:
+    # Reader, LineReader and the wrappers take the file's descriptor from
+    # the handle they took when made: a close of the AIOFile (or of a clone)
+    # must reach them, not a stale descriptor number.
+    path = tmp_path / "shared"
+    path.write_bytes(b"line one\nline two\n" * 1000)
+    afp = await AIOFile(path, "rb", context=context)
+    twin = afp.clone()
+    reader, lines = Reader(afp, chunk_size=4), LineReader(afp, chunk_size=4)
+    wrapper = BinaryFileWrapper(afp)
+    twin_reader = Reader(twin, chunk_size=4)
+    assert await reader.read_chunk() == b"line"
+    assert await lines.readline() == b"line one\n"
+    assert await wrapper.read(4) == b"line"
+    await afp.close()
+    for call in (reader.read_chunk, lines.readline, lambda: wrapper.read(4)):
+        with pytest.raises(ValueError, match="closed file"):
+            await call()
+    with pytest.raises(ValueError, match="closed file"):
+        wrapper.tell()
+    assert await twin_reader.read_chunk() == b"line"  # the clone's own descriptor
+    await twin.close()
+    with pytest.raises(ValueError, match="closed file"):
+        await twin_reader.read_chunk()
 
 
 async def test_concurrent_reads_and_writes(tmp_path: Path, context: Any) -> None:

@@ -20,7 +20,7 @@ from aiofile.context import _contexts, default_context
 async def _context_of(path: Path) -> Any:
     async with AIOFile(path, "w") as afp:
         await afp.write("x")
-        return afp._context
+        return afp._handle().context
 
 
 def test_asyncio_run_closes_the_default_context(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ async def test_one_context_per_loop(tmp_path: Path) -> None:
     first = default_context()
     assert default_context() is first
     async with async_open(tmp_path / "e", "w") as f:
-        assert f.file._context is first
+        assert f.file._handle().context is first
 
     other: list[Any] = []
 
@@ -79,7 +79,7 @@ async def test_a_closed_default_context_is_replaced(tmp_path: Path) -> None:
     second = default_context()
     assert second is not first and not second.closed
     async with AIOFile(tmp_path / "g", "w") as afp:
-        assert afp._context is second
+        assert afp._handle().context is second
 
 
 async def test_context_argument_overrides(tmp_path: Path, event_loop: Any) -> None:
@@ -87,11 +87,11 @@ async def test_context_argument_overrides(tmp_path: Path, event_loop: Any) -> No
         ctx = module.AsyncioContext(loop=event_loop)
         try:
             async with AIOFile(tmp_path / "h", "w+", context=ctx) as afp:
-                assert afp._context is ctx
+                assert afp._handle().context is ctx
                 await afp.write("over")
                 assert await afp.read() == "over"
             async with async_open(tmp_path / "h", context=ctx) as f:
-                assert f.file._context is ctx
+                assert f.file._handle().context is ctx
                 assert await f.read() == "over"
         finally:
             ctx.close()
@@ -107,7 +107,7 @@ def test_file_closed_after_its_loop_shut_the_context(tmp_path: Path) -> None:
         return afp
 
     afp = asyncio.run(open_it())
-    assert afp._context is not None and afp._context.closed
+    assert afp._handle().context is not None and afp._handle().context.closed
 
     async def close_it() -> None:
         await afp.close()
@@ -124,7 +124,7 @@ def test_a_forked_child_gets_its_own_context(tmp_path: Path) -> None:
 
     async def read(executor: Any = None) -> tuple[Any, str]:
         async with AIOFile(path, executor=executor) as afp:
-            return afp._context, await afp.read()
+            return afp._handle().context, await afp.read()
 
     try:
         parent_context, text = loop.run_until_complete(read())

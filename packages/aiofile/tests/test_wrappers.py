@@ -1,4 +1,4 @@
-"""async_open: BinaryFileWrapper and TextFileWrapper."""
+"""BinaryFileWrapper and TextFileWrapper (as async_open gives them)."""
 
 from __future__ import annotations
 
@@ -10,30 +10,11 @@ from typing import Any
 import pytest
 
 from aiofile import (
-    AIOFile,
     BinaryFileWrapper,
-    FileIOWrapperBase,
-    TextFileWrapper,
     async_open,
 )
 
 TEXT = "first line\nsecond\r\nthird ünïcödé €\n\nlast without newline"
-
-
-async def test_await_and_async_with(tmp_path: Path, context: Any) -> None:
-    path = tmp_path / "a.txt"
-    path.write_text(TEXT, newline="")
-    f = await async_open(path, context=context)
-    assert isinstance(f, TextFileWrapper) and isinstance(f, FileIOWrapperBase)
-    assert not f.closed and isinstance(f.file, AIOFile)
-    assert await f.read() == TEXT
-    await f.close()
-    assert f.closed
-    async with async_open(str(path), "rb", context=context) as b:
-        assert isinstance(b, BinaryFileWrapper)
-        assert await b.read() == TEXT.encode()
-        assert b.mode == "rb" and b.name == str(path) and b.fileno() >= 0
-    assert b.closed
 
 
 @pytest.mark.parametrize("mode", ["r", "rb"])
@@ -266,22 +247,6 @@ async def test_read_n_in_binary_loops_over_short_reads(context: Any, kernel_aio:
         assert await f.read(5) == b"abcde"
         assert await f.read(5) == b"f"
         assert await f.read(5) == b""
-
-
-async def test_async_open_of_a_file_object(tmp_path: Path, context: Any) -> None:
-    path = tmp_path / "fo.txt"
-    with open(path, "w+") as fp:
-        f = async_open(fp, context=context)
-        assert isinstance(f, TextFileWrapper)
-        await f.write("via wrapper\n")
-        await f.close()
-        assert not fp.closed  # not owned
-        fp.seek(0)
-        assert fp.read() == "via wrapper\n"
-    with open(path, "rb") as fp:
-        async with async_open(fp, "rb", context=context) as g:
-            assert await g.read() == b"via wrapper\n"
-        assert not fp.closed
 
 
 SAMPLES = {

@@ -1,4 +1,7 @@
-"""clone(): a second wrapper on the same open file with its own position."""
+"""async_open and clone(): how a file wrapper is made.
+
+clone() gives a second wrapper on the same open file with its own position.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,49 @@ from typing import Any
 
 import pytest
 
-from aiofile import FileIOCloner, TextFileWrapper, async_open, clone
+from aiofile import (
+    AIOFile,
+    BinaryFileWrapper,
+    FileIOCloner,
+    FileIOWrapperBase,
+    TextFileWrapper,
+    async_open,
+    clone,
+)
+
+TEXT = "first line\nsecond\r\nthird ünïcödé €\n\nlast without newline"
+
+
+async def test_await_and_async_with(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text(TEXT, newline="")
+    f = await async_open(path, context=context)
+    assert isinstance(f, TextFileWrapper) and isinstance(f, FileIOWrapperBase)
+    assert not f.closed and isinstance(f.file, AIOFile)
+    assert await f.read() == TEXT
+    await f.close()
+    assert f.closed
+    async with async_open(str(path), "rb", context=context) as b:
+        assert isinstance(b, BinaryFileWrapper)
+        assert await b.read() == TEXT.encode()
+        assert b.mode == "rb" and b.name == str(path) and b.fileno() >= 0
+    assert b.closed
+
+
+async def test_async_open_of_a_file_object(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "fo.txt"
+    with open(path, "w+") as fp:
+        f = async_open(fp, context=context)
+        assert isinstance(f, TextFileWrapper)
+        await f.write("via wrapper\n")
+        await f.close()
+        assert not fp.closed  # not owned
+        fp.seek(0)
+        assert fp.read() == "via wrapper\n"
+    with open(path, "rb") as fp:
+        async with async_open(fp, "rb", context=context) as g:
+            assert await g.read() == b"via wrapper\n"
+        assert not fp.closed
 
 
 async def test_await_clone(tmp_path: Path, context: Any) -> None:
