@@ -5,7 +5,7 @@
     done
 
 aiofile's ``async for line`` picks one of the two per Python version
-(``aiofile.utils._ASYNC_GENERATORS_FAST``); this shows why. Both take items
+(``aiofile.readahead._ASYNC_GENERATORS_FAST``); this shows why. Both take items
 from a plain iterator, as aiofile's line iterators do. Best of 7 passes.
 """
 
