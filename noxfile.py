@@ -162,7 +162,7 @@ def found_pythons() -> list[str] | None:
 
 PYTHONS = found_pythons()
 
-nox.options.sessions = ["lint", "tests", "backend", "sanitize"]
+nox.options.sessions = ["lint", "tests", "backend", "sanitize", "docs"]
 # Venvs are kept between runs; our own packages are reinstalled only when
 # their sources change (see install_packages).
 nox.options.reuse_venv = "yes"
