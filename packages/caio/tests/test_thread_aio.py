@@ -114,7 +114,9 @@ def test_context_arguments() -> None:
     assert "max_requests=3" in repr(context)
     context.close()
     assert "closed" in repr(context)
-    for bad in ({"max_requests": 0}, {"pool_size": 0}, {"pool_size": 10**30},
+    with Context(0) as default:  # 0 means the default, as None does
+        assert default.max_requests == 512
+    for bad in ({"max_requests": -1}, {"pool_size": 0}, {"pool_size": 10**30},
                 {"close_timeout": -1.0}, {"close_timeout": float("nan")}):
         with pytest.raises(ValueError):
             Context(**bad)
@@ -165,14 +167,15 @@ def test_future_factory_checks(fd: int, pipe: Any) -> None:
 def test_cached_read_finishes_during_the_call(data_file: tuple[int, bytes]) -> None:
     fd, data = data_file
     os.pread(fd, len(data), 0)  # into the page cache
-    context = Context()  # no future factory: a future would be an error
+    context = Context()
+    context.set_future_factory(lambda: pytest.fail("a cached read made a future"))
     try:
         assert context.read_async(BLOCK, fd, BLOCK) == data[BLOCK:2 * BLOCK]
         # Short at end of file, confirmed by a second non-blocking read.
         assert context.read_async(BLOCK, fd, len(data) - 10) == data[-10:]
         assert context.read_async(BLOCK, fd, len(data)) == b""
         # Big enough to copy with the GIL released.
-        assert context.read_async(len(data) + 1, fd, 0) == data
+        assert context.read_async(len(data), fd, 0) == data
         with pytest.raises(OSError) as info:
             context.read_async(1, 10**6 - 1, 0)  # EBADF: raised at once
         assert info.value.errno == errno.EBADF

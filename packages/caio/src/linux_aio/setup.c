@@ -2,7 +2,7 @@
  *
  * glibc has no wrappers for the AIO system calls (libaio is a separate
  * library we do not use), so they go through syscall(2). */
-#include "aio.h"
+#include "context.h"
 #include <errno.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>

@@ -1,8 +1,8 @@
 /* Requests to iocbs, io_submit, reaping completions, retries.
  *
- * Everything here runs with the context lock held (module.c); the GIL is
+ * Everything here runs with the context lock held (context.h); the GIL is
  * released around each io_submit and each blocking io_getevents. */
-#include "aio.h"
+#include "context.h"
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
