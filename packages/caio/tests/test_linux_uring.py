@@ -197,8 +197,8 @@ async def test_waiting_operations_beyond_max_requests(
 
 
 def test_context_arguments() -> None:
-    with pytest.raises(ValueError):
-        Context(0)
+    with Context(0) as default:  # 0 means the default, as None does
+        assert default.max_requests == 512
     with pytest.raises(TypeError):
         Context(4, unknown=True)
     with pytest.raises(TypeError):

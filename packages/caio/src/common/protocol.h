@@ -216,4 +216,22 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
     {"fdsync_async", CAIO_METH(ctx_fdsync_async), CAIO_FASTCALL_KW,           \
      CAIO_DOC_FDSYNC_ASYNC}
 
+/* Every Context's method table starts with these, in this order; each
+ * backend adds a sentence to four docstrings, then close() and its own.
+ * Expects ctx_* functions of these names in the backend's module.c. */
+#define CAIO_CONTEXT_METHODS(submit_doc, cancel_doc, events_doc, factory_doc)   \
+    CAIO_ASYNC_METHODS,                                                       \
+    {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O,                 \
+     CAIO_DOC_CANCEL_FUTURE},                                                 \
+    {"submit", CAIO_METH(ctx_submit), METH_FASTCALL,                          \
+     CAIO_DOC_SUBMIT submit_doc},                                             \
+    {"cancel", CAIO_METH(ctx_cancel), METH_FASTCALL,                          \
+     CAIO_DOC_CANCEL cancel_doc},                                             \
+    {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,          \
+     CAIO_DOC_PROCESS_EVENTS events_doc},                                     \
+    {"set_future_factory", CAIO_METH(ctx_set_future_factory), CAIO_FASTCALL_KW, \
+     CAIO_DOC_SET_FUTURE_FACTORY factory_doc},                                \
+    {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, CAIO_DOC_ENTER},    \
+    {"__exit__", (PyCFunction)ctx_exit_cm, METH_VARARGS, CAIO_DOC_EXIT}
+
 #endif

@@ -6,6 +6,7 @@
  * and the module. The engine is in context.c, the kernel layer in
  * setup.c/queue.c. */
 #include "context.h"
+#include "notify.h"
 #include <errno.h>
 #include <stddef.h>
 #include <unistd.h>
@@ -203,15 +204,12 @@ static PyObject *ctx_cancel(AioContext *self, PyObject *const *args, Py_ssize_t 
 static PyObject *ctx_process_events(AioContext *self, PyObject *unused)
 {
     caio_req *list;
-    uint64_t count;
 
     if (context_enter(self) < 0)
         return NULL;
     /* Drain the eventfd before reaping: a completion posted after this
      * read makes it readable again, so none is missed. */
-    if (read(self->efd, &count, sizeof(count)) < 0) {
-        /* EAGAIN: woken for completions an earlier call already reaped */
-    }
+    caio_eventfd_drain(self->efd);
     aio_reap(self, NULL);
     if (self->wait_head != NULL) {
         aio_pump(self);
@@ -376,24 +374,15 @@ static PyObject *ctx_exit_cm(AioContext *self, PyObject *args)
 }
 
 static PyMethodDef ctx_methods[] = {
-    CAIO_ASYNC_METHODS,
-    {"submit", CAIO_METH(ctx_submit), METH_FASTCALL,
-     CAIO_DOC_SUBMIT "\nCallbacks run in process_events()."},
-    {"cancel", CAIO_METH(ctx_cancel), METH_FASTCALL,
-     CAIO_DOC_CANCEL "\nFile reads and writes cannot be cancelled in the kernel."},
-    {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O, CAIO_DOC_CANCEL_FUTURE},
-    {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,
-     CAIO_DOC_PROCESS_EVENTS},
-    {"set_future_factory", CAIO_METH(ctx_set_future_factory), CAIO_FASTCALL_KW,
-     CAIO_DOC_SET_FUTURE_FACTORY},
+    CAIO_CONTEXT_METHODS(
+        "\nCallbacks run in process_events().",
+        "\nFile reads and writes cannot be cancelled in the kernel.", "", ""),
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
      "close($self, /)\n--\n\n"
      "Wait for the operations in flight, deliver their results, fail the\n"
      "rest with OSError(ECANCELED), release the kernel context. Idempotent;\n"
      "in a forked child it only forgets. Raises RuntimeError if called from\n"
      "the future factory while the context runs it."},
-    {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, CAIO_DOC_ENTER},
-    {"__exit__", (PyCFunction)ctx_exit_cm, METH_VARARGS, CAIO_DOC_EXIT},
     {NULL}
 };
 

@@ -3,6 +3,7 @@
  * Everything here runs with the context lock held (context.h); the GIL is
  * released around each io_submit and each blocking io_getevents. */
 #include "context.h"
+#include "notify.h"
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,12 +12,7 @@
 
 void aio_wake(AioContext *ctx)
 {
-    uint64_t one = 1;
-
-    /* Fails only when the counter is about to overflow: readable anyway. */
-    if (write(ctx->efd, &one, sizeof(one)) < 0) {
-        /* nothing to do */
-    }
+    caio_eventfd_signal(ctx->efd);
 }
 
 /* ---- iocbs ---------------------------------------------------------------- */

@@ -4,7 +4,7 @@
  * library we do not use), so they go through syscall(2). */
 #include "context.h"
 #include <errno.h>
-#include <sys/eventfd.h>
+#include "notify.h"
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,9 +76,10 @@ int aio_ctx_open(AioContext *ctx, unsigned nr, int userspace_reap)
     aio_context_t aio = 0;
     int err;
 
-    ctx->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ctx->efd = caio_eventfd_open();
     if (ctx->efd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
+        caio_oserror(-ctx->efd);
+        ctx->efd = -1;
         return -1;
     }
     if (aio_sys_setup(nr, &aio) < 0) {

@@ -359,25 +359,17 @@ static void ctx_dealloc(ThreadContext *self)
 }
 
 static PyMethodDef ctx_methods[] = {
-    CAIO_ASYNC_METHODS,
-    {"submit", CAIO_METH(ctx_submit), METH_FASTCALL,
-     CAIO_DOC_SUBMIT "\nCallbacks run in the worker thread that finished them."},
-    {"cancel", CAIO_METH(ctx_cancel), METH_FASTCALL,
-     CAIO_DOC_CANCEL "\nRunning ones waiting on a pipe, socket or tty are interrupted\n"
-     "(-ECANCELED), not counted; their callbacks get -ECANCELED, here."},
-    {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O, CAIO_DOC_CANCEL_FUTURE},
-    {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,
-     CAIO_DOC_PROCESS_EVENTS "\nRaises what a future's set_result raised (the rest are "
-     "still\nresolved)."},
-    {"set_future_factory", CAIO_METH(ctx_set_future_factory), CAIO_FASTCALL_KW,
-     CAIO_DOC_SET_FUTURE_FACTORY},
+    CAIO_CONTEXT_METHODS(
+        "\nCallbacks run in the worker thread that finished them.",
+        "\nRunning ones waiting on a pipe, socket or tty are interrupted\n"
+        "(-ECANCELED), not counted; their callbacks get -ECANCELED, here.",
+        "\nRaises what a future's set_result raised (the rest are still\nresolved).",
+        ""),
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
      "close($self, /)\n--\n\n"
      "Stop the pool: queued requests fail with ECANCELED, running ones are\n"
      "waited for (up to close_timeout, then given up on and leaked).\n"
      "Idempotent; never raises."},
-    {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, CAIO_DOC_ENTER},
-    {"__exit__", (PyCFunction)ctx_exit_cm, METH_VARARGS, CAIO_DOC_EXIT},
     {NULL}
 };
 
