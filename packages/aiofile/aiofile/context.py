@@ -52,7 +52,7 @@ class _Release:
     def __del__(self) -> None:
         try:
             _release(self.loop, self.context)
-        except Exception:  # noqa: BLE001 - at interpreter exit globals may be gone
+        except Exception:  # at interpreter exit globals may be gone
             pass
 
 
@@ -62,7 +62,7 @@ def _release(loop: asyncio.AbstractEventLoop, context: AsyncioContextBase) -> No
             del _contexts[loop]
     try:
         context.close()
-    except Exception:  # noqa: BLE001 - runs from __del__: nobody to tell
+    except Exception:  # runs from __del__: nobody to tell
         pass
 
 
@@ -78,7 +78,7 @@ def _forget_parent_contexts() -> None:
     for _loop, context in inherited:
         try:
             context.close()
-        except Exception:  # noqa: BLE001 - the parent's, nothing to report
+        except Exception:  # the parent's, nothing to report
             pass
 
 

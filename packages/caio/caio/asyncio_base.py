@@ -264,7 +264,7 @@ def _close_all_at_exit() -> None:
     for context in list(_live):
         try:
             context.close()
-        except Exception:  # noqa: S110 - at exit there is nobody to tell
+        except Exception:  # at exit there is nobody to tell
             pass
 
 
