@@ -297,6 +297,20 @@ static PyObject *ctx_close(AioContext *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *ctx_enter_cm(AioContext *self, PyObject *unused)
+{
+    if (self->closed) {
+        caio_context_closed_error();
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
+static PyObject *ctx_exit_cm(AioContext *self, PyObject *args)
+{
+    return ctx_close(self, NULL);
+}
+
 static int ctx_traverse(AioContext *self, visitproc visit, void *arg)
 {
     /* Not the futures or operations in flight: the kernel owns their
@@ -359,20 +373,6 @@ static PyObject *ctx_repr(AioContext *self)
                                 self->inflight, self->ring ? "" : " (io_getevents)");
 }
 
-static PyObject *ctx_enter_cm(AioContext *self, PyObject *unused)
-{
-    if (self->closed) {
-        caio_context_closed_error();
-        return NULL;
-    }
-    return Py_NewRef(self);
-}
-
-static PyObject *ctx_exit_cm(AioContext *self, PyObject *args)
-{
-    return ctx_close(self, NULL);
-}
-
 static PyMethodDef ctx_methods[] = {
     CAIO_CONTEXT_METHODS(
         "\nCallbacks run in process_events().",
@@ -414,6 +414,8 @@ static PyTypeObject AioContext_Type = {
     .tp_getset = ctx_getset,
     .tp_new = ctx_new,
 };
+
+/* ---- module ------------------------------------------------------------------ */
 
 static struct PyModuleDef linux_aio_module = {
     PyModuleDef_HEAD_INIT,

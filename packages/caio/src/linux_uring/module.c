@@ -328,35 +328,7 @@ static PyObject *ctx_set_future_factory(UringContext *self, PyObject *const *arg
     Py_RETURN_NONE;
 }
 
-/* ---- closing ------------------------------------------------------------- */
-
-static PyObject *ctx_enter_cm(UringContext *self, PyObject *unused)
-{
-    if (self->closed) {
-        caio_context_closed_error();
-        return NULL;
-    }
-    return Py_NewRef(self);
-}
-
-static PyObject *ctx_close(UringContext *self, PyObject *unused)
-{
-    if (!self->closed && self->nogil) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "this context is in use by another thread; "
-                        "close it from the thread that uses it");
-        return NULL;
-    }
-    uctx_close(self);
-    Py_RETURN_NONE;
-}
-
-static PyObject *ctx_exit_cm(UringContext *self, PyObject *args)
-{
-    return ctx_close(self, NULL);
-}
-
-/* ---- type ----------------------------------------------------------------- */
+/* ---- type: creation, close, dealloc ---------------------------------------- */
 
 static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -394,6 +366,32 @@ error:
         uctx_release(self);
     Py_DECREF(self);
     return NULL;
+}
+
+static PyObject *ctx_enter_cm(UringContext *self, PyObject *unused)
+{
+    if (self->closed) {
+        caio_context_closed_error();
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
+static PyObject *ctx_close(UringContext *self, PyObject *unused)
+{
+    if (!self->closed && self->nogil) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this context is in use by another thread; "
+                        "close it from the thread that uses it");
+        return NULL;
+    }
+    uctx_close(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ctx_exit_cm(UringContext *self, PyObject *args)
+{
+    return ctx_close(self, NULL);
 }
 
 static int ctx_traverse(UringContext *self, visitproc visit, void *arg)
@@ -434,6 +432,8 @@ static void ctx_dealloc(UringContext *self)
     ctx_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
+
+/* ---- attributes -------------------------------------------------------------- */
 
 static PyObject *ctx_get_max_requests(UringContext *self, void *closure)
 {
@@ -525,7 +525,7 @@ static PyTypeObject UringContext_Type = {
     .tp_new = ctx_new,
 };
 
-/* ---- module --------------------------------------------------------------- */
+/* ---- module ------------------------------------------------------------------ */
 
 /* ImportError that says why io_uring cannot be used and what to do. */
 static void set_unusable_error(int err, const char *stage)

@@ -296,37 +296,6 @@ static PyObject *ctx_exit_cm(ThreadContext *self, PyObject *args)
     return ctx_close(self, NULL);
 }
 
-/* ---- properties, GC, type ---------------------------------------------- */
-
-static PyObject *ctx_get_fileno(ThreadContext *self, void *closure)
-{
-    if (context_enter(self) < 0)
-        return NULL;
-    return PyLong_FromLong(caio_pool_fileno(self->pool));
-}
-
-static PyObject *ctx_get_max_requests(ThreadContext *self, void *closure)
-{
-    return PyLong_FromLong(self->max_requests);
-}
-
-static PyObject *ctx_get_pool_size(ThreadContext *self, void *closure)
-{
-    return PyLong_FromLong(self->pool_size);
-}
-
-static PyObject *ctx_get_closed(ThreadContext *self, void *closure)
-{
-    return PyBool_FromLong(self->closed);
-}
-
-static PyObject *ctx_repr(ThreadContext *self)
-{
-    return PyUnicode_FromFormat("<%s max_requests=%d pool_size=%d%s>",
-                                Py_TYPE(self)->tp_name, self->max_requests,
-                                self->pool_size, self->closed ? " closed" : "");
-}
-
 static int ctx_traverse(ThreadContext *self, visitproc visit, void *arg)
 {
     /* Not the requests in flight: their buffers belong to the workers. */
@@ -356,6 +325,37 @@ static void ctx_dealloc(ThreadContext *self)
         caio_req_pool_free(&self->reqs, self->leak_reqs);
     caio_context_clear((caio_context *)self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* ---- attributes -------------------------------------------------------------- */
+
+static PyObject *ctx_get_fileno(ThreadContext *self, void *closure)
+{
+    if (context_enter(self) < 0)
+        return NULL;
+    return PyLong_FromLong(caio_pool_fileno(self->pool));
+}
+
+static PyObject *ctx_get_max_requests(ThreadContext *self, void *closure)
+{
+    return PyLong_FromLong(self->max_requests);
+}
+
+static PyObject *ctx_get_pool_size(ThreadContext *self, void *closure)
+{
+    return PyLong_FromLong(self->pool_size);
+}
+
+static PyObject *ctx_get_closed(ThreadContext *self, void *closure)
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *ctx_repr(ThreadContext *self)
+{
+    return PyUnicode_FromFormat("<%s max_requests=%d pool_size=%d%s>",
+                                Py_TYPE(self)->tp_name, self->max_requests,
+                                self->pool_size, self->closed ? " closed" : "");
 }
 
 static PyMethodDef ctx_methods[] = {
@@ -404,7 +404,7 @@ static PyTypeObject ThreadContext_Type = {
     .tp_new = ctx_new,
 };
 
-/* ---- module ------------------------------------------------------------ */
+/* ---- module ------------------------------------------------------------------ */
 
 /* Registered with atexit: runs before the interpreter starts finalizing,
  * while workers may still take the GIL safely. Closes every context (which
