@@ -119,12 +119,15 @@ long aio_sys_getevents(aio_context_t ctx, long min_nr, long nr,
                        struct io_event *events, struct timespec *timeout);
 long aio_sys_cancel(aio_context_t ctx, struct iocb *iocb, struct io_event *result);
 
-/* Create the eventfd and the kernel context. 0, or -1 with OSError set. */
-int aio_ctx_open(AioContext *ctx, unsigned nr, int userspace_reap);
-/* io_destroy (GIL released: it waits for requests in flight) and close the
- * eventfd. Returns 0, or the io_destroy errno (the kernel may still own
- * buffers then). */
-int aio_ctx_destroy(AioContext *ctx);
+/* Create the eventfd and the kernel context for nr requests; *ring is the
+ * mapped completion ring when userspace_reap and its layout checks out,
+ * else NULL. 0, or -errno with nothing left open. */
+int aio_setup_context(unsigned nr, int userspace_reap, aio_context_t *aio,
+                      struct aio_ring_header **ring, int *efd);
+/* io_destroy (it waits for the requests in flight: call without the GIL)
+ * and close the eventfd. Returns 0, or the io_destroy errno (the kernel may
+ * still own buffers then). */
+int aio_destroy_context(aio_context_t *aio, struct aio_ring_header **ring, int *efd);
 
 /* ---- queue.c (all with the context lock held) --------------------------- */
 

@@ -322,3 +322,49 @@ int aio_ctx_close(AioContext *self)
     return 0;
 }
 
+/* ---- the kernel context ------------------------------------------------------ */
+
+static void setup_error(int err, unsigned nr)
+{
+    switch (err) {
+    case EAGAIN:
+        PyErr_Format(PyExc_OSError,
+                     "io_setup(%u): the system-wide limit of kernel AIO requests "
+                     "(sysctl fs.aio-max-nr, in use: fs.aio-nr) would be exceeded; "
+                     "close unused contexts, lower max_requests or raise fs.aio-max-nr",
+                     nr);
+        break;
+    case ENOSYS:
+    case EPERM:
+        PyErr_Format(PyExc_OSError,
+                     "io_setup: kernel AIO is not available here (%s): the kernel "
+                     "lacks CONFIG_AIO or a seccomp policy blocks it",
+                     strerror(err));
+        break;
+    default:
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+    }
+}
+
+int aio_ctx_open(AioContext *self, int userspace_reap)
+{
+    int err = aio_setup_context(self->max_requests, userspace_reap, &self->aio,
+                                &self->ring, &self->efd);
+
+    if (err < 0) {
+        setup_error(-err, self->max_requests);
+        return -1;
+    }
+    return 0;
+}
+
+int aio_ctx_destroy(AioContext *self)
+{
+    int err;
+
+    Py_BEGIN_ALLOW_THREADS
+    err = aio_destroy_context(&self->aio, &self->ring, &self->efd);
+    Py_END_ALLOW_THREADS
+    return err;
+}

@@ -63,6 +63,11 @@ CAIO_API void aio_ctx_free_pool(AioContext *self);
 /* Cancel one request (mutex held): a waiting one is finished here with
  * ECANCELED; one in flight is asked to the kernel. 1 if cancelled. */
 CAIO_API int aio_ctx_cancel_req(AioContext *self, caio_req *req, int *woke);
+/* The kernel context and eventfd for max_requests. 0, or -1 + OSError
+ * that says what to do (fs.aio-max-nr reached, AIO not available). */
+CAIO_API int aio_ctx_open(AioContext *self, int userspace_reap);
+/* aio_destroy_context with the GIL released: 0 or the io_destroy errno. */
+CAIO_API int aio_ctx_destroy(AioContext *self);
 /* close(): wait for what is in flight, deliver, destroy. 0, or -1 + error. */
 CAIO_API int aio_ctx_close(AioContext *self);
 

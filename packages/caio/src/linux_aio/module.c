@@ -277,7 +277,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     /* The kernel first: it refuses too large a max_requests before we
      * touch memory for the pool. */
     if ((self->futures = PyDict_New()) == NULL ||
-        aio_ctx_open(self, self->max_requests, userspace_reap) < 0) {
+        aio_ctx_open(self, userspace_reap) < 0) {
         Py_DECREF(self);
         return NULL;
     }
