@@ -36,11 +36,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* CAIO_PORTABLE: build the code path of other systems (to test it here). */
-#if defined(__linux__) && defined(RWF_NOWAIT) && !defined(CAIO_PORTABLE)
-#define CAIO_HAVE_NOWAIT 1
-#endif
-
 const int caio_nowait_available =
 #ifdef CAIO_HAVE_NOWAIT
     1;
@@ -71,33 +66,22 @@ static int slow_path_decides(int err)
 }
 #endif
 
-enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data, size_t nbytes,
-                                int64_t offset, int streams, ssize_t *result)
+enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbytes,
+                                  int64_t offset, int streams, ssize_t first,
+                                  ssize_t *result)
 {
 #ifdef CAIO_HAVE_NOWAIT
     struct iovec iov;
     size_t done = 0;
     int stream = 0;
-    ssize_t n;
+    ssize_t n = first;
 
-    *result = 0;
-    if (((uintptr_t)data & 511) == 0 && nbytes > 0)
-        return CAIO_NOWAIT_SLOW;    /* could be O_DIRECT: see the top */
     for (;;) {
-        /* Offset -1 is "the current position": only for files that
-         * cannot seek, which ignore it. */
-        off_t at = stream ? (off_t)-1 : (off_t)(offset + (int64_t)done);
-        iov.iov_base = data + done;
-        iov.iov_len = nbytes - done;
-        if (is_write)
-            n = pwritev2(fd, &iov, 1, at, RWF_NOWAIT);
-        else
-            n = preadv2(fd, &iov, 1, at, RWF_NOWAIT);
         if (n < 0) {
             int err = errno;
             if (err == ESPIPE && streams && !stream && done == 0) {
                 stream = 1;
-                continue;
+                goto again;
             }
             if (err == ESPIPE || slow_path_decides(err)) {
                 *result = (ssize_t)done;
@@ -117,9 +101,21 @@ enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data, size_t nbytes,
             return CAIO_NOWAIT_DONE;
         }
         /* Short: ask again from where it stopped (see the top of file). */
+again:
+        /* Offset -1 is "the current position": only for files that
+         * cannot seek, which ignore it. */
+        iov.iov_base = data + done;
+        iov.iov_len = nbytes - done;
+        if (is_write)
+            n = pwritev2(fd, &iov, 1, stream ? (off_t)-1 : (off_t)(offset + (int64_t)done),
+                         RWF_NOWAIT);
+        else
+            n = preadv2(fd, &iov, 1, stream ? (off_t)-1 : (off_t)(offset + (int64_t)done),
+                        RWF_NOWAIT);
     }
 #else
     (void)is_write; (void)fd; (void)data; (void)nbytes; (void)offset; (void)streams;
+    (void)first;
     *result = 0;
     return CAIO_NOWAIT_SLOW;
 #endif

@@ -16,6 +16,15 @@
  * the fast path: copying them would stall the event loop.) */
 #define CAIO_NOWAIT_GIL_RELEASE (64 * 1024)
 
+/* CAIO_PORTABLE: build the code path of other systems (to test it here).
+ * _GNU_SOURCE (preadv2, RWF_NOWAIT): Python.h defines it, nowait.c too. */
+#if defined(__linux__) && !defined(CAIO_PORTABLE)
+#include <sys/uio.h>
+#if defined(RWF_NOWAIT)
+#define CAIO_HAVE_NOWAIT 1
+#endif
+#endif
+
 /* 1 where caio_nowait_rw can finish requests (Linux with RWF_NOWAIT). */
 extern const int caio_nowait_available;
 
@@ -26,10 +35,40 @@ enum caio_nowait {
                            prefix of the request) */
 };
 
+/* After a first attempt that moved first bytes (< nbytes) or failed
+ * (first < 0, errno set): the rest of caio_nowait_rw. */
+enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbytes,
+                                  int64_t offset, int streams, ssize_t first,
+                                  ssize_t *result);
+
 /* Try a read (is_write 0) or write without ever blocking, on the calling
  * thread. streams: also serve pipes, sockets and ttys (offset ignored);
- * otherwise they go the slow way. Never blocks; no GIL needed. */
-enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data, size_t nbytes,
-                                int64_t offset, int streams, ssize_t *result);
+ * otherwise they go the slow way. Never blocks; no GIL needed. The first
+ * system call is inline: a page-cache hit costs that call and no other. */
+static inline enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data,
+                                              size_t nbytes, int64_t offset,
+                                              int streams, ssize_t *result)
+{
+#ifdef CAIO_HAVE_NOWAIT
+    struct iovec iov = {data, nbytes};
+    ssize_t n;
+
+    if (((uintptr_t)data & 511) == 0 && nbytes > 0) {
+        *result = 0;
+        return CAIO_NOWAIT_SLOW;    /* could be O_DIRECT: see nowait.c */
+    }
+    n = is_write ? pwritev2(fd, &iov, 1, (off_t)offset, RWF_NOWAIT)
+                 : preadv2(fd, &iov, 1, (off_t)offset, RWF_NOWAIT);
+    if ((size_t)n == nbytes) {
+        *result = n;
+        return CAIO_NOWAIT_DONE;
+    }
+    return caio_nowait_rest(is_write, fd, data, nbytes, offset, streams, n, result);
+#else
+    (void)is_write; (void)fd; (void)data; (void)nbytes; (void)offset; (void)streams;
+    *result = 0;
+    return CAIO_NOWAIT_SLOW;
+#endif
+}
 
 #endif
