@@ -138,6 +138,17 @@ static inline void caio_error_restore(caio_saved_error saved)
 #endif
 }
 
+/* True once the interpreter is exiting (threads are stopped where they
+ * stand: a lock a daemon thread held may never be released). */
+static inline int caio_interpreter_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
 /* ---- request pool (req.c) ----------------------------------------------- */
 
 typedef struct {

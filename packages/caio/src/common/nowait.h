@@ -35,6 +35,9 @@ enum caio_nowait {
                            prefix of the request) */
 };
 
+/* 1 if fd is open with O_DIRECT (asked only for aligned buffers). */
+int caio_nowait_is_direct(int fd);
+
 /* After a first attempt that moved first bytes (< nbytes) or failed
  * (first < 0, errno set): the rest of caio_nowait_rw. */
 enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbytes,
@@ -53,9 +56,9 @@ static inline enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data,
     struct iovec iov = {data, nbytes};
     ssize_t n;
 
-    if (((uintptr_t)data & 511) == 0 && nbytes > 0) {
+    if (((uintptr_t)data & 511) == 0 && nbytes > 0 && caio_nowait_is_direct(fd)) {
         *result = 0;
-        return CAIO_NOWAIT_SLOW;    /* could be O_DIRECT: see nowait.c */
+        return CAIO_NOWAIT_SLOW;    /* O_DIRECT: see nowait.c */
     }
     n = is_write ? pwritev2(fd, &iov, 1, (off_t)offset, RWF_NOWAIT)
                  : preadv2(fd, &iov, 1, (off_t)offset, RWF_NOWAIT);

@@ -36,9 +36,9 @@ int caio_parse_max_requests(PyObject *ob, unsigned dflt, unsigned *out)
         return 0;
     }
     if (overflow != 0 || value < 1 || value > CAIO_MAX_REQUESTS_LIMIT) {
-        PyErr_SetString(PyExc_ValueError,
-                        "max_requests must be between 1 and 65536 "
-                        "(0 or None: the default)");
+        PyErr_Format(PyExc_ValueError,
+                     "max_requests must be between 1 and %d (0 or None: the default)",
+                     CAIO_MAX_REQUESTS_LIMIT);
         return -1;
     }
     *out = (unsigned)value;

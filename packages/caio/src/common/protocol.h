@@ -9,7 +9,8 @@
  *                                    closed and re-entry checks (-1 + error)
  *   void context_leave(Ctx *self);   the matching exit
  *
- * and its module.c instantiates CAIO_ASYNC_METHODS for its *_async core. */
+ * and its module.c instantiates CAIO_ASYNC_TRAMPOLINES for its *_async core
+ * and starts its method table with CAIO_CONTEXT_METHODS. */
 #ifndef CAIO_PROTOCOL_H
 #define CAIO_PROTOCOL_H
 

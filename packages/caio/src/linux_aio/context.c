@@ -263,15 +263,6 @@ static void ctx_fail_lost_futures(AioContext *self)
     Py_DECREF(keys);
 }
 
-static int interpreter_finalizing(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
-}
-
 int aio_ctx_close(AioContext *self)
 {
     caio_req *req, *list;
@@ -283,14 +274,14 @@ int aio_ctx_close(AioContext *self)
         ctx_forget(self);
         return 0;
     }
-    if (interpreter_finalizing() && pthread_mutex_trylock(&self->lock) != 0) {
+    if (caio_interpreter_finalizing() && pthread_mutex_trylock(&self->lock) != 0) {
         /* A daemon thread that died holding the lock (threads are stopped
          * where they stand at exit) would make us wait forever. Leak. */
         self->closed = 1;
         self->pool_leaked = 1;
         return 0;
     }
-    if (interpreter_finalizing())
+    if (caio_interpreter_finalizing())
         __atomic_store_n(&self->lock_owner, (uintptr_t)pthread_self(), __ATOMIC_RELAXED);
     else if (ctx_lock(self) < 0)
         return -1;

@@ -76,7 +76,6 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
     return fut;
 }
 
-
 CAIO_ASYNC_TRAMPOLINES(ThreadContext, ctx_async)
 
 static PyObject *ctx_cancel_future(ThreadContext *self, PyObject *future)

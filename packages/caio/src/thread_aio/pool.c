@@ -52,15 +52,6 @@ void caio_pool_python_exiting(void)
     atomic_store(&python_exiting, 1);
 }
 
-static int py_finalizing(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
-}
-
 /* ---- lists (lock held) -------------------------------------------------- */
 
 static void queue_push(caio_pool *p, caio_req *req)
@@ -228,7 +219,7 @@ static void finish_operation(caio_pool *p, caio_worker *w, caio_req *req)
     if (!enter)
         return;     /* Python is going away: leak the Operation */
 
-    if (!py_finalizing()) {
+    if (!caio_interpreter_finalizing()) {
         gil = PyGILState_Ensure();
         req->state = CAIO_REQ_DONE;
         caio_operation_run_callback(req);
