@@ -19,7 +19,6 @@ from .context import default_context
 from .modes import FileMode, parse_mode
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from typing_extensions import Buffer, Self
 
@@ -272,12 +271,7 @@ class AIOFile:
         await self.open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # --- state -----------------------------------------------------------------

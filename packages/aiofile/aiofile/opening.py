@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
-from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import IO, Any, Generic, Literal, TypeVar, overload
 
 from .aio import AIOFile, FileName
 from .wrappers import BinaryFileWrapper, TextFileWrapper
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ("FileIOCloner", "async_open", "clone")
 
@@ -101,12 +98,7 @@ class FileIOCloner(Generic[W]):
     async def __aenter__(self) -> W:
         return self._make()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._clone is not None:
             await self._clone.close()
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from .readahead import CHUNK_SIZE, LINE_CHUNK_SIZE, ReadAhead, T, readline_slow
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from typing_extensions import Buffer, Self
 
@@ -90,12 +89,7 @@ class FileIOWrapperBase(ReadAhead[T]):
     async def __aenter__(self) -> Self:
         return await self._open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def __aiter__(self) -> AsyncIterator[T]:

@@ -15,7 +15,7 @@ import os
 import select
 from collections.abc import Callable
 
-from ._limits import MAX_IO_SIZE, NOWAIT_MAX
+from ._limits import MAX_IO_SIZE, NOWAIT_MAX_PYTHON
 
 TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ FD_MAX = 0x7FFFFFFF
 READ, WRITE, FSYNC, FDSYNC = 0, 1, 2, 3
 OPCODE_NAMES = ("read", "write", "fsync", "fdsync")
 
-# Reads up to NOWAIT_MAX try RWF_NOWAIT on the calling thread (python_aio's
+# Reads up to NOWAIT_MAX_PYTHON try RWF_NOWAIT on the calling thread (python_aio's
 # read_async). Bigger ones go to the pool: copying megabytes from the page
 # cache would stall the event loop for longer than a thread hop costs.
 RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
@@ -44,7 +44,7 @@ FAIL_AT_ONCE = frozenset((errno.EBADF, errno.EISDIR))
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 __all__ = (
-    "FAIL_AT_ONCE", "FD_MAX", "MAX_RW_COUNT", "NOWAIT_MAX", "OFFSET_LIMIT",
+    "FAIL_AT_ONCE", "FD_MAX", "MAX_RW_COUNT", "NOWAIT_MAX_PYTHON", "OFFSET_LIMIT",
     "OPCODE_NAMES", "PRIORITY_LIMIT", "RWF_NOWAIT", "execute",
     "make_wakeup", "oserror", "preadv", "signal",
 )

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     # Not imported at run time: `import caio` must not pull in asyncio.
     import asyncio
     from collections.abc import Callable
-    from types import TracebackType
     from typing import Any, TypeAlias
 
     from typing_extensions import Buffer, Self
@@ -144,12 +143,7 @@ class AbstractContext(ABC):
         """``with Context() as ctx``: closed when the block ends."""
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @abstractmethod

@@ -20,7 +20,6 @@ from ._registry import live
 from .abstract import AbstractContext, AbstractOperation
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from typing_extensions import Buffer, Self
 
@@ -244,10 +243,5 @@ class AsyncioContextBase:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()

@@ -50,7 +50,7 @@ from ._python_kernel import (
     FDSYNC,
     FSYNC,
     MAX_RW_COUNT,
-    NOWAIT_MAX,
+    NOWAIT_MAX_PYTHON,
     OFFSET_LIMIT,
     OPCODE_NAMES,
     PRIORITY_LIMIT,
@@ -471,14 +471,14 @@ class Context(AbstractContext):
         if not (
             nbytes.__class__ is int and fd.__class__ is int
             and offset.__class__ is int and priority.__class__ is int
-            and 0 <= nbytes <= NOWAIT_MAX and 0 <= fd <= FD_MAX
+            and 0 <= nbytes <= NOWAIT_MAX_PYTHON and 0 <= fd <= FD_MAX
             and 0 <= offset < OFFSET_LIMIT and 0 <= priority < PRIORITY_LIMIT
         ):
             nbytes = check_size(nbytes, "nbytes", MemoryError)
             fd = check_fd(fd)
             offset = check_size(offset, "offset", ValueError)
             check_priority(priority)
-            if nbytes > NOWAIT_MAX:
+            if nbytes > NOWAIT_MAX_PYTHON:
                 return self._enqueue(
                     Operation._make(READ, fd, offset, min(nbytes, MAX_RW_COUNT)),
                 )
@@ -488,7 +488,7 @@ class Context(AbstractContext):
                 buf = free.pop()
             except IndexError:
                 # One byte off: see __init__ (O_DIRECT).
-                buf = memoryview(bytearray(NOWAIT_MAX + 1))[1:]
+                buf = memoryview(bytearray(NOWAIT_MAX_PYTHON + 1))[1:]
             try:
                 view = buf[:nbytes]
                 try:

@@ -14,7 +14,9 @@ only what that backend alone has (its options and mechanisms).
 from __future__ import annotations
 
 import os
+import random
 import resource
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +142,21 @@ def pipe() -> Any:
             os.close(descriptor)
         except OSError:
             pass
+
+
+@pytest.fixture
+def make_data_file(tmp_path: Path) -> Iterator[Callable[..., tuple[int, bytes]]]:
+    """``make(size, seed, flags=os.O_RDONLY) -> (fd, content)``: a file of
+    reproducible random bytes, its descriptor closed after the test."""
+    opened: list[int] = []
+
+    def make(size: int, seed: int, flags: int = os.O_RDONLY) -> tuple[int, bytes]:
+        content = random.Random(seed).randbytes(size)
+        path = tmp_path / f"data-{len(opened)}.bin"
+        path.write_bytes(content)
+        opened.append(os.open(path, flags))
+        return opened[-1], content
+
+    yield make
+    for descriptor in opened:
+        os.close(descriptor)

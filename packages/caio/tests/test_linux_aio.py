@@ -47,14 +47,9 @@ def ctx(wire: Any, userspace_reap: bool) -> Any:
 
 
 @pytest.fixture
-def data_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
+def data_file(make_data_file: Any) -> tuple[int, bytes]:
     """(read-only fd, content) of a 1 MiB file of random bytes."""
-    content = random.Random(1).randbytes(1 << 20)
-    path = tmp_path / "data.bin"
-    path.write_bytes(content)
-    descriptor = os.open(path, os.O_RDONLY)
-    yield descriptor, content
-    os.close(descriptor)
+    return make_data_file(1 << 20, seed=1)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import mmap
 import os
 import random
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +43,9 @@ def batching(context: Any) -> bool:
 
 
 @pytest.fixture
-def data_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
+def data_file(make_data_file: Any) -> tuple[int, bytes]:
     """A read-write descriptor on a 64 KiB file of known content."""
-    content = random.Random(7).randbytes(65536)
-    path = tmp_path / "data.bin"
-    path.write_bytes(content)
-    descriptor = os.open(path, os.O_RDWR)
-    yield descriptor, content
-    os.close(descriptor)
+    return make_data_file(65536, seed=7, flags=os.O_RDWR)
 
 
 @pytest.fixture

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from caio_process import run_python
 
 import caio
 from caio._backends import BACKENDS
@@ -17,15 +16,7 @@ from caio._backends import BACKENDS
 def run_main(
     env: dict[str, str] | None = None, path: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CAIO_")}
-    where = path or Path(caio.__file__).parent.parent
-    full_env["PYTHONPATH"] = str(where)
-    full_env.update(env or {})
-    # Run from there too: the current directory comes first on sys.path.
-    return subprocess.run(
-        [sys.executable, "-m", "caio"], env=full_env, capture_output=True, text=True,
-        timeout=120, check=False, cwd=where,
-    )
+    return run_python("-m", "caio", env=env, path=path)
 
 
 def backend_lines(output: str) -> dict[str, str]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from caio_process import run_python
 
 import caio
 from caio._backends import BACKENDS
@@ -36,19 +35,6 @@ REPORT = (
 BLOCKED_MESSAGE = "io_uring is blocked here (a test says so)"
 
 
-def run_python(
-    *args: str, env: dict[str, str] | None = None, path: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """``python *args`` importing caio from ``path`` (default: this caio)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CAIO_")}
-    where = path or Path(caio.__file__).parent.parent
-    full_env["PYTHONPATH"] = str(where)
-    full_env.update(env or {})
-    # Run from there too: the current directory comes first on sys.path.
-    return subprocess.run(
-        [sys.executable, *args], env=full_env, capture_output=True, text=True,
-        timeout=120, check=False, cwd=where,
-    )
 
 
 def selected(env: dict[str, str] | None = None, path: Path | None = None) -> dict[str, Any]:

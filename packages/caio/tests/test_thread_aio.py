@@ -20,7 +20,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +87,9 @@ def drop_cache(fd: int) -> bool:
 
 
 @pytest.fixture
-def data_file(file_path: Path) -> Iterator[tuple[int, bytes]]:
-    data = os.urandom(256 * 1024)
-    file_path.write_bytes(data)
-    descriptor = os.open(file_path, os.O_RDONLY)
-    yield descriptor, data
-    os.close(descriptor)
+def data_file(make_data_file: Any) -> tuple[int, bytes]:
+    """(read-only fd, content) of a 256 KiB file of random bytes."""
+    return make_data_file(256 * 1024, seed=3)
 
 
 # ---- construction and closed state ---------------------------------------
