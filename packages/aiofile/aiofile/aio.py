@@ -232,9 +232,21 @@ class AIOFile:
             if self._file_mode.writable:
                 await self._sync_for_close(fd)
         finally:
-            if self._owns_fd:
-                os.close(fd)
-            self._fp = None
+            try:
+                # Operations started before close() still name this number:
+                # closing it under them would let them reach the next file
+                # opened under it (an operation is bound to its file).
+                await self._wait_idle(fd)
+            finally:
+                if self._owns_fd:
+                    os.close(fd)
+                self._fp = None
+
+    async def _wait_idle(self, fd: int) -> None:
+        context = self._fh.context
+        wait_idle = getattr(context, "wait_idle", None)  # a caio before 0.13 has none
+        if wait_idle is not None and not context.closed:  # type: ignore[union-attr]
+            await wait_idle(fd)
 
     async def _sync_for_close(self, fd: int) -> None:
         context = self._fh.context
@@ -485,4 +497,20 @@ class AIOFile:
         """
         fd = self._fh.check_writable()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, os.ftruncate, fd, length)
+        # The worker truncates a duplicate made here: a close() meanwhile
+        # (or a cancellation that leaves the worker running) cannot make it
+        # cut another file that got the same number.
+        dup = os.dup(fd)
+        try:
+            job = loop.run_in_executor(self._executor, _truncate_and_close, dup, length)
+        except BaseException:
+            os.close(dup)
+            raise
+        await job
+
+
+def _truncate_and_close(fd: int, length: int) -> None:
+    try:
+        os.ftruncate(fd, length)
+    finally:
+        os.close(fd)

@@ -60,6 +60,11 @@ class AsyncioContextBase:
         self.context: AbstractContext = self.CONTEXT_CLASS(max_requests, **backend_options)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # Operations that did not finish during their *_async call, counted
+        # per descriptor (only the slow path counts), and who waits for a
+        # descriptor's count to drop to zero: see wait_idle().
+        self._busy: dict[Any, int] = {}
+        self._idle_waiters: dict[Any, list[asyncio.Future[None]]] = {}
         # Cached bound methods: the hot path does one attribute lookup each.
         self._cancel_future = self.context.cancel_future
         if loop is None:
@@ -136,19 +141,45 @@ class AsyncioContextBase:
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} {self.context!r}>"
 
-    async def _wait(self, future: Any) -> Any:
+    async def _wait(self, future: Any, fd: Any) -> Any:
         """Await a backend future; on cancellation ask the kernel to cancel.
 
         Only the slow path comes here (the operation did not finish during
-        the call), so this extra coroutine costs nothing that matters.
+        the call), so this extra coroutine and the count of operations in
+        flight on ``fd`` (for wait_idle) cost nothing that matters.
         """
+        busy = self._busy
+        busy[fd] = busy.get(fd, 0) + 1
         try:
             return await future
         except CancelledError:
             # The kernel may still be writing into the buffer: the backend
-            # keeps it until the completion arrives.
+            # keeps it until the completion arrives. It holds the file
+            # itself from here on (io_uring flushes a batched submission
+            # in cancel_future), not the descriptor number.
             self._cancel_future(future)
             raise
+        finally:
+            count = busy[fd] - 1
+            if count:
+                busy[fd] = count
+            else:
+                del busy[fd]
+                for waiter in self._idle_waiters.pop(fd, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def wait_idle(self, fd: Any) -> None:
+        """Wait until no operation of this context on ``fd`` is in flight.
+
+        Close a descriptor only after this: an operation still in flight
+        may otherwise reach the next file opened under the same number.
+        Operations started while waiting are waited for too.
+        """
+        while fd in self._busy:
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._idle_waiters.setdefault(fd, []).append(waiter)
+            await waiter
 
     async def read(self, nbytes: int, fd: Any, offset: int, priority: int = 0) -> bytes:
         """Read at most ``nbytes`` at ``offset``; shorter at end of file.
@@ -159,7 +190,7 @@ class AsyncioContextBase:
         r = self._read_async(nbytes, fd, offset, priority)
         if r.__class__ is bytes:  # finished during the call: no suspension
             return r
-        return await self._wait(r)  # type: ignore[no-any-return]
+        return await self._wait(r, fd)  # type: ignore[no-any-return]
 
     async def write(self, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> int:
         """Write ``payload`` at ``offset``; returns the bytes written.
@@ -170,19 +201,19 @@ class AsyncioContextBase:
         r = self._write_async(payload, fd, offset, priority)
         if r.__class__ is int:
             return r
-        return await self._wait(r)  # type: ignore[no-any-return]
+        return await self._wait(r, fd)  # type: ignore[no-any-return]
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
         r = self._fsync_async(fd, priority)
         if r is not None:
-            await self._wait(r)
+            await self._wait(r, fd)
 
     async def fdsync(self, fd: Any, priority: int = 0) -> None:
         """fdatasync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
         r = self._fdsync_async(fd, priority)
         if r is not None:
-            await self._wait(r)
+            await self._wait(r, fd)
 
     async def submit(self, op: AbstractOperation) -> Any:
         """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
