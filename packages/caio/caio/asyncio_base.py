@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from asyncio import CancelledError
 from collections.abc import Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._fork import fork_generation
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer, Self
 
 __all__ = ("AsyncioContextBase",)
+
+
+class _NotRunning:
+    """Stands in for the bound loop in the per-operation loop check until
+    there is one (and for loops that do not record their thread)."""
+
+    _thread_id = None
+
+
+_NOT_RUNNING = _NotRunning()
+
+
+def _name(loop: asyncio.AbstractEventLoop) -> str:
+    # Not repr(loop): it shows the loop's state, which changes.
+    return f"<{type(loop).__name__} at {id(loop):#x}>"
 
 class AsyncioContextBase:
     """asyncio front of one backend context.
@@ -59,6 +75,13 @@ class AsyncioContextBase:
             max_requests = self.MAX_REQUESTS_DEFAULT
         self.context: AbstractContext = self.CONTEXT_CLASS(max_requests, **backend_options)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # What the per-operation loop check reads: the bound loop, whose
+        # _thread_id (asyncio's BaseEventLoop sets it while the loop runs)
+        # equals the caller's thread exactly when the bound loop is the
+        # running one: a thread runs one loop at a time. One attribute
+        # read and an integer comparison, no get_running_loop() (a
+        # getpid() system call on Python 3.11).
+        self._owner: Any = _NOT_RUNNING
         self._closed = False
         # Operations that did not finish during their *_async call, counted
         # per descriptor (only the slow path counts), and who waits for a
@@ -104,6 +127,8 @@ class AsyncioContextBase:
         # parent too, whose loop would then never hear of its completions.
         self._bound_in = fork_generation()
         self._loop = loop
+        if isinstance(loop, asyncio.BaseEventLoop):
+            self._owner = loop
         self._read_async = context.read_async
         self._write_async = context.write_async
         self._fsync_async = context.fsync_async
@@ -117,6 +142,21 @@ class AsyncioContextBase:
                 self._bind(asyncio.get_running_loop())
             return method(*args)
         return first_call
+
+    def _check_loop(self) -> None:
+        """The slow half of the loop check: bind an unbound context, or
+        raise RuntimeError when another loop than ours runs (or none)."""
+        running = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            if self._closed:
+                raise ValueError("I/O operation on closed context")
+            self._bind(running)
+        elif running is not loop:
+            raise RuntimeError(
+                f"{self!r} is bound to event loop {_name(loop)} and was used "
+                f"from event loop {_name(running)}: use one context per loop",
+            )
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -187,6 +227,8 @@ class AsyncioContextBase:
         Raises OSError (EBADF, EISDIR, ...), TypeError, ValueError
         (negative values; also once closed), MemoryError.
         """
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._read_async(nbytes, fd, offset, priority)
         if r.__class__ is bytes:  # finished during the call: no suspension
             return r
@@ -198,6 +240,8 @@ class AsyncioContextBase:
         Raises OSError, TypeError/BufferError (payload), ValueError (also
         once closed).
         """
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._write_async(payload, fd, offset, priority)
         if r.__class__ is int:
             return r
@@ -205,12 +249,16 @@ class AsyncioContextBase:
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._fsync_async(fd, priority)
         if r is not None:
             await self._wait(r, fd)
 
     async def fdsync(self, fd: Any, priority: int = 0) -> None:
         """fdatasync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._fdsync_async(fd, priority)
         if r is not None:
             await self._wait(r, fd)
@@ -222,9 +270,8 @@ class AsyncioContextBase:
         raises, TypeError (another backend's operation), RuntimeError
         (already submitted), ValueError (closed).
         """
+        self._check_loop()
         loop = self.loop
-        if self._loop is None:
-            self._bind(loop)
         future: asyncio.Future[int] = loop.create_future()
 
         def resolve(result: int) -> None:

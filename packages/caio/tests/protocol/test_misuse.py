@@ -1,14 +1,77 @@
-"""Misuse with one clear answer on every backend: a descriptor closed
-while an operation on it is in flight (``wait_idle``).
+"""Misuse with one clear answer on every backend: an AsyncioContext used
+from another event loop than its own, and a descriptor closed while an
+operation on it is in flight (``wait_idle``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+def other_loop_call(work: Any) -> BaseException | None:
+    """Run ``await work()`` on a new loop in another thread; what it raised."""
+    raised: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            asyncio.run(work())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            raised[0] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    return raised[0]
+
+
+@pytest.mark.parametrize("op", ["cached-read", "pipe-read", "write", "fsync", "fdsync", "submit"])
+async def test_context_used_from_another_loop_names_both(
+    asyncio_module: Any, backend_module: Any, event_loop: Any, tmp_path: Path, op: str,
+) -> None:
+    """Every operation from a loop other than the context's raises
+    RuntimeError naming both loops, whether the kernel would have finished
+    it during the call (a page-cache hit) or not, and the context still
+    works on its own loop afterwards."""
+    path = tmp_path / "f"
+    path.write_bytes(b"cached data")
+    fd = os.open(path, os.O_RDWR)
+    r, w = os.pipe()
+    os.write(w, b"pipe data")
+    context = asyncio_module.AsyncioContext(loop=event_loop)
+    try:
+        assert await context.read(6, fd, 0) == b"cached"  # bound, and the file is cached
+        calls = {
+            "cached-read": lambda: context.read(6, fd, 0),
+            "pipe-read": lambda: context.read(4, r, 0),
+            "write": lambda: context.write(b"x", fd, 0),
+            "fsync": lambda: context.fsync(fd),
+            "fdsync": lambda: context.fdsync(fd),
+            "submit": lambda: context.submit(backend_module.Operation.read(6, fd, 0)),
+        }
+        foreign: list[Any] = []
+
+        async def work() -> None:
+            foreign.append(asyncio.get_running_loop())
+            await calls[op]()
+
+        error = other_loop_call(work)
+        assert isinstance(error, RuntimeError), error
+        assert f"at {id(event_loop):#x}>" in str(error)
+        assert f"at {id(foreign[0]):#x}>" in str(error)
+        assert path.read_bytes() == b"cached data"  # the write never ran
+        assert os.read(r, 100) == b"pipe data"  # nor the pipe read
+        assert await context.read(6, fd, 0) == b"cached"
+    finally:
+        context.close()
+        for descriptor in (fd, r, w):
+            os.close(descriptor)
 
 
 async def test_wait_idle_waits_for_operations_on_that_descriptor(
