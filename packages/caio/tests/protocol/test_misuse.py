@@ -6,6 +6,7 @@ operation on it is in flight (``wait_idle``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import threading
 from pathlib import Path
@@ -105,3 +106,18 @@ async def test_wait_idle_waits_for_operations_on_that_descriptor(
         for descriptor in (r, w, r2, w2):
             os.close(descriptor)
 
+
+@pytest.mark.parametrize("op", ["read-write-end", "write-read-end"])
+async def test_wrong_end_of_a_pipe_is_ebadf(context: Any, op: str) -> None:
+    """A read on a pipe's write end (a write on its read end) fails at once
+    with EBADF, as read(2) does, instead of waiting for data that cannot
+    come through that end."""
+    r, w = os.pipe()
+    try:
+        call = context.read(10, w, 0) if op == "read-write-end" else context.write(b"x", r, 0)
+        with pytest.raises(OSError) as info:
+            await asyncio.wait_for(call, 5)
+        assert info.value.errno == errno.EBADF
+    finally:
+        os.close(r)
+        os.close(w)
