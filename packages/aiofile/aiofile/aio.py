@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from caio import AsyncioContextBase
 
-__all__ = ("AIOFile", "FileName")
+__all__ = ("AIOFile", "FileName", "partial_write_error")
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -33,6 +33,27 @@ FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 _READ_ALL_START = 64 * 1024
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+def partial_write_error(
+    exc: OSError, written: int, total: int, name: str | bytes,
+) -> OSError:
+    """``exc`` of a write of ``total`` bytes with how many of them landed.
+
+    The attribute ``written`` says it; when some bytes landed the message
+    says it too (the error is then a new one of the same errno and type),
+    so that nobody mistakes a half-written file for an untouched one.
+    """
+    if written:
+        error = OSError(
+            exc.errno,
+            f"{exc.strerror} after {written} of {total} bytes were written",
+            exc.filename if exc.filename is not None else name,
+        )
+        error.__cause__ = exc
+        exc = error
+    exc.written = written  # type: ignore[attr-defined]
+    return exc
 
 
 class FileHandle:
@@ -462,18 +483,22 @@ class AIOFile:
         total = view.nbytes
         if not total:
             return 0
-        written = await context.write(data, fd, offset)
-        if written == total:
-            return written
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        while written < total:
-            # A short write (a signal, a full pipe, RLIMIT_FSIZE): go on
-            # from where the kernel stopped.
-            n = await context.write(view[written:], fd, offset + written)
-            if n <= 0:
-                raise OSError(errno.EIO, f"write to {self._name!r} made no progress")
-            written += n
+        written = 0
+        try:
+            written = await context.write(data, fd, offset)
+            if written == total:
+                return written
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            while written < total:
+                # A short write (a signal, a full pipe, RLIMIT_FSIZE): go on
+                # from where the kernel stopped.
+                n = await context.write(view[written:], fd, offset + written)
+                if n <= 0:
+                    raise OSError(errno.EIO, "the write made no progress")
+                written += n
+        except OSError as exc:
+            raise partial_write_error(exc, written, total, self._name) from None
         return written
 
     async def fsync(self) -> None:
