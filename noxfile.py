@@ -329,12 +329,35 @@ def run_suites(
                 session.error(f"missing test suite {suite}")
             run_env = dict(env)
             run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
+            log = tmp / f"pytest-{suite.parent.name}.log"
+            run_env["SUITE_LOG"] = str(log)
             session.run(
-                *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
+                *TEE, *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
                 pytest, *PYTEST_ARGS, "--rootdir", str(suite.parent),
                 *extra, *session.posargs, str(suite),
                 env=run_env, success_codes=codes, external=True,
             )
+            check_quiet(session, log)
+
+
+# The suite's output goes to the terminal and to $SUITE_LOG (pipefail: the
+# exit status stays pytest's), so that check_quiet can read it afterwards.
+TEE = ("bash", "-c", 'set -o pipefail; "$@" 2>&1 | tee "$SUITE_LOG"', "tee-suite")
+# What a green run must not print: pytest captures what tests print, so
+# these come from outside any test (interpreter exit, finalizers, threads
+# that outlive their test, a logging handler that failed).
+NOISE = ("Traceback (most recent call last)", "--- Logging error ---")
+
+
+def check_quiet(session: nox.Session, log: Path) -> None:
+    """Fail the session if the passing suite printed a traceback."""
+    text = log.read_text(encoding="utf-8", errors="replace")
+    found = [marker for marker in NOISE if marker in text]
+    if found:
+        session.error(
+            f"the suite passed but printed {' and '.join(map(repr, found))} "
+            "outside any test (see above): a clean run is quiet",
+        )
 
 
 COVERAGE_GUARD = """

@@ -292,8 +292,11 @@ class AIOFile:
             try:
                 message = f"unclosed file {self!r}"
                 fh.fd = -1
-                warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
                 os.close(fd)
+                warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
+            except ResourceWarning:
+                # -W error: the descriptor is closed; the leak is reported.
+                raise
             except Exception:  # noqa: BLE001, S110 - at exit os may be gone
                 pass
 
