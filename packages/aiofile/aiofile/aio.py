@@ -297,7 +297,7 @@ class AIOFile:
             except ResourceWarning:
                 # -W error: the descriptor is closed; the leak is reported.
                 raise
-            except Exception:  # noqa: BLE001, S110 - at exit os may be gone
+            except Exception:  # at exit os may be gone
                 pass
 
     def __await__(self) -> Generator[Any, None, Self]:

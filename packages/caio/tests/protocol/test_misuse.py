@@ -22,7 +22,7 @@ def other_loop_call(work: Any) -> BaseException | None:
     def run() -> None:
         try:
             asyncio.run(work())
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:  # reported to the test
             raised[0] = exc
 
     thread = threading.Thread(target=run)
