@@ -162,7 +162,7 @@ def found_pythons() -> list[str] | None:
 
 PYTHONS = found_pythons()
 
-nox.options.sessions = ["lint", "tests", "backend", "sanitize", "docs"]
+nox.options.sessions = ["lint", "tests", "backend", "sanitize", "docs", "soak-30s"]
 # Venvs are kept between runs; our own packages are reinstalled only when
 # their sources change (see install_packages).
 nox.options.reuse_venv = "yes"
@@ -329,12 +329,35 @@ def run_suites(
                 session.error(f"missing test suite {suite}")
             run_env = dict(env)
             run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
+            log = tmp / f"pytest-{suite.parent.name}.log"
+            run_env["SUITE_LOG"] = str(log)
             session.run(
-                *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
+                *TEE, *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
                 pytest, *PYTEST_ARGS, "--rootdir", str(suite.parent),
                 *extra, *session.posargs, str(suite),
                 env=run_env, success_codes=codes, external=True,
             )
+            check_quiet(session, log)
+
+
+# The suite's output goes to the terminal and to $SUITE_LOG (pipefail: the
+# exit status stays pytest's), so that check_quiet can read it afterwards.
+TEE = ("bash", "-c", 'set -o pipefail; "$@" 2>&1 | tee "$SUITE_LOG"', "tee-suite")
+# What a green run must not print: pytest captures what tests print, so
+# these come from outside any test (interpreter exit, finalizers, threads
+# that outlive their test, a logging handler that failed).
+NOISE = ("Traceback (most recent call last)", "--- Logging error ---")
+
+
+def check_quiet(session: nox.Session, log: Path) -> None:
+    """Fail the session if the passing suite printed a traceback."""
+    text = log.read_text(encoding="utf-8", errors="replace")
+    found = [marker for marker in NOISE if marker in text]
+    if found:
+        session.error(
+            f"the suite passed but printed {' and '.join(map(repr, found))} "
+            "outside any test (see above): a clean run is quiet",
+        )
 
 
 COVERAGE_GUARD = """
@@ -484,6 +507,74 @@ def offline() -> tuple[str, ...]:
     except OSError:
         cut = False
     return ("unshare", "--net", "--map-root-user") if cut else ()
+
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def run_soak(session: nox.Session, *args: str) -> None:
+    install_packages(session)
+    tmp = Path(session.create_tmp()).resolve()
+    with session.chdir(tmp):
+        session.run("python", str(BENCHMARKS / "soak.py"), *args, env=AUTOMATIC)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """One million mixed operations per backend with random cancellation and
+    content checks; fails on a wrong byte or an error, and on descriptors,
+    threads or resident memory left behind. Arguments after ``--`` go to
+    ``benchmarks/soak.py`` (``--seconds N``, ``--ops N``, ``--backends a,b``)."""
+    run_soak(session, *session.posargs)
+
+
+@nox.session(name="soak-30s")
+def soak_30s(session: nox.Session) -> None:
+    """The soak of ``nox -s soak`` for 30 seconds in all (the default run's)."""
+    run_soak(session, "--seconds", "30", *session.posargs)
+
+
+@nox.session
+def valgrind(session: nox.Session) -> None:
+    """The caio suite under valgrind's memcheck; fails on any invalid
+    access, uninitialised use or definite leak in caio's C code.
+
+    Slow (about 40 times the plain run): ``nox -s valgrind -- tests/protocol``
+    style arguments narrow it (they replace the suite path). Errors with no
+    frame in caio's extensions are counted, not failed on: the interpreter's
+    own, and the uninitialised values memcheck reports where the
+    interpreter reads buffers the kernel filled behind its back (io_uring,
+    kernel AIO). That filter takes the place of a suppression file.
+    """
+    if not shutil.which("valgrind"):
+        session.error("valgrind is not installed")
+    install_packages(session, *TEST_DEPS)
+    tmp = Path(session.create_tmp()).resolve()
+    logs = tmp / "valgrind"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir()
+    targets = [str(CAIO / arg) if not arg.startswith("-") and (CAIO / arg).exists() else arg
+               for arg in session.posargs] or [str(CAIO / "tests")]
+    env: dict[str, str | None] = {
+        **AUTOMATIC,
+        # Every object from malloc, where memcheck sees it (not pymalloc's arenas).
+        "PYTHONMALLOC": "malloc",
+    }
+    with session.chdir(tmp):
+        session.run(
+            "valgrind", "--tool=memcheck", "--leak-check=full",
+            "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+            "--xml=yes", f"--xml-file={logs / 'memcheck.%p.xml'}",
+            "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "--import-mode=importlib", "--rootdir", str(CAIO),
+            # Memcheck is slow: per-test time limits are for hangs, not for this.
+            "--timeout=1800", *targets,
+            env=env, external=True,
+        )
+        session.run(
+            "python", str(BENCHMARKS / "valgrind_report.py"),
+            *map(str, sorted(logs.glob("memcheck.*.xml"))),
+        )
 
 
 @nox.session

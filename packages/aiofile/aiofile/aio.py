@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from caio import AsyncioContextBase
 
-__all__ = ("AIOFile", "FileName")
+__all__ = ("AIOFile", "FileName", "partial_write_error")
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -32,6 +32,27 @@ FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 _READ_ALL_START = 64 * 1024
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+def partial_write_error(
+    exc: OSError, written: int, total: int, name: str | bytes,
+) -> OSError:
+    """``exc`` of a write of ``total`` bytes with how many of them landed.
+
+    The attribute ``written`` says it; when some bytes landed the message
+    says it too (the error is then a new one of the same errno and type),
+    so that nobody mistakes a half-written file for an untouched one.
+    """
+    if written:
+        error = OSError(
+            exc.errno,
+            f"{exc.strerror} after {written} of {total} bytes were written",
+            exc.filename if exc.filename is not None else name,
+        )
+        error.__cause__ = exc
+        exc = error
+    exc.written = written  # type: ignore[attr-defined]
+    return exc
 
 
 class FileHandle:
@@ -231,9 +252,21 @@ class AIOFile:
             if self._file_mode.writable:
                 await self._sync_for_close(fd)
         finally:
-            if self._owns_fd:
-                os.close(fd)
-            self._fp = None
+            try:
+                # Operations started before close() still name this number:
+                # closing it under them would let them reach the next file
+                # opened under it (an operation is bound to its file).
+                await self._wait_idle(fd)
+            finally:
+                if self._owns_fd:
+                    os.close(fd)
+                self._fp = None
+
+    async def _wait_idle(self, fd: int) -> None:
+        context = self._fh.context
+        wait_idle = getattr(context, "wait_idle", None)  # a caio before 0.13 has none
+        if wait_idle is not None and not context.closed:  # type: ignore[union-attr]
+            await wait_idle(fd)
 
     async def _sync_for_close(self, fd: int) -> None:
         context = self._fh.context
@@ -258,8 +291,11 @@ class AIOFile:
             try:
                 message = f"unclosed file {self!r}"
                 fh.fd = -1
-                warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
                 os.close(fd)
+                warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
+            except ResourceWarning:
+                # -W error: the descriptor is closed; the leak is reported.
+                raise
             except Exception:  # at exit os may be gone
                 pass
 
@@ -444,18 +480,22 @@ class AIOFile:
         total = view.nbytes
         if not total:
             return 0
-        written = await context.write(data, fd, offset)
-        if written == total:
-            return written
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        while written < total:
-            # A short write (a signal, a full pipe, RLIMIT_FSIZE): go on
-            # from where the kernel stopped.
-            n = await context.write(view[written:], fd, offset + written)
-            if n <= 0:
-                raise OSError(errno.EIO, f"write to {self._name!r} made no progress")
-            written += n
+        written = 0
+        try:
+            written = await context.write(data, fd, offset)
+            if written == total:
+                return written
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            while written < total:
+                # A short write (a signal, a full pipe, RLIMIT_FSIZE): go on
+                # from where the kernel stopped.
+                n = await context.write(view[written:], fd, offset + written)
+                if n <= 0:
+                    raise OSError(errno.EIO, "the write made no progress")
+                written += n
+        except OSError as exc:
+            raise partial_write_error(exc, written, total, self._name) from None
         return written
 
     async def fsync(self) -> None:
@@ -479,4 +519,20 @@ class AIOFile:
         """
         fd = self._fh.check_writable()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, os.ftruncate, fd, length)
+        # The worker truncates a duplicate made here: a close() meanwhile
+        # (or a cancellation that leaves the worker running) cannot make it
+        # cut another file that got the same number.
+        dup = os.dup(fd)
+        try:
+            job = loop.run_in_executor(self._executor, _truncate_and_close, dup, length)
+        except BaseException:
+            os.close(dup)
+            raise
+        await job
+
+
+def _truncate_and_close(fd: int, length: int) -> None:
+    try:
+        os.ftruncate(fd, length)
+    finally:
+        os.close(fd)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import operator
 import os
+import stat
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ class FileIOWrapperBase(ReadAhead[T]):
         self._init_pending(afp, offset, LINE_CHUNK_SIZE, None)
         self._readable = afp.mode.readable
         self._writable = afp.mode.writable
+        self._appending = afp.mode.appending
         if afp.mode.appending and self._fh.fd >= 0:
             self._pos = os.fstat(self._fh.fd).st_size
 
@@ -156,6 +158,23 @@ class FileIOWrapperBase(ReadAhead[T]):
             await self._file.fsync()
         else:
             await self._file.fdsync()
+
+    def _wrote(self, end: int) -> None:
+        """Move the position to ``end``, past what a write landed.
+
+        A write that failed half way (ENOSPC, EFBIG) gives the end of what
+        landed (its error's ``written``), so that a retry appends rather
+        than overwrites. In an appending mode the kernel writes at the end
+        of a regular file whatever the offset: the position becomes that
+        real end, other writers' appends included.
+        """
+        if self._appending:
+            fd = self._fh.fd
+            if fd >= 0:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    end = st.st_size
+        self._pos = end
 
     def _write_position(self) -> int:
         # Writing after reading writes where reading got to.
@@ -285,8 +304,12 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
                 "bytes-like object, not str",
             )
         position = self._write_position()
-        written = await self._file.write_bytes(data, position)
-        self._pos = position + written
+        try:
+            written = await self._file.write_bytes(data, position)
+        except OSError as exc:
+            self._wrote(position + getattr(exc, "written", 0))
+            raise
+        self._wrote(position + written)
         return written
 
 
@@ -360,8 +383,12 @@ class TextFileWrapper(FileIOWrapperBase[str]):
             )
         position = self._write_position()
         afp = self._file
-        written = await afp.write_bytes(afp.encode(data, position), position)
-        self._pos = position + written
+        try:
+            written = await afp.write_bytes(afp.encode(data, position), position)
+        except OSError as exc:
+            self._wrote(position + getattr(exc, "written", 0))
+            raise
+        self._wrote(position + written)
         return len(data)
 
 

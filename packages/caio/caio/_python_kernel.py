@@ -17,6 +17,11 @@ from collections.abc import Callable
 
 from ._limits import MAX_IO_SIZE, NOWAIT_MAX_PYTHON
 
+try:
+    import fcntl
+except ImportError:  # Windows: no pipes that pread refuses to wait on
+    fcntl = None  # type: ignore[assignment]
+
 TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
 if TYPE_CHECKING:
     from .python_aio import Operation
@@ -84,6 +89,18 @@ def wait_ready(fd: int, stop_fd: int, events: int, op: Operation) -> None:
             return
 
 
+def refuse_wrong_end(fd: int, refused: int) -> None:
+    """Raise OSError(EBADF) if ``fd`` is open with access mode ``refused``.
+
+    pread/pwrite on a pipe fail with ESPIPE before they look at the access
+    mode, and poll() on a pipe's write end never reports it readable (nor
+    its read end writable): without this a read of a write end would wait
+    forever instead of failing as read(2) does.
+    """
+    if fcntl is not None and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == refused:
+        raise oserror(errno.EBADF)
+
+
 def execute(op: Operation, stop_fd: int) -> None:
     """Run one operation (in a worker thread, GIL released by os.*).
 
@@ -100,6 +117,7 @@ def execute(op: Operation, stop_fd: int) -> None:
                 if exc.errno != errno.ESPIPE:
                     raise
                 # Pipes, sockets, ttys: no position to read at.
+                refuse_wrong_end(fd, os.O_WRONLY)
                 wait_ready(fd, stop_fd, select.POLLIN, op)
                 data = os.read(fd, op._nbytes)
             op._data = data
@@ -113,6 +131,7 @@ def execute(op: Operation, stop_fd: int) -> None:
                 except OSError as exc:
                     if exc.errno != errno.ESPIPE:
                         raise
+                    refuse_wrong_end(fd, os.O_RDONLY)
                     wait_ready(fd, stop_fd, select.POLLOUT, op)
                     op._result = os.write(fd, view)
             finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from asyncio import CancelledError
 from collections.abc import Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._fork import fork_generation
@@ -24,6 +25,22 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer, Self
 
 __all__ = ("AsyncioContextBase",)
+
+
+class _NotRunning:
+    """Stands in for the bound loop in the per-operation loop check until
+    there is one (and for loops that do not record their thread)."""
+
+    _thread_id = None
+
+
+_NOT_RUNNING = _NotRunning()
+
+
+def _name(loop: asyncio.AbstractEventLoop) -> str:
+    # Not repr(loop): it shows the loop's state, which changes.
+    return f"<{type(loop).__name__} at {id(loop):#x}>"
+
 
 class AsyncioContextBase:
     """asyncio front of one backend context.
@@ -58,7 +75,19 @@ class AsyncioContextBase:
             max_requests = self.MAX_REQUESTS_DEFAULT
         self.context: AbstractContext = self.CONTEXT_CLASS(max_requests, **backend_options)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # What the per-operation loop check reads: the bound loop, whose
+        # _thread_id (asyncio's BaseEventLoop sets it while the loop runs)
+        # equals the caller's thread exactly when the bound loop is the
+        # running one: a thread runs one loop at a time. One attribute
+        # read and an integer comparison, no get_running_loop() (a
+        # getpid() system call on Python 3.11).
+        self._owner: Any = _NOT_RUNNING
         self._closed = False
+        # Operations that did not finish during their *_async call, counted
+        # per descriptor (only the slow path counts), and who waits for a
+        # descriptor's count to drop to zero: see wait_idle().
+        self._busy: dict[Any, int] = {}
+        self._idle_waiters: dict[Any, list[asyncio.Future[None]]] = {}
         # Cached bound methods: the hot path does one attribute lookup each.
         self._cancel_future = self.context.cancel_future
         if loop is None:
@@ -93,6 +122,8 @@ class AsyncioContextBase:
         # parent too, whose loop would then never hear of its completions.
         self._bound_in = fork_generation()
         self._loop = loop
+        if isinstance(loop, asyncio.BaseEventLoop):
+            self._owner = loop
         self._read_async = context.read_async
         self._write_async = context.write_async
         self._fsync_async = context.fsync_async
@@ -106,6 +137,21 @@ class AsyncioContextBase:
                 self._bind(asyncio.get_running_loop())
             return method(*args)
         return first_call
+
+    def _check_loop(self) -> None:
+        """The slow half of the loop check: bind an unbound context, or
+        raise RuntimeError when another loop than ours runs (or none)."""
+        running = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            if self._closed:
+                raise ValueError("I/O operation on closed context")
+            self._bind(running)
+        elif running is not loop:
+            raise RuntimeError(
+                f"{self!r} is bound to event loop {_name(loop)} and was used "
+                f"from event loop {_name(running)}: use one context per loop",
+            )
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -130,19 +176,45 @@ class AsyncioContextBase:
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} {self.context!r}>"
 
-    async def _wait(self, future: Any) -> Any:
+    async def _wait(self, future: Any, fd: Any) -> Any:
         """Await a backend future; on cancellation ask the kernel to cancel.
 
         Only the slow path comes here (the operation did not finish during
-        the call), so this extra coroutine costs nothing that matters.
+        the call), so this extra coroutine and the count of operations in
+        flight on ``fd`` (for wait_idle) cost nothing that matters.
         """
+        busy = self._busy
+        busy[fd] = busy.get(fd, 0) + 1
         try:
             return await future
         except CancelledError:
             # The kernel may still be writing into the buffer: the backend
-            # keeps it until the completion arrives.
+            # keeps it until the completion arrives. It holds the file
+            # itself from here on (io_uring flushes a batched submission
+            # in cancel_future), not the descriptor number.
             self._cancel_future(future)
             raise
+        finally:
+            count = busy[fd] - 1
+            if count:
+                busy[fd] = count
+            else:
+                del busy[fd]
+                for waiter in self._idle_waiters.pop(fd, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def wait_idle(self, fd: Any) -> None:
+        """Wait until no operation of this context on ``fd`` is in flight.
+
+        Close a descriptor only after this: an operation still in flight
+        may otherwise reach the next file opened under the same number.
+        Operations started while waiting are waited for too.
+        """
+        while fd in self._busy:
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._idle_waiters.setdefault(fd, []).append(waiter)
+            await waiter
 
     async def read(self, nbytes: int, fd: Any, offset: int, priority: int = 0) -> bytes:
         """Read at most ``nbytes`` at ``offset``; shorter at end of file.
@@ -150,10 +222,12 @@ class AsyncioContextBase:
         Raises OSError (EBADF, EISDIR, ...), TypeError, ValueError
         (negative values; also once closed), MemoryError.
         """
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._read_async(nbytes, fd, offset, priority)
         if r.__class__ is bytes:  # finished during the call: no suspension
             return r
-        return await self._wait(r)  # type: ignore[no-any-return]
+        return await self._wait(r, fd)  # type: ignore[no-any-return]
 
     async def write(self, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> int:
         """Write ``payload`` at ``offset``; returns the bytes written.
@@ -161,22 +235,28 @@ class AsyncioContextBase:
         Raises OSError, TypeError/BufferError (payload), ValueError (also
         once closed).
         """
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._write_async(payload, fd, offset, priority)
         if r.__class__ is int:
             return r
-        return await self._wait(r)  # type: ignore[no-any-return]
+        return await self._wait(r, fd)  # type: ignore[no-any-return]
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._fsync_async(fd, priority)
         if r is not None:
-            await self._wait(r)
+            await self._wait(r, fd)
 
     async def fdsync(self, fd: Any, priority: int = 0) -> None:
         """fdatasync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
+        if self._owner._thread_id != get_ident():
+            self._check_loop()
         r = self._fdsync_async(fd, priority)
         if r is not None:
-            await self._wait(r)
+            await self._wait(r, fd)
 
     async def submit(self, op: AbstractOperation) -> Any:
         """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
@@ -185,9 +265,8 @@ class AsyncioContextBase:
         raises, TypeError (another backend's operation), RuntimeError
         (already submitted), ValueError (closed).
         """
+        self._check_loop()
         loop = self.loop
-        if self._loop is None:
-            self._bind(loop)
         future: asyncio.Future[int] = loop.create_future()
 
         def resolve(result: int) -> None:

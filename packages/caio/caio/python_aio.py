@@ -389,14 +389,28 @@ class Context(AbstractContext):
             pool.threads = []  # they live in the parent only
             pool.close_fds()
             return
+        # A future (from the factory) or callback that raises must not stop
+        # the others from being resolved, nor the pool from being released:
+        # the first such error is raised once everything is closed.
+        errors: list[Exception] = []
         for op in cancel_queued(pool):
-            finish_cancelled(op)
+            try:
+                finish_cancelled(op)
+            except Exception as exc:
+                errors.append(exc)
         pool.stop(timeout)
-        pool.drain()
+        while True:
+            try:
+                pool.drain()  # takes each operation before resolving it
+                break
+            except Exception as exc:
+                errors.append(exc)
         if not any(thread.is_alive() for thread in pool.threads):
             pool.close_fds()
         # else: a worker is stuck in a syscall past the exit timeout; it may
         # still write the wakeup fd, so that fd must not be reused.
+        if errors:
+            raise errors[0]
 
     def _close_at_exit(self) -> None:
         # A worker stuck in a syscall must not hold up the exit for long.

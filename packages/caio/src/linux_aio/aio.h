@@ -128,6 +128,11 @@ int aio_setup_context(unsigned nr, int userspace_reap, aio_context_t *aio,
  * and close the eventfd. Returns 0, or the io_destroy errno (the kernel may
  * still own buffers then). */
 int aio_destroy_context(aio_context_t *aio, struct aio_ring_header **ring, int *efd);
+/* io_destroy of a context with nothing in flight on a detached helper
+ * thread, so that the caller does not wait for it. 0 if handed over (the
+ * context and its mapped ring are gone for the caller), -1 if the caller
+ * must destroy it itself (too many helpers busy, no thread). */
+int aio_destroy_in_background(aio_context_t aio);
 
 /* ---- queue.c (all with the context lock held) --------------------------- */
 

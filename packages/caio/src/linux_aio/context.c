@@ -300,7 +300,14 @@ int aio_ctx_close(AioContext *self)
     }
     /* In flight: wait for every completion, then destroy (see aio.h). */
     err = aio_reap_all(self);
-    destroy_err = aio_ctx_destroy(self);
+    if (err == 0 && self->inflight == 0 && self->aio != 0
+            && aio_destroy_in_background(self->aio) == 0) {
+        /* Nothing the kernel could still write: its io_destroy, an RCU
+         * grace period long, need not stall this (the loop's) thread. */
+        self->aio = 0;
+        self->ring = NULL;   /* the helper's io_destroy unmaps it */
+    }
+    destroy_err = aio_ctx_destroy(self);   /* the eventfd; io_destroy if not handed over */
     if (err != 0 || destroy_err != 0 || self->inflight != 0)
         self->pool_leaked = 1;   /* the kernel may not be done with it */
     list = self->ready_head;

@@ -6,6 +6,9 @@
 #include "aio.h"
 #include <errno.h>
 #include "notify.h"
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -89,4 +92,50 @@ int aio_destroy_context(aio_context_t *aio, struct aio_ring_header **ring, int *
         *efd = -1;
     }
     return err;
+}
+
+/* ---- io_destroy off the caller's thread ----------------------------------- */
+
+/* io_destroy of an idle context still waits for an RCU grace period
+ * (about 30 ms measured on 6.x kernels): on the event loop's thread that
+ * is 30 ms of stalled loop per closed context. With nothing in flight the
+ * kernel owns none of our memory, so the wait can happen elsewhere. At
+ * most this many such helper threads at once, so that contexts closed in
+ * a loop cannot pile up threads or kernel AIO slots (fs.aio-nr is only
+ * released when io_destroy returns); beyond, the caller waits itself. */
+#define AIO_DESTROY_HELPERS_MAX 16
+
+static unsigned destroy_helpers;
+
+static void *destroy_helper(void *arg)
+{
+    aio_sys_destroy((aio_context_t)(uintptr_t)arg);
+    __atomic_sub_fetch(&destroy_helpers, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+int aio_destroy_in_background(aio_context_t aio)
+{
+    pthread_attr_t attr;
+    pthread_t thread;
+    sigset_t all, old;
+    int err;
+
+    if (__atomic_add_fetch(&destroy_helpers, 1, __ATOMIC_RELAXED) > AIO_DESTROY_HELPERS_MAX)
+        goto refused;
+    if (pthread_attr_init(&attr) != 0)
+        goto refused;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    /* The helper takes no signal: they belong to the interpreter's threads. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&thread, &attr, destroy_helper, (void *)(uintptr_t)aio);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err == 0)
+        return 0;
+refused:
+    __atomic_sub_fetch(&destroy_helpers, 1, __ATOMIC_RELAXED);
+    return -1;
 }
