@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from asyncio import CancelledError
 from collections.abc import Callable
-from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._fork import fork_generation
@@ -75,11 +74,14 @@ class AsyncioContextBase:
             max_requests = self.MAX_REQUESTS_DEFAULT
         self.context: AbstractContext = self.CONTEXT_CLASS(max_requests, **backend_options)
         self._loop: asyncio.AbstractEventLoop | None = None
-        # What the per-operation loop check reads: the bound loop, whose
-        # _thread_id (asyncio's BaseEventLoop sets it while the loop runs)
-        # equals the caller's thread exactly when the bound loop is the
-        # running one: a thread runs one loop at a time. One attribute
-        # read and an integer comparison, no get_running_loop() (a
+        # The per-operation loop check, in two halves that cost no call and
+        # no allocation: here, the bound loop's _thread_id (asyncio's
+        # BaseEventLoop sets it while the loop runs) is None exactly when
+        # the bound loop is not running, so a call from any coroutine then
+        # comes from another loop; the backend's *_async methods refuse a
+        # call from another thread than the one that set the future factory
+        # (a thread id comparison in C), which _check_loop turns into an
+        # error naming both loops. No get_running_loop() per operation (a
         # getpid() system call on Python 3.11).
         self._owner: Any = _NOT_RUNNING
         self._closed = False
@@ -222,9 +224,13 @@ class AsyncioContextBase:
         Raises OSError (EBADF, EISDIR, ...), TypeError, ValueError
         (negative values; also once closed), MemoryError.
         """
-        if self._owner._thread_id != get_ident():
+        if self._owner._thread_id is None:
             self._check_loop()
-        r = self._read_async(nbytes, fd, offset, priority)
+        try:
+            r = self._read_async(nbytes, fd, offset, priority)
+        except RuntimeError:
+            self._check_loop()  # from another loop's thread: name both loops
+            raise
         if r.__class__ is bytes:  # finished during the call: no suspension
             return r
         return await self._wait(r, fd)  # type: ignore[no-any-return]
@@ -235,26 +241,38 @@ class AsyncioContextBase:
         Raises OSError, TypeError/BufferError (payload), ValueError (also
         once closed).
         """
-        if self._owner._thread_id != get_ident():
+        if self._owner._thread_id is None:
             self._check_loop()
-        r = self._write_async(payload, fd, offset, priority)
+        try:
+            r = self._write_async(payload, fd, offset, priority)
+        except RuntimeError:
+            self._check_loop()  # from another loop's thread: name both loops
+            raise
         if r.__class__ is int:
             return r
         return await self._wait(r, fd)  # type: ignore[no-any-return]
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
-        if self._owner._thread_id != get_ident():
+        if self._owner._thread_id is None:
             self._check_loop()
-        r = self._fsync_async(fd, priority)
+        try:
+            r = self._fsync_async(fd, priority)
+        except RuntimeError:
+            self._check_loop()  # from another loop's thread: name both loops
+            raise
         if r is not None:
             await self._wait(r, fd)
 
     async def fdsync(self, fd: Any, priority: int = 0) -> None:
         """fdatasync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
-        if self._owner._thread_id != get_ident():
+        if self._owner._thread_id is None:
             self._check_loop()
-        r = self._fdsync_async(fd, priority)
+        try:
+            r = self._fdsync_async(fd, priority)
+        except RuntimeError:
+            self._check_loop()  # from another loop's thread: name both loops
+            raise
         if r is not None:
             await self._wait(r, fd)
 

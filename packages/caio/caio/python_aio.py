@@ -29,6 +29,7 @@ them, as caio 0.12's thread backend did.
 from __future__ import annotations
 
 import weakref
+from _thread import get_ident
 
 from . import _fork
 from ._limits import MAX_REQUESTS_DEFAULT, MAX_REQUESTS_LIMIT
@@ -275,6 +276,7 @@ class Context(AbstractContext):
         self._usable_in = -1
         self._closed = False
         self._future_factory: FutureFactory | None = None
+        self._owner_thread = get_ident()
         # Free scratch buffers for nowait reads. Deliberately misaligned by
         # one byte: on an O_DIRECT descriptor the kernel then rejects the
         # read with EINVAL and it goes to the pool, because a direct read
@@ -316,6 +318,12 @@ class Context(AbstractContext):
             )
         if self._closed:
             raise ValueError("I/O operation on closed context")
+        if self._future_factory is not None and self._owner_thread != get_ident():
+            raise RuntimeError(
+                "the *_async methods of this context belong to the thread that "
+                "called set_future_factory() (its event loop's): use one "
+                "context per event loop",
+            )
         raise RuntimeError(_NO_FACTORY)
 
     # -- caio 0.12 API --
@@ -439,6 +447,9 @@ class Context(AbstractContext):
             )
         expect_asyncio()
         self._future_factory = factory
+        # The *_async methods serve this thread's event loop only (the
+        # adapter sets the factory on its loop's thread), as in C.
+        self._owner_thread = get_ident()
         if not self._closed:
             self._usable_in = self._made_in
 
@@ -478,7 +489,7 @@ class Context(AbstractContext):
         values; also once closed), MemoryError, RuntimeError (other process,
         no future factory; checked before any I/O).
         """
-        if self._usable_in != _fork._generation:
+        if self._usable_in != _fork._generation or self._owner_thread != get_ident():
             self._raise_unusable()
         # The common call (plain ints in range) is checked inline: the
         # general checks cost as much as the read itself.
@@ -538,7 +549,7 @@ class Context(AbstractContext):
         Raises TypeError/BufferError (bad payload), ValueError (also once
         closed), RuntimeError (other process, no future factory).
         """
-        if self._usable_in != _fork._generation:
+        if self._usable_in != _fork._generation or self._owner_thread != get_ident():
             self._raise_unusable()
         fileno = check_fd(fd)
         off = check_size(offset, "offset", ValueError)
@@ -550,7 +561,7 @@ class Context(AbstractContext):
 
     def fsync_async(self, fd: Any, priority: int = 0) -> asyncio.Future[None] | None:
         """A future of the fsync. Raises like write_async."""
-        if self._usable_in != _fork._generation:
+        if self._usable_in != _fork._generation or self._owner_thread != get_ident():
             self._raise_unusable()
         fileno = check_fd(fd)
         check_priority(priority)
@@ -558,7 +569,7 @@ class Context(AbstractContext):
 
     def fdsync_async(self, fd: Any, priority: int = 0) -> asyncio.Future[None] | None:
         """A future of the fdatasync. Raises like write_async."""
-        if self._usable_in != _fork._generation:
+        if self._usable_in != _fork._generation or self._owner_thread != get_ident():
             self._raise_unusable()
         fileno = check_fd(fd)
         check_priority(priority)

@@ -13,6 +13,15 @@ PyObject *caio_context_no_factory(void)
     return NULL;
 }
 
+int caio_context_wrong_thread(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the *_async methods of this context belong to the thread that "
+                    "called set_future_factory() (its event loop's): use one "
+                    "context per event loop");
+    return -1;
+}
+
 int caio_parse_max_requests(PyObject *ob, unsigned dflt, unsigned *out)
 {
     long value;

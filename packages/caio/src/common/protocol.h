@@ -32,6 +32,7 @@
     PyObject *call_soon;        /* loop.call_soon, or NULL */               \
     PyObject *weakreflist;                                                  \
     unsigned long fork_gen;     /* caio_fork_generation() at creation */    \
+    unsigned long owner_thread; /* who called set_future_factory() */       \
     int closed;                 /* close() has started */
 
 typedef struct {
@@ -56,6 +57,26 @@ static inline int caio_context_check(const caio_context *ctx, const char *name)
 
 /* RuntimeError for a *_async call before set_future_factory(). */
 CAIO_API PyObject *caio_context_no_factory(void);
+/* RuntimeError for a *_async call from another thread than the factory's. */
+CAIO_API int caio_context_wrong_thread(void);
+
+/* What the *_async methods check after caio_context_check: a factory was
+ * set, and by this thread. The futures belong to one event loop, and a
+ * thread runs one loop at a time; the asyncio adapter calls
+ * set_future_factory() on its loop's thread, so a call from any other
+ * thread is a context used from another loop (the adapter then names both
+ * loops). A thread id comparison: no Python call, no allocation, per
+ * operation. 0, or -1 with RuntimeError. */
+static inline int caio_context_async_check(const caio_context *ctx)
+{
+    if (ctx->factory == NULL) {
+        caio_context_no_factory();
+        return -1;
+    }
+    if (ctx->owner_thread != PyThread_get_thread_ident())
+        return caio_context_wrong_thread();
+    return 0;
+}
 
 /* ---- construction and protocol arguments ------------------------------------ */
 
@@ -77,6 +98,7 @@ static inline void caio_context_set_factory(caio_context *ctx, PyObject *factory
 {
     Py_XSETREF(ctx->factory, factory);
     Py_XSETREF(ctx->call_soon, call_soon);
+    ctx->owner_thread = PyThread_get_thread_ident();
 }
 
 /* cancel(*operations): TypeError unless every argument is an Operation of

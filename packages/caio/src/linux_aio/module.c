@@ -24,9 +24,9 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
 
     if (context_enter(self) < 0)
         return NULL;
-    if (self->factory == NULL) {
+    if (caio_context_async_check((caio_context *)self) < 0) {
         context_leave(self);
-        return caio_context_no_factory();
+        return NULL;
     }
     if ((req = caio_req_get(&self->pool)) == NULL) {
         context_leave(self);
@@ -242,6 +242,7 @@ static PyObject *ctx_set_future_factory(AioContext *self, PyObject *const *args,
      * old one is released after it (its destructor may run Python code). */
     PyObject *old = self->factory;
     self->factory = factory;
+    self->owner_thread = PyThread_get_thread_ident();
     context_leave(self);
     Py_XDECREF(old);
     Py_RETURN_NONE;

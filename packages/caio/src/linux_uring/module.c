@@ -22,10 +22,8 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
 
     if (context_enter(self) < 0)
         return NULL;
-    if (self->factory == NULL) {
-        caio_context_no_factory();
+    if (caio_context_async_check((caio_context *)self) < 0)
         goto out;
-    }
     if ((req = caio_req_get(&self->pool)) == NULL)
         goto out;
     REQ_BFLAGS(req) = 0;

@@ -26,8 +26,8 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
 
     if (context_enter(self) < 0)
         return NULL;
-    if (self->factory == NULL)
-        return caio_context_no_factory();
+    if (caio_context_async_check((caio_context *)self) < 0)
+        return NULL;
     if ((req = caio_req_get(&self->reqs)) == NULL)
         return NULL;
     if (caio_req_prepare(req, opcode, args, nargs, kwnames) < 0) {

@@ -220,24 +220,26 @@ def test_threads_each_with_their_own_context(harness: Any, tmp_path: Path) -> No
 
 
 def test_one_context_shared_by_threads(harness: Any, tmp_path: Path) -> None:
-    # Not the intended use, but it must not corrupt anything.
+    # Operations submitted from four threads at once, completions reaped by
+    # all of them: nothing may be lost or corrupted.
     path = tmp_path / "shared.bin"
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    loop = asyncio.new_event_loop()
     context = harness.Context(8)
-    context.set_future_factory(loop.create_future)
     errors: list[BaseException] = []
-    futures: list[Any] = []
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def done(result: int) -> None:
+        with lock:
+            results.append(result)
 
     def worker(index: int) -> None:
         try:
             for i in range(3000):
                 offset = (index * 3000 + i) * 4
-                result = context.write_async(b"%04d" % i, descriptor, offset)
-                if isinstance(result, int):
-                    assert result == 4
-                else:
-                    futures.append(result)
+                op = harness.Operation.write(b"%04d" % i, descriptor, offset)
+                op.set_callback(done)
+                assert context.submit(op) == 1
                 context.process_events()
         except BaseException as exc:
             errors.append(exc)
@@ -248,15 +250,51 @@ def test_one_context_shared_by_threads(harness: Any, tmp_path: Path) -> None:
             t.start()
         for t in threads:
             t.join(TIMEOUT)
-        harness.until(context, lambda: all(f.done() for f in futures))
-        assert [f.result() for f in futures] == [4] * len(futures)
+        harness.until(context, lambda: len(results) == 4 * 3000)
+        assert results == [4] * (4 * 3000)
     finally:
         context.close()
-        loop.close()
         os.close(descriptor)
     assert errors == []
     data = path.read_bytes()
     assert data == b"".join(b"%04d" % i for i in range(3000)) * 4
+
+
+def test_async_methods_refuse_another_thread(harness: Any) -> None:
+    # The futures of the *_async methods belong to one event loop: the
+    # thread that set the factory. Another thread gets a clear error before
+    # any I/O, not a future of a loop it does not run.
+    loop = asyncio.new_event_loop()
+    context = harness.Context(4)
+    context.set_future_factory(loop.create_future)
+    caught: list[BaseException] = []
+
+    def other() -> None:
+        for call in (
+            lambda: context.read_async(1, harness.fd, 0),
+            lambda: context.write_async(b"x", harness.fd, 0),
+            lambda: context.fsync_async(harness.fd),
+            lambda: context.fdsync_async(harness.fd),
+        ):
+            try:
+                call()
+            except RuntimeError as exc:
+                caught.append(exc)
+
+    try:
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert len(caught) == 4
+        assert all("set_future_factory" in str(exc) for exc in caught)
+        # The owner thread is served as before.
+        result = context.fsync_async(harness.fd)
+        if result is not None:
+            harness.until(context, result.done)
+            assert result.result() is None
+    finally:
+        context.close()
+        loop.close()
 
 
 def test_close_while_another_thread_submits(
@@ -272,7 +310,7 @@ def test_close_while_another_thread_submits(
     def hammer() -> None:
         while not stop.is_set():
             try:
-                context.fsync_async(harness.fd)
+                context.submit(harness.Operation.fsync(harness.fd))
                 outcomes.add("ok")
                 started.set()
             except ValueError:
