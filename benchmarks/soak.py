@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,22 +74,24 @@ def block_bytes(block: int, version: int) -> bytes:
     return (stamp * (BLOCK // len(stamp) + 1))[:BLOCK]
 
 
+@dataclass
 class Workload:
     """The shared state of one backend's run."""
 
-    def __init__(self, context: Any, fd: int, pipe_w: int, tally: Tally, deadline: float,
-                 total: int, seed: int) -> None:
-        self.context = context
-        self.fd = fd
-        self.pipe_w = pipe_w
-        self.tally = tally
-        self.deadline = deadline
-        self.left = total
+    context: Any
+    fd: int
+    pipe_w: int
+    tally: Tally
+    deadline: float
+    left: int  # operations still to start
+    seed: InitVar[int]
+    # Per checked block: its version; a block being written is locked so
+    # that a read never races a write of the same block.
+    versions: list[int] = field(default_factory=lambda: [0] * CHECKED_BLOCKS)
+    busy: list[bool] = field(default_factory=lambda: [False] * CHECKED_BLOCKS)
+
+    def __post_init__(self, seed: int) -> None:
         self.rnd = random.Random(seed)
-        # Per checked block: its version; a block being written is locked
-        # so that a read never races a write of the same block.
-        self.versions = [0] * CHECKED_BLOCKS
-        self.busy = [False] * CHECKED_BLOCKS
 
     def take(self) -> bool:
         if self.left <= 0 or (self.left % 256 == 0 and time.monotonic() > self.deadline):

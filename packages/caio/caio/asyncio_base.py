@@ -254,22 +254,18 @@ class AsyncioContextBase:
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
-        if self._owner._thread_id is None:
-            self._check_loop()
-        try:
-            r = self._fsync_async(fd, priority)
-        except RuntimeError:
-            self._check_loop()  # from another loop's thread: name both loops
-            raise
-        if r is not None:
-            await self._wait(r, fd)
+        await self._sync(self._fsync_async, fd, priority)
 
     async def fdsync(self, fd: Any, priority: int = 0) -> None:
         """fdatasync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
+        await self._sync(self._fdsync_async, fd, priority)
+
+    async def _sync(self, method: Callable[..., Any], fd: Any, priority: int) -> None:
+        # One more coroutine than read/write have: a sync costs a disk flush.
         if self._owner._thread_id is None:
             self._check_loop()
         try:
-            r = self._fdsync_async(fd, priority)
+            r = method(fd, priority)
         except RuntimeError:
             self._check_loop()  # from another loop's thread: name both loops
             raise
