@@ -29,13 +29,18 @@ __all__ = ("AsyncioContextBase",)
 class AsyncioContextBase:
     """asyncio front of one backend context.
 
-    ``AsyncioContext(max_requests=None, loop=None, **backend_options)``:
-    ``max_requests`` None or 0 means ``MAX_REQUESTS_DEFAULT``; more operations
-    than that wait their turn inside the backend (none is dropped). Without
-    ``loop`` the context binds to the running loop, at once if one runs,
-    else on its first operation. Raises what the backend's ``Context``
-    raises for bad options (TypeError, ValueError, OSError), and
-    NotImplementedError for a loop that cannot watch a descriptor.
+    ``AsyncioContext(max_requests=None, loop=None, deferred=False,
+    **backend_options)``: ``max_requests`` None or 0 means
+    ``MAX_REQUESTS_DEFAULT``; more operations than that wait their turn
+    inside the backend (none is dropped). Without ``loop`` the context binds
+    to the running loop, at once if one runs, else on its first operation.
+    An operation the kernel finishes during the call (a page-cache hit)
+    returns without suspending the coroutine; with ``deferred=True`` every
+    ``read``/``write``/``fsync``/``fdsync`` suspends at least once, as with
+    caio 0.12, so that a loop of cached reads lets other tasks run. Raises
+    what the backend's ``Context`` raises for bad options (TypeError,
+    ValueError, OSError), and NotImplementedError for a loop that cannot
+    watch a descriptor.
     """
 
     MAX_REQUESTS_DEFAULT: ClassVar[int] = MAX_REQUESTS_DEFAULT
@@ -51,6 +56,7 @@ class AsyncioContextBase:
         self,
         max_requests: int | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        deferred: bool = False,
         **backend_options: Any,
     ) -> None:
         # None or 0: the default (the backend checks everything else). Not
@@ -82,6 +88,13 @@ class AsyncioContextBase:
             self._write_async: Any = self._bind_first(self.context.write_async)
             self._fsync_async: Any = self._bind_first(self.context.fsync_async)
             self._fdsync_async: Any = self._bind_first(self.context.fdsync_async)
+        #: Whether every operation suspends at least once (see the class).
+        self.deferred = bool(deferred)
+        if deferred:
+            # Chosen once, here: without it the methods below run with no
+            # extra check per operation.
+            for name in ("read", "write", "fsync", "fdsync"):
+                setattr(self, name, getattr(self, f"_{name}_deferred"))
         live.add(self)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -184,6 +197,35 @@ class AsyncioContextBase:
         if r is not None:
             await self._wait(r)
 
+    # deferred=True: the same operations, always through the event loop.
+
+    async def _suspend_or_wait(self, r: Any) -> Any:
+        if asyncio.isfuture(r):
+            return await self._wait(r)
+        # Finished during the call: let the loop run once all the same.
+        await asyncio.sleep(0)
+        return r
+
+    async def _read_deferred(
+        self, nbytes: int, fd: Any, offset: int, priority: int = 0,
+    ) -> bytes:
+        return await self._suspend_or_wait(  # type: ignore[no-any-return]
+            self._read_async(nbytes, fd, offset, priority),
+        )
+
+    async def _write_deferred(
+        self, payload: Buffer, fd: Any, offset: int, priority: int = 0,
+    ) -> int:
+        return await self._suspend_or_wait(  # type: ignore[no-any-return]
+            self._write_async(payload, fd, offset, priority),
+        )
+
+    async def _fsync_deferred(self, fd: Any, priority: int = 0) -> None:
+        await self._suspend_or_wait(self._fsync_async(fd, priority))
+
+    async def _fdsync_deferred(self, fd: Any, priority: int = 0) -> None:
+        await self._suspend_or_wait(self._fdsync_async(fd, priority))
+
     async def submit(self, op: AbstractOperation) -> Any:
         """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
 
@@ -211,7 +253,10 @@ class AsyncioContextBase:
                     pass
 
             op.set_callback(from_thread)
-        self.context.submit(op)
+        if not self.context.submit(op):
+            # The backend skips an operation already submitted (in flight
+            # or finished): nothing would ever resolve this future.
+            raise RuntimeError(f"{op!r} is already submitted")
         try:
             await future
         except CancelledError:
