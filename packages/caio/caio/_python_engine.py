@@ -109,14 +109,33 @@ class Pool:
     def wake(self) -> None:
         signal(self.wake_r, self.wake_w)
 
-    def consume_wakeup(self) -> None:
+    def consume_wakeup(self) -> int:
+        """Clear the wakeup descriptor; returns how many wakeups it held."""
         try:
             if self.wake_r == self.wake_w:
-                os.eventfd_read(self.wake_r)
-            else:
-                os.read(self.wake_r, 4096)
+                return os.eventfd_read(self.wake_r)
+            return len(os.read(self.wake_r, 4096))
         except OSError:  # EAGAIN: nothing to consume
-            pass
+            return 0
+
+    def wait_done(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` futures wait in ``done``, at most ``timeout``
+        seconds (forever if negative). On the loop thread only."""
+        import select
+        import time
+
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while len(self.done) < count:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            # Cleared before the check: a worker that appends after it
+            # sees the flag down and writes the descriptor.
+            self.signalled = False
+            if len(self.done) >= count:
+                return
+            select.select([self.wake_r], [], [], remaining)
+            self.consume_wakeup()
 
     def stop(self, timeout: float | None) -> None:
         """Let the workers finish what they run and exit; wait for them."""
@@ -140,37 +159,50 @@ class Pool:
             for fd in {self.wake_r, self.wake_w, self.stop_r, self.stop_w}:
                 os.close(fd)
 
-    def drain(self) -> int:
-        """Resolve the futures of finished operations (on the loop thread)."""
+    def drain(self, limit: int = 0) -> int:
+        """Resolve the futures of finished operations (on the loop thread).
+
+        At most ``limit`` of them if it is positive; the descriptor is then
+        set again for the rest.
+        """
         done = self.done
-        count = 0
-        errors = _future_errors
-        while True:
-            try:
-                op = done.popleft()
-            except IndexError:
-                return count
-            count += 1
-            future = op._future
-            assert future is not None
-            op._future = None
-            result = op._result
-            try:
-                if result < 0:
-                    future.set_exception(oserror(-result))
-                elif op._opcode == READ:
-                    future.set_result(op._data)
-                elif op._opcode == WRITE:
-                    future.set_result(result)
-                else:
-                    future.set_result(None)
-            except errors:  # cancelled meanwhile, or its loop is closed
-                pass
+        if 0 < limit < len(done):
+            done = deque(self.done.popleft() for _ in range(limit))
+            self.signalled = True
+            self.wake()
+        return _resolve(done)
 
     def __del__(self) -> None:
         # Every worker is gone (each held a reference): nobody writes the
         # wakeup fd any more.
         self.close_fds()
+
+
+def _resolve(done: deque[Operation]) -> int:
+    """Take every operation from ``done`` and resolve its future."""
+    count = 0
+    errors = _future_errors
+    while True:
+        try:
+            op = done.popleft()
+        except IndexError:
+            return count
+        count += 1
+        future = op._future
+        assert future is not None
+        op._future = None
+        result = op._result
+        try:
+            if result < 0:
+                future.set_exception(oserror(-result))
+            elif op._opcode == READ:
+                future.set_result(op._data)
+            elif op._opcode == WRITE:
+                future.set_result(result)
+            else:
+                future.set_result(None)
+        except errors:  # cancelled meanwhile, or its loop is closed
+            pass
 
 
 def _worker(pool: Pool) -> None:
@@ -206,8 +238,14 @@ def _worker(pool: Pool) -> None:
 
 
 def release_dropped(pool: Pool) -> None:
-    """Finalizer of a Context that was never closed: stop its workers."""
-    cancel_queued(pool)
+    """Finalizer of a Context that was never closed: stop its workers.
+
+    Operations still queued end with ECANCELED, and their callbacks run
+    (here, in whatever thread collected the context), as in the C pool.
+    """
+    for op in cancel_queued(pool):
+        if op._future is None:
+            run_callback(op)
     pool.stop(timeout=0)
 
 

@@ -40,6 +40,11 @@ class Harness:
         # fails with BlockingIOError instead; the other backends wait (a
         # poll armed by io_uring, a worker in poll()) until data comes.
         self.waits_on_pipes = backend != "linux"
+        # TODO(merge): the caio 0.12 low-level extras (submit skipping what
+        # is already submitted, cancel refusing another context's
+        # operations, process_events keywords, poll, Operation.context ...)
+        # reach the C backends once c-core has landed.
+        self.low_level_compat = backend == "python"
         self._pipes: list[int] = []
 
     # ---- operations that stay in flight ----------------------------------
@@ -65,6 +70,13 @@ class Harness:
     def wait_readable(self, fd: int) -> None:
         readable, _, _ = select.select([fd], [], [], TIMEOUT)
         assert readable, "nothing within the timeout"
+
+    def wait_until(self, done: Any) -> None:
+        """Wait (without a context to drive) until ``done()`` is true."""
+        deadline = time.monotonic() + TIMEOUT
+        while not done():
+            assert time.monotonic() < deadline, "it did not happen in time"
+            time.sleep(0.01)
 
     def until(self, context: Any, done: Any) -> None:
         """Deliver completions (process_events where the backend needs it)
