@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from caio import MAX_IO_SIZE
 
-from .context import default_context
+from .context import DEFAULT_CONTEXT_STORE, create_context, default_context, get_default_context
 from .modes import FileMode, parse_mode
 
 if TYPE_CHECKING:
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
     from caio import AsyncioContextBase
 
-__all__ = ("AIOFile", "FileName")
+__all__ = (
+    "DEFAULT_CONTEXT_STORE", "AIOFile", "FileName", "NotOpenError", "WriteReturnedZeroError",
+    "create_context", "get_default_context",
+)
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -33,6 +36,15 @@ FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 _READ_ALL_START = 64 * 1024
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+class NotOpenError(ValueError, asyncio.InvalidStateError):
+    """An AIOFile that is not open (never opened, or closed) was used.
+
+    Both a ValueError, as the built-in files raise for this, and the
+    asyncio.InvalidStateError that aiofile 3.12 raised: either ``except``
+    clause catches it.
+    """
 
 
 class FileHandle:
@@ -63,11 +75,11 @@ class FileHandle:
         self.fd = -1
         self.opened = False
 
-    def closed_error(self) -> ValueError:
+    def closed_error(self) -> NotOpenError:
         """The error for an operation on a file that is not open."""
         if self.opened:
-            return ValueError(f"I/O operation on closed file {self.name!r}")
-        return ValueError(
+            return NotOpenError(f"I/O operation on closed file {self.name!r}")
+        return NotOpenError(
             f"file {self.name!r} is not open: await AIOFile.open() (or use "
             "'await AIOFile(...)' / 'async with') first",
         )
@@ -107,6 +119,27 @@ class FileHandle:
         twin.fd = fd
         twin.opened = True
         return twin
+
+
+class WriteReturnedZeroError(RuntimeError, OSError):
+    """A write made no progress: the context reported 0 bytes written.
+
+    A RuntimeError with aiofile 3.12's message, and an OSError (errno EIO)
+    like every other failed write.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("Write operation returned 0")
+        # Set after: OSError's constructor would take two arguments as
+        # (errno, strerror) and change the message to "[Errno 5] ...".
+        self.errno = errno.EIO
+
+
+def _write_failed(result: int, name: str | bytes) -> OSError:
+    """The error for a write result that is no progress: 0 or -errno."""
+    if result == 0:
+        return WriteReturnedZeroError()
+    return OSError(-result, os.strerror(-result), name)
 
 
 class AIOFile:
@@ -195,14 +228,15 @@ class AIOFile:
         """Open the file; returns the descriptor, or None if already open.
 
         Raises OSError (FileNotFoundError, PermissionError,
-        IsADirectoryError, FileExistsError for mode "x", ...), ValueError
-        when reopening a file that was given to ``from_fp``.
+        IsADirectoryError, FileExistsError for mode "x", ...), NotOpenError
+        (a ValueError and asyncio.InvalidStateError) once closed: a closed
+        AIOFile stays closed, as in aiofile 3.12.
         """
         fh = self._fh
         if fh.fd >= 0:
             return None
-        if not self._owns_fd:
-            raise ValueError(f"{self._name!r}: a closed from_fp() file cannot be reopened")
+        if fh.opened:
+            raise NotOpenError(f"{self._name!r} is closed and cannot be reopened")
         fh.bind_context()
         loop = asyncio.get_running_loop()
         # open() may block (network filesystems, FIFOs): not on the loop.
@@ -412,6 +446,14 @@ class AIOFile:
             encoded = encoded[len(bom):]
         return encoded
 
+    def encode_bytes(self, data: str) -> bytes:
+        """``data`` encoded with the file's encoding (as at offset 0)."""
+        return self.encode(data)
+
+    def decode_bytes(self, data: bytes) -> str:
+        """``data`` decoded with the file's encoding. Raises UnicodeDecodeError."""
+        return data.decode(self._encoding)
+
     async def write(self, data: str | Buffer, offset: int = 0) -> int:
         """Write all of ``data`` at ``offset``; returns the bytes written.
 
@@ -453,6 +495,8 @@ class AIOFile:
         written = await context.write(data, fd, offset)
         if written == total:
             return written
+        if written <= 0:
+            raise _write_failed(written, self._name)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         while written < total:
@@ -460,7 +504,7 @@ class AIOFile:
             # from where the kernel stopped.
             n = await context.write(view[written:], fd, offset + written)
             if n <= 0:
-                raise OSError(errno.EIO, f"write to {self._name!r} made no progress")
+                raise _write_failed(n, self._name)
             written += n
         return written
 
