@@ -18,7 +18,31 @@ if TYPE_CHECKING:
 
     from .aio import AIOFile
 
-__all__ = ("LineReader", "Reader", "Writer")
+__all__ = ("LineReader", "Reader", "Writer", "unicode_reader")
+
+
+async def unicode_reader(
+    afp: AIOFile, chunk_size: int, offset: int, encoding: str = "utf-8",
+) -> tuple[int, str]:
+    """Read about ``chunk_size`` bytes at ``offset`` and decode them whole.
+
+    A character cut by the end of the chunk is completed with the bytes
+    that follow it, so the text never ends mid-character. Returns (bytes
+    consumed, text); a negative ``chunk_size`` reads to the end of the file.
+    Raises UnicodeDecodeError (undecodable bytes, or a character cut by
+    the end of the file), and what ``afp.read_bytes`` raises.
+    """
+    data = await afp.read_bytes(chunk_size, offset)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    text = decoder.decode(data, final=chunk_size < 0)
+    consumed = len(data)
+    # The decoder holds back the start of a cut character: read its rest
+    # a byte at a time (a character is a few bytes at most).
+    while decoder.getstate()[0]:
+        more = await afp.read_bytes(1, offset + consumed)
+        text += decoder.decode(more, final=not more)
+        consumed += len(more)
+    return consumed, text
 
 
 class Reader(Generic[T]):
