@@ -24,7 +24,23 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer, Self
 
-__all__ = ("AsyncioContextBase",)
+__all__ = ("AsyncioContextBase", "NotSubmittedError", "OperationTypeError")
+
+
+class OperationTypeError(TypeError, ValueError):
+    """``submit()`` was given something that is not this backend's Operation.
+
+    A TypeError, and the ValueError caio 0.12 raised: either ``except``
+    clause catches it.
+    """
+
+
+class NotSubmittedError(RuntimeError, OSError):
+    """``submit()`` was given an operation that was already submitted.
+
+    A RuntimeError, and the OSError caio 0.12 raised: either ``except``
+    clause catches it.
+    """
 
 class AsyncioContextBase:
     """asyncio front of one backend context.
@@ -230,9 +246,14 @@ class AsyncioContextBase:
         """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
 
         The operation's callback is replaced. Raises what get_value()
-        raises, TypeError (another backend's operation), RuntimeError
-        (already submitted), ValueError (closed).
+        raises, OperationTypeError (another backend's operation),
+        NotSubmittedError (already submitted), ValueError (closed).
         """
+        if not isinstance(op, self.OPERATION_CLASS):
+            raise OperationTypeError(
+                f"expected {self.OPERATION_CLASS.__module__}.Operation, "
+                f"not {type(op).__name__}",
+            )
         loop = self.loop
         if self._loop is None:
             self._bind(loop)
@@ -256,7 +277,7 @@ class AsyncioContextBase:
         if not self.context.submit(op):
             # The backend skips an operation already submitted (in flight
             # or finished): nothing would ever resolve this future.
-            raise RuntimeError(f"{op!r} is already submitted")
+            raise NotSubmittedError(f"{op!r} is already submitted")
         try:
             await future
         except CancelledError:

@@ -370,3 +370,24 @@ def test_dropped_python_context_delivers_callbacks(fd: int) -> None:
     gc.collect()
     _wait(lambda: len(results) == 4)
     assert sorted(results) == [-errno.ECANCELED] * 4
+
+
+# ---- AsyncioContext.submit: the exception classes of both releases ------------
+
+
+async def test_submit_of_another_backends_operation(
+    context: Any, backend: str, fd: int,
+) -> None:
+    other = next(m for m in caio.variants if m.__name__ != f"caio.{BACKENDS[backend]}")
+    for error in (TypeError, ValueError):  # ours, and caio 0.12's
+        with pytest.raises(error):
+            await context.submit(other.Operation.fsync(fd))
+
+
+async def test_submit_of_a_finished_operation(context: Any, backend: str, fd: int) -> None:
+    needs_low_level(backend)
+    op = context.OPERATION_CLASS.fsync(fd)
+    assert await context.submit(op) is None
+    for error in (RuntimeError, OSError):  # ours, and caio 0.12's
+        with pytest.raises(error, match="already submitted"):
+            await context.submit(op)
