@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from caio import AsyncioContextBase
 
 __all__ = (
-    "DEFAULT_CONTEXT_STORE", "AIOFile", "FileName", "NotOpenError", "WriteReturnedZeroError",
-    "create_context", "get_default_context",
+    "DEFAULT_CONTEXT_STORE", "AIOFile", "DataTypeError", "FileName", "NotOpenError",
+    "WriteReturnedZeroError", "create_context", "get_default_context",
 )
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
@@ -44,6 +44,15 @@ class NotOpenError(ValueError, asyncio.InvalidStateError):
     Both a ValueError, as the built-in files raise for this, and the
     asyncio.InvalidStateError that aiofile 3.12 raised: either ``except``
     clause catches it.
+    """
+
+
+class DataTypeError(TypeError, ValueError):
+    """Data of the wrong type for the file's mode (str to a binary file,
+    bytes to a text one).
+
+    A TypeError, as the built-in files raise, and the ValueError that
+    aiofile 3.12 raised: either ``except`` clause catches it.
     """
 
 
@@ -458,19 +467,20 @@ class AIOFile:
         """Write all of ``data`` at ``offset``; returns the bytes written.
 
         Text mode takes str (encoded with ``encoding``), binary mode a
-        bytes-like object. Raises TypeError (wrong type for the mode),
+        bytes-like object. Raises DataTypeError (TypeError and ValueError: wrong
+        type for the mode),
         ValueError (closed file), OSError (ENOSPC, ...),
         io.UnsupportedOperation (not writable).
         """
         if self._file_mode.binary:
             if isinstance(data, str):
-                raise TypeError(
+                raise DataTypeError(
                     f"file {self._name!r} is open in binary mode: write() needs a "
                     "bytes-like object, not str",
                 )
             return await self.write_bytes(data, offset)
         if not isinstance(data, str):
-            raise TypeError(
+            raise DataTypeError(
                 f"file {self._name!r} is open in text mode: write() needs str, "
                 f"not {type(data).__name__}",
             )
@@ -484,7 +494,7 @@ class AIOFile:
         OSError, io.UnsupportedOperation (not writable).
         """
         if isinstance(data, str):
-            raise TypeError("write_bytes() needs a bytes-like object, not str")
+            raise DataTypeError("write_bytes() needs a bytes-like object, not str")
         fh = self._fh
         fd = fh.check_writable()
         context = fh.context or fh.bind_context()

@@ -11,6 +11,7 @@ import codecs
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic
 
+from .aio import DataTypeError
 from .readahead import CHUNK_SIZE, LINE_CHUNK_SIZE, ReadAhead, T
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class Writer:
         offset = self.offset
         if afp.mode.binary:
             if isinstance(data, str):
-                raise TypeError(
+                raise DataTypeError(
                     f"file {afp.name!r} is open in binary mode: Writer needs a "
                     "bytes-like object, not str",
                 )
@@ -127,7 +128,7 @@ class Writer:
             size = memoryview(data).nbytes
         else:
             if not isinstance(data, str):
-                raise TypeError(
+                raise DataTypeError(
                     f"file {afp.name!r} is open in text mode: Writer needs str, "
                     f"not {type(data).__name__}",
                 )

@@ -19,6 +19,7 @@ import os
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
+from .aio import DataTypeError
 from .readahead import CHUNK_SIZE, LINE_CHUNK_SIZE, ReadAhead, T, readline_slow
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         OSError.
         """
         if isinstance(data, str):
-            raise TypeError(
+            raise DataTypeError(
                 f"file {self._file.name!r} is open in binary mode: write() needs a "
                 "bytes-like object, not str",
             )
@@ -360,7 +361,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         io.UnsupportedOperation, OSError.
         """
         if not isinstance(data, str):
-            raise TypeError(
+            raise DataTypeError(
                 f"file {self._file.name!r} is open in text mode: write() needs str, "
                 f"not {type(data).__name__}",
             )

@@ -196,3 +196,23 @@ async def test_write_returning_zero(tmp_path: Path) -> None:
             assert info.value.errno == errno.EIO
     finally:
         context.close()
+
+
+async def test_wrong_data_type_is_a_value_error_too(tmp_path: Path, context: Any) -> None:
+    # aiofile 3.12 raised ValueError here; the built-in files raise TypeError.
+    async with AIOFile(tmp_path / "t", "w+", context=context) as text, \
+            AIOFile(tmp_path / "b", "w+b", context=context) as binary:
+        calls = [
+            text.write(b"bytes"), binary.write("str"), binary.write_bytes("str"),  # type: ignore[arg-type]
+            aiofile.Writer(text)(b"bytes"), aiofile.Writer(binary)("str"),
+        ]
+        for call in calls:
+            with pytest.raises(ValueError) as info:
+                await call
+            assert isinstance(info.value, TypeError)
+    async with async_open(tmp_path / "t", "a") as f:
+        with pytest.raises(ValueError):
+            await f.write(b"bytes")  # type: ignore[arg-type]
+    async with async_open(tmp_path / "b", "ab") as f:
+        with pytest.raises(ValueError):
+            await f.write("str")  # type: ignore[arg-type]
