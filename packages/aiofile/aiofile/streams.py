@@ -59,6 +59,7 @@ class Reader(Generic[T]):
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
         self.file = aio_file
+        self.encoding = aio_file.encoding
         self.offset = offset
         self.chunk_size = chunk_size
         # The file's descriptor and context, read on every chunk.

@@ -81,6 +81,13 @@ def test_encode_and_decode_bytes(tmp_path: Path, encoding: str) -> None:
         AIOFile(tmp_path / "c", "r").decode_bytes(b"\xff\xfe\xfd")
 
 
+def test_reader_attributes(tmp_path: Path) -> None:
+    afp = AIOFile(tmp_path / "r", "r", encoding="latin-1")
+    reader = aiofile.Reader(afp, chunk_size=4)
+    assert reader.file is afp
+    assert reader.encoding == afp.encoding == "iso8859-1"
+
+
 def test_package_info() -> None:
     assert isinstance(aiofile.package_info, str) and aiofile.package_info
     try:

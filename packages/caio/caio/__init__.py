@@ -168,6 +168,8 @@ def __getattr__(name: str) -> Any:
     value: Any
     if name == "AsyncioContextBase":
         value = import_module(f"{__name__}.asyncio_base").AsyncioContextBase
+    elif name == "asyncio_base":  # caio 0.12 imported it with the package
+        value = import_module(f"{__name__}.asyncio_base")
     elif name == "AsyncioContext":
         adapter = _adapter(_selected)
         assert adapter is not None

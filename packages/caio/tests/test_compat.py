@@ -48,14 +48,20 @@ def test_preferred_is_the_selected_backend() -> None:
 
 
 def test_preferred_follows_caio_impl() -> None:
+    # A fresh interpreter: caio.asyncio_base is there without its own import.
     last = next(name for name in reversed(BACKENDS) if getattr(caio, BACKENDS[name]))
-    code = "import caio; print(caio.preferred.__name__, caio.preferred_asyncio.__name__)"
+    code = (
+        "import caio; print(caio.preferred.__name__, caio.preferred_asyncio.__name__, "
+        "caio.asyncio_base.AsyncioContextBase.__name__)"
+    )
     env = {**os.environ, "CAIO_IMPL": last}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True,
         timeout=60, check=True,
     ).stdout.split()
-    assert out == [f"caio.{BACKENDS[last]}", f"caio.{BACKENDS[last]}_asyncio"]
+    assert out == [
+        f"caio.{BACKENDS[last]}", f"caio.{BACKENDS[last]}_asyncio", "AsyncioContextBase",
+    ]
 
 
 async def _suspends(awaitable: Any) -> bool:
