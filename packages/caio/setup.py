@@ -2,9 +2,11 @@
 
 Which extensions are built depends on the platform: io_uring and kernel AIO
 only exist on Linux, the pthread pool needs POSIX threads. Each extension is
-the shared code in ``src/common`` plus its own directory.
+the shared code in ``src/common`` plus the directory named after its module
+(``src/linux_uring`` for ``caio.linux_uring``, ...).
 """
 
+import ast
 import os
 import sys
 from glob import glob
@@ -16,17 +18,44 @@ from setuptools.errors import CCompilerError, ExecError, PlatformError
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def sources(*dirs: str) -> list:
+def limits() -> list:
+    """``caio/_limits.py`` as ``(CAIO_NAME, value)`` macros for the C code.
+
+    The file is parsed, not imported (the package is not importable before
+    it is built); each line is ``NAME = <int expression>``.
+    """
+    path = os.path.join(HERE, "caio", "_limits.py")
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    macros = []
+    for node in tree.body:
+        if not isinstance(node, ast.Assign):
+            continue
+        (target,) = node.targets
+        expr = ast.Expression(node.value)
+        value = eval(compile(expr, path, "eval"), {"__builtins__": {}})
+        if not isinstance(value, int):
+            raise ValueError(f"{path}: {target.id} is not an int")
+        macros.append((f"CAIO_{target.id}", str(value)))
+    return macros
+
+
+def sources(name: str) -> list:
     found = []
-    for d in ("common",) + dirs:
+    for d in ("common", name):
         # Paths relative to this file, as setuptools wants them.
         found.extend(sorted(glob(os.path.join("src", d, "*.c"), root_dir=HERE)))
     return found
 
 
-def extension(name: str, directory: str) -> Extension:
+def extension(name: str) -> Extension:
     compile_args = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                     "-Wno-missing-field-initializers", "-fvisibility=hidden"]
+    if os.environ.get("CAIO_REQUIRE_C"):
+        # Our own builds (nox, cibuildwheel) treat a warning as an error. A
+        # user's sdist build on a newer compiler may warn about something new:
+        # that must not cost the backend (OptionalBuildExt skips a failure).
+        compile_args.append("-Werror")
     link_args = []
     libraries = []
     if os.environ.get("CAIO_SANITIZE"):
@@ -43,8 +72,9 @@ def extension(name: str, directory: str) -> Extension:
         libraries.append("pthread")
     return Extension(
         "caio." + name,
-        sources=sources(directory),
+        sources=sources(name),
         include_dirs=[os.path.join("src", "common")],
+        define_macros=limits(),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         libraries=libraries,
@@ -52,20 +82,15 @@ def extension(name: str, directory: str) -> Extension:
 
 
 def extensions() -> list:
+    """The C extensions to build here: each ``caio.<name>`` from ``src/<name>``."""
     wanted = []
     if sys.platform.startswith("linux"):
-        wanted += [("linux_uring", "uring"), ("linux_aio", "linuxaio")]
+        wanted += ["linux_uring", "linux_aio"]
     if os.name == "posix":
-        wanted.append(("thread_aio", "thread"))
-    # A backend directory without sources yet is not built (keeps the tree
-    # buildable while a backend is being written).
+        wanted.append("thread_aio")
     # CAIO_ONLY=name[,name] builds a subset (handy while working on one).
     only = set(filter(None, os.environ.get("CAIO_ONLY", "").split(",")))
-    return [
-        extension(name, d) for name, d in wanted
-        if glob(os.path.join(HERE, "src", d, "*.c"))
-        and (not only or name in only)
-    ]
+    return [extension(name) for name in wanted if not only or name in only]
 
 
 # Kept apart from the extension list above, so both can change independently.

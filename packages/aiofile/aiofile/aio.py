@@ -304,7 +304,7 @@ class AIOFile:
                 fh.fd = -1
                 warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
                 os.close(fd)
-            except Exception:  # noqa: BLE001, S110 - at exit os may be gone
+            except Exception:  # at exit os may be gone
                 pass
 
     def __await__(self) -> Generator[Any, None, Self]:

@@ -58,7 +58,7 @@ class _Release:
     def __del__(self) -> None:
         try:
             _release(self.loop, self.context)
-        except Exception:  # noqa: BLE001 - at interpreter exit globals may be gone
+        except Exception:  # at interpreter exit globals may be gone
             pass
 
 
@@ -68,7 +68,7 @@ def _release(loop: asyncio.AbstractEventLoop, context: AsyncioContextBase) -> No
             del DEFAULT_CONTEXT_STORE[id(loop)]
     try:
         context.close()
-    except Exception:  # noqa: BLE001 - runs from __del__: nobody to tell
+    except Exception:  # runs from __del__: nobody to tell
         pass
 
 
@@ -84,7 +84,7 @@ def _forget_parent_contexts() -> None:
     for context in inherited:
         try:
             context.close()
-        except Exception:  # noqa: BLE001 - the parent's, nothing to report
+        except Exception:  # the parent's, nothing to report
             pass
 
 

@@ -32,7 +32,7 @@ def _close_all_at_exit() -> None:
     for context in list(live):
         try:
             context._close_at_exit()
-        except Exception:  # noqa: S110 - at exit there is nobody to tell
+        except Exception:  # at exit there is nobody to tell
             pass
 
 

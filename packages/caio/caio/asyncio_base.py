@@ -115,12 +115,7 @@ class AsyncioContextBase:
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         context = self.context
-        try:
-            context.set_future_factory(loop.create_future, loop.call_soon)
-        except TypeError:
-            # TODO(merge): remove once c-core lands (linux_aio and thread_aio
-            # on main take the factory alone).
-            context.set_future_factory(loop.create_future)
+        context.set_future_factory(loop.create_future, loop.call_soon)
         self._fileno = context.fileno
         loop.add_reader(self._fileno, context.process_events)
         # A forked child shares its parent's epoll instance (the loop's

@@ -487,7 +487,7 @@ def in_thread(target: Callable[[], Any]) -> Any:
     def body() -> None:
         try:
             outcome.append(("ok", target()))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             outcome.append(("error", exc))
 
     thread = threading.Thread(target=body, daemon=True)

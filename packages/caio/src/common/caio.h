@@ -23,9 +23,13 @@
 
 #define CAIO_API __attribute__((visibility("hidden")))
 
-/* The kernel's cap on one read or write (MAX_RW_COUNT: INT_MAX & PAGE_MASK
- * with 4 KiB pages). Asking for more only makes us allocate more. */
-#define CAIO_MAX_RW 0x7ffff000L
+/* CAIO_MAX_IO_SIZE (the kernel's cap on one read or write: asking for more
+ * only makes us allocate more) and CAIO_NOWAIT_MAX (the page-cache fast
+ * path's size limit) come from caio/_limits.py: setup.py passes them with -D,
+ * so the C and Python backends share one number each. */
+#if !defined(CAIO_MAX_IO_SIZE) || !defined(CAIO_NOWAIT_MAX)
+#error "build with setup.py: it defines CAIO_MAX_IO_SIZE and CAIO_NOWAIT_MAX"
+#endif
 
 enum caio_opcode {
     CAIO_READ = 0,
@@ -131,6 +135,17 @@ static inline void caio_error_restore(caio_saved_error saved)
     PyErr_SetRaisedException(saved.value);
 #else
     PyErr_Restore(saved.type, saved.value, saved.tb);
+#endif
+}
+
+/* True once the interpreter is exiting (threads are stopped where they
+ * stand: a lock a daemon thread held may never be released). */
+static inline int caio_interpreter_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
 #endif
 }
 

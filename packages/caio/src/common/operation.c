@@ -149,19 +149,26 @@ static void operation_dealloc(CaioOperation *op)
 static PyMethodDef operation_methods[] = {
     {"read", (PyCFunction)(void (*)(void))operation_read,
      METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-     "read(nbytes, fd, offset, priority=0) -> Operation"},
+     "read($type, /, nbytes, fd, offset, priority=0)\n--\n\n"
+     "A read of nbytes at offset. Raises TypeError/ValueError (arguments),\n"
+     "MemoryError."},
     {"write", (PyCFunction)(void (*)(void))operation_write,
      METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-     "write(payload, fd, offset, priority=0) -> Operation"},
+     "write($type, /, payload, fd, offset, priority=0)\n--\n\n"
+     "A write of a contiguous buffer at offset (held until done).\n"
+     "Raises TypeError/BufferError/ValueError (arguments)."},
     {"fsync", (PyCFunction)(void (*)(void))operation_fsync,
      METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-     "fsync(fd, priority=0) -> Operation"},
+     "fsync($type, /, fd, priority=0)\n--\n\nAn fsync. Raises TypeError/ValueError."},
     {"fdsync", (PyCFunction)(void (*)(void))operation_fdsync,
      METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
-     "fdsync(fd, priority=0) -> Operation"},
+     "fdsync($type, /, fd, priority=0)\n--\n\nAn fdatasync. Raises TypeError/ValueError."},
     {"set_callback", (PyCFunction)operation_set_callback, METH_O,
-     "set_callback(fn): fn(result: int) runs when the operation finishes."},
+     "set_callback($self, fn, /)\n--\n\n"
+     "fn(result: int) runs when the operation finishes (None: no callback).\n"
+     "Raises TypeError if fn is not callable."},
     {"get_value", (PyCFunction)operation_get_value, METH_NOARGS,
+     "get_value($self, /)\n--\n\n"
      "The result: bytes (read), int (write) or None (sync).\n"
      "Raises OSError if the operation failed, RuntimeError if it has not finished."},
     {NULL}

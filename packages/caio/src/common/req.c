@@ -103,7 +103,7 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
 
     /* Everything is checked: now take resources. */
     if (opcode == CAIO_READ) {
-        Py_ssize_t n = nbytes > CAIO_MAX_RW ? CAIO_MAX_RW : (Py_ssize_t)nbytes;
+        Py_ssize_t n = nbytes > CAIO_MAX_IO_SIZE ? CAIO_MAX_IO_SIZE : (Py_ssize_t)nbytes;
         PyObject *buffer = PyBytes_FromStringAndSize(NULL, n);
         if (buffer == NULL)
             return -1;
@@ -114,7 +114,7 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
         if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0)
             return -1;
         req->data = req->view.buf;
-        req->nbytes = req->view.len > CAIO_MAX_RW ? (size_t)CAIO_MAX_RW
+        req->nbytes = req->view.len > CAIO_MAX_IO_SIZE ? (size_t)CAIO_MAX_IO_SIZE
                                                   : (size_t)req->view.len;
     } else {
         req->data = NULL;

@@ -1,10 +1,11 @@
-/* Kernel AIO context setup and teardown, and the raw system calls.
+/* Kernel AIO context setup and teardown, and the raw system calls. No
+ * Python here: errors are returned as -errno (context.c words them).
  *
  * glibc has no wrappers for the AIO system calls (libaio is a separate
  * library we do not use), so they go through syscall(2). */
 #include "aio.h"
 #include <errno.h>
-#include <sys/eventfd.h>
+#include "notify.h"
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,70 +49,44 @@ static struct aio_ring_header *ring_check(aio_context_t aio)
     return ring;
 }
 
-static void setup_error(int err, unsigned nr)
-{
-    switch (err) {
-    case EAGAIN:
-        PyErr_Format(PyExc_OSError,
-                     "io_setup(%u): the system-wide limit of kernel AIO requests "
-                     "(sysctl fs.aio-max-nr, in use: fs.aio-nr) would be exceeded; "
-                     "close unused contexts, lower max_requests or raise fs.aio-max-nr",
-                     nr);
-        break;
-    case ENOSYS:
-    case EPERM:
-        PyErr_Format(PyExc_OSError,
-                     "io_setup: kernel AIO is not available here (%s): the kernel "
-                     "lacks CONFIG_AIO or a seccomp policy blocks it",
-                     strerror(err));
-        break;
-    default:
-        errno = err;
-        PyErr_SetFromErrno(PyExc_OSError);
-    }
-}
-
-int aio_ctx_open(AioContext *ctx, unsigned nr, int userspace_reap)
+int aio_setup_context(unsigned nr, int userspace_reap, aio_context_t *out,
+                      struct aio_ring_header **ring, int *efd)
 {
     aio_context_t aio = 0;
     int err;
 
-    ctx->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ctx->efd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
+    *efd = caio_eventfd_open();
+    if (*efd < 0) {
+        err = *efd;
+        *efd = -1;
+        return err;
     }
     if (aio_sys_setup(nr, &aio) < 0) {
-        err = errno;
-        close(ctx->efd);
-        ctx->efd = -1;
-        setup_error(err, nr);
-        return -1;
+        err = -errno;
+        close(*efd);
+        *efd = -1;
+        return err;
     }
-    ctx->aio = aio;
-    ctx->ring = userspace_reap ? ring_check(aio) : NULL;
+    *out = aio;
+    *ring = userspace_reap ? ring_check(aio) : NULL;
     return 0;
 }
 
-int aio_ctx_destroy(AioContext *ctx)
+int aio_destroy_context(aio_context_t *aio, struct aio_ring_header **ring, int *efd)
 {
-    long r = 0;
     int err = 0;
 
-    if (ctx->aio != 0) {
+    if (*aio != 0) {
         /* Waits for every request still in flight (uninterruptibly): the
          * kernel must be done with our buffers before we free them. */
-        Py_BEGIN_ALLOW_THREADS
-        r = aio_sys_destroy(ctx->aio);
-        if (r < 0)
+        if (aio_sys_destroy(*aio) < 0)
             err = errno;
-        Py_END_ALLOW_THREADS
-        ctx->aio = 0;
-        ctx->ring = NULL;   /* io_destroy unmapped it */
+        *aio = 0;
+        *ring = NULL;   /* io_destroy unmapped it */
     }
-    if (ctx->efd >= 0) {
-        close(ctx->efd);
-        ctx->efd = -1;
+    if (*efd >= 0) {
+        close(*efd);
+        *efd = -1;
     }
     return err;
 }

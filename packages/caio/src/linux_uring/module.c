@@ -3,29 +3,27 @@
  * module, whose init probes io_uring and refuses to import, saying why,
  * where it is blocked. The engine is in context.c. */
 #include "context.h"
+#include "notify.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 static PyTypeObject UringContext_Type;
 
-/* ---- the asyncio fast path ------------------------------------------------ */
+/* ---- the *_async methods ----------------------------------------------------- */
 
 static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *result = NULL, *fut;
     caio_req *req;
+    ssize_t moved;
     int now, quiet;
 
-    if (uctx_enter(self) < 0)
+    if (context_enter(self) < 0)
         return NULL;
     if (self->factory == NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "set_future_factory() must be called before *_async()");
+        caio_context_no_factory();
         goto out;
     }
     if ((req = caio_req_get(&self->pool)) == NULL)
@@ -37,14 +35,17 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     }
     if (self->closed) {     /* by fileno() of the fd argument... */
         caio_req_put(&self->pool, req);
-        PyErr_SetString(PyExc_ValueError, "I/O operation on closed context");
+        caio_context_closed_error();
         goto out;
     }
 
     if (opcode == CAIO_READ && self->nowait_reads && !self->batching &&
-        req->nbytes <= NOGIL_BYTES && self->wait_head == NULL &&
-        uctx_read_nowait(req) == 0) {
-        /* Page-cache hit, copied without entering the ring. */
+        req->nbytes <= CAIO_NOWAIT_MAX && self->wait_head == NULL &&
+        caio_req_nowait(req, 0, &self->nogil, &moved) == CAIO_NOWAIT_DONE) {
+        /* Page-cache hit, copied without entering the ring. (A partial
+         * answer is read again whole through the ring.) */
+        req->result = moved;
+        req->state = CAIO_REQ_DONE;
         uctx_note_inline(self, 1);
         result = uctx_take_value(self, req);
         goto out;
@@ -55,7 +56,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         fut = PyObject_CallNoArgs(self->factory);
         if (fut == NULL || self->closed) {
             if (fut != NULL)
-                PyErr_SetString(PyExc_ValueError, "I/O operation on closed context");
+                caio_context_closed_error();
             Py_XDECREF(fut);
             caio_req_put(&self->pool, req);
             goto out;
@@ -131,32 +132,51 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     req->future = fut;
     result = Py_NewRef(fut);
 out:
-    uctx_leave(self);
+    context_leave(self);
     return result;
 }
 
-static PyObject *ctx_read_async(UringContext *self, PyObject *const *args,
-                                Py_ssize_t nargs, PyObject *kwnames)
-{
-    return submit_async(self, CAIO_READ, args, nargs, kwnames);
-}
+CAIO_ASYNC_TRAMPOLINES(UringContext, submit_async)
 
-static PyObject *ctx_write_async(UringContext *self, PyObject *const *args,
-                                 Py_ssize_t nargs, PyObject *kwnames)
+static PyObject *ctx_cancel_future(UringContext *self, PyObject *fut)
 {
-    return submit_async(self, CAIO_WRITE, args, nargs, kwnames);
-}
+    PyObject *result = NULL;
 
-static PyObject *ctx_fsync_async(UringContext *self, PyObject *const *args,
-                                 Py_ssize_t nargs, PyObject *kwnames)
-{
-    return submit_async(self, CAIO_FSYNC, args, nargs, kwnames);
-}
-
-static PyObject *ctx_fdsync_async(UringContext *self, PyObject *const *args,
-                                  Py_ssize_t nargs, PyObject *kwnames)
-{
-    return submit_async(self, CAIO_FDSYNC, args, nargs, kwnames);
+    if (context_enter(self) < 0)
+        return NULL;
+    for (unsigned i = 0; i < self->n_inflight; i++) {
+        caio_req *req = self->inflight[i];
+        if (req->future != fut)
+            continue;
+        if (!(req->flags & CAIO_REQ_CANCEL_ASKED)) {
+            if (uctx_queue_cancel(self, req) < 0 || uctx_flush(self) < 0) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_OSError, "io_uring submission queue is stuck");
+                goto out;
+            }
+        }
+        /* The buffer stays with the request until its own CQE arrives. */
+        result = Py_NewRef(Py_True);
+        goto out;
+    }
+    for (caio_req *req = self->wait_head; req != NULL; req = req->next) {
+        if (req->future != fut)
+            continue;
+        caio_fifo_remove(&self->wait_head, &self->wait_tail, req);
+        if (req->flags & CAIO_REQ_OWNED) {  /* cannot be: owned ones have no future */
+            req->result = -ECANCELED;
+            req->state = CAIO_REQ_DONE;
+            caio_fifo_push(&self->done_head, &self->done_tail, req);
+        } else {
+            caio_req_put(&self->pool, req);
+        }
+        result = Py_NewRef(Py_True);
+        goto out;
+    }
+    result = Py_NewRef(Py_False);
+out:
+    context_leave(self);
+    return result;
 }
 
 static PyObject *ctx_flush_cb(UringContext *self, PyObject *unused)
@@ -165,26 +185,26 @@ static PyObject *ctx_flush_cb(UringContext *self, PyObject *unused)
 
     self->flush_scheduled = 0;
     /* Scheduled before close(): nothing left to do then. */
-    if (self->closed || caio_fork_check(self->fork_gen, QUALNAME) < 0 || self->nogil) {
+    if (caio_context_check((caio_context *)self, QUALNAME) < 0 || self->nogil) {
         PyErr_Clear();
         Py_RETURN_NONE;
     }
     self->busy++;
     n = uctx_pump(self);
-    uctx_leave(self);
+    context_leave(self);
     if (n < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
-/* ---- low-level API ------------------------------------------------------ */
+/* ---- submit / cancel (the caio 0.12 API) ------------------------------------ */
 
 static PyObject *ctx_submit(UringContext *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_ssize_t i, queued = 0;
     PyObject *result = NULL;
 
-    if (uctx_enter(self) < 0)
+    if (context_enter(self) < 0)
         return NULL;
     for (i = 0; i < nargs; i++) {
         if (caio_operation_req(args[i]) == NULL)
@@ -221,7 +241,7 @@ out:
             PyErr_WriteUnraisable((PyObject *)self);
         caio_error_restore(saved);
     }
-    uctx_leave(self);
+    context_leave(self);
     return result;
 }
 
@@ -231,15 +251,10 @@ static PyObject *ctx_cancel(UringContext *self, PyObject *const *args, Py_ssize_
     unsigned long ok_before;
     PyObject *result = NULL;
 
-    if (uctx_enter(self) < 0)
+    if (context_enter(self) < 0)
         return NULL;
-    for (i = 0; i < nargs; i++) {
-        if (!PyObject_TypeCheck(args[i], &CaioOperation_Type)) {
-            PyErr_Format(PyExc_TypeError, "expected %s, got %.100s",
-                         CaioOperation_Type.tp_name, Py_TYPE(args[i])->tp_name);
-            goto out;
-        }
-    }
+    if (caio_check_operations(args, nargs) < 0)
+        goto out;
     ok_before = self->cancels_ok;
     for (i = 0; i < nargs; i++) {
         caio_req *req = &((CaioOperation *)args[i])->req;
@@ -265,65 +280,23 @@ static PyObject *ctx_cancel(UringContext *self, PyObject *const *args, Py_ssize_
     uctx_wait_cancels(self, CANCEL_TIMEOUT_MS, 0);
     result = PyLong_FromSsize_t(count + (Py_ssize_t)(self->cancels_ok - ok_before));
 out:
-    uctx_leave(self);
-    return result;
-}
-
-static PyObject *ctx_cancel_future(UringContext *self, PyObject *fut)
-{
-    PyObject *result = NULL;
-
-    if (uctx_enter(self) < 0)
-        return NULL;
-    for (unsigned i = 0; i < self->n_inflight; i++) {
-        caio_req *req = self->inflight[i];
-        if (req->future != fut)
-            continue;
-        if (!(req->flags & CAIO_REQ_CANCEL_ASKED)) {
-            if (uctx_queue_cancel(self, req) < 0 || uctx_flush(self) < 0) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_OSError, "io_uring submission queue is stuck");
-                goto out;
-            }
-        }
-        /* The buffer stays with the request until its own CQE arrives. */
-        result = Py_NewRef(Py_True);
-        goto out;
-    }
-    for (caio_req *req = self->wait_head; req != NULL; req = req->next) {
-        if (req->future != fut)
-            continue;
-        caio_fifo_remove(&self->wait_head, &self->wait_tail, req);
-        if (req->flags & CAIO_REQ_OWNED) {  /* cannot be: owned ones have no future */
-            req->result = -ECANCELED;
-            req->state = CAIO_REQ_DONE;
-            caio_fifo_push(&self->done_head, &self->done_tail, req);
-        } else {
-            caio_req_put(&self->pool, req);
-        }
-        result = Py_NewRef(Py_True);
-        goto out;
-    }
-    result = Py_NewRef(Py_False);
-out:
-    uctx_leave(self);
+    context_leave(self);
     return result;
 }
 
 static PyObject *ctx_process_events(UringContext *self, PyObject *unused)
 {
-    uint64_t count;
+    int err;
     Py_ssize_t n;
 
-    if (uctx_enter(self) < 0)
+    if (context_enter(self) < 0)
         return NULL;
     /* One read empties the eventfd counter however many CQEs it counted;
      * it is non-blocking, so a spurious wake-up costs EAGAIN. Reading first
      * also means a CQE posted after this read signals again. */
-    if (read(self->efd, &count, sizeof(count)) < 0 && errno != EAGAIN &&
-        errno != EINTR) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        uctx_leave(self);
+    if ((err = caio_eventfd_drain(self->efd)) < 0) {
+        caio_oserror(-err);
+        context_leave(self);
         return NULL;
     }
     n = uctx_run_done(self);
@@ -331,59 +304,74 @@ static PyObject *ctx_process_events(UringContext *self, PyObject *unused)
         Py_ssize_t m = uctx_pump(self);
         n = m < 0 ? -1 : n + m;
     }
-    uctx_leave(self);
+    context_leave(self);
     return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
 static PyObject *ctx_set_future_factory(UringContext *self, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames)
 {
-    static const char *const names[] = {"factory", "call_soon"};
-    PyObject *ob[2], *factory, *call_soon;
+    PyObject *factory, *call_soon;
 
-    if (caio_parse_args("set_future_factory", names, 2, 1, args, nargs, kwnames, ob) < 0)
+    if (context_enter(self) < 0)
         return NULL;
-    if (uctx_enter(self) < 0)
+    if (caio_parse_future_factory(args, nargs, kwnames, &factory, &call_soon) < 0) {
+        context_leave(self);
         return NULL;
-    factory = ob[0] == Py_None ? NULL : ob[0];
-    call_soon = ob[1] == Py_None ? NULL : ob[1];
-    if ((factory != NULL && !PyCallable_Check(factory)) ||
-        (call_soon != NULL && !PyCallable_Check(call_soon))) {
-        PyErr_SetString(PyExc_TypeError, "factory and call_soon must be callable or None");
-        goto error;
     }
-    if (factory != NULL && caio_futures_init() < 0)
-        goto error;
-    if (factory != NULL && call_soon == NULL) {
-        /* loop.create_future: its loop's call_soon schedules our flushes. */
-        PyObject *loop = PyObject_GetAttrString(factory, "__self__");
-        if (loop != NULL) {
-            call_soon = PyObject_GetAttrString(loop, "call_soon");
-            Py_DECREF(loop);
-            if (call_soon != NULL && !PyCallable_Check(call_soon))
-                Py_CLEAR(call_soon);
-        }
-        PyErr_Clear();
-    } else {
-        Py_XINCREF(call_soon);
-    }
-    Py_XSETREF(self->factory, Py_XNewRef(factory));
-    Py_XSETREF(self->call_soon, call_soon);
+    /* call_soon schedules the batched flushes; without it the ring never
+     * batches (every submission enters the kernel at once). */
+    caio_context_set_factory((caio_context *)self, factory, call_soon);
     if (self->call_soon == NULL)
         self->batching = 0;
-    uctx_leave(self);
+    context_leave(self);
     Py_RETURN_NONE;
-error:
-    uctx_leave(self);
-    return NULL;
 }
 
-/* ---- closing ------------------------------------------------------------- */
+/* ---- type: creation, close, dealloc ---------------------------------------- */
+
+static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"max_requests", "sqpoll", "nowait_reads", NULL};
+    PyObject *max_ob = Py_None;
+    unsigned max_requests;
+    int sqpoll = 0, nowait_reads = 1;
+    UringContext *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$pp:Context", kwlist,
+                                     &max_ob, &sqpoll, &nowait_reads))
+        return NULL;
+    if (caio_parse_max_requests(max_ob, CAIO_MAX_REQUESTS_DEFAULT, &max_requests) < 0)
+        return NULL;
+    if (caio_fork_init() < 0)
+        return NULL;
+    self = (UringContext *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->efd = -1;
+    self->ring.fd = -1;
+    self->closed = 1;       /* until fully set up: dealloc then frees only */
+    self->released = 1;
+    self->avg = AVG_ONE;
+    self->fork_gen = caio_fork_generation();
+    self->max_requests = max_requests;
+
+    self->nowait_reads = nowait_reads;
+    if (uctx_open(self, sqpoll) < 0)
+        goto error;
+    self->closed = 0;
+    return (PyObject *)self;
+error:
+    if (!self->released)
+        uctx_release(self);
+    Py_DECREF(self);
+    return NULL;
+}
 
 static PyObject *ctx_enter_cm(UringContext *self, PyObject *unused)
 {
     if (self->closed) {
-        PyErr_SetString(PyExc_ValueError, "I/O operation on closed context");
+        caio_context_closed_error();
         return NULL;
     }
     return Py_NewRef(self);
@@ -401,109 +389,20 @@ static PyObject *ctx_close(UringContext *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* ---- type ----------------------------------------------------------------- */
-
-static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+static PyObject *ctx_exit_cm(UringContext *self, PyObject *args)
 {
-    static char *kwlist[] = {"max_requests", "sqpoll", "nowait_reads", NULL};
-    PyObject *max_ob = Py_None;
-    Py_ssize_t max_requests = 512;
-    int sqpoll = 0, nowait_reads = 1, err;
-    UringContext *self;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$pp:Context", kwlist,
-                                     &max_ob, &sqpoll, &nowait_reads))
-        return NULL;
-    if (max_ob != Py_None) {    /* None: the default */
-        if (!PyLong_Check(max_ob)) {
-            PyErr_Format(PyExc_TypeError, "max_requests must be int or None, not %.100s",
-                         Py_TYPE(max_ob)->tp_name);
-            return NULL;
-        }
-        max_requests = PyLong_AsSsize_t(max_ob);
-        if (max_requests == -1 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-                return NULL;
-            PyErr_Clear();
-            /* Huge: "too large" or "at least 1", by its sign. */
-            PyObject *zero = PyLong_FromLong(0);
-            int negative = zero ? PyObject_RichCompareBool(max_ob, zero, Py_LT) : -1;
-            Py_XDECREF(zero);
-            if (negative < 0)
-                return NULL;
-            max_requests = negative ? -1 : PY_SSIZE_T_MAX;
-        }
-    }
-    if (max_requests < 1) {
-        PyErr_SetString(PyExc_ValueError, "max_requests must be at least 1");
-        return NULL;
-    }
-    if (max_requests > 0xffffffffL) {
-        PyErr_SetString(PyExc_ValueError, "max_requests is too large");
-        return NULL;
-    }
-    if (caio_fork_init() < 0)
-        return NULL;
-    self = (UringContext *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->efd = -1;
-    self->ring.fd = -1;
-    self->closed = 1;       /* until fully set up: dealloc then frees only */
-    self->released = 1;
-    self->avg = AVG_ONE;
-    self->fork_gen = caio_fork_generation();
-    self->max_requests = (unsigned)max_requests;
-
-    err = uring_init(&self->ring, self->max_requests, sqpoll);
-    if (err < 0) {
-        caio_oserror(-err);
-        goto error;
-    }
-    self->released = 0;
-    self->sqpoll = uring_is_sqpoll(&self->ring);
-    self->nowait_reads = nowait_reads;
-    self->limit = self->max_requests < self->ring.sq.entries ? self->max_requests
-                                                             : self->ring.sq.entries;
-    if (self->ring.cq.entries / 2 < self->limit)
-        self->limit = self->ring.cq.entries / 2;
-    self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (self->efd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        goto error;
-    }
-    if ((err = uring_register_eventfd(&self->ring, self->efd)) < 0) {
-        caio_oserror(-err);
-        goto error;
-    }
-    self->inflight = PyMem_Calloc(self->limit, sizeof(caio_req *));
-    if (self->inflight == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    if (caio_req_pool_init(&self->pool, self->limit) < 0)
-        goto error;
-    self->closed = 0;
-    return (PyObject *)self;
-error:
-    if (!self->released)
-        uctx_release(self);
-    Py_DECREF(self);
-    return NULL;
+    return ctx_close(self, NULL);
 }
 
 static int ctx_traverse(UringContext *self, visitproc visit, void *arg)
 {
     /* Not the requests in flight: the kernel owns their buffers. */
-    Py_VISIT(self->factory);
-    Py_VISIT(self->call_soon);
-    return 0;
+    return caio_context_traverse((caio_context *)self, visit, arg);
 }
 
 static int ctx_clear(UringContext *self)
 {
-    Py_CLEAR(self->factory);
-    Py_CLEAR(self->call_soon);
+    caio_context_clear((caio_context *)self);
     return 0;
 }
 
@@ -534,6 +433,8 @@ static void ctx_dealloc(UringContext *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* ---- attributes -------------------------------------------------------------- */
+
 static PyObject *ctx_get_max_requests(UringContext *self, void *closure)
 {
     return PyLong_FromUnsignedLong(self->max_requests);
@@ -547,7 +448,7 @@ static PyObject *ctx_get_closed(UringContext *self, void *closure)
 static PyObject *ctx_get_fileno(UringContext *self, void *closure)
 {
     if (self->closed) {
-        PyErr_SetString(PyExc_ValueError, "I/O operation on closed context");
+        caio_context_closed_error();
         return NULL;
     }
     return PyLong_FromLong(self->efd);
@@ -571,47 +472,19 @@ static PyObject *ctx_repr(UringContext *self)
                                 self->closed ? " closed" : "");
 }
 
-#define FASTKW(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL | METH_KEYWORDS
-#define FAST(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
-
 static PyMethodDef ctx_methods[] = {
-    {"submit", FAST(ctx_submit),
-     "submit(*operations) -> int: queue Operations; callbacks run in "
-     "process_events().\nRaises TypeError (not an Operation of this module), "
-     "RuntimeError (already submitted), ValueError (closed)."},
-    {"cancel", FAST(ctx_cancel),
-     "cancel(*operations) -> int: ask the kernel to cancel them; returns how "
-     "many were cancelled.\nRaises TypeError, ValueError (closed)."},
+    CAIO_CONTEXT_METHODS(
+        "\nCallbacks run in process_events().",
+        "\nRaises OSError when the ring is stuck.",
+        "\nRaises OSError when the ring fails.",
+        "\nWith call_soon, submissions that do not complete inline are\n"
+        "batched once per loop iteration."),
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
-     "close(): cancel what is in flight, wait for it, release the ring. "
-     "Idempotent.\nRaises RuntimeError when another thread is inside the context."},
-    {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,
-     "process_events() -> int: reap completions, resolve futures, run "
-     "callbacks; never blocks.\nRaises ValueError (closed), OSError (ring failure)."},
-    {"set_future_factory", FASTKW(ctx_set_future_factory),
-     "set_future_factory(factory, call_soon=None): factory() makes the futures "
-     "*_async() return;\ncall_soon(fn) schedules a batched submission (default: "
-     "factory.__self__.call_soon, i.e. loop.create_future's loop).\n"
-     "Raises TypeError (not callable), ValueError (closed)."},
-    {"read_async", FASTKW(ctx_read_async),
-     "read_async(nbytes, fd, offset, priority=0) -> bytes | Future[bytes]\n"
-     "Raises OSError (failed at once), TypeError/ValueError (arguments), "
-     "RuntimeError (no factory)."},
-    {"write_async", FASTKW(ctx_write_async),
-     "write_async(payload, fd, offset, priority=0) -> int | Future[int]\n"
-     "Raises like read_async."},
-    {"fsync_async", FASTKW(ctx_fsync_async),
-     "fsync_async(fd, priority=0) -> None | Future[None]\nRaises like read_async."},
-    {"fdsync_async", FASTKW(ctx_fdsync_async),
-     "fdsync_async(fd, priority=0) -> None | Future[None]\nRaises like read_async."},
-    {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O,
-     "cancel_future(future) -> bool: ask the kernel to cancel the operation "
-     "behind a future from *_async();\nFalse if it is not in flight. "
-     "Raises ValueError (closed)."},
-    {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)ctx_close, METH_VARARGS, NULL},
+     "close($self, /)\n--\n\n"
+     "Cancel what is in flight, wait for it, release the ring. Idempotent.\n"
+     "Raises RuntimeError when another thread is inside the context."},
     {"_flush", (PyCFunction)ctx_flush_cb, METH_NOARGS,
-     "Submit batched operations (scheduled with call_soon)."},
+     "_flush($self, /)\n--\n\nSubmit batched operations (scheduled with call_soon)."},
     {NULL}
 };
 
@@ -636,12 +509,12 @@ static PyTypeObject UringContext_Type = {
     .tp_dealloc = (destructor)ctx_dealloc,
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Context(max_requests=512, *, sqpoll=False, nowait_reads=True)\n\n"
-              "An io_uring ring. nowait_reads: serve page-cache hits of reads up "
-              "to 256 KiB with preadv2(RWF_NOWAIT) before using the ring. "
+    .tp_doc = "Context(max_requests=None, *, sqpoll=False, nowait_reads=True)\n--\n\n"
+              "An io_uring ring. nowait_reads: serve page-cache hits of reads "
+              "up to 256 KiB with preadv2(RWF_NOWAIT) before using the ring. "
               "sqpoll=True asks for a kernel submission "
               "thread and falls back to a normal ring where that is refused "
-              "(see .sqpoll).\nRaises ValueError (max_requests < 1), "
+              "(see .sqpoll).\nRaises ValueError/TypeError (max_requests), "
               "OSError (the kernel refused the ring).",
     .tp_traverse = (traverseproc)ctx_traverse,
     .tp_clear = (inquiry)ctx_clear,
@@ -652,62 +525,15 @@ static PyTypeObject UringContext_Type = {
     .tp_new = ctx_new,
 };
 
-/* ---- module --------------------------------------------------------------- */
-
-static int read_io_uring_disabled(void)
-{
-    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
-    int value = -1;
-
-    if (f != NULL) {
-        if (fscanf(f, "%d", &value) != 1)
-            value = -1;
-        fclose(f);
-    }
-    return value;
-}
+/* ---- module ------------------------------------------------------------------ */
 
 /* ImportError that says why io_uring cannot be used and what to do. */
 static void set_unusable_error(int err, const char *stage)
 {
-    static const char fallback[] = "; or use another backend (CAIO_IMPL=linux)";
     char msg[600];
-    int sysctl = read_io_uring_disabled();
     PyObject *text, *name;
 
-    if (strcmp(stage, "io_uring_setup") == 0 && err == -EPERM && sysctl == 2) {
-        snprintf(msg, sizeof(msg),
-                 "io_uring is disabled by the kernel.io_uring_disabled sysctl (= 2); "
-                 "set it to 0 (sysctl -w kernel.io_uring_disabled=0)%s", fallback);
-    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -EPERM && sysctl == 1) {
-        snprintf(msg, sizeof(msg),
-                 "io_uring is restricted by the kernel.io_uring_disabled sysctl (= 1) "
-                 "to CAP_SYS_ADMIN and the group in kernel.io_uring_group; add this "
-                 "user to that group or set the sysctl to 0%s", fallback);
-    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -EPERM) {
-        snprintf(msg, sizeof(msg),
-                 "io_uring_setup is blocked (EPERM), e.g. by a seccomp profile in a "
-                 "container; allow io_uring_setup, io_uring_enter and "
-                 "io_uring_register in the profile (docker/podman: "
-                 "--security-opt seccomp=...)%s", fallback);
-    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -ENOSYS) {
-        snprintf(msg, sizeof(msg),
-                 "io_uring_setup is blocked (ENOSYS): a seccomp profile denies it, "
-                 "as container runtimes' default profiles do, or the kernel is built "
-                 "without io_uring (CONFIG_IO_URING); allow io_uring_setup, "
-                 "io_uring_enter and io_uring_register in the profile%s", fallback);
-    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -ENOMEM) {
-        snprintf(msg, sizeof(msg),
-                 "io_uring_setup failed with ENOMEM: before Linux 5.12 rings count "
-                 "against RLIMIT_MEMLOCK; raise it (ulimit -l)%s", fallback);
-    } else if (err == -EOPNOTSUPP) {
-        snprintf(msg, sizeof(msg),
-                 "this kernel's io_uring lacks %s (Linux 5.6 or later is needed)%s",
-                 stage, fallback);
-    } else {
-        snprintf(msg, sizeof(msg), "io_uring is unusable here: %s failed: %s%s",
-                 stage, strerror(-err), fallback);
-    }
+    uring_unusable_reason(err, stage, msg, sizeof(msg));
     text = PyUnicode_FromString(msg);
     name = PyUnicode_FromString("caio.linux_uring");
     if (text != NULL && name != NULL)

@@ -1,10 +1,13 @@
 /*
  * caio.linux_aio: the kernel AIO backend (io_setup / io_submit / io_getevents).
  *
+ * aio.h     (this file) kernel facts, the mapped ring's layout, the kernel
+ *           layer's functions
  * setup.c   the raw system calls, creating and destroying the kernel context,
  *           checking the user-space completion ring
  * queue.c   turning requests into iocbs, submitting, reaping, retrying
- * module.c  the Context type and the module
+ * context.c the engine: locking, delivering results, closing, cancelling
+ * module.c  the Python type: its methods, attributes and the module
  *
  * How kernel AIO behaves on buffered files (read this before "simplifying"):
  *
@@ -105,27 +108,7 @@ struct aio_ring_header {
     struct io_event io_events[];
 };
 
-typedef struct {
-    PyObject_HEAD
-    aio_context_t aio;               /* io_setup id; 0 when there is none */
-    struct aio_ring_header *ring;    /* == aio when the header checked out */
-    int efd;                         /* eventfd: IOCB_FLAG_RESFD target */
-    int closed;
-    unsigned max_requests;
-    unsigned inflight;               /* submitted and not reaped */
-    caio_req *wait_head, *wait_tail; /* FIFO of accepted, unsubmitted requests */
-    caio_req *ready_head, *ready_tail; /* finished, not delivered yet */
-    caio_req_pool pool;
-    PyObject *factory;               /* future factory, or NULL */
-    PyObject *futures;               /* {future: request address} in flight */
-    unsigned long fork_gen;
-    int outside;                     /* batches of requests taken out of the
-                                        lock, not yet given back to the pool */
-    int pool_leaked;                 /* the kernel may still own pool memory */
-    pthread_mutex_t lock;            /* see ctx_lock() in module.c */
-    uintptr_t lock_owner;            /* pthread_self() of the holder, or 0 */
-    PyObject *weakreflist;
-} AioContext;
+typedef struct AioContext AioContext;   /* context.h */
 
 /* ---- setup.c ------------------------------------------------------------ */
 
@@ -136,12 +119,15 @@ long aio_sys_getevents(aio_context_t ctx, long min_nr, long nr,
                        struct io_event *events, struct timespec *timeout);
 long aio_sys_cancel(aio_context_t ctx, struct iocb *iocb, struct io_event *result);
 
-/* Create the eventfd and the kernel context. 0, or -1 with OSError set. */
-int aio_ctx_open(AioContext *ctx, unsigned nr, int userspace_reap);
-/* io_destroy (GIL released: it waits for requests in flight) and close the
- * eventfd. Returns 0, or the io_destroy errno (the kernel may still own
- * buffers then). */
-int aio_ctx_destroy(AioContext *ctx);
+/* Create the eventfd and the kernel context for nr requests; *ring is the
+ * mapped completion ring when userspace_reap and its layout checks out,
+ * else NULL. 0, or -errno with nothing left open. */
+int aio_setup_context(unsigned nr, int userspace_reap, aio_context_t *aio,
+                      struct aio_ring_header **ring, int *efd);
+/* io_destroy (it waits for the requests in flight: call without the GIL)
+ * and close the eventfd. Returns 0, or the io_destroy errno (the kernel may
+ * still own buffers then). */
+int aio_destroy_context(aio_context_t *aio, struct aio_ring_header **ring, int *efd);
 
 /* ---- queue.c (all with the context lock held) --------------------------- */
 

@@ -3,8 +3,8 @@
 #ifndef CAIO_URING_CONTEXT_H
 #define CAIO_URING_CONTEXT_H
 
-#include "caio.h"
 #include "fifo.h"
+#include "protocol.h"
 #include "uring.h"
 
 #define QUALNAME "caio.linux_uring.Context"
@@ -32,8 +32,9 @@
 /* Submissions carrying more bytes than this release the GIL around
  * io_uring_enter: an inline page-cache copy of that size takes longer than
  * dropping and retaking the GIL. Small ones keep it (releasing would cost
- * more than the whole system call). */
-#define NOGIL_BYTES (256 * 1024)
+ * more than the whole system call). Reads up to the same size try the
+ * page cache first (common/nowait.c). */
+#define NOGIL_BYTES CAIO_NOWAIT_MAX
 
 /* How long close() waits for the kernel to give back every request. */
 #define CLOSE_TIMEOUT_MS 10000
@@ -41,13 +42,11 @@
 #define CANCEL_TIMEOUT_MS 1000
 
 typedef struct {
-    PyObject_HEAD
+    CAIO_CONTEXT_HEAD
     struct uring ring;
     int efd;
-    unsigned long fork_gen;
     unsigned max_requests;      /* as asked */
     unsigned limit;             /* in-flight cap: min(max_requests, SQ size) */
-    int closed;                 /* close() has started */
     int released;               /* rings unmapped, pool freed */
     int busy;                   /* depth of calls that may run Python code */
     int nogil;                  /* a call is in a GIL-released section */
@@ -67,17 +66,18 @@ typedef struct {
     caio_req *wait_head, *wait_tail;
     caio_req *done_head, *done_tail;    /* Operations whose callbacks wait */
     caio_req_pool pool;
-    PyObject *factory;
-    PyObject *call_soon;
-    PyObject *weakreflist;
 } UringContext;
 
 /* ---- entering and leaving (every entry point) ---------------------------- */
 
 /* Fork check, closed check, other-thread check; then busy++. -1 + exception. */
-CAIO_API int uctx_enter(UringContext *self);
+CAIO_API int context_enter(UringContext *self);
 /* busy--; the outermost call out of a closed context releases its memory. */
-CAIO_API void uctx_leave(UringContext *self);
+CAIO_API void context_leave(UringContext *self);
+
+/* Ring, eventfd, in-flight table and pool of a new context. 0, or -1 +
+ * exception (uctx_release frees what was made unless self->released). */
+CAIO_API int uctx_open(UringContext *self, int sqpoll);
 
 /* ---- submission ----------------------------------------------------------- */
 
@@ -90,11 +90,6 @@ CAIO_API int uctx_queue_cancel(UringContext *self, caio_req *req);
 CAIO_API int uctx_flush(UringContext *self);
 /* Make the eventfd readable (work no CQE announces). */
 CAIO_API void uctx_signal(UringContext *self);
-
-/* Serve a read from the page cache with preadv2(RWF_NOWAIT): 0 with
- * req->result and state set, or -1 (not all cached, or not a file that
- * can do it: use the ring). Never blocks. */
-CAIO_API int uctx_read_nowait(caio_req *req);
 
 /* ---- completion ----------------------------------------------------------- */
 

@@ -117,6 +117,9 @@ URING_API int uring_register_eventfd(struct uring *ring, int efd);
  * ring. Returns 0, or -errno with *stage naming the step that failed
  * ("io_uring_setup", "mmap", "IORING_REGISTER_PROBE", or an opcode name). */
 URING_API int uring_check_usable(const char **stage);
+/* Why io_uring cannot be used here (err and stage from uring_check_usable)
+ * and what to do about it, as a sentence in msg. */
+URING_API void uring_unusable_reason(int err, const char *stage, char *msg, size_t size);
 
 static inline int uring_is_sqpoll(const struct uring *ring)
 {

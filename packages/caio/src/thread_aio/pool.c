@@ -41,84 +41,15 @@
  * The pool's memory is reference counted (the owner + each worker), so a
  * detached worker never touches freed memory.
  */
-#include "pool.h"
-#include "io.h"
-#include "notify.h"
-
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-
-/* Workers run Python callbacks: make sure their stack is big enough even
- * where the default is small (musl: 128 KiB). */
-#define CAIO_MIN_STACK (1024 * 1024)
-
-#if defined(_POSIX_CLOCK_SELECTION) && _POSIX_CLOCK_SELECTION >= 0 && \
-    defined(CLOCK_MONOTONIC) && !defined(__APPLE__)
-#define CAIO_COND_CLOCK CLOCK_MONOTONIC
-#else
-#define CAIO_COND_CLOCK CLOCK_REALTIME
-#endif
-
-enum worker_state {
-    WORKER_FREE = 0,     /* slot unused */
-    WORKER_RUNNING,      /* thread started, not exited */
-    WORKER_EXITED,       /* thread returned (or is returning): join it */
-    WORKER_GONE,         /* joined or detached */
-};
-
-typedef struct {
-    pthread_t tid;
-    caio_pool *pool;
-    caio_req *current;          /* the request in its system call */
-    int state;                  /* enum worker_state */
-    /* Cancelling the running request: set `cancel`, then signal `kick`
-     * if the worker waits in poll() on a pipe/socket/tty (it made `kick`
-     * for that wait; see io.c). All under the lock, and only while
-     * `current` is that request. */
-    atomic_int cancel;
-    caio_notifier kick;
-} caio_worker;
-
-struct caio_pool {
-    pthread_mutex_t lock;
-    pthread_cond_t work;        /* idle workers wait here */
-    pthread_cond_t quiet;       /* the closer waits here */
-    caio_req *qhead, *qtail;    /* submission FIFO */
-    caio_req *dhead, *dtail;    /* completions for the event loop */
-    unsigned max_threads;
-    unsigned nthreads;          /* started and not exited */
-    unsigned idle;              /* waiting on `work` */
-    unsigned wakeups;           /* signals sent to idle workers, not yet taken */
-    unsigned in_python;         /* workers running an Operation callback */
-    unsigned refs;              /* the owner + each started worker */
-    int stopping;
-    int abandoned;              /* close() gave up waiting: drop what finishes */
-    caio_notifier done;         /* readable while dhead != NULL */
-    caio_notifier stop;         /* readable once stopping */
-    caio_worker workers[];
-};
+#include "pool_impl.h"
 
 static atomic_int python_exiting = 0;
 /* The worker running on this thread (to notice close() from a callback). */
-static _Thread_local caio_worker *this_worker = NULL;
+_Thread_local caio_worker *this_worker = NULL;
 
 void caio_pool_python_exiting(void)
 {
     atomic_store(&python_exiting, 1);
-}
-
-static int py_finalizing(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
 }
 
 /* ---- lists (lock held) -------------------------------------------------- */
@@ -137,7 +68,7 @@ static void queue_push(caio_pool *p, caio_req *req)
     p->qtail = req;
 }
 
-static void queue_unlink(caio_pool *p, caio_req *req)
+void pool_queue_unlink(caio_pool *p, caio_req *req)
 {
     caio_thread_ext *ext = caio_thread_ext_of(req);
 
@@ -159,7 +90,7 @@ static caio_req *queue_pop(caio_pool *p)
     caio_req *req = p->qhead;
 
     if (req != NULL)
-        queue_unlink(p, req);
+        pool_queue_unlink(p, req);
     return req;
 }
 
@@ -230,7 +161,7 @@ fail_mem:
     return NULL;
 }
 
-static void close_fds(caio_pool *p)
+void pool_close_fds(caio_pool *p)
 {
     caio_notifier_close(&p->done);
     caio_notifier_close(&p->stop);
@@ -240,7 +171,7 @@ static void close_fds(caio_pool *p)
 
 static void pool_free(caio_pool *p)
 {
-    close_fds(p);
+    pool_close_fds(p);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->quiet);
     pthread_mutex_destroy(&p->lock);
@@ -260,7 +191,7 @@ void caio_pool_release(caio_pool *p)
 
 void caio_pool_forget(caio_pool *p)
 {
-    close_fds(p);
+    pool_close_fds(p);
     free(p);
 }
 
@@ -288,7 +219,7 @@ static void finish_operation(caio_pool *p, caio_worker *w, caio_req *req)
     if (!enter)
         return;     /* Python is going away: leak the Operation */
 
-    if (!py_finalizing()) {
+    if (!caio_interpreter_finalizing()) {
         gil = PyGILState_Ensure();
         req->state = CAIO_REQ_DONE;
         caio_operation_run_callback(req);
@@ -463,199 +394,11 @@ int caio_pool_submit(caio_pool *p, caio_req *req)
         if (p->nthreads == 0) {
             /* Nobody would ever run it: fail the submission instead. */
             if (caio_thread_ext_of(req)->where == CAIO_WHERE_QUEUED)
-                queue_unlink(p, req);
+                pool_queue_unlink(p, req);
             pthread_mutex_unlock(&p->lock);
             return err;
         }
         pthread_mutex_unlock(&p->lock);
     }
     return 0;
-}
-
-/* ---- cancellation ------------------------------------------------------- */
-
-int caio_pool_unqueue(caio_pool *p, caio_req *req)
-{
-    caio_thread_ext *ext = caio_thread_ext_of(req);
-    int removed = 0;
-
-    pthread_mutex_lock(&p->lock);
-    if (ext->pool == p && ext->where == CAIO_WHERE_QUEUED) {
-        queue_unlink(p, req);
-        removed = 1;
-    }
-    pthread_mutex_unlock(&p->lock);
-    return removed;
-}
-
-caio_req *caio_pool_unqueue_future(caio_pool *p, PyObject *future)
-{
-    caio_req *req;
-
-    pthread_mutex_lock(&p->lock);
-    /* From the newest: a task is usually cancelled soon after it asked. */
-    for (req = p->qtail; req != NULL; req = caio_thread_ext_of(req)->prev) {
-        if (req->future == future) {
-            queue_unlink(p, req);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    return req;
-}
-
-/* Under the lock: interrupt the worker running req, if it waits on a pipe. */
-static int kick_running(caio_pool *p, caio_req *req)
-{
-    for (unsigned i = 0; i < p->max_threads; i++) {
-        caio_worker *w = &p->workers[i];
-        if (w->state == WORKER_RUNNING && w->current == req) {
-            atomic_store(&w->cancel, 1);
-            if (w->kick.rfd >= 0)
-                caio_notifier_signal(&w->kick);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-int caio_pool_kick(caio_pool *p, caio_req *req)
-{
-    int kicked;
-
-    pthread_mutex_lock(&p->lock);
-    kicked = caio_thread_ext_of(req)->pool == p &&
-             caio_thread_ext_of(req)->where == CAIO_WHERE_RUNNING &&
-             kick_running(p, req);
-    pthread_mutex_unlock(&p->lock);
-    return kicked;
-}
-
-int caio_pool_kick_future(caio_pool *p, PyObject *future)
-{
-    int kicked = 0;
-
-    pthread_mutex_lock(&p->lock);
-    for (unsigned i = 0; i < p->max_threads && !kicked; i++) {
-        caio_worker *w = &p->workers[i];
-        if (w->state == WORKER_RUNNING && w->current != NULL &&
-            w->current->future == future)
-            kicked = kick_running(p, w->current);
-    }
-    pthread_mutex_unlock(&p->lock);
-    return kicked;
-}
-
-/* ---- completions -------------------------------------------------------- */
-
-caio_req *caio_pool_take_done(caio_pool *p)
-{
-    caio_req *head;
-
-    pthread_mutex_lock(&p->lock);
-    /* Drain first, then swap: a completion pushed after the swap wakes us
-     * again (spurious at worst), never gets lost. Under the lock only so
-     * that caio_pool_close_fds cannot close the fd under our feet. */
-    if (p->done.rfd >= 0)
-        caio_notifier_drain(&p->done);
-    head = p->dhead;
-    p->dhead = p->dtail = NULL;
-    pthread_mutex_unlock(&p->lock);
-    return head;
-}
-
-void caio_pool_close_fds(caio_pool *p)
-{
-    pthread_mutex_lock(&p->lock);
-    /* Only when no thread is left that could write or poll them. */
-    if (p->stopping && p->nthreads == 0)
-        close_fds(p);
-    pthread_mutex_unlock(&p->lock);
-}
-
-/* ---- stopping ----------------------------------------------------------- */
-
-caio_req *caio_pool_stop(caio_pool *p)
-{
-    caio_req *head, *req;
-
-    pthread_mutex_lock(&p->lock);
-    p->stopping = 1;
-    head = p->qhead;
-    p->qhead = p->qtail = NULL;
-    for (req = head; req != NULL; req = req->next) {
-        caio_thread_ext_of(req)->prev = NULL;
-        caio_thread_ext_of(req)->where = CAIO_WHERE_NONE;
-    }
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->lock);
-    /* Wake workers waiting in poll() on a pipe. */
-    caio_notifier_signal(&p->stop);
-    return head;
-}
-
-static void deadline_after(struct timespec *ts, double seconds)
-{
-    clock_gettime(CAIO_COND_CLOCK, ts);
-    if (seconds > 1e9)
-        seconds = 1e9;
-    ts->tv_sec += (time_t)seconds;
-    ts->tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-size_t caio_pool_join(caio_pool *p, double timeout, caio_req **stuck, size_t cap)
-{
-    /* close() called from an Operation callback, i.e. by one of our own
-     * workers: do not wait for (or join) ourselves. */
-    unsigned self = (this_worker != NULL && this_worker->pool == p) ? 1 : 0;
-    pthread_t *tids;
-    struct timespec deadline;
-    size_t nstuck = 0, njoin = 0;
-
-    tids = malloc(sizeof(pthread_t) * (p->max_threads ? p->max_threads : 1));
-    deadline_after(&deadline, timeout < 0 ? 0 : timeout);
-
-    pthread_mutex_lock(&p->lock);
-    while (p->nthreads > self) {
-        if (pthread_cond_timedwait(&p->quiet, &p->lock, &deadline) == ETIMEDOUT)
-            break;
-    }
-    if (p->nthreads > self) {
-        /* Give up on the busy ones (see the top of the file). */
-        p->abandoned = 1;
-        for (unsigned i = 0; i < p->max_threads; i++) {
-            caio_worker *w = &p->workers[i];
-            if (w->state == WORKER_RUNNING && w != this_worker &&
-                w->current != NULL && nstuck < cap)
-                stuck[nstuck++] = w->current;
-        }
-        /* A callback in progress holds (or waits for) the GIL, which our
-         * caller released: it ends soon; wait for it without a timeout so
-         * no worker is inside Python once we return. */
-        while (p->in_python > self)
-            pthread_cond_wait(&p->quiet, &p->lock);
-    }
-    for (unsigned i = 0; i < p->max_threads; i++) {
-        caio_worker *w = &p->workers[i];
-        if (w->state == WORKER_EXITED) {
-            if (tids != NULL)
-                tids[njoin++] = w->tid;
-            else
-                pthread_detach(w->tid);
-            w->state = WORKER_GONE;
-        } else if (w->state == WORKER_RUNNING) {
-            /* Stuck, or ourselves: it exits on its own later. */
-            pthread_detach(w->tid);
-            w->state = WORKER_GONE;
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    for (size_t i = 0; i < njoin; i++)
-        pthread_join(tids[i], NULL);
-    free(tids);
-    return nstuck;
 }

@@ -23,16 +23,26 @@ static int set_flags(int fd)
     return 0;
 }
 
+int caio_eventfd_open(void)
+{
+#ifdef CAIO_HAVE_EVENTFD
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return efd >= 0 ? efd : -errno;
+#else
+    return -ENOSYS;
+#endif
+}
+
 int caio_notifier_open(caio_notifier *n)
 {
     int fds[2], err;
 
 #ifdef CAIO_HAVE_EVENTFD
-    n->rfd = n->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    n->rfd = n->wfd = caio_eventfd_open();
     if (n->rfd >= 0)
         return 0;
-    if (errno != ENOSYS && errno != EINVAL)
-        return errno;
+    if (n->rfd != -ENOSYS && n->rfd != -EINVAL)
+        return -n->rfd;
     /* Very old kernel or a seccomp filter: the pipe works everywhere. */
 #endif
     if (pipe(fds) < 0)
@@ -52,10 +62,8 @@ void caio_notifier_signal(const caio_notifier *n)
     ssize_t r;
 
     if (n->rfd == n->wfd) {
-        uint64_t one = 1;
-        do
-            r = write(n->wfd, &one, sizeof(one));
-        while (r < 0 && errno == EINTR);
+        caio_eventfd_signal(n->wfd);
+        return;
     } else {
         char c = 0;
         do
@@ -71,10 +79,8 @@ void caio_notifier_drain(const caio_notifier *n)
     ssize_t r;
 
     if (n->rfd == n->wfd) {
-        uint64_t value;
-        do
-            r = read(n->rfd, &value, sizeof(value));
-        while (r < 0 && errno == EINTR);
+        caio_eventfd_drain(n->rfd);
+        return;
     } else {
         char buf[256];
         do

@@ -1,4 +1,4 @@
-/* caio.linux_uring: the Context type and the module.
+/* caio.linux_uring: the engine that the Python methods (module.c) drive.
  *
  * How a request moves (see docs/internals.md for the protocol):
  *
@@ -20,9 +20,9 @@
  * coroutine never suspends and no future is allocated. Only when the
  * kernel answers -EAGAIN internally (cold cache, pipes without data) does
  * the request go to poll or to an io-wq worker, and its CQE arrives later
- * through the eventfd. Reads up to 256 KiB try preadv2(RWF_NOWAIT) even
- * before the ring, which is cheaper still for a page-cache hit (see
- * uctx_read_nowait); the ring's inline path then serves writes, larger
+ * through the eventfd. Reads up to CAIO_NOWAIT_MAX try preadv2(RWF_NOWAIT)
+ * even before the ring, which is cheaper still for a page-cache hit (see
+ * common/nowait.c); the ring's inline path then serves writes, larger
  * reads, and contexts made with nowait_reads=False.
  *
  * Submit now or batch. Entering the kernel once per operation is best when
@@ -53,10 +53,10 @@
  * just continues where the outer one was.
  */
 #include "context.h"
+#include "notify.h"
 
 #include <errno.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,21 +67,13 @@
  * before they reached the kernel). */
 void uctx_signal(UringContext *self)
 {
-    static const uint64_t one = 1;
-
-    if (write(self->efd, &one, sizeof(one)) < 0) {
-        /* EAGAIN: the counter is at its maximum, i.e. signalled. */
-    }
+    caio_eventfd_signal(self->efd);
 }
 
-int uctx_enter(UringContext *self)
+int context_enter(UringContext *self)
 {
-    if (caio_fork_check(self->fork_gen, QUALNAME) < 0)
+    if (caio_context_check((caio_context *)self, QUALNAME) < 0)
         return -1;
-    if (self->closed) {
-        PyErr_SetString(PyExc_ValueError, "I/O operation on closed context");
-        return -1;
-    }
     if (self->nogil) {
         PyErr_SetString(PyExc_RuntimeError,
                         "this context is in use by another thread; "
@@ -92,7 +84,7 @@ int uctx_enter(UringContext *self)
     return 0;
 }
 
-void uctx_leave(UringContext *self)
+void context_leave(UringContext *self)
 {
     if (--self->busy == 0 && self->closed && !self->released)
         uctx_release(self);
@@ -118,6 +110,54 @@ static void deadline_in(struct timespec *deadline, int ms)
         deadline->tv_sec++;
         deadline->tv_nsec -= 1000000000;
     }
+}
+
+/* Ring, eventfd, in-flight table and request pool for a new context
+ * (max_requests set). 0, or -1 with an exception: then uctx_release()
+ * frees what was made, if self->released is 0. */
+int uctx_open(UringContext *self, int sqpoll)
+{
+    int err;
+
+    err = uring_init(&self->ring, self->max_requests, sqpoll);
+    if (err < 0) {
+        caio_oserror(-err);
+        return -1;
+    }
+    self->released = 0;
+    self->sqpoll = uring_is_sqpoll(&self->ring);
+    self->limit = self->max_requests < self->ring.sq.entries ? self->max_requests
+                                                             : self->ring.sq.entries;
+    if (self->ring.cq.entries / 2 < self->limit)
+        self->limit = self->ring.cq.entries / 2;
+    if ((self->efd = caio_eventfd_open()) < 0) {
+        caio_oserror(-self->efd);
+        self->efd = -1;
+        return -1;
+    }
+    if ((err = uring_register_eventfd(&self->ring, self->efd)) < 0) {
+        caio_oserror(-err);
+        return -1;
+    }
+    self->inflight = PyMem_Calloc(self->limit, sizeof(caio_req *));
+    if (self->inflight == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (caio_req_pool_init(&self->pool, self->limit) < 0)
+        return -1;
+    return 0;
+}
+
+/* Wait up to ms for a CQE, the GIL released (other threads may run; this
+ * context refuses them meanwhile: self->nogil). */
+static void wait_nogil(UringContext *self, int ms)
+{
+    self->nogil = 1;
+    Py_BEGIN_ALLOW_THREADS
+    uring_wait(&self->ring, ms);
+    Py_END_ALLOW_THREADS
+    self->nogil = 0;
 }
 
 /* ---- submission ---------------------------------------------------------- */
@@ -252,51 +292,6 @@ static int refill(UringContext *self)
     return moved;
 }
 
-/* The page-cache fast path.
- *
- * io_uring does complete a cached read inside io_uring_enter, but through
- * the ring a 4 KiB cached read costs the kernel about 0.5 us more than a
- * plain pread (measured with perf on Linux 6.18: request allocation, prep,
- * issue, CQE posting, fget/fput of the ring fd), which is more than all of
- * our user-space work. preadv2(RWF_NOWAIT) is a pread that fails with
- * EAGAIN instead of blocking when a page is not cached, so trying it first
- * costs one cheap system call on a miss and saves the ring on a hit; the
- * thread and python backends do the same.
- * - Only seekable files: a pipe or socket fails with ESPIPE, a file
- *   without non-blocking reads (/proc, devices) with EOPNOTSUPP; they use
- *   the ring, which handles them (poll, io-wq).
- * - O_DIRECT: a nowait direct read would still wait for the disk on this
- *   thread. Most block devices need a 512-byte aligned buffer for direct
- *   I/O, so a buffer that is not (nearly all: bytes data sits 32 bytes into
- *   an allocation) fails with EINVAL and goes to the ring; an aligned one
- *   is not tried. A device that accepts smaller alignment (some NVMe) would
- *   do a direct read here synchronously: correct, but on the loop thread;
- *   pass nowait_reads=False for such descriptors' contexts.
- * - A short nowait read is end of file or an uncached rest: it is end of
- *   file only if a nowait read at the end offset returns 0; otherwise the
- *   whole read goes to the ring.
- * - The caller limits this to small reads: copying with the GIL held. */
-int uctx_read_nowait(caio_req *req)
-{
-    size_t got = 0;
-
-    if (((uintptr_t)req->data & 511) == 0 && req->nbytes > 0)
-        return -1;
-    for (;;) {
-        struct iovec iov = {req->data + got, req->nbytes - got};
-        ssize_t n = preadv2(req->fd, &iov, 1, (off_t)(req->offset + (int64_t)got),
-                            RWF_NOWAIT);
-        if (n < 0)
-            return -1;
-        got += (size_t)n;
-        if (n == 0 || got == req->nbytes)
-            break;
-    }
-    req->result = (ssize_t)got;
-    req->state = CAIO_REQ_DONE;
-    return 0;
-}
-
 /* ---- completion ---------------------------------------------------------- */
 
 static void run_owned(UringContext *self, caio_req *req)
@@ -411,72 +406,6 @@ Py_ssize_t uctx_pump(UringContext *self)
     return total;
 }
 
-/* ---- submit now or batch ------------------------------------------------- */
-
-void uctx_note_inline(UringContext *self, int done)
-{
-    self->avg += ((done ? AVG_ONE : 0) - self->avg) / 8;
-    if (!self->batching) {
-        if (self->avg < AVG_BATCH_BELOW && self->call_soon != NULL)
-            self->batching = 1;
-    } else if (self->avg > AVG_IMMEDIATE_ABOVE) {
-        self->batching = 0;
-    }
-}
-
-int uctx_schedule_flush(UringContext *self)
-{
-    PyObject *r, *cb;
-
-    if (self->flush_scheduled)
-        return 0;
-    /* A fresh bound method each time (once per loop iteration at most):
-     * caching it would make the context a reference cycle. */
-    if ((cb = PyObject_GetAttrString((PyObject *)self, "_flush")) == NULL)
-        return -1;
-    r = PyObject_CallOneArg(self->call_soon, cb);
-    Py_DECREF(cb);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    self->flush_scheduled = 1;
-    return 0;
-}
-
-/* No eventfd signal for inline completions.
- *
- * The kernel signals the eventfd for every CQE, including the ones of
- * requests that completed inside our own io_uring_enter and that we reap
- * right away: that would wake the loop for nothing (epoll_wait returns, an
- * eventfd read, an empty reap) and costs the kernel an eventfd wake-up per
- * operation. So when nothing else is in flight, submit with
- * IORING_CQ_EVENTFD_DISABLED set, and clear it afterwards.
- *
- * Why no completion can be lost: with nothing else in flight, the only
- * CQEs that can be posted while the flag is set are those of the request
- * just submitted. If it completed inline we reaped it. If not (it went to
- * poll or an io-wq worker), its CQE may have been posted, without a
- * signal, around the moment we cleared the flag; so in that case we signal
- * the eventfd ourselves, and the loop's process_events() reaps it. That
- * case needs a future and a wake-up anyway. */
-void uctx_eventfd_quiet(UringContext *self)
-{
-    unsigned *flags = self->ring.cq.kflags;
-    __atomic_store_n(flags, read_once(flags) | IORING_CQ_EVENTFD_DISABLED, __ATOMIC_RELAXED);
-}
-
-void uctx_eventfd_loud(UringContext *self)
-{
-    unsigned *flags = self->ring.cq.kflags;
-
-    /* Release: our reap's reads of the CQ happen before the kernel may
-     * signal again (and the eventfd write below is a full barrier). */
-    __atomic_store_n(flags, read_once(flags) & ~IORING_CQ_EVENTFD_DISABLED,
-                     __ATOMIC_RELEASE);
-    if (self->n_inflight > 0 || self->cancels_pending > 0)
-        uctx_signal(self);
-}
-
 /* The value of a request the submitting call got back; puts it back. */
 PyObject *uctx_take_value(UringContext *self, caio_req *req)
 {
@@ -497,11 +426,7 @@ void uctx_wait_cancels(UringContext *self, int timeout_ms, int run_callbacks)
         uctx_reap(self, run_callbacks);
         if (self->cancels_pending == 0 || (ms = time_left_ms(&deadline)) == 0)
             break;
-        self->nogil = 1;
-        Py_BEGIN_ALLOW_THREADS
-        uring_wait(&self->ring, ms);
-        Py_END_ALLOW_THREADS
-        self->nogil = 0;
+        wait_nogil(self, ms);
     }
 }
 
@@ -568,11 +493,7 @@ static void shutdown_ctx(UringContext *self)
         }
         if ((ms = time_left_ms(&deadline)) == 0)
             break;
-        self->nogil = 1;
-        Py_BEGIN_ALLOW_THREADS
-        uring_wait(&self->ring, ms);
-        Py_END_ALLOW_THREADS
-        self->nogil = 0;
+        wait_nogil(self, ms);
     }
     /* Whatever the kernel still holds keeps its memory for good. */
     while (self->n_inflight > 0) {
@@ -637,5 +558,5 @@ void uctx_close(UringContext *self)
         forget_requests(self);
     else
         shutdown_ctx(self);
-    uctx_leave(self);
+    context_leave(self);
 }

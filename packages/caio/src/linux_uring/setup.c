@@ -7,6 +7,7 @@
 #include "uring.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -243,3 +244,59 @@ int uring_check_usable(const char **stage)
     uring_exit(&ring);
     return err;
 }
+
+/* ---- why io_uring is unusable -------------------------------------------- */
+
+static int read_io_uring_disabled(void)
+{
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    int value = -1;
+
+    if (f != NULL) {
+        if (fscanf(f, "%d", &value) != 1)
+            value = -1;
+        fclose(f);
+    }
+    return value;
+}
+
+void uring_unusable_reason(int err, const char *stage, char *msg, size_t size)
+{
+    static const char fallback[] = "; or use another backend (CAIO_IMPL=linux)";
+    int sysctl = read_io_uring_disabled();
+
+    if (strcmp(stage, "io_uring_setup") == 0 && err == -EPERM && sysctl == 2) {
+        snprintf(msg, size,
+                 "io_uring is disabled by the kernel.io_uring_disabled sysctl (= 2); "
+                 "set it to 0 (sysctl -w kernel.io_uring_disabled=0)%s", fallback);
+    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -EPERM && sysctl == 1) {
+        snprintf(msg, size,
+                 "io_uring is restricted by the kernel.io_uring_disabled sysctl (= 1) "
+                 "to CAP_SYS_ADMIN and the group in kernel.io_uring_group; add this "
+                 "user to that group or set the sysctl to 0%s", fallback);
+    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -EPERM) {
+        snprintf(msg, size,
+                 "io_uring_setup is blocked (EPERM), e.g. by a seccomp profile in a "
+                 "container; allow io_uring_setup, io_uring_enter and "
+                 "io_uring_register in the profile (docker/podman: "
+                 "--security-opt seccomp=...)%s", fallback);
+    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -ENOSYS) {
+        snprintf(msg, size,
+                 "io_uring_setup is blocked (ENOSYS): a seccomp profile denies it, "
+                 "as container runtimes' default profiles do, or the kernel is built "
+                 "without io_uring (CONFIG_IO_URING); allow io_uring_setup, "
+                 "io_uring_enter and io_uring_register in the profile%s", fallback);
+    } else if (strcmp(stage, "io_uring_setup") == 0 && err == -ENOMEM) {
+        snprintf(msg, size,
+                 "io_uring_setup failed with ENOMEM: before Linux 5.12 rings count "
+                 "against RLIMIT_MEMLOCK; raise it (ulimit -l)%s", fallback);
+    } else if (err == -EOPNOTSUPP) {
+        snprintf(msg, size,
+                 "this kernel's io_uring lacks %s (Linux 5.6 or later is needed)%s",
+                 stage, fallback);
+    } else {
+        snprintf(msg, size, "io_uring is unusable here: %s failed: %s%s",
+                 stage, strerror(-err), fallback);
+    }
+}
+

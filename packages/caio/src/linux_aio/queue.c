@@ -1,8 +1,9 @@
 /* Requests to iocbs, io_submit, reaping completions, retries.
  *
- * Everything here runs with the context lock held (module.c); the GIL is
+ * Everything here runs with the context lock held (context.h); the GIL is
  * released around each io_submit and each blocking io_getevents. */
-#include "aio.h"
+#include "context.h"
+#include "notify.h"
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,12 +12,7 @@
 
 void aio_wake(AioContext *ctx)
 {
-    uint64_t one = 1;
-
-    /* Fails only when the counter is about to overflow: readable anyway. */
-    if (write(ctx->efd, &one, sizeof(one)) < 0) {
-        /* nothing to do */
-    }
+    caio_eventfd_signal(ctx->efd);
 }
 
 /* ---- iocbs ---------------------------------------------------------------- */

@@ -1,0 +1,77 @@
+/* The page-cache fast path every C backend with one shares: a read or
+ * write tried on the calling thread with preadv2/pwritev2(RWF_NOWAIT),
+ * which copies cached data at once or fails instead of blocking. See
+ * nowait.c for the kernel facts it depends on. No Python in here. */
+#ifndef CAIO_NOWAIT_H
+#define CAIO_NOWAIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Fast-path reads and writes at least this large copy with the GIL
+ * released: the copy itself is the cost, other threads may run meanwhile.
+ * Below it, releasing and taking the GIL back costs more than it saves.
+ * (Requests larger than CAIO_NOWAIT_MAX, from caio/_limits.py, never take
+ * the fast path: copying them would stall the event loop.) */
+#define CAIO_NOWAIT_GIL_RELEASE (64 * 1024)
+
+/* CAIO_PORTABLE: build the code path of other systems (to test it here).
+ * _GNU_SOURCE (preadv2, RWF_NOWAIT): Python.h defines it, nowait.c too. */
+#if defined(__linux__) && !defined(CAIO_PORTABLE)
+#include <sys/uio.h>
+#if defined(RWF_NOWAIT)
+#define CAIO_HAVE_NOWAIT 1
+#endif
+#endif
+
+/* 1 where caio_nowait_rw can finish requests (Linux with RWF_NOWAIT). */
+extern const int caio_nowait_available;
+
+enum caio_nowait {
+    CAIO_NOWAIT_DONE,   /* *result is final: bytes moved, or -errno */
+    CAIO_NOWAIT_SLOW,   /* the rest must go the slow way (ring, kernel AIO,
+                           worker); *result bytes are already moved (a
+                           prefix of the request) */
+};
+
+/* 1 if fd is open with O_DIRECT (asked only for aligned buffers). */
+int caio_nowait_is_direct(int fd);
+
+/* After a first attempt that moved first bytes (< nbytes) or failed
+ * (first < 0, errno set): the rest of caio_nowait_rw. */
+enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbytes,
+                                  int64_t offset, int streams, ssize_t first,
+                                  ssize_t *result);
+
+/* Try a read (is_write 0) or write without ever blocking, on the calling
+ * thread. streams: also serve pipes, sockets and ttys (offset ignored);
+ * otherwise they go the slow way. Never blocks; no GIL needed. The first
+ * system call is inline: a page-cache hit costs that call and no other. */
+static inline enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data,
+                                              size_t nbytes, int64_t offset,
+                                              int streams, ssize_t *result)
+{
+#ifdef CAIO_HAVE_NOWAIT
+    struct iovec iov = {data, nbytes};
+    ssize_t n;
+
+    if (((uintptr_t)data & 511) == 0 && nbytes > 0 && caio_nowait_is_direct(fd)) {
+        *result = 0;
+        return CAIO_NOWAIT_SLOW;    /* O_DIRECT: see nowait.c */
+    }
+    n = is_write ? pwritev2(fd, &iov, 1, (off_t)offset, RWF_NOWAIT)
+                 : preadv2(fd, &iov, 1, (off_t)offset, RWF_NOWAIT);
+    if ((size_t)n == nbytes) {
+        *result = n;
+        return CAIO_NOWAIT_DONE;
+    }
+    return caio_nowait_rest(is_write, fd, data, nbytes, offset, streams, n, result);
+#else
+    (void)is_write; (void)fd; (void)data; (void)nbytes; (void)offset; (void)streams;
+    *result = 0;
+    return CAIO_NOWAIT_SLOW;
+#endif
+}
+
+#endif

@@ -1,0 +1,238 @@
+/* What every C backend's Context shares: the head of the object, the entry
+ * checks, the max_requests rule, the future-factory protocol, the
+ * operation type check and the *_async methods with their docstrings.
+ *
+ * Each backend's context.h starts its Context struct with CAIO_CONTEXT_HEAD
+ * and defines, with the same names everywhere:
+ *
+ *   int  context_enter(Ctx *self);   every entry point but close(): fork,
+ *                                    closed and re-entry checks (-1 + error)
+ *   void context_leave(Ctx *self);   the matching exit
+ *
+ * and its module.c instantiates CAIO_ASYNC_TRAMPOLINES for its *_async core
+ * and starts its method table with CAIO_CONTEXT_METHODS. */
+#ifndef CAIO_PROTOCOL_H
+#define CAIO_PROTOCOL_H
+
+#include "caio.h"
+#include "nowait.h"
+
+#define CAIO_CLOSED_MESSAGE "I/O operation on closed context"
+#define CAIO_NO_FACTORY_MESSAGE \
+    "set_future_factory() must be called before the *_async methods"
+
+/* max_requests: None or 0 -> the backend's default, else 1..this. */
+#define CAIO_MAX_REQUESTS_LIMIT 65536
+#define CAIO_MAX_REQUESTS_DEFAULT 512
+
+/* The first fields of every C backend's Context. */
+#define CAIO_CONTEXT_HEAD                                                    \
+    PyObject_HEAD                                                           \
+    PyObject *factory;          /* makes the futures (loop.create_future) */ \
+    PyObject *call_soon;        /* loop.call_soon, or NULL */               \
+    PyObject *weakreflist;                                                  \
+    unsigned long fork_gen;     /* caio_fork_generation() at creation */    \
+    int closed;                 /* close() has started */
+
+typedef struct {
+    CAIO_CONTEXT_HEAD
+} caio_context;
+
+/* ---- entry checks --------------------------------------------------------- */
+
+/* ValueError("I/O operation on closed context"); returns -1. */
+CAIO_API int caio_context_closed_error(void);
+
+/* The checks every entry point makes first: the fork check (a child must
+ * hear why), then closed. 0, or -1 with RuntimeError / ValueError. */
+static inline int caio_context_check(const caio_context *ctx, const char *name)
+{
+    if (caio_fork_check(ctx->fork_gen, name) < 0)
+        return -1;
+    if (ctx->closed)
+        return caio_context_closed_error();
+    return 0;
+}
+
+/* RuntimeError for a *_async call before set_future_factory(). */
+CAIO_API PyObject *caio_context_no_factory(void);
+
+/* ---- construction and protocol arguments ------------------------------------ */
+
+/* The one max_requests rule: None (or absent) and 0 give dflt; an int in
+ * 1..CAIO_MAX_REQUESTS_LIMIT is used; any other int is ValueError, a
+ * non-int TypeError. 0 or -1 with the exception set. */
+CAIO_API int caio_parse_max_requests(PyObject *ob, unsigned dflt, unsigned *out);
+
+/* set_future_factory(factory, call_soon=None): both checked callable
+ * (call_soon may be None: NULL in *call_soon). New references; 0, or -1 with
+ * TypeError. Imports what resolving futures needs. */
+CAIO_API int caio_parse_future_factory(PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames, PyObject **factory,
+                                       PyObject **call_soon);
+
+/* Store a parsed factory pair in the context (steals both references). */
+static inline void caio_context_set_factory(caio_context *ctx, PyObject *factory,
+                                            PyObject *call_soon)
+{
+    Py_XSETREF(ctx->factory, factory);
+    Py_XSETREF(ctx->call_soon, call_soon);
+}
+
+/* cancel(*operations): TypeError unless every argument is an Operation of
+ * this module. 0 or -1. */
+CAIO_API int caio_check_operations(PyObject *const *args, Py_ssize_t nargs);
+
+/* GC of the head's references. */
+static inline int caio_context_traverse(caio_context *ctx, visitproc visit, void *arg)
+{
+    Py_VISIT(ctx->factory);
+    Py_VISIT(ctx->call_soon);
+    return 0;
+}
+
+static inline void caio_context_clear(caio_context *ctx)
+{
+    Py_CLEAR(ctx->factory);
+    Py_CLEAR(ctx->call_soon);
+}
+
+/* ---- the page-cache fast path -------------------------------------------------- */
+
+/* caio_nowait_rw for a prepared read or write request, the GIL released
+ * for large copies (*nogil, if not NULL, is 1 meanwhile: the backend's
+ * "another thread is inside" mark). The caller checked the opcode and
+ * req->nbytes <= CAIO_NOWAIT_MAX. Per operation: inline. */
+static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *nogil,
+                                               ssize_t *moved)
+{
+    enum caio_nowait how;
+    int is_write = req->opcode == CAIO_WRITE;
+
+    if (req->nbytes < CAIO_NOWAIT_GIL_RELEASE)
+        return caio_nowait_rw(is_write, req->fd, req->data, req->nbytes, req->offset,
+                              streams, moved);
+    if (nogil != NULL)
+        *nogil = 1;
+    Py_BEGIN_ALLOW_THREADS
+    how = caio_nowait_rw(is_write, req->fd, req->data, req->nbytes, req->offset,
+                         streams, moved);
+    Py_END_ALLOW_THREADS
+    if (nogil != NULL)
+        *nogil = 0;
+    return how;
+}
+
+/* ---- docstrings (text signatures: inspect.signature reads them) ------------- */
+
+#define CAIO_RAISES_COMMON \
+    "Raises ValueError once closed, RuntimeError in a forked child."
+#define CAIO_RAISES_ASYNC                                                     \
+    "Raises OSError if it failed during the call, TypeError/ValueError for\n" \
+    "bad arguments, MemoryError, RuntimeError before set_future_factory().\n" \
+    CAIO_RAISES_COMMON
+
+#define CAIO_DOC_READ_ASYNC                                                   \
+    "read_async($self, /, nbytes, fd, offset, priority=0)\n--\n\n"            \
+    "Read nbytes at offset: the bytes if the read finished during the call\n" \
+    "(a page-cache hit usually does), else a future of them.\n" CAIO_RAISES_ASYNC
+#define CAIO_DOC_WRITE_ASYNC                                                  \
+    "write_async($self, /, payload, fd, offset, priority=0)\n--\n\n"          \
+    "Write a contiguous buffer at offset: the count if it finished during\n"  \
+    "the call, else a future of it.\n" CAIO_RAISES_ASYNC
+#define CAIO_DOC_FSYNC_ASYNC                                                  \
+    "fsync_async($self, /, fd, priority=0)\n--\n\n"                           \
+    "fsync(fd): None if it finished during the call, else a future.\n"        \
+    CAIO_RAISES_ASYNC
+#define CAIO_DOC_FDSYNC_ASYNC                                                 \
+    "fdsync_async($self, /, fd, priority=0)\n--\n\n"                          \
+    "fdatasync(fd): None if it finished during the call, else a future.\n"    \
+    CAIO_RAISES_ASYNC
+#define CAIO_DOC_SET_FUTURE_FACTORY                                           \
+    "set_future_factory($self, /, factory, call_soon=None)\n--\n\n"           \
+    "factory() makes the futures the *_async methods return (usually\n"      \
+    "loop.create_future); call_soon is the loop's call_soon (a backend that\n" \
+    "does not need it ignores it).\n"                                         \
+    "Raises TypeError (not callable). " CAIO_RAISES_COMMON
+#define CAIO_DOC_CANCEL_FUTURE                                                \
+    "cancel_future($self, future, /)\n--\n\n"                                 \
+    "Cancel the operation behind a future from an *_async method. Its\n"     \
+    "buffer stays alive until the kernel or worker is done with it.\n"       \
+    "True if it was cancelled, False if it could not be (running, done or\n" \
+    "unknown). " CAIO_RAISES_COMMON
+#define CAIO_DOC_PROCESS_EVENTS                                               \
+    "process_events($self, /)\n--\n\n"                                        \
+    "Reap completions, resolve futures, run callbacks, submit waiting\n"     \
+    "operations; never blocks. Returns how many finished.\n" CAIO_RAISES_COMMON
+#define CAIO_DOC_SUBMIT                                                       \
+    "submit($self, /, *operations)\n--\n\n"                                   \
+    "Queue Operations; more than max_requests wait their turn. Returns how\n" \
+    "many were queued. Raises TypeError (not an Operation of this module),\n" \
+    "RuntimeError (already submitted or finished). " CAIO_RAISES_COMMON
+#define CAIO_DOC_CANCEL                                                       \
+    "cancel($self, /, *operations)\n--\n\n"                                   \
+    "Cancel Operations: waiting ones always, running ones where the kernel\n" \
+    "or worker can. Returns how many were cancelled.\n"                       \
+    "Raises TypeError. " CAIO_RAISES_COMMON
+#define CAIO_DOC_ENTER "__enter__($self, /)\n--\n\n"
+#define CAIO_DOC_EXIT "__exit__($self, /, *exc_info)\n--\n\nclose()."
+
+/* ---- the *_async methods ------------------------------------------------------ */
+
+/* One core per backend, `PyObject *core(Ctx *, int opcode, args, nargs,
+ * kwnames)`; these trampolines are what the method table points at. */
+#define CAIO_ASYNC_TRAMPOLINES(Ctx, core)                                     \
+    static PyObject *ctx_read_async(Ctx *self, PyObject *const *args,         \
+                                    Py_ssize_t nargs, PyObject *kwnames)      \
+    {                                                                         \
+        return core(self, CAIO_READ, args, nargs, kwnames);                   \
+    }                                                                         \
+    static PyObject *ctx_write_async(Ctx *self, PyObject *const *args,        \
+                                     Py_ssize_t nargs, PyObject *kwnames)     \
+    {                                                                         \
+        return core(self, CAIO_WRITE, args, nargs, kwnames);                  \
+    }                                                                         \
+    static PyObject *ctx_fsync_async(Ctx *self, PyObject *const *args,        \
+                                     Py_ssize_t nargs, PyObject *kwnames)     \
+    {                                                                         \
+        return core(self, CAIO_FSYNC, args, nargs, kwnames);                  \
+    }                                                                         \
+    static PyObject *ctx_fdsync_async(Ctx *self, PyObject *const *args,       \
+                                      Py_ssize_t nargs, PyObject *kwnames)    \
+    {                                                                         \
+        return core(self, CAIO_FDSYNC, args, nargs, kwnames);                 \
+    }
+
+#define CAIO_METH(fn) (PyCFunction)(void (*)(void))(fn)
+#define CAIO_FASTCALL_KW (METH_FASTCALL | METH_KEYWORDS)
+
+/* The method-table entries of the trampolines above. */
+#define CAIO_ASYNC_METHODS                                                    \
+    {"read_async", CAIO_METH(ctx_read_async), CAIO_FASTCALL_KW,               \
+     CAIO_DOC_READ_ASYNC},                                                    \
+    {"write_async", CAIO_METH(ctx_write_async), CAIO_FASTCALL_KW,             \
+     CAIO_DOC_WRITE_ASYNC},                                                   \
+    {"fsync_async", CAIO_METH(ctx_fsync_async), CAIO_FASTCALL_KW,             \
+     CAIO_DOC_FSYNC_ASYNC},                                                   \
+    {"fdsync_async", CAIO_METH(ctx_fdsync_async), CAIO_FASTCALL_KW,           \
+     CAIO_DOC_FDSYNC_ASYNC}
+
+/* Every Context's method table starts with these, in this order; each
+ * backend adds a sentence to four docstrings, then close() and its own.
+ * Expects ctx_* functions of these names in the backend's module.c. */
+#define CAIO_CONTEXT_METHODS(submit_doc, cancel_doc, events_doc, factory_doc)   \
+    CAIO_ASYNC_METHODS,                                                       \
+    {"cancel_future", (PyCFunction)ctx_cancel_future, METH_O,                 \
+     CAIO_DOC_CANCEL_FUTURE},                                                 \
+    {"submit", CAIO_METH(ctx_submit), METH_FASTCALL,                          \
+     CAIO_DOC_SUBMIT submit_doc},                                             \
+    {"cancel", CAIO_METH(ctx_cancel), METH_FASTCALL,                          \
+     CAIO_DOC_CANCEL cancel_doc},                                             \
+    {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,          \
+     CAIO_DOC_PROCESS_EVENTS events_doc},                                     \
+    {"set_future_factory", CAIO_METH(ctx_set_future_factory), CAIO_FASTCALL_KW, \
+     CAIO_DOC_SET_FUTURE_FACTORY factory_doc},                                \
+    {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, CAIO_DOC_ENTER},    \
+    {"__exit__", (PyCFunction)ctx_exit_cm, METH_VARARGS, CAIO_DOC_EXIT}
+
+#endif

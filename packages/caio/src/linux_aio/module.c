@@ -1,0 +1,442 @@
+/* caio.linux_aio: the Python type. Its methods read in the same order in
+ * every backend's module.c: the *_async methods (argument checks, then the
+ * fast path: submit, reap at once, return the value; then the slow path: a
+ * future that process_events() resolves), submit/cancel, process_events,
+ * set_future_factory, then the type (creation, close, dealloc), attributes
+ * and the module. The engine is in context.c, the kernel layer in
+ * setup.c/queue.c. */
+#include "context.h"
+#include "notify.h"
+#include <errno.h>
+#include <stddef.h>
+#include <unistd.h>
+
+static PyTypeObject AioContext_Type;
+
+/* ---- the *_async methods ----------------------------------------------------- */
+
+static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *factory, *fut, *addr;
+    caio_req *req;
+    long r, err;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    if (self->factory == NULL) {
+        context_leave(self);
+        return caio_context_no_factory();
+    }
+    if ((req = caio_req_get(&self->pool)) == NULL) {
+        context_leave(self);
+        return NULL;
+    }
+    if (caio_req_prepare(req, opcode, args, nargs, kwnames) < 0) {
+        caio_req_put(&self->pool, req);
+        context_leave(self);
+        return NULL;
+    }
+    if ((err = aio_req_prep(self, req)) < 0) {
+        aio_req_fail(req, err, 0);
+        goto done;
+    }
+
+    /* Fast path: nothing queued ahead and a free slot. A page-cache hit
+     * completes inside io_submit; a read that must wait for the disk comes
+     * back once (-EAGAIN under RWF_NOWAIT) and goes in again allowed to
+     * block; more rounds than that go through the queue. */
+    if (self->wait_head == NULL && self->inflight < self->max_requests) {
+        for (int round = 0; round < 3; round++) {
+            r = aio_submit_one(self, req);
+            if (r == 1) {
+                switch (aio_reap(self, req)) {
+                case AIO_MINE_DONE:
+                    goto done;
+                case AIO_MINE_PENDING:
+                    goto pending;
+                case AIO_MINE_RETRY:
+                    continue;
+                }
+            }
+            if (r == -EAGAIN) {
+                if (self->inflight == 0) {
+                    /* Nothing in flight will free kernel resources. */
+                    req->result = -EAGAIN;
+                    goto done;
+                }
+                break;
+            }
+            if (!aio_submit_failed(self, req, -r))
+                goto done;
+        }
+        /* Not submitted (yet): nothing else may wake process_events(). */
+        aio_wake(self);
+    }
+    req->state = CAIO_REQ_WAITING;
+    caio_fifo_push(&self->wait_head, &self->wait_tail, req);
+
+pending:
+    /* Slow path: a future for process_events() to resolve. */
+    factory = Py_NewRef(self->factory);
+    fut = PyObject_CallNoArgs(factory);
+    Py_DECREF(factory);
+    if (fut == NULL)
+        goto orphan;
+    addr = PyLong_FromVoidPtr(req);
+    if (addr == NULL || PyDict_SetItem(self->futures, fut, addr) < 0) {
+        Py_XDECREF(addr);
+        Py_DECREF(fut);
+        goto orphan;
+    }
+    Py_DECREF(addr);
+    req->future = Py_NewRef(fut);
+    context_leave(self);
+    return fut;
+
+orphan:
+    /* No future to resolve. A request still waiting is taken back; one in
+     * flight returns to the pool when its completion is reaped. */
+    if (req->state == CAIO_REQ_WAITING &&
+        caio_fifo_remove(&self->wait_head, &self->wait_tail, req))
+        caio_req_put(&self->pool, req);
+    context_leave(self);
+    return NULL;
+
+done: {
+        PyObject *value;
+
+        req->state = CAIO_REQ_DONE;
+        self->outside++;
+        context_leave(self);
+        value = aio_ctx_req_result(req);
+        caio_req_clear(req);   /* may run Python code: outside the lock */
+        aio_ctx_return_reqs(self, req);
+        return value;
+    }
+}
+
+CAIO_ASYNC_TRAMPOLINES(AioContext, ctx_async)
+
+static PyObject *ctx_cancel_future(AioContext *self, PyObject *fut)
+{
+    PyObject *addr;
+    caio_req *req;
+    int woke = 0, done;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    addr = PyDict_GetItemWithError(self->futures, fut);
+    if (addr == NULL) {
+        context_leave(self);
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    req = PyLong_AsVoidPtr(addr);
+    done = req != NULL && aio_ctx_cancel_req(self, req, &woke);
+    if (woke)
+        aio_wake(self);
+    context_leave(self);
+    return PyBool_FromLong(done);
+}
+
+
+/* ---- submit / cancel (the caio 0.12 API) ------------------------------------ */
+
+static PyObject *ctx_submit(AioContext *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t i;
+    int woke = 0;
+    long err;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    for (i = 0; i < nargs; i++) {
+        caio_req *req = caio_operation_req(args[i]);
+        if (req == NULL) {
+            /* Undo the marks: nothing is queued unless everything is valid. */
+            while (i-- > 0)
+                ((CaioOperation *)args[i])->req.state = CAIO_REQ_FREE;
+            context_leave(self);
+            return NULL;
+        }
+        /* Marked now, so the same operation twice in one call is caught. */
+        req->state = CAIO_REQ_WAITING;
+    }
+    for (i = 0; i < nargs; i++) {
+        caio_req *req = &((CaioOperation *)args[i])->req;
+        /* Held until its callback has run. */
+        Py_INCREF(args[i]);
+        if ((err = aio_req_prep(self, req)) < 0) {
+            aio_req_fail(req, err, 0);
+            req->state = CAIO_REQ_DONE;
+            caio_fifo_push(&self->ready_head, &self->ready_tail, req);
+            woke = 1;
+            continue;
+        }
+        caio_fifo_push(&self->wait_head, &self->wait_tail, req);
+    }
+    aio_pump(self);
+    if (woke)
+        aio_wake(self);
+    context_leave(self);
+    return PyLong_FromSsize_t(nargs);
+}
+
+static PyObject *ctx_cancel(AioContext *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t i, count = 0;
+    int woke = 0;
+
+    if (caio_check_operations(args, nargs) < 0)
+        return NULL;
+    if (context_enter(self) < 0)
+        return NULL;
+    for (i = 0; i < nargs; i++)
+        count += aio_ctx_cancel_req(self, &((CaioOperation *)args[i])->req, &woke);
+    if (woke)
+        aio_wake(self);
+    context_leave(self);
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *ctx_process_events(AioContext *self, PyObject *unused)
+{
+    caio_req *list;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    /* Drain the eventfd before reaping: a completion posted after this
+     * read makes it readable again, so none is missed. */
+    caio_eventfd_drain(self->efd);
+    aio_reap(self, NULL);
+    if (self->wait_head != NULL) {
+        aio_pump(self);
+        aio_reap(self, NULL);   /* buffered I/O completed inside io_submit */
+    }
+    list = self->ready_head;
+    self->ready_head = self->ready_tail = NULL;
+    if (list == NULL) {
+        context_leave(self);
+        return PyLong_FromLong(0);
+    }
+    self->outside++;
+    context_leave(self);
+    return PyLong_FromSsize_t(aio_ctx_deliver(self, list));
+}
+
+static PyObject *ctx_set_future_factory(AioContext *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *factory, *call_soon;
+
+    if (caio_parse_future_factory(args, nargs, kwnames, &factory, &call_soon) < 0)
+        return NULL;
+    Py_XDECREF(call_soon);   /* completions wake the loop through the eventfd */
+    if (context_enter(self) < 0) {
+        Py_DECREF(factory);
+        return NULL;
+    }
+    /* Under the lock: another thread may be calling the old factory; the
+     * old one is released after it (its destructor may run Python code). */
+    PyObject *old = self->factory;
+    self->factory = factory;
+    context_leave(self);
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+/* ---- type: creation, close, dealloc ---------------------------------------- */
+
+static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"max_requests", "userspace_reap", NULL};
+    PyObject *max_ob = NULL;
+    int userspace_reap = 1;
+    unsigned max_requests;
+    AioContext *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$p:Context", kwlist,
+                                     &max_ob, &userspace_reap))
+        return NULL;
+    if (caio_parse_max_requests(max_ob, CAIO_MAX_REQUESTS_DEFAULT, &max_requests) < 0)
+        return NULL;
+    if (caio_fork_init() < 0)
+        return NULL;
+
+    self = (AioContext *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    /* Closed until the kernel context exists: dealloc then has nothing to do. */
+    self->closed = 1;
+    self->efd = -1;
+    self->max_requests = max_requests;
+    self->fork_gen = caio_fork_generation();
+    pthread_mutex_init(&self->lock, NULL);
+    /* The kernel first: it refuses too large a max_requests before we
+     * touch memory for the pool. */
+    if ((self->futures = PyDict_New()) == NULL ||
+        aio_ctx_open(self, userspace_reap) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (caio_req_pool_init(&self->pool, self->max_requests) < 0) {
+        aio_ctx_destroy(self);
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->closed = 0;
+    return (PyObject *)self;
+}
+
+static PyObject *ctx_close(AioContext *self, PyObject *unused)
+{
+    if (aio_ctx_close(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *ctx_enter_cm(AioContext *self, PyObject *unused)
+{
+    if (self->closed) {
+        caio_context_closed_error();
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
+static PyObject *ctx_exit_cm(AioContext *self, PyObject *args)
+{
+    return ctx_close(self, NULL);
+}
+
+static int ctx_traverse(AioContext *self, visitproc visit, void *arg)
+{
+    /* Not the futures or operations in flight: the kernel owns their
+     * buffers, they must not be torn down by the collector. */
+    return caio_context_traverse((caio_context *)self, visit, arg);
+}
+
+static int ctx_clear(AioContext *self)
+{
+    caio_context_clear((caio_context *)self);
+    return 0;
+}
+
+static void ctx_dealloc(AioContext *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (!self->closed) {
+        caio_saved_error saved = caio_error_save();
+        if (aio_ctx_close(self) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+        caio_error_restore(saved);
+    }
+    if (self->outside == 0)
+        aio_ctx_free_pool(self);
+    caio_context_clear((caio_context *)self);
+    Py_CLEAR(self->futures);
+    if (self->efd >= 0)
+        close(self->efd);
+    pthread_mutex_destroy(&self->lock);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* ---- attributes -------------------------------------------------------------- */
+
+static PyObject *ctx_get_fileno(AioContext *self, void *closure)
+{
+    if (caio_context_check((caio_context *)self, CTX_NAME) < 0)
+        return NULL;
+    return PyLong_FromLong(self->efd);
+}
+
+static PyObject *ctx_get_max_requests(AioContext *self, void *closure)
+{
+    return PyLong_FromUnsignedLong(self->max_requests);
+}
+
+static PyObject *ctx_get_closed(AioContext *self, void *closure)
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *ctx_repr(AioContext *self)
+{
+    if (self->closed)
+        return PyUnicode_FromFormat("<%s closed>", Py_TYPE(self)->tp_name);
+    return PyUnicode_FromFormat("<%s max_requests=%u in_flight=%u%s>",
+                                Py_TYPE(self)->tp_name, self->max_requests,
+                                self->inflight, self->ring ? "" : " (io_getevents)");
+}
+
+static PyMethodDef ctx_methods[] = {
+    CAIO_CONTEXT_METHODS(
+        "\nCallbacks run in process_events().",
+        "\nFile reads and writes cannot be cancelled in the kernel.", "", ""),
+    {"close", (PyCFunction)ctx_close, METH_NOARGS,
+     "close($self, /)\n--\n\n"
+     "Wait for the operations in flight, deliver their results, fail the\n"
+     "rest with OSError(ECANCELED), release the kernel context. Idempotent;\n"
+     "in a forked child it only forgets. Raises RuntimeError if called from\n"
+     "the future factory while the context runs it."},
+    {NULL}
+};
+
+static PyGetSetDef ctx_getset[] = {
+    {"fileno", (getter)ctx_get_fileno, NULL,
+     "The eventfd that becomes readable when completions wait.", NULL},
+    {"max_requests", (getter)ctx_get_max_requests, NULL,
+     "How many operations may be in the kernel at once.", NULL},
+    {"closed", (getter)ctx_get_closed, NULL, "True once close() was called.", NULL},
+    {NULL}
+};
+
+static PyTypeObject AioContext_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = CTX_NAME,
+    .tp_basicsize = sizeof(AioContext),
+    .tp_dealloc = (destructor)ctx_dealloc,
+    .tp_repr = (reprfunc)ctx_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Context(max_requests=None, *, userspace_reap=True)\n--\n\n"
+              "A Linux kernel AIO context (io_setup). userspace_reap=False reads "
+              "completions with io_getevents() instead of the mapped ring.\n"
+              "Raises ValueError/TypeError for a bad max_requests, OSError when the "
+              "kernel refuses (e.g. fs.aio-max-nr reached).",
+    .tp_traverse = (traverseproc)ctx_traverse,
+    .tp_clear = (inquiry)ctx_clear,
+    .tp_weaklistoffset = offsetof(AioContext, weakreflist),
+    .tp_methods = ctx_methods,
+    .tp_getset = ctx_getset,
+    .tp_new = ctx_new,
+};
+
+/* ---- module ------------------------------------------------------------------ */
+
+static struct PyModuleDef linux_aio_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "caio.linux_aio",
+    .m_doc = "Asynchronous file I/O with Linux kernel AIO (io_submit), no libaio.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit_linux_aio(void)
+{
+    PyObject *m = PyModule_Create(&linux_aio_module);
+
+    if (m == NULL)
+        return NULL;
+    if (caio_fork_init() < 0 ||
+        caio_operation_add_type(m, "caio.linux_aio.Operation") < 0 ||
+        PyType_Ready(&AioContext_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Context", (PyObject *)&AioContext_Type) < 0)
+        goto error;
+    return m;
+error:
+    Py_DECREF(m);
+    return NULL;
+}

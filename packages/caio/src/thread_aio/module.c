@@ -1,0 +1,466 @@
+/* caio.thread_aio: the Python type. Its methods read in the same order in
+ * every backend's module.c: the *_async methods (argument checks, then the
+ * fast path: a non-blocking read or write on this thread that finishes
+ * page-cache hits with no thread hop; then the slow path: a worker does the
+ * blocking call with no GIL, the loop is woken once per batch), cancel_future,
+ * submit/cancel, process_events, set_future_factory, then the type
+ * (creation, close, dealloc), attributes and the module. */
+#include "context.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+
+static PyTypeObject ThreadContext_Type;
+
+/* ---- the *_async methods ----------------------------------------------------- */
+
+static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    caio_req *req;
+    ssize_t moved = 0;
+    enum caio_nowait how;
+    PyObject *fut;
+    int err;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    if (self->factory == NULL)
+        return caio_context_no_factory();
+    if ((req = caio_req_get(&self->reqs)) == NULL)
+        return NULL;
+    if (caio_req_prepare(req, opcode, args, nargs, kwnames) < 0) {
+        caio_req_put(&self->reqs, req);
+        return NULL;
+    }
+
+    if ((opcode == CAIO_READ || opcode == CAIO_WRITE) && req->nbytes <= CAIO_NOWAIT_MAX) {
+        how = caio_req_nowait(req, 1, NULL, &moved);
+        if (how == CAIO_NOWAIT_DONE) {
+            PyObject *value;
+            req->result = moved;
+            req->state = CAIO_REQ_DONE;
+            value = caio_req_value(req);
+            caio_req_put(&self->reqs, req);
+            return value;
+        }
+        /* The worker does the rest. */
+        req->data += moved;
+        req->nbytes -= (size_t)moved;
+    }
+    caio_thread_ext_of(req)->done = moved;
+    caio_thread_ext_of(req)->shift = req->offset <= INT64_MAX - moved ? moved : 0;
+    req->offset += caio_thread_ext_of(req)->shift;
+
+    /* The GIL may have been released: check again. */
+    if (self->closed || self->factory == NULL) {
+        caio_req_put(&self->reqs, req);
+        if (self->closed)
+            caio_context_closed_error();
+        else
+            caio_context_no_factory();
+        return NULL;
+    }
+    if ((fut = PyObject_CallNoArgs(self->factory)) == NULL) {
+        caio_req_put(&self->reqs, req);
+        return NULL;
+    }
+    req->future = Py_NewRef(fut);
+    req->state = CAIO_REQ_INFLIGHT;
+    if ((err = caio_pool_submit(self->pool, req)) != 0) {
+        caio_req_put(&self->reqs, req);
+        Py_DECREF(fut);
+        return thread_ctx_submit_error(self, err);
+    }
+    return fut;
+}
+
+CAIO_ASYNC_TRAMPOLINES(ThreadContext, ctx_async)
+
+static PyObject *ctx_cancel_future(ThreadContext *self, PyObject *future)
+{
+    caio_req *req;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    req = caio_pool_unqueue_future(self->pool, future);
+    if (req == NULL) {
+        /* Running: a wait on a pipe is interrupted (else the worker would
+         * stay blocked for nobody); a file read just finishes. Done or
+         * unknown: nothing to do. Its result is dropped either way. */
+        caio_pool_kick_future(self->pool, future);
+        Py_RETURN_FALSE;
+    }
+    req->result = -ECANCELED;
+    if (thread_ctx_complete_fast(self, req) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+
+/* ---- submit / cancel (the caio 0.12 API) ------------------------------------ */
+
+static PyObject *ctx_submit(ThreadContext *self, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    Py_ssize_t i, j;
+    caio_req *req;
+    int err;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    /* Check them all before queueing any. WAITING marks the ones seen, so
+     * the same Operation twice is caught too. */
+    for (i = 0; i < nargs; i++) {
+        if ((req = caio_operation_req(args[i])) == NULL) {
+            for (j = 0; j < i; j++)
+                operation_req(args[j])->state = CAIO_REQ_FREE;
+            return NULL;
+        }
+        req->state = CAIO_REQ_WAITING;
+    }
+    for (i = 0; i < nargs; i++) {
+        req = operation_req(args[i]);
+        caio_thread_ext_of(req)->done = 0;
+        caio_thread_ext_of(req)->shift = 0;
+        req->state = CAIO_REQ_INFLIGHT;
+        /* Held until its callback ran (in the worker). */
+        Py_INCREF(args[i]);
+        if ((err = caio_pool_submit(self->pool, req)) != 0) {
+            req->state = CAIO_REQ_FREE;
+            Py_DECREF(args[i]);
+            for (j = i + 1; j < nargs; j++)
+                operation_req(args[j])->state = CAIO_REQ_FREE;
+            return thread_ctx_submit_error(self, err);
+        }
+    }
+    return PyLong_FromSsize_t(nargs);
+}
+
+static PyObject *ctx_cancel(ThreadContext *self, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    Py_ssize_t i, count = 0;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    if (caio_check_operations(args, nargs) < 0)
+        return NULL;
+    for (i = 0; i < nargs; i++) {
+        caio_req *req = operation_req(args[i]);
+        if (caio_pool_unqueue(self->pool, req)) {
+            thread_complete_operation_here(req, -ECANCELED);
+            count++;
+        } else {
+            /* Running: see cancel_future. Not counted: it may finish. */
+            caio_pool_kick(self->pool, req);
+        }
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *ctx_process_events(ThreadContext *self, PyObject *unused)
+{
+    caio_req *req, *next;
+    PyObject *first_error = NULL;
+    long count = 0;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    for (req = caio_pool_take_done(self->pool); req != NULL; req = next) {
+        next = req->next;
+        req->next = NULL;
+        count++;
+        if (thread_ctx_complete_fast(self, req) < 0) {
+            /* Finish the batch anyway; raise the first error after it. */
+            if (first_error == NULL)
+                first_error = caio_fetch_exception();
+            else
+                PyErr_WriteUnraisable((PyObject *)self);
+        }
+    }
+    if (first_error != NULL) {
+        thread_restore_error(first_error);
+        return NULL;
+    }
+    return PyLong_FromLong(count);
+}
+
+static PyObject *ctx_set_future_factory(ThreadContext *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *factory, *call_soon;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    if (caio_parse_future_factory(args, nargs, kwnames, &factory, &call_soon) < 0)
+        return NULL;
+    /* Workers wake the loop through the pool's descriptor: no call_soon. */
+    Py_XDECREF(call_soon);
+    caio_context_set_factory((caio_context *)self, factory, NULL);
+    Py_RETURN_NONE;
+}
+
+/* ---- type: creation, close, dealloc ---------------------------------------- */
+
+static int parse_pool_size(PyObject *ob, int *out)
+{
+    long value;
+    int overflow = 0;
+
+    if (ob == NULL || ob == Py_None) {
+        *out = DEFAULT_POOL_SIZE;
+        return 0;
+    }
+    if (!PyLong_Check(ob)) {
+        PyErr_Format(PyExc_TypeError, "pool_size must be int, not %.100s",
+                     Py_TYPE(ob)->tp_name);
+        return -1;
+    }
+    value = PyLong_AsLongAndOverflow(ob, &overflow);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow != 0 || value < 1 || value > LIMIT_POOL_SIZE) {
+        PyErr_Format(PyExc_ValueError, "pool_size must be in 1..%d", LIMIT_POOL_SIZE);
+        return -1;
+    }
+    *out = (int)value;
+    return 0;
+}
+
+static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"max_requests", "pool_size", "close_timeout", NULL};
+    PyObject *max_ob = NULL, *size_ob = NULL;
+    double close_timeout = DEFAULT_CLOSE_TIMEOUT;
+    unsigned max_requests;
+    int pool_size, err = 0;
+    ThreadContext *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOd:Context", kwlist,
+                                     &max_ob, &size_ob, &close_timeout))
+        return NULL;
+    if (caio_parse_max_requests(max_ob, CAIO_MAX_REQUESTS_DEFAULT, &max_requests) < 0 ||
+        parse_pool_size(size_ob, &pool_size) < 0)
+        return NULL;
+    if (!(close_timeout >= 0)) {    /* also NaN */
+        PyErr_SetString(PyExc_ValueError, "close_timeout must be >= 0");
+        return NULL;
+    }
+
+    self = (ThreadContext *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    /* Until fully set up, dealloc sees a closed context with nothing held. */
+    self->closed = 1;
+    self->max_requests = (int)max_requests;
+    self->pool_size = pool_size;
+    self->close_timeout = close_timeout;
+    self->fork_gen = caio_fork_generation();
+    if (caio_req_pool_init(&self->reqs, (size_t)max_requests) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    /* At most max_requests requests run in workers at once; the pool
+     * never has more threads than that. */
+    self->pool = caio_pool_new(
+        (unsigned)pool_size < max_requests ? (unsigned)pool_size : max_requests, &err);
+    if (self->pool == NULL) {
+        Py_DECREF(self);
+        return caio_oserror(err);
+    }
+    self->closed = 0;
+    thread_ctx_live_link(self);
+    return (PyObject *)self;
+}
+
+static PyObject *ctx_close(ThreadContext *self, PyObject *unused)
+{
+    thread_ctx_shutdown(self, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ctx_enter_cm(ThreadContext *self, PyObject *unused)
+{
+    if (self->closed) {
+        caio_context_closed_error();
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
+static PyObject *ctx_exit_cm(ThreadContext *self, PyObject *args)
+{
+    return ctx_close(self, NULL);
+}
+
+static int ctx_traverse(ThreadContext *self, visitproc visit, void *arg)
+{
+    /* Not the requests in flight: their buffers belong to the workers. */
+    return caio_context_traverse((caio_context *)self, visit, arg);
+}
+
+static int ctx_clear(ThreadContext *self)
+{
+    caio_context_clear((caio_context *)self);
+    return 0;
+}
+
+static void ctx_dealloc(ThreadContext *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (!self->closed) {
+        caio_saved_error saved = caio_error_save();
+        thread_ctx_shutdown(self, 0);
+        caio_error_restore(saved);
+    }
+    thread_ctx_live_unlink(self);
+    if (self->pool != NULL)
+        caio_pool_release(self->pool);
+    if (self->reqs.reqs != NULL)
+        caio_req_pool_free(&self->reqs, self->leak_reqs);
+    caio_context_clear((caio_context *)self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* ---- attributes -------------------------------------------------------------- */
+
+static PyObject *ctx_get_fileno(ThreadContext *self, void *closure)
+{
+    if (context_enter(self) < 0)
+        return NULL;
+    return PyLong_FromLong(caio_pool_fileno(self->pool));
+}
+
+static PyObject *ctx_get_max_requests(ThreadContext *self, void *closure)
+{
+    return PyLong_FromLong(self->max_requests);
+}
+
+static PyObject *ctx_get_pool_size(ThreadContext *self, void *closure)
+{
+    return PyLong_FromLong(self->pool_size);
+}
+
+static PyObject *ctx_get_closed(ThreadContext *self, void *closure)
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *ctx_repr(ThreadContext *self)
+{
+    return PyUnicode_FromFormat("<%s max_requests=%d pool_size=%d%s>",
+                                Py_TYPE(self)->tp_name, self->max_requests,
+                                self->pool_size, self->closed ? " closed" : "");
+}
+
+static PyMethodDef ctx_methods[] = {
+    CAIO_CONTEXT_METHODS(
+        "\nCallbacks run in the worker thread that finished them.",
+        "\nRunning ones waiting on a pipe, socket or tty are interrupted\n"
+        "(-ECANCELED), not counted; their callbacks get -ECANCELED, here.",
+        "\nRaises what a future's set_result raised (the rest are still\nresolved).",
+        ""),
+    {"close", (PyCFunction)ctx_close, METH_NOARGS,
+     "close($self, /)\n--\n\n"
+     "Stop the pool: queued requests fail with ECANCELED, running ones are\n"
+     "waited for (up to close_timeout, then given up on and leaked).\n"
+     "Idempotent; never raises."},
+    {NULL}
+};
+
+static PyGetSetDef ctx_getset[] = {
+    {"fileno", (getter)ctx_get_fileno, NULL,
+     "Readable when completions wait for process_events().", NULL},
+    {"max_requests", (getter)ctx_get_max_requests, NULL,
+     "Requests the workers run at once, at most.", NULL},
+    {"pool_size", (getter)ctx_get_pool_size, NULL, "Worker threads, at most.", NULL},
+    {"closed", (getter)ctx_get_closed, NULL, "True after close().", NULL},
+    {NULL}
+};
+
+static PyTypeObject ThreadContext_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = CONTEXT_NAME,
+    .tp_basicsize = sizeof(ThreadContext),
+    .tp_dealloc = (destructor)ctx_dealloc,
+    .tp_repr = (reprfunc)ctx_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Context(max_requests=None, pool_size=None, close_timeout=10.0)\n--\n\n"
+              "File I/O in a pool of POSIX threads. At most max_requests requests\n"
+              "run at once (more wait their turn, in order) in at most pool_size\n"
+              "threads, started on demand. close() waits close_timeout seconds for\n"
+              "running requests, then gives up on them.\n"
+              "Raises TypeError, ValueError (out of range), OSError.",
+    .tp_traverse = (traverseproc)ctx_traverse,
+    .tp_clear = (inquiry)ctx_clear,
+    .tp_weaklistoffset = offsetof(ThreadContext, weakreflist),
+    .tp_methods = ctx_methods,
+    .tp_getset = ctx_getset,
+    .tp_new = ctx_new,
+};
+
+/* ---- module ------------------------------------------------------------------ */
+
+/* Registered with atexit: runs before the interpreter starts finalizing,
+ * while workers may still take the GIL safely. Closes every context (which
+ * waits for callbacks in progress), then forbids workers to enter Python. */
+static PyObject *mod_atexit(PyObject *module, PyObject *unused)
+{
+    while (thread_live_contexts != NULL) {
+        ThreadContext *ctx = thread_live_contexts;
+        Py_INCREF(ctx);
+        thread_ctx_shutdown(ctx, 1);   /* unlinks it */
+        Py_DECREF(ctx);
+    }
+    caio_pool_python_exiting();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"_atexit", (PyCFunction)mod_atexit, METH_NOARGS,
+     "_atexit($module, /)\n--\n\nClose every context (registered with atexit)."},
+    {NULL}
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = MODULE_NAME,
+    .m_doc = "Asynchronous file I/O in a pool of POSIX threads.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit_thread_aio(void)
+{
+    PyObject *m, *atexit_mod, *hook, *r;
+
+    if (caio_fork_init() < 0)
+        return NULL;
+    if ((m = PyModule_Create(&module_def)) == NULL)
+        return NULL;
+    if (PyType_Ready(&ThreadContext_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Context", (PyObject *)&ThreadContext_Type) < 0 ||
+        caio_operation_add_type(m, MODULE_NAME ".Operation") < 0)
+        goto fail;
+    /* Whether reads can finish during the call (tests need to know). */
+    if (PyModule_AddIntConstant(m, "_HAVE_NOWAIT", caio_nowait_available) < 0)
+        goto fail;
+    if ((atexit_mod = PyImport_ImportModule("atexit")) == NULL)
+        goto fail;
+    hook = PyObject_GetAttrString(m, "_atexit");
+    r = hook ? PyObject_CallMethod(atexit_mod, "register", "O", hook) : NULL;
+    Py_XDECREF(hook);
+    Py_DECREF(atexit_mod);
+    if (r == NULL)
+        goto fail;
+    Py_DECREF(r);
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
+
