@@ -159,50 +159,37 @@ class Pool:
             for fd in {self.wake_r, self.wake_w, self.stop_r, self.stop_w}:
                 os.close(fd)
 
-    def drain(self, limit: int = 0) -> int:
-        """Resolve the futures of finished operations (on the loop thread).
-
-        At most ``limit`` of them if it is positive; the descriptor is then
-        set again for the rest.
-        """
+    def drain(self) -> int:
+        """Resolve the futures of finished operations (on the loop thread)."""
         done = self.done
-        if 0 < limit < len(done):
-            done = deque(self.done.popleft() for _ in range(limit))
-            self.signalled = True
-            self.wake()
-        return _resolve(done)
+        count = 0
+        errors = _future_errors
+        while True:
+            try:
+                op = done.popleft()
+            except IndexError:
+                return count
+            count += 1
+            future = op._future
+            assert future is not None
+            op._future = None
+            result = op._result
+            try:
+                if result < 0:
+                    future.set_exception(oserror(-result))
+                elif op._opcode == READ:
+                    future.set_result(op._data)
+                elif op._opcode == WRITE:
+                    future.set_result(result)
+                else:
+                    future.set_result(None)
+            except errors:  # cancelled meanwhile, or its loop is closed
+                pass
 
     def __del__(self) -> None:
         # Every worker is gone (each held a reference): nobody writes the
         # wakeup fd any more.
         self.close_fds()
-
-
-def _resolve(done: deque[Operation]) -> int:
-    """Take every operation from ``done`` and resolve its future."""
-    count = 0
-    errors = _future_errors
-    while True:
-        try:
-            op = done.popleft()
-        except IndexError:
-            return count
-        count += 1
-        future = op._future
-        assert future is not None
-        op._future = None
-        result = op._result
-        try:
-            if result < 0:
-                future.set_exception(oserror(-result))
-            elif op._opcode == READ:
-                future.set_result(op._data)
-            elif op._opcode == WRITE:
-                future.set_result(result)
-            else:
-                future.set_result(None)
-        except errors:  # cancelled meanwhile, or its loop is closed
-            pass
 
 
 def _worker(pool: Pool) -> None:

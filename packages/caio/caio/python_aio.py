@@ -187,17 +187,18 @@ class Operation(AbstractOperation):
         check_priority(priority)
         return cls._make(FDSYNC, fileno, 0, 0, priority=priority)
 
-    def set_callback(self, callback: Callable[[int], Any] | None) -> None:
+    def set_callback(self, callback: Callable[[int], Any] | None) -> bool:
         """``callback(result)`` runs when done, in the worker thread.
 
-        ``result`` is the byte count, or -errno on failure. Raises TypeError
-        if ``callback`` is neither callable nor None.
+        ``result`` is the byte count, or -errno on failure. Returns True.
+        Raises TypeError if ``callback`` is neither callable nor None.
         """
         if callback is not None and not callable(callback):
             raise TypeError(
                 f"callback must be callable, not {type(callback).__name__}",
             )
         self._callback = callback
+        return True
 
     def get_value(self) -> bytes | int | None:
         """bytes (read, short at end of file), int (write) or None (sync).
@@ -477,13 +478,14 @@ class Context(AbstractContext):
     ) -> int:
         """Resolve the futures of finished operations; returns how many.
 
-        At most ``max_requests`` of them (0: all). With the default
-        ``timeout=0`` it never blocks; otherwise it first waits until
-        ``min_requests`` futures can be resolved, at most ``timeout`` seconds
-        (forever if negative). Operations made with ``Operation`` run their
-        callbacks in the workers and are not counted. Raises TypeError,
-        ValueError (negative counts; also once closed), RuntimeError in a
-        forked child.
+        With the default ``timeout=0`` it never blocks; otherwise it first
+        waits until ``min_requests`` futures can be resolved, at most
+        ``timeout`` seconds (forever if negative). Every finished one is
+        resolved: ``max_requests`` (caio 0.12's cap) is accepted, not
+        applied, as on every backend. Operations made with ``Operation`` run
+        their callbacks in the workers and are not counted. Raises
+        TypeError, ValueError (negative counts; also once closed),
+        RuntimeError in a forked child.
         """
         if self._open_in != _fork._generation:
             self._raise_unusable()
@@ -499,7 +501,7 @@ class Context(AbstractContext):
             pool.consume_wakeup()
         # Clear the flag before draining: see _worker.
         pool.signalled = False
-        return pool.drain(max_requests)
+        return pool.drain()
 
     def poll(self) -> int:
         """Clear the completion descriptor; returns how many wakeups it held.

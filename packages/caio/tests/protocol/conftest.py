@@ -40,11 +40,6 @@ class Harness:
         # fails with BlockingIOError instead; the other backends wait (a
         # poll armed by io_uring, a worker in poll()) until data comes.
         self.waits_on_pipes = backend != "linux"
-        # TODO(merge): the caio 0.12 low-level extras (submit skipping what
-        # is already submitted, cancel refusing another context's
-        # operations, process_events keywords, poll, Operation.context ...)
-        # reach the C backends once c-core has landed.
-        self.low_level_compat = backend == "python"
         self._pipes: list[int] = []
 
     # ---- operations that stay in flight ----------------------------------

@@ -138,8 +138,6 @@ def test_submit_checks_every_operation_first(harness: Any) -> None:
 def test_submit_counts_each_operation_once(harness: Any) -> None:
     # As caio 0.12 did: an operation that is already submitted (earlier in
     # the same call, in flight, or finished) is skipped, not an error.
-    if not harness.low_level_compat:
-        pytest.skip(f"TODO(merge): {harness.backend} after c-core")
     context = harness.Context(4)
     try:
         twice = harness.Operation.read(10, harness.fd, 0)
@@ -158,8 +156,6 @@ def test_submit_counts_each_operation_once(harness: Any) -> None:
 
 
 def test_cancel_through_another_context(harness: Any) -> None:
-    if not harness.low_level_compat:
-        pytest.skip(f"TODO(merge): {harness.backend} after c-core")
     owner, other = harness.Context(1), harness.Context(1)
     try:
         held = harness.hold(owner)
