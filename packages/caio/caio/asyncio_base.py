@@ -276,7 +276,10 @@ class AsyncioContextBase:
         try:
             await future
         except CancelledError:
-            self.context.cancel(op)
+            try:
+                self.context.cancel(op)
+            except ValueError:  # closed meanwhile: it cancelled everything
+                pass
             raise
         return op.get_value()
 

@@ -391,3 +391,20 @@ async def test_submit_of_a_finished_operation(context: Any, backend: str, fd: in
     for error in (RuntimeError, OSError):  # ours, and caio 0.12's
         with pytest.raises(error, match="already submitted"):
             await context.submit(op)
+
+
+async def test_cancelled_submit_of_a_closed_context(
+    context_factory: Any, backend: str, pipe: Any,
+) -> None:
+    # The task's cancellation wins over the closed context's refusal to
+    # cancel (close() has cancelled the operation already).
+    if backend == "linux":
+        pytest.skip("kernel AIO does not wait on pipes")
+    context = context_factory()
+    r, _ = pipe
+    task = asyncio.create_task(context.submit(context.OPERATION_CLASS.read(1, r, 0)))
+    await asyncio.sleep(0.05)  # submitted, waiting for the pipe
+    context.close()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
