@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     #: A future factory, usually ``loop.create_future``.
     FutureFactory: TypeAlias = Callable[[], asyncio.Future[Any]]
 
-__all__ = ("AbstractContext", "AbstractOperation")
+__all__ = ("AbstractContext", "AbstractOperation", "PayloadTypeError")
+
+
+class PayloadTypeError(TypeError, ValueError):
+    """A write payload that is not a bytes-like object.
+
+    A TypeError, as elsewhere in Python for a wrong type, and the
+    ValueError caio 0.12 raised: either ``except`` clause catches it.
+    Every backend raises this class.
+    """
 
 
 class AbstractOperation(ABC):

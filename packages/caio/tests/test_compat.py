@@ -408,3 +408,13 @@ async def test_cancelled_submit_of_a_closed_context(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize("payload", ["text", object(), 42])
+async def test_payload_that_is_not_bytes_like(context: Any, fd: int, payload: Any) -> None:
+    for error in (TypeError, ValueError):  # ours, and caio 0.12's
+        with pytest.raises(error, match="bytes-like"):
+            await context.write(payload, fd, 0)
+        with pytest.raises(error, match="bytes-like"):
+            context.OPERATION_CLASS.write(payload, fd, 0)
+    assert os.pread(fd, 10, 0) == b""
