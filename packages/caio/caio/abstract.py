@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     # Not imported at run time: `import caio` must not pull in asyncio.
     import asyncio
     from collections.abc import Callable
+    from types import TracebackType
     from typing import Any, TypeAlias
 
     from typing_extensions import Buffer, Self
@@ -148,6 +149,18 @@ class AbstractContext(ABC):
 
         Idempotent. Pending futures get OSError(ECANCELED).
         """
+
+    def __enter__(self) -> Self:
+        """``with Context() as ctx``: closed when the block ends."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @abstractmethod
     def process_events(

@@ -16,29 +16,17 @@ from typing import Any
 import pytest
 
 import caio
+from caio._backends import BACKENDS
 
-MODULES = {
-    "uring": "linux_uring",
-    "linux": "linux_aio",
-    "thread": "thread_aio",
-    "python": "python_aio",
-}
+MODULES = BACKENDS
 MAX_REQUESTS_LIMIT = 65536
 MAX_REQUESTS_MESSAGE = "max_requests must be between 1 and 65536"
 NO_FACTORY_MESSAGE = "set_future_factory() must be called before the *_async methods"
-#: python_aio has not been converted to the shared rules yet.
-PYTHON_PENDING = pytest.mark.xfail(
-    strict=False, reason="python_aio does not follow the shared Context rules yet"
-)
 
 
-def backends(pending: pytest.MarkDecorator | None = PYTHON_PENDING) -> list[Any]:
-    """The backend names as parameters, python_aio marked as pending."""
-    params = []
-    for name in MODULES:
-        marks = [pending] if name == "python" and pending is not None else []
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
+def backends() -> list[Any]:
+    """The backend names as parameters, every backend alike."""
+    return [pytest.param(name, id=name) for name in MODULES]
 
 
 def module_of(name: str) -> Any:

@@ -28,12 +28,9 @@ def test_context_arguments(harness: Any) -> None:
     for bad in (-1, -(2**80)):
         with pytest.raises(ValueError):
             Context(bad)
-    if harness.backend != "python":
-        # TODO(merge): python_aio accepts any positive number until the one
-        # max_requests rule (1..65536, test_context_args.py) reaches it.
-        for bad in (1 << 40, 2**80):
-            with pytest.raises(ValueError):
-                Context(bad)
+    for bad in (1 << 40, 2**80):
+        with pytest.raises(ValueError):
+            Context(bad)
     with pytest.raises(TypeError):
         Context("8")
     with pytest.raises(TypeError):
@@ -101,15 +98,12 @@ def test_future_factory_checks(harness: Any) -> None:
         held.release()
         harness.until(context, lambda: held.results)
         assert held.results == [held.expected]
-        # TODO(merge): the uniform rule (test_context_args.py) makes every
-        # *_async method raise without a factory before doing any I/O; these
-        # already do, even where the result would come back at once.
-        if harness.backend in ("uring", "linux"):
-            with pytest.raises(RuntimeError, match="set_future_factory"):
-                context.read_async(1, harness.fd, 0)
-        if harness.backend == "python":
-            with pytest.raises(RuntimeError, match="set_future_factory"):
-                context.write_async(b"x", harness.fd, 0)
+        # Every *_async method raises without a factory before doing any
+        # I/O, even where the result would come back at once.
+        with pytest.raises(RuntimeError, match="set_future_factory"):
+            context.read_async(1, harness.fd, 0)
+        with pytest.raises(RuntimeError, match="set_future_factory"):
+            context.write_async(b"x", harness.fd, 0)
     finally:
         context.close()
 
