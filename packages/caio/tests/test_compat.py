@@ -330,8 +330,6 @@ def test_process_events_keywords_and_poll(backend: str, fd: int) -> None:
         ) == len(futures)
         assert all(f.done() and f.result() is None for f in futures)
         assert context.process_events(max_requests=0, min_requests=0, timeout=0) == 0
-        with pytest.raises(BlockingIOError):
-            context.poll()  # nothing is waiting now
         # The first fdatasync that does not finish during the call.
         waiting = next(f for f in (context.fdsync_async(fd) for _ in range(100)) if f)
         assert _readable(context.fileno)
@@ -343,6 +341,18 @@ def test_process_events_keywords_and_poll(backend: str, fd: int) -> None:
     finally:
         context.close()
         loop.close()
+
+
+def test_poll_with_nothing_signalled(backend: str) -> None:
+    # A fresh context: a used one may see a completion's signal arrive
+    # after process_events() has already reaped it (io_uring signals its
+    # eventfd after posting the completion).
+    context = getattr(caio, BACKENDS[backend]).Context(2)
+    try:
+        with pytest.raises(BlockingIOError):
+            context.poll()
+    finally:
+        context.close()
 
 
 def test_uring_flush() -> None:
