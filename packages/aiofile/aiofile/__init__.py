@@ -12,7 +12,7 @@ from .aio import AIOFile
 from .modes import FileMode, parse_mode
 from .opening import FileIOCloner, async_open, clone
 from .streams import LineReader, Reader, Writer
-from .version import __version__, version_info
+from .version import __version__, package_info, version_info
 from .wrappers import BinaryFileWrapper, FileIOWrapperBase, TextFileWrapper
 
 __all__ = (
@@ -28,6 +28,7 @@ __all__ = (
     "__version__",
     "async_open",
     "clone",
+    "package_info",
     "parse_mode",
     "version_info",
 )

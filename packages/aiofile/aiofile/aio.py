@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from caio import MAX_IO_SIZE
 
-from .context import default_context
+from .context import DEFAULT_CONTEXT_STORE, create_context, default_context, get_default_context
 from .modes import FileMode, parse_mode
 
 if TYPE_CHECKING:
@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
     from caio import AsyncioContextBase
 
-__all__ = ("AIOFile", "FileName", "partial_write_error")
+__all__ = (
+    "DEFAULT_CONTEXT_STORE", "AIOFile", "DataTypeError", "FileName", "NotOpenError",
+    "WriteReturnedZeroError", "create_context", "get_default_context", "partial_write_error",
+)
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -32,6 +35,24 @@ FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 _READ_ALL_START = 64 * 1024
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+class NotOpenError(ValueError, asyncio.InvalidStateError):
+    """An AIOFile that is not open (never opened, or closed) was used.
+
+    Both a ValueError, as the built-in files raise for this, and the
+    asyncio.InvalidStateError that aiofile 3.12 raised: either ``except``
+    clause catches it.
+    """
+
+
+class DataTypeError(TypeError, ValueError):
+    """Data of the wrong type for the file's mode (str to a binary file,
+    bytes to a text one).
+
+    A TypeError, as the built-in files raise, and the ValueError that
+    aiofile 3.12 raised: either ``except`` clause catches it.
+    """
 
 
 def partial_write_error(
@@ -83,11 +104,11 @@ class FileHandle:
         self.fd = -1
         self.opened = False
 
-    def closed_error(self) -> ValueError:
+    def closed_error(self) -> NotOpenError:
         """The error for an operation on a file that is not open."""
         if self.opened:
-            return ValueError(f"I/O operation on closed file {self.name!r}")
-        return ValueError(
+            return NotOpenError(f"I/O operation on closed file {self.name!r}")
+        return NotOpenError(
             f"file {self.name!r} is not open: await AIOFile.open() (or use "
             "'await AIOFile(...)' / 'async with') first",
         )
@@ -127,6 +148,27 @@ class FileHandle:
         twin.fd = fd
         twin.opened = True
         return twin
+
+
+class WriteReturnedZeroError(RuntimeError, OSError):
+    """A write made no progress: the context reported 0 bytes written.
+
+    A RuntimeError with aiofile 3.12's message, and an OSError (errno EIO)
+    like every other failed write.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("Write operation returned 0")
+        # Set after: OSError's constructor would take two arguments as
+        # (errno, strerror) and change the message to "[Errno 5] ...".
+        self.errno = errno.EIO
+
+
+def _write_failed(result: int, name: str | bytes) -> OSError:
+    """The error for a write result that is no progress: 0 or -errno."""
+    if result == 0:
+        return WriteReturnedZeroError()
+    return OSError(-result, os.strerror(-result), name)
 
 
 class AIOFile:
@@ -215,14 +257,15 @@ class AIOFile:
         """Open the file; returns the descriptor, or None if already open.
 
         Raises OSError (FileNotFoundError, PermissionError,
-        IsADirectoryError, FileExistsError for mode "x", ...), ValueError
-        when reopening a file that was given to ``from_fp``.
+        IsADirectoryError, FileExistsError for mode "x", ...), NotOpenError
+        (a ValueError and asyncio.InvalidStateError) once closed: a closed
+        AIOFile stays closed, as in aiofile 3.12.
         """
         fh = self._fh
         if fh.fd >= 0:
             return None
-        if not self._owns_fd:
-            raise ValueError(f"{self._name!r}: a closed from_fp() file cannot be reopened")
+        if fh.opened:
+            raise NotOpenError(f"{self._name!r} is closed and cannot be reopened")
         fh.bind_context()
         loop = asyncio.get_running_loop()
         # open() may block (network filesystems, FIFOs): not on the loop.
@@ -442,23 +485,32 @@ class AIOFile:
             encoded = encoded[len(bom):]
         return encoded
 
+    def encode_bytes(self, data: str) -> bytes:
+        """``data`` encoded with the file's encoding (as at offset 0)."""
+        return self.encode(data)
+
+    def decode_bytes(self, data: bytes) -> str:
+        """``data`` decoded with the file's encoding. Raises UnicodeDecodeError."""
+        return data.decode(self._encoding)
+
     async def write(self, data: str | Buffer, offset: int = 0) -> int:
         """Write all of ``data`` at ``offset``; returns the bytes written.
 
         Text mode takes str (encoded with ``encoding``), binary mode a
-        bytes-like object. Raises TypeError (wrong type for the mode),
+        bytes-like object. Raises DataTypeError (TypeError and ValueError: wrong
+        type for the mode),
         ValueError (closed file), OSError (ENOSPC, ...),
         io.UnsupportedOperation (not writable).
         """
         if self._file_mode.binary:
             if isinstance(data, str):
-                raise TypeError(
+                raise DataTypeError(
                     f"file {self._name!r} is open in binary mode: write() needs a "
                     "bytes-like object, not str",
                 )
             return await self.write_bytes(data, offset)
         if not isinstance(data, str):
-            raise TypeError(
+            raise DataTypeError(
                 f"file {self._name!r} is open in text mode: write() needs str, "
                 f"not {type(data).__name__}",
             )
@@ -472,7 +524,7 @@ class AIOFile:
         OSError, io.UnsupportedOperation (not writable).
         """
         if isinstance(data, str):
-            raise TypeError("write_bytes() needs a bytes-like object, not str")
+            raise DataTypeError("write_bytes() needs a bytes-like object, not str")
         fh = self._fh
         fd = fh.check_writable()
         context = fh.context or fh.bind_context()
@@ -482,9 +534,12 @@ class AIOFile:
             return 0
         written = 0
         try:
-            written = await context.write(data, fd, offset)
-            if written == total:
-                return written
+            n = await context.write(data, fd, offset)
+            if n == total:
+                return n
+            if n <= 0:
+                raise _write_failed(n, self._name)
+            written = n
             if view.ndim != 1 or view.itemsize != 1:
                 view = view.cast("B")
             while written < total:
@@ -492,7 +547,7 @@ class AIOFile:
                 # from where the kernel stopped.
                 n = await context.write(view[written:], fd, offset + written)
                 if n <= 0:
-                    raise OSError(errno.EIO, "the write made no progress")
+                    raise _write_failed(n, self._name)
                 written += n
         except OSError as exc:
             raise partial_write_error(exc, written, total, self._name) from None

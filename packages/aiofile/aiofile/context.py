@@ -27,12 +27,16 @@ import caio
 if TYPE_CHECKING:
     from caio import AsyncioContextBase
 
-__all__ = ("default_context",)
+__all__ = ("DEFAULT_CONTEXT_STORE", "create_context", "default_context", "get_default_context")
 
 # Far enough that it never fires in practice; if it does, it re-arms.
 _ARM_DELAY = 60.0 * 60 * 24 * 365
 
-_contexts: dict[asyncio.AbstractEventLoop, AsyncioContextBase] = {}
+#: The default context of each loop, keyed by ``id(loop)`` as in aiofile
+#: 3.12 (a key does not keep its loop alive). A loop's id can be reused
+#: once it is gone, so an entry counts only if its context's loop is the
+#: loop asking.
+DEFAULT_CONTEXT_STORE: dict[int, AsyncioContextBase] = {}
 # caio's fork count when the contexts above were made (see _forget_parent_contexts).
 _generation = caio.fork_generation()
 # Loops of other threads create contexts concurrently.
@@ -60,8 +64,8 @@ class _Release:
 
 def _release(loop: asyncio.AbstractEventLoop, context: AsyncioContextBase) -> None:
     with _lock:
-        if _contexts.get(loop) is context:
-            del _contexts[loop]
+        if DEFAULT_CONTEXT_STORE.get(id(loop)) is context:
+            del DEFAULT_CONTEXT_STORE[id(loop)]
     try:
         context.close()
     except Exception:  # runs from __del__: nobody to tell
@@ -74,10 +78,10 @@ def _forget_parent_contexts() -> None:
     # to use it there. Start afresh; close() in the child only frees memory.
     global _generation
     with _lock:
-        inherited = list(_contexts.items())
-        _contexts.clear()
+        inherited = list(DEFAULT_CONTEXT_STORE.values())
+        DEFAULT_CONTEXT_STORE.clear()
         _generation = caio.fork_generation()
-    for _loop, context in inherited:
+    for context in inherited:
         try:
             context.close()
         except Exception:  # the parent's, nothing to report
@@ -86,25 +90,55 @@ def _forget_parent_contexts() -> None:
 
 def _release_closed_loops() -> None:
     with _lock:
-        dead = [(lp, ctx) for lp, ctx in _contexts.items() if lp.is_closed() or ctx.closed]
-    for loop, context in dead:
-        _release(loop, context)
+        dead = [ctx for ctx in DEFAULT_CONTEXT_STORE.values() if ctx.closed or ctx.loop.is_closed()]
+    for context in dead:
+        _release(context.loop, context)
 
 
-def default_context() -> AsyncioContextBase:
-    """The running loop's default caio context, made on first use.
+def default_context(loop: asyncio.AbstractEventLoop | None = None) -> AsyncioContextBase:
+    """The default caio context of ``loop`` (the running one), made on first use.
 
-    Raises RuntimeError when no event loop runs in this thread.
+    Raises RuntimeError when no loop is given and none runs in this thread.
     """
-    loop = asyncio.get_running_loop()
-    context = _contexts.get(loop)
-    if context is not None and not context.closed:
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    context = DEFAULT_CONTEXT_STORE.get(id(loop))
+    if context is not None and not context.closed and context.loop is loop:
         if _generation == caio.fork_generation():
             return context
         _forget_parent_contexts()
+    return create_context(loop=loop)
+
+
+def create_context(
+    max_requests: int = caio.AsyncioContextBase.MAX_REQUESTS_DEFAULT,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> AsyncioContextBase:
+    """Make a new default context for ``loop`` (the current one) and store it.
+
+    Files opened afterwards without a context use it; it is closed when its
+    loop closes. Raises what ``caio.AsyncioContext`` raises.
+    """
+    if loop is None:
+        loop = _current_loop()
     _release_closed_loops()
-    context = caio.AsyncioContext(loop=loop)
+    context = caio.AsyncioContext(max_requests, loop=loop)
     with _lock:
-        _contexts[loop] = context
+        DEFAULT_CONTEXT_STORE[id(loop)] = context
     _Release(loop, context).arm()
     return context
+
+
+def get_default_context() -> AsyncioContextBase:
+    """The current loop's default context, made on first use (aiofile 3.12's name).
+
+    The current loop is the running one, else ``asyncio.get_event_loop()``'s.
+    """
+    return default_context(_current_loop())
+
+
+def _current_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.get_event_loop()

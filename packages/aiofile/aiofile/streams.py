@@ -11,6 +11,7 @@ import codecs
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic
 
+from .aio import DataTypeError
 from .readahead import CHUNK_SIZE, LINE_CHUNK_SIZE, ReadAhead, T
 
 if TYPE_CHECKING:
@@ -18,7 +19,31 @@ if TYPE_CHECKING:
 
     from .aio import AIOFile
 
-__all__ = ("LineReader", "Reader", "Writer")
+__all__ = ("LineReader", "Reader", "Writer", "unicode_reader")
+
+
+async def unicode_reader(
+    afp: AIOFile, chunk_size: int, offset: int, encoding: str = "utf-8",
+) -> tuple[int, str]:
+    """Read about ``chunk_size`` bytes at ``offset`` and decode them whole.
+
+    A character cut by the end of the chunk is completed with the bytes
+    that follow it, so the text never ends mid-character. Returns (bytes
+    consumed, text); a negative ``chunk_size`` reads to the end of the file.
+    Raises UnicodeDecodeError (undecodable bytes, or a character cut by
+    the end of the file), and what ``afp.read_bytes`` raises.
+    """
+    data = await afp.read_bytes(chunk_size, offset)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    text = decoder.decode(data, final=chunk_size < 0)
+    consumed = len(data)
+    # The decoder holds back the start of a cut character: read its rest
+    # a byte at a time (a character is a few bytes at most).
+    while decoder.getstate()[0]:
+        more = await afp.read_bytes(1, offset + consumed)
+        text += decoder.decode(more, final=not more)
+        consumed += len(more)
+    return consumed, text
 
 
 class Reader(Generic[T]):
@@ -34,6 +59,7 @@ class Reader(Generic[T]):
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
         self.file = aio_file
+        self.encoding = aio_file.encoding
         self.offset = offset
         self.chunk_size = chunk_size
         # The file's descriptor and context, read on every chunk.
@@ -95,7 +121,7 @@ class Writer:
         offset = self.offset
         if afp.mode.binary:
             if isinstance(data, str):
-                raise TypeError(
+                raise DataTypeError(
                     f"file {afp.name!r} is open in binary mode: Writer needs a "
                     "bytes-like object, not str",
                 )
@@ -103,7 +129,7 @@ class Writer:
             size = memoryview(data).nbytes
         else:
             if not isinstance(data, str):
-                raise TypeError(
+                raise DataTypeError(
                     f"file {afp.name!r} is open in text mode: Writer needs str, "
                     f"not {type(data).__name__}",
                 )

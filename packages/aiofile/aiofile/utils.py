@@ -24,7 +24,7 @@ from .readahead import ReadAhead, readline_slow
 from .readahead import T as T
 from .readahead import _LineIterator as _LineIterator
 from .readahead import _straddles as _straddles
-from .streams import LineReader, Reader, Writer
+from .streams import LineReader, Reader, Writer, unicode_reader
 from .wrappers import BinaryFileWrapper, FileIOWrapperBase, TextFileWrapper
 from .wrappers import FileIOWrapper as FileIOWrapper
 
@@ -42,4 +42,5 @@ __all__ = (
     "Writer",
     "async_open",
     "clone",
+    "unicode_reader",
 )

@@ -20,6 +20,7 @@ import stat
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
+from .aio import DataTypeError
 from .readahead import CHUNK_SIZE, LINE_CHUNK_SIZE, ReadAhead, T, readline_slow
 
 if TYPE_CHECKING:
@@ -299,7 +300,7 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         OSError.
         """
         if isinstance(data, str):
-            raise TypeError(
+            raise DataTypeError(
                 f"file {self._file.name!r} is open in binary mode: write() needs a "
                 "bytes-like object, not str",
             )
@@ -377,7 +378,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         io.UnsupportedOperation, OSError.
         """
         if not isinstance(data, str):
-            raise TypeError(
+            raise DataTypeError(
                 f"file {self._file.name!r} is open in text mode: write() needs str, "
                 f"not {type(data).__name__}",
             )

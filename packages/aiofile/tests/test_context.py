@@ -14,7 +14,7 @@ from typing import Any
 
 import caio
 from aiofile import AIOFile, async_open
-from aiofile.context import _contexts, default_context
+from aiofile.context import DEFAULT_CONTEXT_STORE, default_context
 
 
 async def _context_of(path: Path) -> Any:
@@ -27,7 +27,7 @@ def test_asyncio_run_closes_the_default_context(tmp_path: Path) -> None:
     context = asyncio.run(_context_of(tmp_path / "a"))
     assert context is not None
     assert context.closed
-    assert all(ctx is not context for ctx in _contexts.values())
+    assert all(ctx is not context for ctx in DEFAULT_CONTEXT_STORE.values())
 
 
 def test_hand_made_loop_close_releases_it(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_hand_made_loop_close_releases_it(tmp_path: Path) -> None:
     finally:
         loop.close()
     assert context.closed
-    assert loop not in _contexts
+    assert id(loop) not in DEFAULT_CONTEXT_STORE
 
 
 def test_loop_closed_without_its_timers_is_swept(tmp_path: Path) -> None:
@@ -49,9 +49,9 @@ def test_loop_closed_without_its_timers_is_swept(tmp_path: Path) -> None:
     scheduled = list(loop._scheduled)  # type: ignore[attr-defined]
     loop.close()  # the timers are still referenced here
     gc.collect()
-    assert loop in _contexts and not context.closed
+    assert id(loop) in DEFAULT_CONTEXT_STORE and not context.closed
     asyncio.run(_context_of(tmp_path / "d"))
-    assert context.closed and loop not in _contexts
+    assert context.closed and id(loop) not in DEFAULT_CONTEXT_STORE
     del scheduled
 
 

@@ -2,11 +2,13 @@
 
 Selection happens at import: the best backend that imports, in the order
 uring (io_uring) -> linux (kernel AIO) -> thread (C thread pool) -> python
-(pure Python threads). ``CAIO_IMPL=<name>`` forces one; so does the first
-line of a ``default_implementation`` file beside this module that is
-neither blank nor a ``#`` comment (the environment wins over the file). A
-backend that was asked for but cannot import gives a RuntimeWarning naming
-the reason, and the automatic choice is used.
+(pure Python threads). ``CAIO_IMPL=<name>`` forces one; so does a
+``default_implementation`` file beside this module, whose lines that are
+neither blank nor ``#`` comments are tried in order (the environment wins
+over the file). A name that is no backend, or a backend that cannot import
+here, gives a RuntimeWarning naming the reason; the next line of the file,
+or else the automatic choice, is used. ``caio.preferred`` and
+``caio.preferred_asyncio`` are the selected backend's two modules.
 
 ``python -m caio`` shows every backend, whether it works here, and which one
 is selected.
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from .asyncio_base import AsyncioContextBase
     from .asyncio_base import AsyncioContextBase as AsyncioContext
 
+    preferred_asyncio: ModuleType
     linux_uring: ModuleType | None
     linux_aio: ModuleType | None
     thread_aio: ModuleType | None
@@ -53,6 +56,7 @@ __all__ = (
     "MAX_IO_SIZE", "AbstractContext", "AbstractOperation", "AsyncioContext",
     "AsyncioContextBase", "Context", "Operation", "__version__", "fork_generation",
     "linux_aio", "linux_aio_asyncio", "linux_uring", "linux_uring_asyncio",
+    "preferred", "preferred_asyncio",
     "python_aio", "python_aio_asyncio", "thread_aio", "thread_aio_asyncio",
     "variants", "variants_asyncio",
 )
@@ -92,60 +96,56 @@ def _warn(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _read_file_choice() -> str | None:
-    """The first line of default_implementation that says something."""
+def _file_lines() -> list[str]:
+    """The lines of default_implementation that say something, in order."""
     try:
         with open(_FILE, encoding="utf-8") as file:
-            for line in file:
-                value = line.split("#", 1)[0].strip()
-                if value:
-                    return value
+            lines = [line.split("#", 1)[0].strip() for line in file]
     except FileNotFoundError:
-        return None
+        return []
     except (OSError, UnicodeDecodeError) as exc:
         _warn(f"caio: cannot read {_FILE}: {exc}; choosing the backend automatically")
-    return None
-
-
-def _requested() -> tuple[str | None, str]:
-    """The backend asked for and who asked: (name, source), or (None, "")."""
-    value = os.environ.get(_ENV, "").strip()
-    source = f"{_ENV}={value}"
-    if not value:
-        file_value = _read_file_choice()
-        if file_value is None:
-            return None, ""
-        value = file_value
-        source = f"{_FILE} ({value})"
-    name = value.lower()
-    if name not in _BACKENDS:
-        _warn(
-            f"caio: {source} is not a backend name (one of "
-            f"{', '.join(_BACKENDS)}); choosing the backend automatically",
-        )
-        return None, ""
-    return name, source
+        return []
+    return [line for line in lines if line]
 
 
 def _select() -> tuple[str, str]:
-    """(backend name, why it was chosen)."""
+    """(backend name, why it was chosen).
+
+    CAIO_IMPL, when set, is the one request: unknown or unusable, it is
+    warned about and the automatic choice is used. Otherwise each line of
+    default_implementation is tried in order; a line that names no backend,
+    or one that cannot be used here, is warned about and the next is tried.
+    """
     if not variants:
         raise ImportError(
             "caio: no backend can be imported: "
             + "; ".join(f"{k}: {v}" for k, v in _import_errors.items()),
         )
     automatic = next(name for name, module in _modules.items() if module is not None)
-    wanted, source = _requested()
-    if wanted is None:
-        return automatic, "automatic: the best backend that imports here"
-    if _modules[wanted] is not None:
-        return wanted, f"asked for by {source}"
-    _warn(
-        f"caio: {source} asks for the {wanted!r} backend (caio.{_BACKENDS[wanted]}), "
-        f"which cannot be used here: {_import_errors.get(wanted)}. "
-        f"Using {automatic!r} (automatic choice) instead.",
-    )
-    return automatic, f"automatic: {source} cannot be used here"
+    value = os.environ.get(_ENV, "").strip()
+    if value:
+        requests = [(value, f"{_ENV}={value}")]
+    else:
+        requests = [(line, f"{_FILE} ({line})") for line in _file_lines()]
+    then = "choosing the backend automatically" if value else "the line is skipped"
+    for asked, source in requests:
+        name = asked.lower()
+        if name not in _BACKENDS:
+            _warn(
+                f"caio: {source} is not a backend name (one of "
+                f"{', '.join(_BACKENDS)}); {then}",
+            )
+        elif _modules[name] is None:
+            _warn(
+                f"caio: {source} asks for the {name!r} backend (caio.{_BACKENDS[name]}), "
+                f"which cannot be used here: {_import_errors.get(name)}; {then}",
+            )
+        else:
+            return name, f"asked for by {source}"
+    if requests:
+        return automatic, f"automatic: {requests[-1][1]} cannot be used here"
+    return automatic, "automatic: the best backend that imports here"
 
 
 _selected, _selected_by = _select()
@@ -153,6 +153,8 @@ _selected_module: ModuleType = _modules[_selected]  # type: ignore[assignment]
 
 Context: type[AbstractContext] = _selected_module.Context
 Operation: type[AbstractOperation] = _selected_module.Operation
+#: The selected backend's low-level module (``caio.Context`` is its Context).
+preferred: ModuleType = _selected_module
 
 
 def _adapter(name: str) -> ModuleType | None:
@@ -166,10 +168,16 @@ def __getattr__(name: str) -> Any:
     value: Any
     if name == "AsyncioContextBase":
         value = import_module(f"{__name__}.asyncio_base").AsyncioContextBase
+    elif name == "asyncio_base":  # caio 0.12 imported it with the package
+        value = import_module(f"{__name__}.asyncio_base")
     elif name == "AsyncioContext":
         adapter = _adapter(_selected)
         assert adapter is not None
         value = adapter.AsyncioContext
+    elif name == "preferred_asyncio":
+        # The selected backend's adapter module (its AsyncioContext is
+        # caio.AsyncioContext).
+        value = _adapter(_selected)
     elif name == "variants_asyncio":
         value = tuple(
             module for module in (_adapter(n) for n in _BACKENDS) if module is not None

@@ -66,9 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         epilog=(
             "To force a backend: CAIO_IMPL=" + "|".join(BACKENDS) + ", or that name "
-            "on the first line of a default_implementation file beside "
-            "caio/__init__.py. Exit status: 0 if the selected backend works, "
-            "1 if not."
+            "on a line of a default_implementation file beside caio/__init__.py "
+            "(lines are tried in order). Exit status: 0 if the selected backend "
+            "works, 1 if not."
         ),
     )
     return parser.parse_args(argv)
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"selected: {selected} (caio.{BACKENDS[selected]})")
     print(f"    why: {caio._selected_by}")
     print(
-        f"    to force one: CAIO_IMPL={'|'.join(BACKENDS)}, or that name on the "
-        f"first line of {caio._FILE}",
+        f"    to force one: CAIO_IMPL={'|'.join(BACKENDS)}, or that name on a "
+        f"line of {caio._FILE}",
     )
     if not working[selected]:
         print(f"warning: the selected backend {selected!r} does not work here", file=sys.stderr)

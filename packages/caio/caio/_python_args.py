@@ -8,6 +8,7 @@ before anything is queued.
 from __future__ import annotations
 
 from ._python_kernel import FD_MAX, OFFSET_LIMIT, PRIORITY_LIMIT
+from .abstract import PayloadTypeError
 
 __all__ = ("check_fd", "check_priority", "check_size", "payload_view")
 
@@ -56,7 +57,7 @@ def payload_view(payload: object) -> memoryview:
     try:
         view = memoryview(payload)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(
+        raise PayloadTypeError(
             f"payload must be a bytes-like object, not {type(payload).__name__}",
         ) from None
     if not view.c_contiguous:

@@ -109,14 +109,33 @@ class Pool:
     def wake(self) -> None:
         signal(self.wake_r, self.wake_w)
 
-    def consume_wakeup(self) -> None:
+    def consume_wakeup(self) -> int:
+        """Clear the wakeup descriptor; returns how many wakeups it held."""
         try:
             if self.wake_r == self.wake_w:
-                os.eventfd_read(self.wake_r)
-            else:
-                os.read(self.wake_r, 4096)
+                return os.eventfd_read(self.wake_r)
+            return len(os.read(self.wake_r, 4096))
         except OSError:  # EAGAIN: nothing to consume
-            pass
+            return 0
+
+    def wait_done(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` futures wait in ``done``, at most ``timeout``
+        seconds (forever if negative). On the loop thread only."""
+        import select
+        import time
+
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while len(self.done) < count:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            # Cleared before the check: a worker that appends after it
+            # sees the flag down and writes the descriptor.
+            self.signalled = False
+            if len(self.done) >= count:
+                return
+            select.select([self.wake_r], [], [], remaining)
+            self.consume_wakeup()
 
     def stop(self, timeout: float | None) -> None:
         """Let the workers finish what they run and exit; wait for them."""
@@ -206,8 +225,14 @@ def _worker(pool: Pool) -> None:
 
 
 def release_dropped(pool: Pool) -> None:
-    """Finalizer of a Context that was never closed: stop its workers."""
-    cancel_queued(pool)
+    """Finalizer of a Context that was never closed: stop its workers.
+
+    Operations still queued end with ECANCELED, and their callbacks run
+    (here, in whatever thread collected the context), as in the C pool.
+    """
+    for op in cancel_queued(pool):
+        if op._future is None:
+            run_callback(op)
     pool.stop(timeout=0)
 
 

@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     #: A future factory, usually ``loop.create_future``.
     FutureFactory: TypeAlias = Callable[[], asyncio.Future[Any]]
 
-__all__ = ("AbstractContext", "AbstractOperation")
+__all__ = ("AbstractContext", "AbstractOperation", "PayloadTypeError")
+
+
+class PayloadTypeError(TypeError, ValueError):
+    """A write payload that is not a bytes-like object.
+
+    A TypeError, as elsewhere in Python for a wrong type, and the
+    ValueError caio 0.12 raised: either ``except`` clause catches it.
+    Every backend raises this class.
+    """
 
 
 class AbstractOperation(ABC):
@@ -66,10 +75,11 @@ class AbstractOperation(ABC):
         """An fdatasync of ``fd``. Raises TypeError, ValueError."""
 
     @abstractmethod
-    def set_callback(self, callback: Callable[[int], Any] | None) -> None:
+    def set_callback(self, callback: Callable[[int], Any] | None) -> bool:
         """Call ``callback(result)`` when done: bytes count, or -errno.
 
-        Raises TypeError if ``callback`` is not callable (None removes it).
+        Returns True (as caio 0.12 did). Raises TypeError if ``callback`` is
+        not callable (None removes it).
         """
 
     @abstractmethod
@@ -147,8 +157,19 @@ class AbstractContext(ABC):
         self.close()
 
     @abstractmethod
-    def process_events(self) -> int:
-        """Reap completions, resolve futures; never blocks; returns how many."""
+    def process_events(
+        self, max_requests: int = 0, min_requests: int = 0, timeout: float = 0,
+    ) -> int:
+        """Reap completions, resolve futures; returns how many.
+
+        Never blocks with the default ``timeout=0``; otherwise waits until
+        ``min_requests`` finished, at most ``timeout`` seconds (no limit if
+        negative). ``max_requests`` is accepted (caio 0.12) and not applied.
+        """
+
+    @abstractmethod
+    def poll(self) -> int:
+        """Empty the completion descriptor; its count. BlockingIOError if empty."""
 
     @abstractmethod
     def set_future_factory(

@@ -23,7 +23,23 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer, Self
 
-__all__ = ("AsyncioContextBase",)
+__all__ = ("AsyncioContextBase", "NotSubmittedError", "OperationTypeError")
+
+
+class OperationTypeError(TypeError, ValueError):
+    """``submit()`` was given something that is not this backend's Operation.
+
+    A TypeError, and the ValueError caio 0.12 raised: either ``except``
+    clause catches it.
+    """
+
+
+class NotSubmittedError(RuntimeError, OSError):
+    """``submit()`` was given an operation that was already submitted.
+
+    A RuntimeError, and the OSError caio 0.12 raised: either ``except``
+    clause catches it.
+    """
 
 
 class _NotRunning:
@@ -44,13 +60,18 @@ def _name(loop: asyncio.AbstractEventLoop) -> str:
 class AsyncioContextBase:
     """asyncio front of one backend context.
 
-    ``AsyncioContext(max_requests=None, loop=None, **backend_options)``:
-    ``max_requests`` None or 0 means ``MAX_REQUESTS_DEFAULT``; more operations
-    than that wait their turn inside the backend (none is dropped). Without
-    ``loop`` the context binds to the running loop, at once if one runs,
-    else on its first operation. Raises what the backend's ``Context``
-    raises for bad options (TypeError, ValueError, OSError), and
-    NotImplementedError for a loop that cannot watch a descriptor.
+    ``AsyncioContext(max_requests=None, loop=None, deferred=False,
+    **backend_options)``: ``max_requests`` None or 0 means
+    ``MAX_REQUESTS_DEFAULT``; more operations than that wait their turn
+    inside the backend (none is dropped). Without ``loop`` the context binds
+    to the running loop, at once if one runs, else on its first operation.
+    An operation the kernel finishes during the call (a page-cache hit)
+    returns without suspending the coroutine; with ``deferred=True`` every
+    ``read``/``write``/``fsync``/``fdsync`` suspends at least once, as with
+    caio 0.12, so that a loop of cached reads lets other tasks run. Raises
+    what the backend's ``Context`` raises for bad options (TypeError,
+    ValueError, OSError), and NotImplementedError for a loop that cannot
+    watch a descriptor.
     """
 
     MAX_REQUESTS_DEFAULT: ClassVar[int] = MAX_REQUESTS_DEFAULT
@@ -66,6 +87,7 @@ class AsyncioContextBase:
         self,
         max_requests: int | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        deferred: bool = False,
         **backend_options: Any,
     ) -> None:
         # None or 0: the default (the backend checks everything else). Not
@@ -112,6 +134,13 @@ class AsyncioContextBase:
             self._write_async: Any = self._bind_first(self.context.write_async)
             self._fsync_async: Any = self._bind_first(self.context.fsync_async)
             self._fdsync_async: Any = self._bind_first(self.context.fdsync_async)
+        #: Whether every operation suspends at least once (see the class).
+        self.deferred = bool(deferred)
+        if deferred:
+            # Chosen once, here: without it the methods below run with no
+            # extra check per operation.
+            for name in ("read", "write", "fsync", "fdsync"):
+                setattr(self, name, getattr(self, f"_{name}_deferred"))
         live.add(self)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -272,13 +301,55 @@ class AsyncioContextBase:
         if r is not None:
             await self._wait(r, fd)
 
+    # deferred=True: the same operations, always through the event loop.
+
+    async def _deferred(self, method: Callable[..., Any], fd: Any, *args: Any) -> Any:
+        # The loop check and the in-flight count of read/write, then one
+        # pass through the loop even when the backend finished at once.
+        if self._owner._thread_id is None:
+            self._check_loop()
+        try:
+            r = method(*args)
+        except RuntimeError:
+            self._check_loop()  # from another loop's thread: name both loops
+            raise
+        if asyncio.isfuture(r):
+            return await self._wait(r, fd)
+        await asyncio.sleep(0)
+        return r
+
+    async def _read_deferred(
+        self, nbytes: int, fd: Any, offset: int, priority: int = 0,
+    ) -> bytes:
+        return await self._deferred(  # type: ignore[no-any-return]
+            self._read_async, fd, nbytes, fd, offset, priority,
+        )
+
+    async def _write_deferred(
+        self, payload: Buffer, fd: Any, offset: int, priority: int = 0,
+    ) -> int:
+        return await self._deferred(  # type: ignore[no-any-return]
+            self._write_async, fd, payload, fd, offset, priority,
+        )
+
+    async def _fsync_deferred(self, fd: Any, priority: int = 0) -> None:
+        await self._deferred(self._fsync_async, fd, fd, priority)
+
+    async def _fdsync_deferred(self, fd: Any, priority: int = 0) -> None:
+        await self._deferred(self._fdsync_async, fd, fd, priority)
+
     async def submit(self, op: AbstractOperation) -> Any:
         """Run an ``OPERATION_CLASS`` operation; returns ``op.get_value()``.
 
         The operation's callback is replaced. Raises what get_value()
-        raises, TypeError (another backend's operation), RuntimeError
-        (already submitted), ValueError (closed).
+        raises, OperationTypeError (another backend's operation),
+        NotSubmittedError (already submitted), ValueError (closed).
         """
+        if not isinstance(op, self.OPERATION_CLASS):
+            raise OperationTypeError(
+                f"expected {self.OPERATION_CLASS.__module__}.Operation, "
+                f"not {type(op).__name__}",
+            )
         self._check_loop()
         loop = self.loop
         future: asyncio.Future[int] = loop.create_future()
@@ -298,11 +369,17 @@ class AsyncioContextBase:
                     pass
 
             op.set_callback(from_thread)
-        self.context.submit(op)
+        if not self.context.submit(op):
+            # The backend skips an operation already submitted (in flight
+            # or finished): nothing would ever resolve this future.
+            raise NotSubmittedError(f"{op!r} is already submitted")
         try:
             await future
         except CancelledError:
-            self.context.cancel(op)
+            try:
+                self.context.cancel(op)
+            except ValueError:  # closed meanwhile: it cancelled everything
+                pass
             raise
         return op.get_value()
 

@@ -28,6 +28,7 @@ them, as caio 0.12's thread backend did.
 
 from __future__ import annotations
 
+import errno
 import weakref
 from _thread import get_ident
 
@@ -100,7 +101,7 @@ class Operation(AbstractOperation):
     __slots__ = (
         "_opcode", "_fd", "_offset", "_nbytes", "_priority", "_payload",
         "_view", "_state", "_result", "_data", "_callback", "_future", "_key",
-        "_cancel", "__weakref__",
+        "_cancel", "_owner", "__weakref__",
     )
 
     _opcode: int
@@ -117,6 +118,9 @@ class Operation(AbstractOperation):
     _future: asyncio.Future[Any] | None
     _key: object
     _cancel: bool  # set by cancel_future while a worker runs it
+    # A weak reference to the Context it was submitted to (None before):
+    # queued operations must not keep a dropped context alive.
+    _owner: weakref.ReferenceType[Context] | None
 
     def __init__(self) -> None:
         raise TypeError("use Operation.read(), write(), fsync() or fdsync()")
@@ -140,6 +144,7 @@ class Operation(AbstractOperation):
         op._callback = None
         op._future = None
         op._key = op
+        op._owner = None
         return op
 
     @classmethod
@@ -183,17 +188,18 @@ class Operation(AbstractOperation):
         check_priority(priority)
         return cls._make(FDSYNC, fileno, 0, 0, priority=priority)
 
-    def set_callback(self, callback: Callable[[int], Any] | None) -> None:
+    def set_callback(self, callback: Callable[[int], Any] | None) -> bool:
         """``callback(result)`` runs when done, in the worker thread.
 
-        ``result`` is the byte count, or -errno on failure. Raises TypeError
-        if ``callback`` is neither callable nor None.
+        ``result`` is the byte count, or -errno on failure. Returns True.
+        Raises TypeError if ``callback`` is neither callable nor None.
         """
         if callback is not None and not callable(callback):
             raise TypeError(
                 f"callback must be callable, not {type(callback).__name__}",
             )
         self._callback = callback
+        return True
 
     def get_value(self) -> bytes | int | None:
         """bytes (read, short at end of file), int (write) or None (sync).
@@ -226,8 +232,35 @@ class Operation(AbstractOperation):
         return self._nbytes
 
     @property
+    def priority(self) -> int:
+        """The priority given (passed on where the kernel has a field)."""
+        return self._priority
+
+    @property
+    def context(self) -> Context | None:
+        """The Context it was submitted to, None before (or once collected)."""
+        owner = self._owner
+        return None if owner is None else owner()
+
+    @property
+    def result(self) -> int:
+        """The raw result once done (bytes count, or -errno), else 0."""
+        return self._result if self._state == DONE else 0
+
+    @property
+    def error(self) -> int:
+        """The errno it failed with once done, else 0."""
+        return -self._result if self._state == DONE and self._result < 0 else 0
+
+    @property
     def payload(self) -> Any:
-        """write: the payload; read: the bytes read once done, else None."""
+        """write: the payload; read: the bytes read once done, else None.
+
+        Raises RuntimeError while the operation is submitted and not done:
+        the kernel may be writing into it.
+        """
+        if self._state != NEW and self._state != DONE:
+            raise RuntimeError("payload is not available while the operation is in flight")
         if self._opcode == READ:
             return self._data if self._state == DONE and self._result >= 0 else None
         return self._payload
@@ -245,7 +278,8 @@ class Operation(AbstractOperation):
 
 
 class Context(AbstractContext):
-    """A pool of ``pool_size`` worker threads (at most ``max_requests``).
+    """python_aio context: a pool of ``pool_size`` worker threads (at most
+    ``max_requests``), pure Python.
 
     ``Context(max_requests=512, pool_size=8)``; ``max_requests`` None or 0
     means 512. Raises TypeError for non-int sizes, ValueError for a
@@ -282,6 +316,7 @@ class Context(AbstractContext):
         # read with EINVAL and it goes to the pool, because a direct read
         # would do real disk I/O on the loop thread even with RWF_NOWAIT.
         self._scratch: list[memoryview] = []
+        self._ref = weakref.ref(self)  # what its operations point back to
         self._finalizer = weakref.finalize(self, release_dropped, self._pool)
         self._finalizer.atexit = False  # the exit hook does it, with a timeout
         _live.add(self)
@@ -331,46 +366,56 @@ class Context(AbstractContext):
     def submit(self, *ops: Operation) -> int:
         """Queue operations; returns how many were queued.
 
-        Raises TypeError (not a python_aio Operation), RuntimeError (already
-        submitted or finished, or context from another process), ValueError
-        (closed).
+        An operation already submitted (in flight, finished, or earlier in
+        the same call) is left alone and not counted. Raises TypeError (not
+        a python_aio Operation; nothing is queued then), RuntimeError
+        (context from another process), ValueError (closed).
         """
         if self._open_in != _fork._generation:
             self._raise_unusable()
-        seen: set[int] = set()
         for op in ops:
             if not isinstance(op, Operation):
                 raise TypeError(
                     f"expected caio.python_aio.Operation, got {type(op).__name__}",
                 )
-            if op._state == DONE:
-                raise RuntimeError("operation has already finished; make a new one")
-            if op._state != NEW or id(op) in seen:
-                raise RuntimeError("operation is already submitted")
-            seen.add(id(op))
         pool = self._pool
         if ops and not pool.threads:
             pool.start()
+        owner = self._ref
+        count = 0
         for op in ops:
+            if op._state != NEW:
+                continue
             op._state = WAITING
             op._key = op
+            op._owner = owner
             pool.queued[op] = op
             pool.jobs.put(op)
-        return len(ops)
+            count += 1
+        return count
 
     def cancel(self, *ops: Operation) -> int:
         """Cancel operations no worker has started; returns how many.
 
         A cancelled operation finishes with -ECANCELED (its callback runs
-        here). Raises TypeError for objects that are not Operations.
+        here); one that runs or is done is not counted. Raises TypeError
+        for objects that are not Operations, ValueError for an operation
+        not submitted to this context (nothing is cancelled then) or once
+        closed, RuntimeError in a forked child.
         """
-        count = 0
-        queued = self._pool.queued
+        if self._open_in != _fork._generation:
+            self._raise_unusable()
+        owner = self._ref
         for op in ops:
             if not isinstance(op, Operation):
                 raise TypeError(
                     f"expected caio.python_aio.Operation, got {type(op).__name__}",
                 )
+            if op._owner is not owner:
+                raise ValueError(f"{op!r} was not submitted to this context")
+        count = 0
+        queued = self._pool.queued
+        for op in ops:
             if queued.pop(op._key, None) is not None:
                 finish_cancelled(op)
                 count += 1
@@ -453,20 +498,51 @@ class Context(AbstractContext):
         if not self._closed:
             self._usable_in = self._made_in
 
-    def process_events(self) -> int:
+    def process_events(
+        self, max_requests: int = 0, min_requests: int = 0, timeout: float = 0,
+    ) -> int:
         """Resolve the futures of finished operations; returns how many.
 
-        Never blocks. Raises ValueError once closed, RuntimeError in a
-        forked child.
+        With the default ``timeout=0`` it never blocks; otherwise it first
+        waits until ``min_requests`` futures can be resolved, at most
+        ``timeout`` seconds (forever if negative). Every finished one is
+        resolved: ``max_requests`` (caio 0.12's cap) is accepted, not
+        applied, as on every backend. Operations made with ``Operation`` run
+        their callbacks in the workers and are not counted. Raises
+        TypeError, ValueError (negative counts; also once closed),
+        RuntimeError in a forked child.
         """
         if self._open_in != _fork._generation:
             self._raise_unusable()
         pool = self._pool
+        if max_requests or min_requests or timeout:
+            for name, value in (("max_requests", max_requests), ("min_requests", min_requests)):
+                check_size(value, name, ValueError)
+            if timeout.__class__ is not int and not isinstance(timeout, float):
+                raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
+            if min_requests and timeout:
+                pool.wait_done(min_requests, timeout)
         if pool.fds_open:
             pool.consume_wakeup()
         # Clear the flag before draining: see _worker.
         pool.signalled = False
         return pool.drain()
+
+    def poll(self) -> int:
+        """Clear the completion descriptor; returns how many wakeups it held.
+
+        Call process_events() afterwards: the completions wait there. Raises
+        BlockingIOError when there was none, ValueError once closed,
+        RuntimeError in a forked child.
+        """
+        if self._open_in != _fork._generation:
+            self._raise_unusable()
+        pool = self._pool
+        count = pool.consume_wakeup()
+        if not count:
+            raise BlockingIOError(errno.EAGAIN, "no completion is waiting")
+        pool.signalled = False
+        return count
 
     def _enqueue(self, op: Operation) -> asyncio.Future[Any]:
         future = self._future_factory()  # type: ignore[misc]  # _usable_in: set

@@ -174,6 +174,9 @@ typedef struct {
     caio_req req;
     PyObject *callback;
     PyObject *payload;      /* write: the payload object, kept for .payload */
+    PyObject *context;      /* a weak reference to the Context it was submitted
+                               to (NULL before): an operation in flight must not
+                               keep a dropped context alive */
     PyObject *weakreflist;
 } CaioOperation;
 
@@ -188,9 +191,12 @@ static inline CaioOperation *caio_req_operation(caio_req *req) {
     return (CaioOperation *)req->owner;
 }
 
-/* Checks that ob is an Operation of this module and can be submitted now
- * (not in flight). Returns its request, or NULL with TypeError/RuntimeError. */
-CAIO_API caio_req *caio_operation_req(PyObject *ob);
+/* The request of an Operation that submit() takes now: NULL (and no error)
+ * when it is already submitted (in flight, finished, or earlier in the same
+ * call), which submit() skips, as caio 0.12 did. Otherwise it is marked as
+ * submitted to the context whose weak reference is ctxref. The caller has
+ * checked the types (caio_check_operations). */
+CAIO_API caio_req *caio_operation_take(PyObject *ob, PyObject *ctxref);
 
 /* Run the Operation's callback with the raw result (GIL held). An exception
  * from the callback is reported with sys.unraisablehook: one failing

@@ -19,6 +19,7 @@ static CaioOperation *operation_new(PyTypeObject *type, int opcode,
     op->req.owner = (PyObject *)op;
     op->callback = NULL;
     op->payload = NULL;
+    op->context = NULL;
     op->weakreflist = NULL;
     if (caio_req_prepare(&op->req, opcode, args, nargs, kwnames) < 0) {
         Py_DECREF(op);
@@ -62,7 +63,7 @@ static PyObject *operation_set_callback(CaioOperation *op, PyObject *fn)
         return NULL;
     }
     Py_XSETREF(op->callback, fn == Py_None ? NULL : Py_NewRef(fn));
-    Py_RETURN_NONE;
+    Py_RETURN_TRUE;   /* as caio 0.12 did */
 }
 
 static PyObject *operation_get_value(CaioOperation *op, PyObject *unused)
@@ -89,11 +90,48 @@ static PyObject *operation_get_nbytes(CaioOperation *op, void *closure)
     return PyLong_FromSize_t(op->req.nbytes);
 }
 
+static PyObject *operation_get_priority(CaioOperation *op, void *closure)
+{
+    return PyLong_FromLong(op->req.priority);
+}
+
+static PyObject *operation_get_result(CaioOperation *op, void *closure)
+{
+    return PyLong_FromSsize_t(op->req.state == CAIO_REQ_DONE ? op->req.result : 0);
+}
+
+static PyObject *operation_get_error(CaioOperation *op, void *closure)
+{
+    ssize_t r = op->req.state == CAIO_REQ_DONE ? op->req.result : 0;
+    return PyLong_FromSsize_t(r < 0 ? -r : 0);
+}
+
+static PyObject *operation_get_context(CaioOperation *op, void *closure)
+{
+    PyObject *context;
+
+    if (op->context == NULL)
+        Py_RETURN_NONE;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyWeakref_GetRef(op->context, &context) < 0)
+        return NULL;
+    return context != NULL ? context : Py_NewRef(Py_None);
+#else
+    context = PyWeakref_GetObject(op->context);
+    return context != NULL ? Py_NewRef(context) : NULL;
+#endif
+}
+
 static PyObject *operation_get_payload(CaioOperation *op, void *closure)
 {
+    if (op->req.state == CAIO_REQ_WAITING || op->req.state == CAIO_REQ_INFLIGHT) {
+        /* A read's buffer is the kernel's until it is done. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "payload is not available while the operation is in flight");
+        return NULL;
+    }
     switch (op->req.opcode) {
     case CAIO_READ:
-        /* The buffer is the kernel's until the operation is done. */
         if (op->req.state == CAIO_REQ_DONE && op->req.result >= 0)
             return caio_req_value(&op->req);
         Py_RETURN_NONE;
@@ -123,6 +161,7 @@ static PyObject *operation_repr(CaioOperation *op)
 static int operation_traverse(CaioOperation *op, visitproc visit, void *arg)
 {
     Py_VISIT(op->callback);
+    Py_VISIT(op->context);
     return 0;
 }
 
@@ -142,6 +181,7 @@ static void operation_dealloc(CaioOperation *op)
         PyObject_ClearWeakRefs((PyObject *)op);
     Py_CLEAR(op->callback);
     Py_CLEAR(op->payload);
+    Py_CLEAR(op->context);
     caio_req_clear(&op->req);
     Py_TYPE(op)->tp_free((PyObject *)op);
 }
@@ -166,7 +206,7 @@ static PyMethodDef operation_methods[] = {
     {"set_callback", (PyCFunction)operation_set_callback, METH_O,
      "set_callback($self, fn, /)\n--\n\n"
      "fn(result: int) runs when the operation finishes (None: no callback).\n"
-     "Raises TypeError if fn is not callable."},
+     "Returns True. Raises TypeError if fn is not callable."},
     {"get_value", (PyCFunction)operation_get_value, METH_NOARGS,
      "get_value($self, /)\n--\n\n"
      "The result: bytes (read), int (write) or None (sync).\n"
@@ -179,7 +219,15 @@ static PyGetSetDef operation_getset[] = {
     {"offset", (getter)operation_get_offset, NULL, "The file offset.", NULL},
     {"nbytes", (getter)operation_get_nbytes, NULL, "Bytes to read or write.", NULL},
     {"payload", (getter)operation_get_payload, NULL,
-     "write: the payload; read: the bytes read once done.", NULL},
+     "write: the payload; read: the bytes read once done. RuntimeError while\n"
+     "it is submitted and not done.", NULL},
+    {"priority", (getter)operation_get_priority, NULL, "The priority given.", NULL},
+    {"result", (getter)operation_get_result, NULL,
+     "The raw result once done (bytes count, or -errno), else 0.", NULL},
+    {"error", (getter)operation_get_error, NULL,
+     "The errno it failed with once done, else 0.", NULL},
+    {"context", (getter)operation_get_context, NULL,
+     "The Context it was submitted to (None before, or once collected).", NULL},
     {NULL}
 };
 
@@ -206,25 +254,13 @@ int caio_operation_add_type(PyObject *module, const char *qualname)
     return PyModule_AddObjectRef(module, "Operation", (PyObject *)&CaioOperation_Type);
 }
 
-caio_req *caio_operation_req(PyObject *ob)
+caio_req *caio_operation_take(PyObject *ob, PyObject *ctxref)
 {
-    CaioOperation *op;
+    CaioOperation *op = (CaioOperation *)ob;
 
-    if (!PyObject_TypeCheck(ob, &CaioOperation_Type)) {
-        PyErr_Format(PyExc_TypeError, "expected %s, got %.100s",
-                     CaioOperation_Type.tp_name, Py_TYPE(ob)->tp_name);
+    if (op->req.state != CAIO_REQ_FREE)
         return NULL;
-    }
-    op = (CaioOperation *)ob;
-    if (op->req.state == CAIO_REQ_WAITING || op->req.state == CAIO_REQ_INFLIGHT) {
-        PyErr_SetString(PyExc_RuntimeError, "operation is already submitted");
-        return NULL;
-    }
-    if (op->req.state == CAIO_REQ_DONE) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "operation has already finished; make a new one");
-        return NULL;
-    }
+    Py_XSETREF(op->context, Py_NewRef(ctxref));
     return &op->req;
 }
 

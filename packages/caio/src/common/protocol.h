@@ -31,6 +31,8 @@
     PyObject *factory;          /* makes the futures (loop.create_future) */ \
     PyObject *call_soon;        /* loop.call_soon, or NULL */               \
     PyObject *weakreflist;                                                  \
+    PyObject *selfref;          /* a weak reference to itself, made on the   \
+                                   first submit(): its Operations hold it */ \
     unsigned long fork_gen;     /* caio_fork_generation() at creation */    \
     unsigned long owner_thread; /* who called set_future_factory() */       \
     int closed;                 /* close() has started */
@@ -101,9 +103,34 @@ static inline void caio_context_set_factory(caio_context *ctx, PyObject *factory
     ctx->owner_thread = PyThread_get_thread_ident();
 }
 
-/* cancel(*operations): TypeError unless every argument is an Operation of
+/* submit(*operations): TypeError unless every argument is an Operation of
  * this module. 0 or -1. */
 CAIO_API int caio_check_operations(PyObject *const *args, Py_ssize_t nargs);
+
+/* cancel(*operations): caio_check_operations, then ValueError unless every
+ * one was submitted to ctx. 0 or -1. */
+CAIO_API int caio_check_owned(caio_context *ctx, PyObject *const *args, Py_ssize_t nargs);
+
+/* The context's weak reference to itself (borrowed), made the first time;
+ * NULL with an exception if it cannot be made. */
+CAIO_API PyObject *caio_context_selfref(caio_context *ctx);
+
+/* ---- process_events(max_requests, min_requests, timeout) and poll() ---------- */
+
+typedef PyObject *(*caio_events_fn)(PyObject *self, PyObject *unused);
+typedef PyObject *(*caio_fileno_fn)(PyObject *self, void *closure);
+
+/* process_events with caio 0.12's keywords: run events() once, and again
+ * whenever fileno() becomes readable, until min_requests were counted or
+ * timeout seconds passed (0: run once; negative: no limit). max_requests
+ * is checked (an int >= 0) and otherwise not used: see CAIO_DOC_PROCESS_EVENTS. */
+CAIO_API PyObject *caio_process_events_kw(PyObject *self, caio_events_fn events,
+                                          caio_fileno_fn fileno, PyObject *const *args,
+                                          Py_ssize_t nargs, PyObject *kwnames);
+
+/* poll(): empty the completion eventfd (a pipe where there is none); its
+ * count (the bytes read from a pipe), or BlockingIOError when it was empty. */
+CAIO_API PyObject *caio_poll_fd(PyObject *self, caio_fileno_fn fileno);
 
 /* GC of the head's references. */
 static inline int caio_context_traverse(caio_context *ctx, visitproc visit, void *arg)
@@ -117,6 +144,7 @@ static inline void caio_context_clear(caio_context *ctx)
 {
     Py_CLEAR(ctx->factory);
     Py_CLEAR(ctx->call_soon);
+    Py_CLEAR(ctx->selfref);
 }
 
 /* ---- the page-cache fast path -------------------------------------------------- */
@@ -183,19 +211,31 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
     "True if it was cancelled, False if it could not be (running, done or\n" \
     "unknown). " CAIO_RAISES_COMMON
 #define CAIO_DOC_PROCESS_EVENTS                                               \
-    "process_events($self, /)\n--\n\n"                                        \
+    "process_events($self, /, max_requests=0, min_requests=0, timeout=0)\n--\n\n" \
     "Reap completions, resolve futures, run callbacks, submit waiting\n"     \
-    "operations; never blocks. Returns how many finished.\n" CAIO_RAISES_COMMON
+    "operations. Returns how many finished. With the default timeout=0 it\n" \
+    "never blocks; otherwise it waits until min_requests finished, at most\n" \
+    "timeout seconds (no limit if negative). Every completion that is\n"      \
+    "ready is processed: max_requests (caio 0.12's cap) is accepted, not\n"  \
+    "applied. Raises TypeError, ValueError (negative counts). "               \
+    CAIO_RAISES_COMMON
+#define CAIO_DOC_POLL                                                         \
+    "poll($self, /)\n--\n\n"                                                  \
+    "Empty the completion descriptor (fileno); returns its count. Call\n"    \
+    "process_events() after it: the completions wait there.\n"              \
+    "Raises BlockingIOError when nothing was signalled. " CAIO_RAISES_COMMON
 #define CAIO_DOC_SUBMIT                                                       \
     "submit($self, /, *operations)\n--\n\n"                                   \
     "Queue Operations; more than max_requests wait their turn. Returns how\n" \
-    "many were queued. Raises TypeError (not an Operation of this module),\n" \
-    "RuntimeError (already submitted or finished). " CAIO_RAISES_COMMON
+    "many were queued: one already submitted (in flight, finished, or\n"     \
+    "earlier in this call) is skipped. Raises TypeError (not an Operation\n" \
+    "of this module; nothing is queued then). " CAIO_RAISES_COMMON
 #define CAIO_DOC_CANCEL                                                       \
     "cancel($self, /, *operations)\n--\n\n"                                   \
     "Cancel Operations: waiting ones always, running ones where the kernel\n" \
     "or worker can. Returns how many were cancelled.\n"                       \
-    "Raises TypeError. " CAIO_RAISES_COMMON
+    "Raises TypeError, ValueError (an Operation not submitted to this\n"     \
+    "context; nothing is cancelled then). " CAIO_RAISES_COMMON
 #define CAIO_DOC_ENTER "__enter__($self, /)\n--\n\n"
 #define CAIO_DOC_EXIT "__exit__($self, /, *exc_info)\n--\n\nclose()."
 
@@ -204,6 +244,22 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
 /* One core per backend, `PyObject *core(Ctx *, int opcode, args, nargs,
  * kwnames)`; these trampolines are what the method table points at. */
 #define CAIO_ASYNC_TRAMPOLINES(Ctx, core)                                     \
+    static PyObject *ctx_process_events(Ctx *self, PyObject *unused);         \
+    static PyObject *ctx_get_fileno(Ctx *self, void *closure);                \
+    static PyObject *ctx_process_events_kw(Ctx *self, PyObject *const *args,  \
+                                           Py_ssize_t nargs, PyObject *kwnames) \
+    {                                                                         \
+        if (nargs == 0 && kwnames == NULL)   /* the adapter's call */          \
+            return ctx_process_events(self, NULL);                            \
+        return caio_process_events_kw((PyObject *)self,                       \
+                                      (caio_events_fn)ctx_process_events,     \
+                                      (caio_fileno_fn)ctx_get_fileno,         \
+                                      args, nargs, kwnames);                  \
+    }                                                                         \
+    static PyObject *ctx_poll(Ctx *self, PyObject *unused)                    \
+    {                                                                         \
+        return caio_poll_fd((PyObject *)self, (caio_fileno_fn)ctx_get_fileno); \
+    }                                                                         \
     static PyObject *ctx_read_async(Ctx *self, PyObject *const *args,         \
                                     Py_ssize_t nargs, PyObject *kwnames)      \
     {                                                                         \
@@ -250,8 +306,9 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
      CAIO_DOC_SUBMIT submit_doc},                                             \
     {"cancel", CAIO_METH(ctx_cancel), METH_FASTCALL,                          \
      CAIO_DOC_CANCEL cancel_doc},                                             \
-    {"process_events", (PyCFunction)ctx_process_events, METH_NOARGS,          \
+    {"process_events", CAIO_METH(ctx_process_events_kw), CAIO_FASTCALL_KW,    \
      CAIO_DOC_PROCESS_EVENTS events_doc},                                     \
+    {"poll", (PyCFunction)ctx_poll, METH_NOARGS, CAIO_DOC_POLL},               \
     {"set_future_factory", CAIO_METH(ctx_set_future_factory), CAIO_FASTCALL_KW, \
      CAIO_DOC_SET_FUTURE_FACTORY factory_doc},                                \
     {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, CAIO_DOC_ENTER},    \

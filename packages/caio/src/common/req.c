@@ -62,6 +62,27 @@ static int parse_priority(PyObject *ob, int *out)
     return 0;
 }
 
+/* Replace the TypeError of a payload that is not a buffer with
+ * caio.abstract.PayloadTypeError: a TypeError, and the ValueError that caio
+ * 0.12 raised. The class is looked up once (error path only). */
+static void payload_type_error(PyObject *payload)
+{
+    static PyObject *cls;
+
+    PyErr_Clear();
+    if (cls == NULL) {
+        PyObject *module = PyImport_ImportModule("caio.abstract");
+        if (module == NULL)
+            return;   /* that error replaces the TypeError */
+        cls = PyObject_GetAttrString(module, "PayloadTypeError");
+        Py_DECREF(module);
+        if (cls == NULL)
+            return;
+    }
+    PyErr_Format(cls, "payload must be a bytes-like object, not %.100s",
+                 Py_TYPE(payload)->tp_name);
+}
+
 int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
                      Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -111,8 +132,11 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
         req->data = PyBytes_AS_STRING(buffer);
         req->nbytes = (size_t)n;
     } else if (opcode == CAIO_WRITE) {
-        if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0)
+        if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError))
+                payload_type_error(ob[0]);
             return -1;
+        }
         req->data = req->view.buf;
         req->nbytes = req->view.len > CAIO_MAX_IO_SIZE ? (size_t)CAIO_MAX_IO_SIZE
                                                   : (size_t)req->view.len;

@@ -146,28 +146,26 @@ static PyObject *ctx_cancel_future(AioContext *self, PyObject *fut)
 
 static PyObject *ctx_submit(AioContext *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t i;
+    Py_ssize_t i, queued = 0;
+    PyObject *ctxref;
     int woke = 0;
     long err;
 
     if (context_enter(self) < 0)
         return NULL;
-    for (i = 0; i < nargs; i++) {
-        caio_req *req = caio_operation_req(args[i]);
-        if (req == NULL) {
-            /* Undo the marks: nothing is queued unless everything is valid. */
-            while (i-- > 0)
-                ((CaioOperation *)args[i])->req.state = CAIO_REQ_FREE;
-            context_leave(self);
-            return NULL;
-        }
-        /* Marked now, so the same operation twice in one call is caught. */
-        req->state = CAIO_REQ_WAITING;
+    /* Nothing is queued unless every argument is an Operation. */
+    if (caio_check_operations(args, nargs) < 0 ||
+        (ctxref = caio_context_selfref((caio_context *)self)) == NULL) {
+        context_leave(self);
+        return NULL;
     }
     for (i = 0; i < nargs; i++) {
-        caio_req *req = &((CaioOperation *)args[i])->req;
+        caio_req *req = caio_operation_take(args[i], ctxref);
+        if (req == NULL)
+            continue;   /* already submitted: skipped, as in caio 0.12 */
         /* Held until its callback has run. */
         Py_INCREF(args[i]);
+        queued++;
         if ((err = aio_req_prep(self, req)) < 0) {
             aio_req_fail(req, err, 0);
             req->state = CAIO_REQ_DONE;
@@ -175,13 +173,14 @@ static PyObject *ctx_submit(AioContext *self, PyObject *const *args, Py_ssize_t 
             woke = 1;
             continue;
         }
+        req->state = CAIO_REQ_WAITING;
         caio_fifo_push(&self->wait_head, &self->wait_tail, req);
     }
     aio_pump(self);
     if (woke)
         aio_wake(self);
     context_leave(self);
-    return PyLong_FromSsize_t(nargs);
+    return PyLong_FromSsize_t(queued);
 }
 
 static PyObject *ctx_cancel(AioContext *self, PyObject *const *args, Py_ssize_t nargs)
@@ -189,10 +188,12 @@ static PyObject *ctx_cancel(AioContext *self, PyObject *const *args, Py_ssize_t 
     Py_ssize_t i, count = 0;
     int woke = 0;
 
-    if (caio_check_operations(args, nargs) < 0)
-        return NULL;
     if (context_enter(self) < 0)
         return NULL;
+    if (caio_check_owned((caio_context *)self, args, nargs) < 0) {
+        context_leave(self);
+        return NULL;
+    }
     for (i = 0; i < nargs; i++)
         count += aio_ctx_cancel_req(self, &((CaioOperation *)args[i])->req, &woke);
     if (woke)
@@ -404,7 +405,7 @@ static PyTypeObject AioContext_Type = {
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Context(max_requests=None, *, userspace_reap=True)\n--\n\n"
-              "A Linux kernel AIO context (io_setup). userspace_reap=False reads "
+              "caio.linux_aio context: a Linux kernel AIO context (io_setup). userspace_reap=False reads "
               "completions with io_getevents() instead of the mapped ring.\n"
               "Raises ValueError/TypeError for a bad max_requests, OSError when the "
               "kernel refuses (e.g. fs.aio-max-nr reached).",

@@ -195,6 +195,17 @@ static PyObject *ctx_flush_cb(UringContext *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *ctx_flush(UringContext *self, PyObject *unused)
+{
+    Py_ssize_t n;
+
+    if (context_enter(self) < 0)
+        return NULL;
+    n = uctx_pump(self);
+    context_leave(self);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
 /* ---- submit / cancel (the caio 0.12 API) ------------------------------------ */
 
 static PyObject *ctx_submit(UringContext *self, PyObject *const *args, Py_ssize_t nargs)
@@ -202,16 +213,18 @@ static PyObject *ctx_submit(UringContext *self, PyObject *const *args, Py_ssize_
     Py_ssize_t i, queued = 0;
     PyObject *result = NULL;
 
+    PyObject *ctxref;
+
     if (context_enter(self) < 0)
         return NULL;
+    /* Nothing is queued unless every argument is an Operation. */
+    if (caio_check_operations(args, nargs) < 0 ||
+        (ctxref = caio_context_selfref((caio_context *)self)) == NULL)
+        goto out;
     for (i = 0; i < nargs; i++) {
-        if (caio_operation_req(args[i]) == NULL)
-            goto out;
-    }
-    for (i = 0; i < nargs; i++) {
-        caio_req *req = caio_operation_req(args[i]);
-        if (req == NULL)    /* the same operation twice */
-            goto out;
+        caio_req *req = caio_operation_take(args[i], ctxref);
+        if (req == NULL)
+            continue;   /* already submitted: skipped, as in caio 0.12 */
         Py_INCREF(args[i]);
         REQ_BFLAGS(req) = 0;
         if (self->n_inflight < self->limit && self->wait_head == NULL) {
@@ -251,7 +264,7 @@ static PyObject *ctx_cancel(UringContext *self, PyObject *const *args, Py_ssize_
 
     if (context_enter(self) < 0)
         return NULL;
-    if (caio_check_operations(args, nargs) < 0)
+    if (caio_check_owned((caio_context *)self, args, nargs) < 0)
         goto out;
     ok_before = self->cancels_ok;
     for (i = 0; i < nargs; i++) {
@@ -481,6 +494,11 @@ static PyMethodDef ctx_methods[] = {
      "close($self, /)\n--\n\n"
      "Cancel what is in flight, wait for it, release the ring. Idempotent.\n"
      "Raises RuntimeError when another thread is inside the context."},
+    {"flush", (PyCFunction)ctx_flush, METH_NOARGS,
+     "flush($self, /)\n--\n\n"
+     "Submit what is batched or waiting and reap what completed; returns\n"
+     "how many completed. Raises OSError when the ring fails. "
+     CAIO_RAISES_COMMON},
     {"_flush", (PyCFunction)ctx_flush_cb, METH_NOARGS,
      "_flush($self, /)\n--\n\nSubmit batched operations (scheduled with call_soon)."},
     {NULL}
@@ -508,7 +526,7 @@ static PyTypeObject UringContext_Type = {
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Context(max_requests=None, *, sqpoll=False, nowait_reads=True)\n--\n\n"
-              "An io_uring ring. nowait_reads: serve page-cache hits of reads "
+              "caio.linux_uring context: an io_uring ring. nowait_reads: serve page-cache hits of reads "
               "up to 256 KiB with preadv2(RWF_NOWAIT) before using the ring. "
               "sqpoll=True asks for a kernel submission "
               "thread and falls back to a normal ring where that is refused "

@@ -104,38 +104,35 @@ static PyObject *ctx_cancel_future(ThreadContext *self, PyObject *future)
 static PyObject *ctx_submit(ThreadContext *self, PyObject *const *args,
                             Py_ssize_t nargs)
 {
-    Py_ssize_t i, j;
+    Py_ssize_t i, queued = 0;
+    PyObject *ctxref;
     caio_req *req;
     int err;
 
     if (context_enter(self) < 0)
         return NULL;
-    /* Check them all before queueing any. WAITING marks the ones seen, so
-     * the same Operation twice is caught too. */
+    /* Nothing is queued unless every argument is an Operation. */
+    if (caio_check_operations(args, nargs) < 0 ||
+        (ctxref = caio_context_selfref((caio_context *)self)) == NULL)
+        return NULL;
     for (i = 0; i < nargs; i++) {
-        if ((req = caio_operation_req(args[i])) == NULL) {
-            for (j = 0; j < i; j++)
-                operation_req(args[j])->state = CAIO_REQ_FREE;
-            return NULL;
-        }
-        req->state = CAIO_REQ_WAITING;
-    }
-    for (i = 0; i < nargs; i++) {
-        req = operation_req(args[i]);
+        if ((req = caio_operation_take(args[i], ctxref)) == NULL)
+            continue;   /* already submitted: skipped, as in caio 0.12 */
         caio_thread_ext_of(req)->done = 0;
         caio_thread_ext_of(req)->shift = 0;
+        /* Marked before a worker can see it: a repeat later in this call
+         * is skipped. */
         req->state = CAIO_REQ_INFLIGHT;
         /* Held until its callback ran (in the worker). */
         Py_INCREF(args[i]);
         if ((err = caio_pool_submit(self->pool, req)) != 0) {
             req->state = CAIO_REQ_FREE;
             Py_DECREF(args[i]);
-            for (j = i + 1; j < nargs; j++)
-                operation_req(args[j])->state = CAIO_REQ_FREE;
             return thread_ctx_submit_error(self, err);
         }
+        queued++;
     }
-    return PyLong_FromSsize_t(nargs);
+    return PyLong_FromSsize_t(queued);
 }
 
 static PyObject *ctx_cancel(ThreadContext *self, PyObject *const *args,
@@ -145,7 +142,7 @@ static PyObject *ctx_cancel(ThreadContext *self, PyObject *const *args,
 
     if (context_enter(self) < 0)
         return NULL;
-    if (caio_check_operations(args, nargs) < 0)
+    if (caio_check_owned((caio_context *)self, args, nargs) < 0)
         return NULL;
     for (i = 0; i < nargs; i++) {
         caio_req *req = operation_req(args[i]);
@@ -390,7 +387,7 @@ static PyTypeObject ThreadContext_Type = {
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Context(max_requests=None, pool_size=None, close_timeout=10.0)\n--\n\n"
-              "File I/O in a pool of POSIX threads. At most max_requests requests\n"
+              "caio.thread_aio context: file I/O in a pool of POSIX threads. At most max_requests requests\n"
               "run at once (more wait their turn, in order) in at most pool_size\n"
               "threads, started on demand. close() waits close_timeout seconds for\n"
               "running requests, then gives up on them.\n"

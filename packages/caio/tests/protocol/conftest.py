@@ -66,6 +66,13 @@ class Harness:
         readable, _, _ = select.select([fd], [], [], TIMEOUT)
         assert readable, "nothing within the timeout"
 
+    def wait_until(self, done: Any) -> None:
+        """Wait (without a context to drive) until ``done()`` is true."""
+        deadline = time.monotonic() + TIMEOUT
+        while not done():
+            assert time.monotonic() < deadline, "it did not happen in time"
+            time.sleep(0.01)
+
     def until(self, context: Any, done: Any) -> None:
         """Deliver completions (process_events where the backend needs it)
         until ``done()`` is true."""
