@@ -36,9 +36,7 @@ from . import _fork
 from ._limits import MAX_REQUESTS_DEFAULT, MAX_REQUESTS_LIMIT
 from ._python_args import check_fd, check_priority, check_size, payload_view
 from ._python_engine import (
-    DONE,
     NEW,
-    STATE_NAMES,
     WAITING,
     Pool,
     cancel_queued,
@@ -54,16 +52,15 @@ from ._python_kernel import (
     MAX_RW_COUNT,
     NOWAIT_MAX_PYTHON,
     OFFSET_LIMIT,
-    OPCODE_NAMES,
     PRIORITY_LIMIT,
     READ,
     RWF_NOWAIT,
     WRITE,
-    oserror,
     preadv,
 )
+from ._python_operation import Operation
 from ._registry import live as _live
-from .abstract import AbstractContext, AbstractOperation
+from .abstract import AbstractContext
 
 # Not `from typing import TYPE_CHECKING`: importing typing would make
 # `import caio` slower; type checkers treat this name as True anyway.
@@ -73,7 +70,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from typing_extensions import Buffer, Self
+    from typing_extensions import Buffer
 
     from .abstract import FutureFactory
 
@@ -89,189 +86,6 @@ _MAX_REQUESTS_RANGE = (
 # in (caio._fork); any use in a child raises RuntimeError. The hot paths read
 # the counter as the module global _fork._generation: fork_generation()
 # would cost a call per operation.
-
-
-# ---- operations ---------------------------------------------------------
-
-
-class Operation(AbstractOperation):
-    """One file I/O request (caio 0.12 API). Make it with read(), write(),
-    fsync() or fdsync(), submit it with ``Context.submit``."""
-
-    __slots__ = (
-        "_opcode", "_fd", "_offset", "_nbytes", "_priority", "_payload",
-        "_view", "_state", "_result", "_data", "_callback", "_future", "_key",
-        "_cancel", "_owner", "__weakref__",
-    )
-
-    _opcode: int
-    _fd: int
-    _offset: int
-    _nbytes: int
-    _priority: int
-    _payload: Any
-    _view: memoryview | None
-    _state: int
-    _result: int
-    _data: bytes | None
-    _callback: Callable[[int], Any] | None
-    _future: asyncio.Future[Any] | None
-    _key: object
-    _cancel: bool  # set by cancel_future while a worker runs it
-    # A weak reference to the Context it was submitted to (None before):
-    # queued operations must not keep a dropped context alive.
-    _owner: weakref.ReferenceType[Context] | None
-
-    def __init__(self) -> None:
-        raise TypeError("use Operation.read(), write(), fsync() or fdsync()")
-
-    @classmethod
-    def _make(
-        cls, opcode: int, fd: int, offset: int, nbytes: int,
-        payload: Any = None, view: memoryview | None = None, priority: int = 0,
-    ) -> Self:
-        op = object.__new__(cls)
-        op._opcode = opcode
-        op._fd = fd
-        op._offset = offset
-        op._nbytes = nbytes
-        op._priority = priority
-        op._payload = payload
-        op._view = view
-        op._state = NEW
-        op._result = 0
-        op._data = None
-        op._callback = None
-        op._future = None
-        op._key = op
-        op._owner = None
-        return op
-
-    @classmethod
-    def read(cls, nbytes: int, fd: Any, offset: int, priority: int = 0) -> Self:
-        """A read of at most ``nbytes`` at ``offset``.
-
-        Raises TypeError, ValueError (negative values, offset >= 2**63),
-        MemoryError (nbytes >= 2**63).
-        """
-        n = check_size(nbytes, "nbytes", MemoryError)
-        fileno = check_fd(fd)
-        off = check_size(offset, "offset", ValueError)
-        check_priority(priority)
-        return cls._make(READ, fileno, off, min(n, MAX_RW_COUNT), priority=priority)
-
-    @classmethod
-    def write(cls, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> Self:
-        """A write of ``payload`` (any C-contiguous buffer) at ``offset``.
-
-        Raises TypeError/BufferError (bad payload), ValueError.
-        """
-        fileno = check_fd(fd)
-        off = check_size(offset, "offset", ValueError)
-        check_priority(priority)
-        view = payload_view(payload)
-        return cls._make(
-            WRITE, fileno, off, min(view.nbytes, MAX_RW_COUNT), payload, view, priority,
-        )
-
-    @classmethod
-    def fsync(cls, fd: Any, priority: int = 0) -> Self:
-        """An fsync of ``fd``. Raises TypeError, ValueError."""
-        fileno = check_fd(fd)
-        check_priority(priority)
-        return cls._make(FSYNC, fileno, 0, 0, priority=priority)
-
-    @classmethod
-    def fdsync(cls, fd: Any, priority: int = 0) -> Self:
-        """An fdatasync of ``fd``. Raises TypeError, ValueError."""
-        fileno = check_fd(fd)
-        check_priority(priority)
-        return cls._make(FDSYNC, fileno, 0, 0, priority=priority)
-
-    def set_callback(self, callback: Callable[[int], Any] | None) -> bool:
-        """``callback(result)`` runs when done, in the worker thread.
-
-        ``result`` is the byte count, or -errno on failure. Returns True.
-        Raises TypeError if ``callback`` is neither callable nor None.
-        """
-        if callback is not None and not callable(callback):
-            raise TypeError(
-                f"callback must be callable, not {type(callback).__name__}",
-            )
-        self._callback = callback
-        return True
-
-    def get_value(self) -> bytes | int | None:
-        """bytes (read, short at end of file), int (write) or None (sync).
-
-        Raises OSError if the operation failed, RuntimeError if not done.
-        """
-        if self._state != DONE:
-            raise RuntimeError("operation is not finished")
-        if self._result < 0:
-            raise oserror(-self._result)
-        if self._opcode == READ:
-            return self._data
-        if self._opcode == WRITE:
-            return self._result
-        return None
-
-    @property
-    def fileno(self) -> int:
-        """The file descriptor."""
-        return self._fd
-
-    @property
-    def offset(self) -> int:
-        """The file offset."""
-        return self._offset
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes to read or write (capped at MAX_RW_COUNT)."""
-        return self._nbytes
-
-    @property
-    def priority(self) -> int:
-        """The priority given (passed on where the kernel has a field)."""
-        return self._priority
-
-    @property
-    def context(self) -> Context | None:
-        """The Context it was submitted to, None before (or once collected)."""
-        owner = self._owner
-        return None if owner is None else owner()
-
-    @property
-    def result(self) -> int:
-        """The raw result once done (bytes count, or -errno), else 0."""
-        return self._result if self._state == DONE else 0
-
-    @property
-    def error(self) -> int:
-        """The errno it failed with once done, else 0."""
-        return -self._result if self._state == DONE and self._result < 0 else 0
-
-    @property
-    def payload(self) -> Any:
-        """write: the payload; read: the bytes read once done, else None.
-
-        Raises RuntimeError while the operation is submitted and not done:
-        the kernel may be writing into it.
-        """
-        if self._state != NEW and self._state != DONE:
-            raise RuntimeError("payload is not available while the operation is in flight")
-        if self._opcode == READ:
-            return self._data if self._state == DONE and self._result >= 0 else None
-        return self._payload
-
-    def __repr__(self) -> str:
-        name = f"{type(self).__module__}.{type(self).__qualname__}"
-        head = (f"<{name} {OPCODE_NAMES[self._opcode]} fd={self._fd} "
-                f"offset={self._offset} nbytes={self._nbytes}")
-        if self._state == DONE:
-            return f"{head} done result={self._result}>"
-        return f"{head} {STATE_NAMES[self._state]}>"
 
 
 # ---- the context --------------------------------------------------------

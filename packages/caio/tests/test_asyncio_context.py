@@ -268,12 +268,15 @@ async def test_cancellation_keeps_data_and_context(context: Any, fd: int) -> Non
     assert os.pread(fd, count * BLOCK, 0) == b"".join(new)
 
 
+def start_reads(context: Any, fd: int, count: int = 64) -> list[asyncio.Future[bytes]]:
+    """``count`` block reads of a file of random blocks, started as tasks."""
+    os.pwrite(fd, os.urandom(count * BLOCK), 0)
+    return [asyncio.ensure_future(context.read(BLOCK, fd, i * BLOCK)) for i in range(count)]
+
+
 async def test_cancellation_with_few_slots(context_factory: Any, fd: int) -> None:
     context = context_factory(max_requests=2)
-    os.pwrite(fd, os.urandom(64 * BLOCK), 0)
-    tasks = [
-        asyncio.ensure_future(context.read(BLOCK, fd, i * BLOCK)) for i in range(64)
-    ]
+    tasks = start_reads(context, fd)
     await asyncio.sleep(0)
     for task in tasks[::2]:
         task.cancel()
@@ -346,10 +349,7 @@ async def test_close_is_idempotent(context: Any, fd: int) -> None:
 
 async def test_close_with_operations_pending(context_factory: Any, fd: int) -> None:
     context = context_factory(max_requests=4)
-    os.pwrite(fd, os.urandom(64 * BLOCK), 0)
-    tasks = [
-        asyncio.ensure_future(context.read(BLOCK, fd, i * BLOCK)) for i in range(64)
-    ]
+    tasks = start_reads(context, fd)
     await asyncio.sleep(0)
     context.close()
     results = await asyncio.wait_for(

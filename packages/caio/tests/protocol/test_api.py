@@ -112,21 +112,19 @@ def test_future_factory_checks(harness: Any) -> None:
 
 
 def test_submit_checks_every_operation_first(harness: Any) -> None:
-    context = harness.Context(4)
-    try:
+    with harness.Context(4) as context:
         op = harness.Operation.read(10, harness.fd, 0)
-        with pytest.raises(TypeError):
-            context.submit(object())
-        with pytest.raises(TypeError):
-            context.submit(op, "not an operation")
-        with pytest.raises(TypeError):
-            context.cancel("not an operation")
+        for bad_call in (
+            lambda: context.submit(object()),
+            lambda: context.submit(op, "not an operation"),
+            lambda: context.cancel("not an operation"),
+        ):
+            with pytest.raises(TypeError):
+                bad_call()
         assert context.submit() == 0
         # Nothing was queued by the failed calls: op can still run.
         assert harness.run_ops(context, op)[0][0] == 0
         assert op.get_value() == b""
-    finally:
-        context.close()
 
 
 def test_submit_counts_each_operation_once(harness: Any) -> None:
