@@ -214,6 +214,9 @@ def test_python_contexts_left_open_are_closed_at_exit(tmp_path: Path) -> None:
     assert sorted(lines[1:]) == [f"callback {-errno.ECANCELED}"] * 3
 
 
+# Python 3.12+ warns about fork() in a threaded process; the child here only
+# calls into caio and exits.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_generation_is_the_python_backends_counter(fd: int) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("needs fork")
