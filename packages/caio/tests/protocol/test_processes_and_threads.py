@@ -229,20 +229,23 @@ def test_one_context_shared_by_threads(harness: Any, tmp_path: Path) -> None:
     results: list[int] = []
     lock = threading.Lock()
 
-    def done(result: int) -> None:
-        with lock:
-            results.append(result)
-
     def worker(index: int) -> None:
+        mine: list[int] = []  # list.append is atomic: callbacks may run anywhere
         try:
             for i in range(3000):
                 offset = (index * 3000 + i) * 4
                 op = harness.Operation.write(b"%04d" % i, descriptor, offset)
-                op.set_callback(done)
+                op.set_callback(mine.append)
                 assert context.submit(op) == 1
                 context.process_events()
+            # Stay until this thread's writes are done: io_uring cancels
+            # (-ECANCELED) what a thread submitted and the kernel's workers
+            # still hold when that thread exits.
+            harness.until(context, lambda: len(mine) == 3000)
         except BaseException as exc:
             errors.append(exc)
+        with lock:
+            results.extend(mine)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     try:
