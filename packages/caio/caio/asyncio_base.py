@@ -107,11 +107,9 @@ class AsyncioContextBase:
         # getpid() system call on Python 3.11).
         self._owner: Any = _NOT_RUNNING
         self._closed = False
-        # Operations that did not finish during their *_async call, counted
-        # per descriptor (only the slow path counts), and who waits for a
-        # descriptor's count to drop to zero: see wait_idle().
-        self._busy: dict[Any, int] = {}
-        self._idle_waiters: dict[Any, list[asyncio.Future[None]]] = {}
+        # Backend futures of operations that did not finish during their
+        # *_async call -> their descriptor: see _wait() and wait_idle().
+        self._inflight: dict[Any, Any] = {}
         # Cached bound methods: the hot path does one attribute lookup each.
         self._cancel_future = self.context.cancel_future
         if loop is None:
@@ -211,11 +209,12 @@ class AsyncioContextBase:
         """Await a backend future; on cancellation ask the kernel to cancel.
 
         Only the slow path comes here (the operation did not finish during
-        the call), so this extra coroutine and the count of operations in
-        flight on ``fd`` (for wait_idle) cost nothing that matters.
+        the call). It files the future under ``fd`` for wait_idle: one
+        dict store and one delete, the least that bookkeeping can cost on
+        this path (a count per descriptor took four dict operations).
         """
-        busy = self._busy
-        busy[fd] = busy.get(fd, 0) + 1
+        inflight = self._inflight
+        inflight[future] = fd
         try:
             return await future
         except CancelledError:
@@ -226,14 +225,7 @@ class AsyncioContextBase:
             self._cancel_future(future)
             raise
         finally:
-            count = busy[fd] - 1
-            if count:
-                busy[fd] = count
-            else:
-                del busy[fd]
-                for waiter in self._idle_waiters.pop(fd, ()):
-                    if not waiter.done():
-                        waiter.set_result(None)
+            del inflight[future]
 
     async def wait_idle(self, fd: Any) -> None:
         """Wait until no operation of this context on ``fd`` is in flight.
@@ -242,10 +234,15 @@ class AsyncioContextBase:
         may otherwise reach the next file opened under the same number.
         Operations started while waiting are waited for too.
         """
-        while fd in self._busy:
-            waiter: asyncio.Future[None] = self.loop.create_future()
-            self._idle_waiters.setdefault(fd, []).append(waiter)
-            await waiter
+        while True:
+            # Rare (a file being closed): a scan of what is in flight.
+            pending = [f for f, on in self._inflight.items() if on == fd]
+            if not pending:
+                return
+            # A future may be done while its _wait has not resumed yet:
+            # one loop turn later that entry is gone.
+            await asyncio.wait(pending)
+            await asyncio.sleep(0)
 
     async def read(self, nbytes: int, fd: Any, offset: int, priority: int = 0) -> bytes:
         """Read at most ``nbytes`` at ``offset``; shorter at end of file.
