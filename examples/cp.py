@@ -1,7 +1,11 @@
-"""Copy a file in chunks: ``python examples/cp.py SRC DST [--chunk-size N]``.
+"""Copy a file: ``python examples/cp.py SRC DST [--chunk-size N]``.
 
-The next chunk is read while the previous one is being written, so the
-source and the destination are busy at the same time.
+By default the kernel copies (``aiofile.copyfile``: ``copy_file_range`` on
+worker threads, the data never passes through Python). With
+``--chunk-size`` the copy goes through aiofile reads and writes instead:
+the next chunk is read while the previous one is being written, so the
+source and the destination are busy at the same time. Either way the copy
+is on disk (fdatasync) when the command returns.
 """
 
 from __future__ import annotations
@@ -11,9 +15,7 @@ import asyncio
 import os
 import sys
 
-from aiofile import BinaryFileWrapper, async_open
-
-DEFAULT_CHUNK_SIZE = 1024 * 1024
+from aiofile import BinaryFileWrapper, async_open, copyfile
 
 
 class SameFileError(OSError):
@@ -35,6 +37,22 @@ def check_not_same(src_fd: int, dst_path: str) -> None:
     src = os.fstat(src_fd)
     if (src.st_dev, src.st_ino) == (dst.st_dev, dst.st_ino):
         raise SameFileError(f"{dst_path!r} is the same file as the source")
+
+
+async def copy_in_kernel(src_path: str, dst_path: str) -> None:
+    """Copy with ``aiofile.copyfile``, then make the copy durable.
+
+    Raises shutil.SameFileError, leaving the file untouched, if both name
+    one file.
+    """
+    await copyfile(src_path, dst_path)
+    # As the chunked copy's close does: the copy is on disk on return.
+    loop = asyncio.get_running_loop()
+    fd = await loop.run_in_executor(None, os.open, dst_path, os.O_RDONLY)
+    try:
+        await loop.run_in_executor(None, os.fdatasync, fd)
+    finally:
+        os.close(fd)
 
 
 async def copy(src_path: str, dst_path: str, chunk_size: int) -> int:
@@ -74,12 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", metavar="SRC", help="file to copy")
     parser.add_argument("dst", metavar="DST", help="where to copy it (replaced)")
     parser.add_argument(
-        "--chunk-size", type=positive, default=DEFAULT_CHUNK_SIZE, metavar="N",
-        help=f"bytes per read and write (default {DEFAULT_CHUNK_SIZE})",
+        "--chunk-size", type=positive, default=None, metavar="N",
+        help="copy through aiofile reads and writes of N bytes (default: in the kernel)",
     )
     args = parser.parse_args(argv)
     try:
-        asyncio.run(copy(args.src, args.dst, args.chunk_size))
+        if args.chunk_size is None:
+            asyncio.run(copy_in_kernel(args.src, args.dst))
+        else:
+            asyncio.run(copy(args.src, args.dst, args.chunk_size))
     except OSError as exc:
         print(f"cp.py: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@
 # moved out; it still does.
 from . import utils as utils
 from .aio import AIOFile
+from .copying import copy, copyfile
 from .modes import FileMode, parse_mode
 from .opening import FileIOCloner, async_open, clone
 from .streams import LineReader, Reader, Writer
@@ -28,6 +29,8 @@ __all__ = (
     "__version__",
     "async_open",
     "clone",
+    "copy",
+    "copyfile",
     "package_info",
     "parse_mode",
     "version_info",
