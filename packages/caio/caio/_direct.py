@@ -13,8 +13,12 @@ from __future__ import annotations
 import mmap
 import os
 import stat
-from collections.abc import Callable
-from typing import Any
+
+# As in caio/__init__.py: `import caio` must not import typing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ("aligned_buffer", "dio_alignment", "direct_span", "is_direct")
 
