@@ -261,9 +261,7 @@ class AIOFile:
 
     def _open_fd(self) -> int:
         if self._direct:
-            # Appends are done at the size the file has (O_APPEND would
-            # make the kernel ignore the offset of a patched edge block).
-            fd = open_direct(self._name, self._file_mode.flags & ~os.O_APPEND)
+            fd = open_direct(self._name, self._file_mode.flags)
         else:
             fd = os.open(self._name, self._file_mode.flags, 0o666)
         try:

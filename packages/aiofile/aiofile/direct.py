@@ -36,17 +36,28 @@ O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 
 
 def open_direct(name: str | bytes, flags: int) -> int:
-    """``os.open(name, flags | O_DIRECT)``; a filesystem that refuses
-    O_DIRECT (ramfs, some FUSE and network filesystems) is an OSError
-    (EINVAL) that says so, and a file this call created is removed again.
-    Raises OSError, as os.open does.
+    """``os.open`` of ``name`` with ``flags`` (an ``open()`` mode's) and
+    O_DIRECT, as DirectIO needs it: without O_APPEND (appends are written
+    at the file's size: with O_APPEND the kernel would ignore the offset of
+    a patched edge block), and readable where the mode is write-only (the
+    edge blocks are read; where that is not permitted, write-only, and only
+    whole-block writes work). A filesystem that refuses O_DIRECT (ramfs,
+    some FUSE and network filesystems) is an OSError (EINVAL) that says so,
+    and a file this call created is removed again. Raises OSError, as
+    os.open does.
     """
     if not O_DIRECT:
         raise OSError(errno.EINVAL, "O_DIRECT does not exist on this platform", name)
+    flags = (flags & ~os.O_APPEND) | O_DIRECT
     # The kernel creates the file before it refuses O_DIRECT.
     existed = bool(flags & os.O_CREAT) and os.path.lexists(name)
     try:
-        return os.open(name, flags | O_DIRECT, 0o666)
+        if flags & os.O_WRONLY:
+            try:
+                return os.open(name, (flags & ~os.O_WRONLY) | os.O_RDWR, 0o666)
+            except PermissionError:
+                pass
+        return os.open(name, flags, 0o666)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise

@@ -86,7 +86,7 @@ def test_any_offset_and_length(
             assert afp.direct
             for offset, data in ops:
                 assert await afp.write(data, offset) == len(data)
-                if offset > len(model):
+                if data and offset > len(model):  # an empty write extends nothing
                     model.extend(bytes(offset - len(model)))
                 model[offset:offset + len(data)] = data
                 assert os.fstat(afp.fileno()).st_size == len(model)
@@ -211,3 +211,34 @@ async def test_closed_file(path: Path) -> None:
         await afp.write(b"x", 1)
     with pytest.raises(ValueError):
         await afp.read(1, 0)
+
+
+async def test_write_lock_order_and_cancellation() -> None:
+    # The per-file lock of direct writes: shared holders run together, one
+    # that holds it alone waits for them and blocks later comers, first come
+    # first served; a waiter cancelled in the queue blocks nobody.
+    from aiofile.direct import _SharedLock
+
+    lock = _SharedLock()
+    log: list[str] = []
+    gate = asyncio.Event()
+
+    async def hold(name: str, alone: bool) -> None:
+        async with lock.hold(alone):
+            log.append(f"+{name}")
+            await gate.wait()
+            log.append(f"-{name}")
+
+    first = [asyncio.ensure_future(hold(n, False)) for n in ("s1", "s2")]
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(hold(n, a)) for n, a in
+             (("x1", True), ("s3", False), ("x2", True), ("s4", False))]
+    await asyncio.sleep(0.01)
+    assert log == ["+s1", "+s2"]  # s3 waits behind x1 although it is shared
+    later[2].cancel()  # x2, queued: its place goes to s4
+    gate.set()
+    await asyncio.gather(*first, *later, return_exceptions=True)
+    assert later[2].cancelled()
+    assert log == ["+s1", "+s2", "-s1", "-s2", "+x1", "-x1", "+s3", "-s3", "+s4", "-s4"]
+    async with lock.hold(alone=True):  # free again
+        pass

@@ -327,13 +327,14 @@ class AsyncioContextBase:
         and returns exactly the requested bytes (fewer at end of file).
         Any other failure is raised as it was.
         """
-        readinto = getattr(self.context, "readinto_async", None)
-        if readinto is None or exc.errno != errno.EINVAL or not is_direct(fd):
+        if exc.errno != errno.EINVAL or not is_direct(fd):
             raise exc
         memory, block = dio_alignment(fd)
         start, end = direct_span(offset, nbytes, block, MAX_IO_SIZE)
         buffer = aligned_buffer(end - start, memory)
-        got: int = await self._raw(readinto, fd, buffer, fd, start, priority)
+        got: int = await self._raw(
+            self.context.readinto_async, fd, buffer, fd, start, priority,
+        )
         head = offset - start
         if got <= head:
             return b""
