@@ -242,3 +242,15 @@ async def test_write_lock_order_and_cancellation() -> None:
     assert log == ["+s1", "+s2", "-s1", "-s2", "+x1", "-x1", "+s3", "-s3", "+s4", "-s4"]
     async with lock.hold(alone=True):  # free again
         pass
+
+
+async def test_readinto_any_buffer(context: Any, path: Path) -> None:
+    data = os.urandom(20_000)
+    path.write_bytes(data)
+    async with async_open(path, "rb", context=context, direct=True) as f:
+        f.seek(3)
+        target = bytearray(5000)
+        assert await f.readinto(memoryview(target)[1:]) == 4999
+        assert target[1:] == data[3:5002]
+        assert await f.file.readinto(target, 19_990) == 10
+        assert target[:10] == data[-10:]

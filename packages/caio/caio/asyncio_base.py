@@ -175,6 +175,7 @@ class AsyncioContextBase:
                     raise ValueError("I/O operation on closed context")
                 self._bind(asyncio.get_running_loop())
             return method(*args)
+        first_call.__name__ = method.__name__  # what _counted_failed asks
         return first_call
 
     def _check_loop(self) -> None:
@@ -321,14 +322,29 @@ class AsyncioContextBase:
     async def _read_bounced(
         self, exc: OSError, nbytes: int, fd: Any, offset: int, priority: int,
     ) -> bytes:
-        """The O_DIRECT retry of a read that failed with ``exc``.
-
-        Reads the aligned span around the request into an aligned buffer
-        and returns exactly the requested bytes (fewer at end of file).
-        Any other failure is raised as it was.
-        """
+        """The O_DIRECT retry of a read that failed with ``exc``: exactly the
+        requested bytes (fewer at end of file). Any other failure is raised
+        as it was."""
         if exc.errno != errno.EINVAL or not is_direct(fd):
             raise exc
+        return bytes(await self._read_aligned(nbytes, fd, offset, priority))
+
+    async def _readinto_bounced(
+        self, exc: OSError, buffer: Buffer, fd: Any, offset: int, priority: int,
+    ) -> int:
+        """The O_DIRECT retry of a readinto that failed with ``exc``: the
+        read of _read_bounced, copied into ``buffer`` (which the backend
+        already found writable and contiguous)."""
+        if exc.errno != errno.EINVAL or not is_direct(fd):
+            raise exc
+        view = memoryview(buffer).cast("B")
+        data = await self._read_aligned(view.nbytes, fd, offset, priority)
+        view[:len(data)] = data
+        return len(data)
+
+    async def _read_aligned(self, nbytes: int, fd: Any, offset: int, priority: int) -> memoryview:
+        # The aligned span around the request, read into an aligned buffer;
+        # returns the part of it that was asked for and exists.
         memory, block = dio_alignment(fd)
         start, end = direct_span(offset, nbytes, block, MAX_IO_SIZE)
         buffer = aligned_buffer(end - start, memory)
@@ -336,9 +352,7 @@ class AsyncioContextBase:
             self.context.readinto_async, fd, buffer, fd, start, priority,
         )
         head = offset - start
-        if got <= head:
-            return b""
-        return bytes(buffer[head:min(got, head + nbytes)])
+        return buffer[head:max(head, min(got, head + nbytes))]
 
     async def _write_bounced(
         self, exc: OSError, payload: Buffer, fd: Any, offset: int, priority: int,
@@ -378,8 +392,10 @@ class AsyncioContextBase:
         memoryview slice, mmap, array, a NumPy array): the kernel writes
         straight into it. It is held until the kernel is done with it, also
         when the awaiting task is cancelled, so resizing it meanwhile
-        raises BufferError. Raises TypeError (read-only buffer), OSError,
-        ValueError (also once closed).
+        raises BufferError. On an ``O_DIRECT`` descriptor a buffer, offset
+        or length the kernel refuses goes through an aligned buffer and
+        one copy, as read() does. Raises TypeError (read-only buffer),
+        OSError, ValueError (also once closed).
         """
         return self._counted(self._readinto_async, buffer, fd, offset, priority)
 
@@ -413,9 +429,23 @@ class AsyncioContextBase:
         except RuntimeError:
             self._check_loop()  # from another loop's thread: name both loops
             raise
+        except OSError as exc:
+            return await self._counted_failed(exc, method, buffers, fd, offset, priority)
         if r.__class__ is int:  # finished during the call: no suspension
             return r
-        return await self._wait(r, fd)  # type: ignore[no-any-return]
+        try:
+            return await self._wait(r, fd)  # type: ignore[no-any-return]
+        except OSError as exc:
+            return await self._counted_failed(exc, method, buffers, fd, offset, priority)
+
+    async def _counted_failed(
+        self, exc: OSError, method: Any, buffers: Any, fd: Any, offset: int, priority: int,
+    ) -> int:
+        # readinto on an O_DIRECT descriptor goes again through an aligned
+        # buffer, as read does; readv and writev fail as the kernel said.
+        if getattr(method, "__name__", None) != "readinto_async":
+            raise exc
+        return await self._readinto_bounced(exc, buffers, fd, offset, priority)
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
@@ -477,9 +507,12 @@ class AsyncioContextBase:
     async def _readinto_deferred(
         self, buffer: Buffer, fd: Any, offset: int, priority: int = 0,
     ) -> int:
-        return await self._deferred(  # type: ignore[no-any-return]
-            self._readinto_async, fd, buffer, fd, offset, priority,
-        )
+        try:
+            return await self._deferred(  # type: ignore[no-any-return]
+                self._readinto_async, fd, buffer, fd, offset, priority,
+            )
+        except OSError as exc:
+            return await self._readinto_bounced(exc, buffer, fd, offset, priority)
 
     async def _readv_deferred(
         self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,

@@ -91,6 +91,28 @@ async def test_unaligned_reads_widen(
     assert await wait(context.read(5000, fd, end + 100_000)) == b""
 
 
+async def test_readinto_any_buffer_offset_and_length(
+    context_factory: Any, direct_file: Any, content: bytes,
+) -> None:
+    fd, _ = direct_file(content)
+    memory, block = caio.dio_alignment(fd)
+    for context in (context_factory(), context_factory(deferred=True)):
+        # Aligned everything: the kernel writes into the buffer itself.
+        aligned = caio.aligned_buffer(2 * block, memory)
+        assert await wait(context.readinto(aligned, fd, block)) == 2 * block
+        assert bytes(aligned) == content[block:3 * block]
+        # Unaligned memory, offset, length; and at the end of the file.
+        end = len(content)
+        for offset, size in ((0, block), (3, 1000), (block + 1, 5 * block), (end - 7, 100)):
+            target = bytearray(b"?" * (size + 1))
+            view = memoryview(target)[1:]  # memory off by one
+            got = await wait(context.readinto(view, fd, offset))
+            expected = content[offset:offset + size]
+            assert got == len(expected)
+            assert bytes(view[:got]) == expected
+            assert target[0] == ord("?") and bytes(view[got:]) == b"?" * (size - got)
+
+
 async def test_many_in_flight(context: Any, direct_file: Any, content: bytes) -> None:
     fd, _ = direct_file(content)
     rnd = random.Random(5)
