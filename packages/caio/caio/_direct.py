@@ -51,6 +51,8 @@ def _logical_block_size(device: int) -> int | None:
     None for a device sysfs does not know (tmpfs, btrfs and overlayfs give
     anonymous device numbers; no sysfs mounted).
     """
+    if not hasattr(os, "major"):  # Windows
+        return None
     node = os.path.join(_SYSFS_BLOCK, f"{os.major(device)}:{os.minor(device)}")
     try:
         node = os.path.realpath(node, strict=True)
