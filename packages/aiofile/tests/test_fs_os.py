@@ -623,3 +623,31 @@ async def test_permission_denied(tmp_path: Path, fs_context: Any) -> None:
         assert expected is False and got is False, name
     assert report["tempfile"] == ["PermissionError", errno.EACCES]
     assert report["open"] == ["PermissionError", errno.EACCES]
+
+
+# --- AIOFile.open goes the same way -------------------------------------------------
+
+
+@pytest.mark.parametrize("where, mode", [
+    ("missing", "r"), ("d", "r"), ("d", "rb"), ("d", "w"), ("f", "x"), ("f/x", "r"),
+    ("missing/x", "w"), ("f", "r"), ("l", "rb+"), ("new", "w"), ("new", "a+"),
+])
+async def test_open_as_builtin_open(tmp_path: Path, fs_context: Any, where: str, mode: str) -> None:
+    from aiofile import async_open
+
+    ours, theirs = tmp_path / "aio", tmp_path / "os"
+    build(ours)
+    build(theirs)
+    try:
+        with open(theirs / where, mode) as ref:
+            expected: Any = ("ok", os.get_inheritable(ref.fileno()))
+    except OSError as exc:
+        where_error = os.fsdecode(exc.filename).replace(str(theirs), "")
+        expected = ("error", type(exc), exc.errno, where_error)
+    try:
+        async with async_open(ours / where, mode) as f:
+            got: Any = ("ok", os.get_inheritable(f.fileno()))
+    except OSError as exc:
+        got = ("error", type(exc), exc.errno, os.fsdecode(exc.filename).replace(str(ours), ""))
+    assert got == expected
+    assert snapshot(ours) == snapshot(theirs)
