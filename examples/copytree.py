@@ -169,19 +169,12 @@ async def copytree(src: str, dst: str, jobs: int, progress_kind: str) -> Plan:
     return plan
 
 
-def positive(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {number}")
-    return number
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", metavar="SRC", help="directory to copy")
     parser.add_argument("dst", metavar="DST", help="where to copy it (must not exist)")
     parser.add_argument(
-        "--jobs", "-j", type=positive, default=DEFAULT_JOBS, metavar="N",
+        "--jobs", "-j", type=int, default=DEFAULT_JOBS, metavar="N",
         help=f"files copied at once (default {DEFAULT_JOBS})",
     )
     parser.add_argument(
@@ -189,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         help="progress bar: tqdm or rich if installed (auto), a plain line, or none",
     )
     args = parser.parse_args(argv)
+    if args.jobs <= 0:
+        parser.error(f"--jobs must be positive, not {args.jobs}")
     try:
         plan = asyncio.run(copytree(args.src, args.dst, args.jobs, args.progress))
     except (OSError, ImportError) as exc:
