@@ -102,7 +102,7 @@ class FsOperations:
             op = _fsops.METHODS[name]
         except KeyError:
             raise ValueError(f"no filesystem operation named {name!r}") from None
-        return bool(self.context.fs_in_kernel(op))  # type: ignore[attr-defined]
+        return bool(self.context.fs_in_kernel(op))
 
     def _fs_route(self, op: int) -> Callable[..., Any]:
         routes = self.__dict__.get("_fs_routes")
