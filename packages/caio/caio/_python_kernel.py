@@ -15,6 +15,7 @@ import os
 import select
 from collections.abc import Callable
 
+from . import _fsops
 from ._limits import MAX_IO_SIZE, NOWAIT_MAX_PYTHON
 
 try:
@@ -32,8 +33,8 @@ OFFSET_LIMIT = 2**63  # offsets are off_t: below this
 PRIORITY_LIMIT = 0x10000
 FD_MAX = 0x7FFFFFFF
 
-READ, WRITE, FSYNC, FDSYNC = 0, 1, 2, 3
-OPCODE_NAMES = ("read", "write", "fsync", "fdsync")
+READ, WRITE, FSYNC, FDSYNC, FS = 0, 1, 2, 3, 4
+OPCODE_NAMES = ("read", "write", "fsync", "fdsync", "fs")
 
 # Reads up to NOWAIT_MAX_PYTHON try RWF_NOWAIT on the calling thread (python_aio's
 # read_async). Bigger ones go to the pool: copying megabytes from the page
@@ -138,6 +139,10 @@ def execute(op: Operation, stop_fd: int) -> None:
                 # Unlocks a bytearray payload for resizing again.
                 view.release()
                 op._view = None
+        elif code == FS:
+            # A filesystem operation (caio._fsops): its value, not a count.
+            op._data = _fsops.call(*op._payload)
+            op._result = 0
         elif code == FSYNC:
             os.fsync(fd)
             op._result = 0

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._fork import fork_generation
+from ._fs_asyncio import FsOperations
 from ._limits import MAX_REQUESTS_DEFAULT
 from ._registry import live
 from .abstract import AbstractContext, AbstractOperation
@@ -57,7 +58,7 @@ def _name(loop: asyncio.AbstractEventLoop) -> str:
     return f"<{type(loop).__name__} at {id(loop):#x}>"
 
 
-class AsyncioContextBase:
+class AsyncioContextBase(FsOperations):
     """asyncio front of one backend context.
 
     ``AsyncioContext(max_requests=None, loop=None, deferred=False,
@@ -72,6 +73,9 @@ class AsyncioContextBase:
     what the backend's ``Context`` raises for bad options (TypeError,
     ValueError, OSError), and NotImplementedError for a loop that cannot
     watch a descriptor.
+
+    Filesystem operations (``stat``, ``open``, ``rename``, ...) come from
+    ``caio._fs_asyncio.FsOperations``.
     """
 
     MAX_REQUESTS_DEFAULT: ClassVar[int] = MAX_REQUESTS_DEFAULT

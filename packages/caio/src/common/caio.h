@@ -36,6 +36,7 @@ enum caio_opcode {
     CAIO_WRITE = 1,
     CAIO_FSYNC = 2,
     CAIO_FDSYNC = 3,
+    CAIO_FS = 4,            /* a filesystem operation: req->fs, common/fsops.h */
 };
 
 enum caio_state {
@@ -66,6 +67,17 @@ typedef struct caio_req {
     PyObject *owner;        /* CAIO_REQ_OWNED: the Operation object (borrowed; the
                                backend holds a strong ref while in flight) */
     struct caio_req *next;  /* backend queues (waiting list, completion list) */
+    /* CAIO_FS only (common/fsops.h). The first path is req->data, held by
+     * req->view; path2 or the statx buffer lives in req->buffer (owned): both
+     * stay put until the request is cleared, whatever the kernel does. */
+    struct {
+        const char *path2;  /* rename/link/symlink: the second path */
+        void *statx;        /* stat: the struct statx the kernel fills */
+        int fd2;            /* the second path's directory fd */
+        int flags;          /* AT_* flags, open(2) flags */
+        unsigned mode;      /* open/mkdir mode, fallocate mode */
+        uint8_t op;         /* enum caio_fsop */
+    } fs;
     uint64_t backend[8];    /* backend scratch space (e.g. a struct iocb) */
 } caio_req;
 
