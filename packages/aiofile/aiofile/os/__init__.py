@@ -52,10 +52,11 @@ async def stat(
     Raises FileNotFoundError, NotADirectoryError, PermissionError, ...,
     TypeError, ValueError.
     """
-    if isinstance(path, int):
-        if dir_fd is None and follow_symlinks:
+    if dir_fd is None and follow_symlinks:  # the common call: no keywords to pass on
+        if isinstance(path, int):
             return await _fs.call("fstat", os.fstat, path)
-        # os.stat's own ValueError for the combinations it refuses.
+        return await _fs.call("stat", os.stat, path)
+    if isinstance(path, int):  # os.stat's own ValueError for what it refuses
         return await _fs.call(None, os.stat, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
     return await _fs.call("stat", os.stat, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
