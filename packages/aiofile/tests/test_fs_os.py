@@ -651,3 +651,25 @@ async def test_open_as_builtin_open(tmp_path: Path, fs_context: Any, where: str,
         got = ("error", type(exc), exc.errno, os.fsdecode(exc.filename).replace(str(ours), ""))
     assert got == expected
     assert snapshot(ours) == snapshot(theirs)
+
+
+async def test_open_uses_the_given_executor_only_without_context_open(
+    tmp_path: Path, fs_context: Any,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiofile import AIOFile
+
+    class Counting(ThreadPoolExecutor):
+        jobs = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            self.jobs += 1
+            return super().submit(*args, **kwargs)
+
+    (tmp_path / "f").write_bytes(b"x")
+    with Counting(1) as pool:
+        async with AIOFile(tmp_path / "f", "rb", executor=pool) as afp:
+            assert await afp.read() == b"x"
+    through_context = getattr(fs_context, "open", None) is not None
+    assert pool.jobs == (0 if through_context else 1)

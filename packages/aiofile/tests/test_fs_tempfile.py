@@ -294,3 +294,16 @@ class _either:
             await self.manager.__aexit__(*exc_info)
         else:
             self.manager.__exit__(*exc_info)
+
+
+async def test_clone_of_a_named_temporary_file_does_not_remove_it(
+    tmp_path: Path, fs_context: Any,
+) -> None:
+    from aiofile import clone
+
+    async with atf.NamedTemporaryFile(dir=tmp_path) as f:
+        await f.write(b"shared")
+        async with clone(f) as g:
+            assert await g.read() == b"shared"
+        assert os.path.exists(f.name)  # closing the clone left it
+    assert names_in(tmp_path) == []
