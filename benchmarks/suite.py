@@ -162,6 +162,31 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
 )
 
+WORKLOADS += (
+    Workload(
+        "stat_1",
+        "stat of a cached file, 1 in flight",
+        "us/op",
+        higher_is_better=False,
+        how={
+            "stdlib": "os.stat loop",
+            "caio": "await aiofile.os.stat(path), one at a time",
+            "aiofiles": "await aiofiles.os.stat(path), one at a time",
+        },
+    ),
+    Workload(
+        "stat_64",
+        "stat of a cached file, 64 in flight",
+        "ops/s",
+        higher_is_better=True,
+        how={
+            "stdlib": "os.stat loop (nothing to overlap)",
+            "caio": "64 coroutines calling await aiofile.os.stat(path)",
+            "aiofiles": "64 coroutines calling await aiofiles.os.stat(path)",
+        },
+    ),
+)
+
 WORKLOADS_BY_NAME: dict[str, Workload] = {w.name: w for w in WORKLOADS}
 
 
@@ -267,4 +292,6 @@ TARGETS: tuple[Target, ...] = (
         2.0,
         measure="peak_scaling",
     ),
+    Target("aiofile.os.stat, 1 in flight, time/op", "stat_1", "default", "<=", 5.0),
+    Target("aiofile.os.stat, 64 in flight, ops/s", "stat_64", "default", ">=", 0.3),
 )

@@ -671,6 +671,81 @@ def measure_mem_alloc(spec: Result) -> Result:
     return {"value": out["kept_per_op"], "units": n, "seconds": 0.0, "extra": out}
 
 
+# ---------------------------------------------------------------- filesystem calls
+#
+# aiofile.os.stat of a file whose metadata are cached, against os.stat and
+# aiofiles.os.stat (a thread hop per call). Same count, same budget.
+
+
+async def async_stat(
+    stat: Callable[[str], Awaitable[Any]], path: str, count: int, in_flight: int, budget: float,
+) -> tuple[int, float]:
+    start = perf_counter()
+    deadline = start + budget
+    batch_size = 256 if in_flight == 1 else 16
+
+    async def worker(share: int) -> int:
+        done = 0
+        while done < share:
+            batch = min(batch_size, share - done)
+            for _ in range(batch):
+                await stat(path)
+            done += batch
+            if perf_counter() > deadline:
+                break
+        return done
+
+    if in_flight == 1:
+        done = await worker(count)
+    else:
+        parts = [count // in_flight + (i < count % in_flight) for i in range(in_flight)]
+        done = sum(await asyncio.gather(*(worker(n) for n in parts)))
+    return done, perf_counter() - start
+
+
+def measure_stat(spec: Result, in_flight: int) -> Result:
+    participant = spec["participant"]
+    path = spec["files"]["stream"]
+    count = spec["sizes"]["rand_ops"]
+    budget = spec["sizes"]["budget_seconds"]
+    expected = os.stat(path)
+    if participant == "stdlib":
+        # os.stat has nothing to overlap: "64 in flight" is the same loop.
+        stat = os.stat
+        done = 0
+        start = perf_counter()
+        deadline = start + budget
+        while done < count:
+            for _ in range(256):
+                stat(path)
+            done += 256
+            if perf_counter() > deadline:
+                break
+        seconds = perf_counter() - start
+    else:
+        if participant in CAIO_BACKENDS:
+            aiofile_for(participant)  # the backend CAIO_IMPL asked for, or Unavailable
+            module = import_optional("aiofile.os")
+        elif participant == "aiofiles":
+            module = import_optional("aiofiles.os")
+        else:
+            raise Unavailable(f"no implementation for {participant}")
+        if not hasattr(module, "stat"):
+            raise Unavailable(f"{module.__name__} has no stat")
+
+        async def run_stat() -> tuple[int, float]:
+            first = await module.stat(path)
+            if (first.st_ino, first.st_size) != (expected.st_ino, expected.st_size):
+                raise RuntimeError(f"{participant} stat gave {first}, not {expected}")
+            return await async_stat(module.stat, path, count, in_flight, budget)
+
+        done, seconds = asyncio.run(run_stat())
+    extra = {"ops": done, "partial": done < count}
+    if in_flight == 1:
+        return {"value": seconds / done * 1e6, **timed_rate(done, seconds, extra)}
+    return {"value": done / seconds, **timed_rate(done, seconds, extra)}
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -696,6 +771,10 @@ def measure(spec: Result) -> Result:
         return measure_mem_stream(spec)
     if workload == "mem_alloc":
         return measure_mem_alloc(spec)
+    if workload == "stat_1":
+        return measure_stat(spec, 1)
+    if workload == "stat_64":
+        return measure_stat(spec, IN_FLIGHT)
     raise ValueError(f"unknown workload {workload!r}")
 
 

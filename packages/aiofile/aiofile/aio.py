@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from caio import MAX_IO_SIZE
 
+from . import _fs
 from .context import DEFAULT_CONTEXT_STORE, create_context, default_context, get_default_context
 from .direct import DirectIO, direct_io_of, open_direct
 from .modes import FileMode, parse_mode
@@ -291,10 +292,12 @@ class AIOFile:
             return None
         if fh.opened:
             raise NotOpenError(f"{self._name!r} is closed and cannot be reopened")
-        fh.bind_context()
-        loop = asyncio.get_running_loop()
-        # open() may block (network filesystems, FIFOs): not on the loop.
-        fd = await loop.run_in_executor(self._executor, self._open_fd)
+        # open() may block (network filesystems, FIFOs): not on the loop;
+        # io_uring's OPENAT where the context has it, else the executor.
+        fd = await _fs.open_fd(
+            fh.bind_context(), self._executor, self._name, self._file_mode.flags, 0o666,
+            self._open_fd,
+        )
         if fh.fd >= 0:  # a concurrent open() won
             os.close(fd)
             return None

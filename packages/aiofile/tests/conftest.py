@@ -61,3 +61,50 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             count = min(100_000, BIG_LINES - start)
             out.write("".join(rnd.choices(pool, k=count)))
     return path
+
+
+#: The caio context methods aiofile.os / aiofile.tempfile / AIOFile.open use
+#: when a context has them (caio 0.13: io_uring operations where the kernel
+#: has them).
+FS_METHODS = (
+    "stat", "fstat", "open", "close_fd", "rename", "unlink", "rmdir", "mkdir", "link",
+    "symlink", "ftruncate", "fallocate", "in_kernel",
+)
+
+
+def _without_fs_methods(cls: type) -> type:
+    """The same context class with the filesystem methods hidden: aiofile
+    then takes its other path (the loop's executor)."""
+    return type(f"{cls.__name__}WithoutFsMethods", (cls,), dict.fromkeys(FS_METHODS))
+
+
+FS_PATHS = [
+    pytest.param((module, via_context), id=f"{backend_id}-{'context' if via_context else 'pool'}")
+    for module in caio.variants_asyncio
+    for backend_id in [module.__name__.rsplit(".", 1)[-1].replace("_asyncio", "")]
+    for via_context in (True, False)
+]
+
+
+@pytest.fixture(params=FS_PATHS)
+def fs_context(request: pytest.FixtureRequest, event_loop: Any) -> Any:
+    """The running loop's default context, of each backend, once as it is
+    and once with its filesystem methods hidden (the executor path). The
+    first is skipped where this caio has no such methods."""
+    from aiofile.context import DEFAULT_CONTEXT_STORE
+
+    module, via_context = request.param
+    cls = module.AsyncioContext
+    if via_context and not hasattr(cls, "stat"):
+        pytest.skip("this caio's contexts have no filesystem methods")
+    if not via_context:
+        cls = _without_fs_methods(cls)
+    ctx = cls(loop=event_loop)
+    previous = DEFAULT_CONTEXT_STORE.get(id(event_loop))
+    DEFAULT_CONTEXT_STORE[id(event_loop)] = ctx
+    yield ctx
+    if previous is None:
+        DEFAULT_CONTEXT_STORE.pop(id(event_loop), None)
+    else:
+        DEFAULT_CONTEXT_STORE[id(event_loop)] = previous
+    ctx.close()

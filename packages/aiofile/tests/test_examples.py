@@ -163,3 +163,66 @@ def test_direct_reader_reads_the_blocks_it_names(tmp_path: Path) -> None:
         assert start % 8192 == 0 and start + 8192 <= len(data)
         assert digest == hashlib.sha256(data[start:start + 8192]).hexdigest()
     assert run("direct_reader.py", path, "--block-size", "100").returncode == 1
+
+
+def tree_contents(root: Path) -> list[tuple[str, str, bytes]]:
+    """Each entry under ``root``: its kind and its bytes or link target."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            relative = str(path.relative_to(root))
+            if path.is_symlink():
+                found.append((relative, "link", os.fsencode(os.readlink(path))))
+            elif path.is_dir():
+                found.append((relative, "dir", b""))
+            else:
+                found.append((relative, "file", path.read_bytes()))
+    return sorted(found)
+
+
+def make_tree(root: Path) -> None:
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "zero").touch()
+    (root / "a" / "big").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    for i in range(40):
+        (root / "a" / "b" / f"f{i}").write_bytes(os.urandom(i * 997))
+    (root / "a" / "b" / "c" / "ünïcode name").write_text("text\n")
+    (root / "link").symlink_to("a/big")
+    (root / "dirlink").symlink_to("a", target_is_directory=True)
+    (root / "broken").symlink_to("nowhere")
+
+
+@pytest.mark.parametrize("progress", ["plain", "none", "auto", "tqdm", "rich"])
+def test_copytree_copies_every_byte_and_link(tmp_path: Path, progress: str) -> None:
+    if progress in ("tqdm", "rich"):
+        pytest.importorskip(progress)
+    src = tmp_path / "src"
+    make_tree(src)
+    done = run("copytree.py", src, tmp_path / "dst", "--jobs", "3", "--progress", progress)
+    assert done.returncode == 0, done.stderr
+    assert tree_contents(tmp_path / "dst") == tree_contents(src)
+    assert done.stdout.decode().splitlines()[-1] == (
+        f"copied 43 files ({3 * 1024 * 1024 + 17 + sum(i * 997 for i in range(40)) + 5} bytes), "
+        "5 directories, 3 links"
+    )
+    if progress == "plain":
+        assert b"100%" in done.stderr
+    if progress == "none":
+        assert done.stderr == b""
+
+
+def test_copytree_refuses(tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    (tmp_path / "dst").mkdir()
+    exists = run("copytree.py", tmp_path / "src", tmp_path / "dst")
+    assert exists.returncode == 1 and b"exists already" in exists.stderr
+    assert os.listdir(tmp_path / "dst") == []
+    missing = run("copytree.py", tmp_path / "missing", tmp_path / "new")
+    assert missing.returncode == 1 and b"No such file" in missing.stderr
+    not_dir = run("copytree.py", tmp_path / "src" / "zero", tmp_path / "new")
+    assert not_dir.returncode == 1 and b"Not a directory" in not_dir.stderr
+    assert not (tmp_path / "new").exists()
+    bad = run("copytree.py", tmp_path / "src", tmp_path / "new", "--jobs", "0")
+    assert bad.returncode == 2 and b"positive" in bad.stderr

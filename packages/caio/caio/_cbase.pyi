@@ -8,6 +8,7 @@ at run time.
 """
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -81,6 +82,7 @@ class CContext:
         self, max_requests: int = 0, min_requests: int = 0, timeout: float = 0
     ) -> int: ...
     def poll(self) -> int: ...
+    def fs_in_kernel(self, op: int, /) -> bool: ...
     def set_future_factory(
         self,
         factory: FutureFactory,
@@ -100,3 +102,20 @@ class CContext:
     def closed(self) -> bool: ...
     @property
     def fileno(self) -> int: ...
+
+class CFsContext(CContext):
+    """A context whose fs_async runs filesystem operations (caio._fsops)."""
+
+    def fs_async(
+        self,
+        op: int,
+        fd: int,
+        path: bytes | None,
+        path2: bytes | None,
+        fd2: int,
+        flags: int,
+        mode: int,
+        offset: int,
+        length: int,
+        /,
+    ) -> os.stat_result | int | None | asyncio.Future[Any]: ...

@@ -22,7 +22,8 @@ from collections import deque
 from queue import SimpleQueue
 
 from . import _fork
-from ._python_kernel import FDSYNC, READ, WRITE, execute, make_wakeup, oserror, signal
+from ._fsops import dropped
+from ._python_kernel import FDSYNC, FS, READ, WRITE, execute, make_wakeup, oserror, signal
 
 TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
 if TYPE_CHECKING:
@@ -177,14 +178,15 @@ class Pool:
             try:
                 if result < 0:
                     future.set_exception(oserror(-result))
-                elif op._opcode == READ:
+                elif op._opcode == READ or op._opcode == FS:
                     future.set_result(op._data)
                 elif op._opcode == WRITE or op._opcode > FDSYNC:
                     future.set_result(result)  # readinto, readv, writev too
                 else:
                     future.set_result(None)
             except errors:  # cancelled meanwhile, or its loop is closed
-                pass
+                if op._opcode == FS and result >= 0:
+                    dropped(op._payload[0], op._data)
 
     def __del__(self) -> None:
         # Every worker is gone (each held a reference): nobody writes the

@@ -15,6 +15,7 @@ import os
 import select
 from collections.abc import Callable
 
+from . import _fsops
 from ._limits import MAX_IO_SIZE, NOWAIT_MAX_PYTHON
 
 try:
@@ -32,8 +33,8 @@ OFFSET_LIMIT = 2**63  # offsets are off_t: below this
 PRIORITY_LIMIT = 0x10000
 FD_MAX = 0x7FFFFFFF
 
-READ, WRITE, FSYNC, FDSYNC, READINTO, READV, WRITEV = 0, 1, 2, 3, 4, 5, 6
-OPCODE_NAMES = ("read", "write", "fsync", "fdsync", "readinto", "readv", "writev")
+READ, WRITE, FSYNC, FDSYNC, READINTO, READV, WRITEV, FS = 0, 1, 2, 3, 4, 5, 6, 7
+OPCODE_NAMES = ("read", "write", "fsync", "fdsync", "readinto", "readv", "writev", "fs")
 
 #: At most this many buffers in one readv/writev (the C backends' IOV_MAX).
 try:
@@ -195,7 +196,11 @@ def execute(op: Operation, stop_fd: int) -> None:
                 # Unlocks a bytearray payload for resizing again.
                 view.release()
                 op._view = None
-        elif code >= READINTO:
+        elif code == FS:
+            # A filesystem operation (caio._fsops): its value, not a count.
+            op._data = _fsops.call(*op._payload)
+            op._result = 0
+        elif code >= READINTO:  # readinto, readv, writev (FS is taken above)
             try:
                 op._result = _transfer(op, fd, stop_fd)
             finally:

@@ -70,7 +70,7 @@ class Operation(AbstractOperation):
     _views: list[memoryview] | None  # readv, writev: the held buffers
     _state: int
     _result: int
-    _data: bytes | None
+    _data: Any  # read: bytes; a filesystem operation: its value
     _callback: Callable[[int], Any] | None
     _future: asyncio.Future[Any] | None
     _key: object
@@ -227,7 +227,7 @@ class Operation(AbstractOperation):
         if self._result < 0:
             raise oserror(-self._result)
         if self._opcode == READ:
-            return self._data
+            return self._data  # type: ignore[no-any-return]
         if self._opcode == FSYNC or self._opcode == FDSYNC:
             return None
         return self._result

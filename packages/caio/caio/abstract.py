@@ -270,3 +270,14 @@ class AbstractContext(ABC):
     @abstractmethod
     def cancel_future(self, future: asyncio.Future[Any]) -> bool:
         """Ask the kernel to cancel the operation behind ``future``."""
+
+    # Filesystem operations (caio._fsops). A backend that runs them itself
+    # also has ``fs_async(op, fd, path, path2, fd2, flags, mode, offset,
+    # length)``: the value if done during the call, else a future; the
+    # asyncio adapter runs them on a thread for the others.
+
+    def fs_in_kernel(self, op: int) -> bool:
+        """Whether filesystem operation number ``op`` (``caio._fsops.NAMES``)
+        runs as an io_uring request on this context: False unless the
+        backend says otherwise."""
+        return False

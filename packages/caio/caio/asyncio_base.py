@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._direct import aligned_buffer, dio_alignment, direct_span, is_direct
 from ._fork import fork_generation
+from ._fs_asyncio import FsOperations
 from ._limits import MAX_IO_SIZE, MAX_REQUESTS_DEFAULT
 from ._registry import live
 from .abstract import AbstractContext, AbstractOperation
@@ -59,7 +60,7 @@ def _name(loop: asyncio.AbstractEventLoop) -> str:
     return f"<{type(loop).__name__} at {id(loop):#x}>"
 
 
-class AsyncioContextBase:
+class AsyncioContextBase(FsOperations):
     """asyncio front of one backend context.
 
     ``AsyncioContext(max_requests=None, loop=None, deferred=False,
@@ -74,6 +75,9 @@ class AsyncioContextBase:
     what the backend's ``Context`` raises for bad options (TypeError,
     ValueError, OSError), and NotImplementedError for a loop that cannot
     watch a descriptor.
+
+    Filesystem operations (``stat``, ``open``, ``rename``, ...) come from
+    ``caio._fs_asyncio.FsOperations``.
     """
 
     MAX_REQUESTS_DEFAULT: ClassVar[int] = MAX_REQUESTS_DEFAULT

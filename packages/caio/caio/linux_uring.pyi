@@ -2,13 +2,13 @@ from typing import final
 
 from typing_extensions import Self
 
-from ._cbase import CContext, COperation
+from ._cbase import CFsContext, COperation
 
 @final
 class Operation(COperation): ...
 
 @final
-class Context(CContext):
+class Context(CFsContext):
     def __new__(
         cls, max_requests: int | None = None, *, sqpoll: bool = False, nowait_reads: bool = True
     ) -> Self: ...

@@ -33,6 +33,7 @@ import weakref
 from _thread import get_ident
 
 from . import _fork
+from ._fsops import NAMES as _FS_NAMES
 from ._limits import MAX_REQUESTS_DEFAULT, MAX_REQUESTS_LIMIT
 from ._python_args import check_fd, check_priority, check_size, payload_view
 from ._python_engine import (
@@ -48,6 +49,7 @@ from ._python_kernel import (
     FAIL_AT_ONCE,
     FD_MAX,
     FDSYNC,
+    FS,
     FSYNC,
     MAX_RW_COUNT,
     NOWAIT_MAX_PYTHON,
@@ -516,6 +518,29 @@ class Context(AbstractContext):
         check_priority(priority)
         return self._enqueue(Operation._make(FDSYNC, fileno, 0, 0))
 
+    def fs_async(
+        self, op: int, fd: int, path: bytes | None, path2: bytes | None, fd2: int,
+        flags: int, mode: int, offset: int, length: int,
+    ) -> asyncio.Future[Any]:
+        """A future of filesystem operation number ``op`` (``caio._fsops``),
+        run by a worker with the ``os`` functions.
+
+        Raises TypeError/ValueError (bad op), ValueError once closed,
+        RuntimeError (other process, no future factory).
+        """
+        if self._usable_in != _fork._generation or self._owner_thread != get_ident():
+            self._raise_unusable()
+        _fs_check(op, fd, path, path2, fd2, flags, mode, offset, length)
+        return self._enqueue(Operation._make(
+            FS, fd, 0, 0, (op, fd, path, path2, fd2, flags, mode, offset, length),
+        ))
+
+    def fs_in_kernel(self, op: int) -> bool:
+        """False: the workers run every filesystem operation. Raises
+        TypeError, ValueError (no such operation)."""
+        _fs_number(op)
+        return False
+
     def cancel_future(self, future: asyncio.Future[Any]) -> bool:
         """Cancel the operation behind ``future`` if no worker started it.
 
@@ -531,3 +556,29 @@ class Context(AbstractContext):
             return False
         finish_cancelled(op)
         return True
+
+
+def _fs_number(op: object) -> None:
+    if not isinstance(op, int):
+        raise TypeError(f"op must be int, not {type(op).__name__}")
+    if not 0 <= op < len(_FS_NAMES):
+        raise ValueError(f"no filesystem operation number {op}")
+
+
+def _fs_check(op: object, *args: object) -> None:
+    """fs_async's arguments, checked as C's caio_fs_prepare checks them
+    (which path a row reads is the os function's business here)."""
+    _fs_number(op)
+    for name, value in zip(_FS_ARGS, args, strict=True):
+        if name.startswith("path"):
+            if value is None:
+                continue
+            if not isinstance(value, bytes):
+                raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+            if b"\0" in value:
+                raise ValueError(f"{name}: embedded null byte")
+        elif not isinstance(value, int):
+            raise TypeError(f"{name} must be int, not {type(value).__name__}")
+
+
+_FS_ARGS = ("fd", "path", "path2", "fd2", "flags", "mode", "offset", "length")

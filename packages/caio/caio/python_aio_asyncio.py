@@ -14,4 +14,5 @@ class AsyncioContext(AsyncioContextBase):
 
     CONTEXT_CLASS = Context
     OPERATION_CLASS = Operation
+    FS_ASYNC_ALL = True  # its workers run every filesystem operation
     CALLBACKS_IN_LOOP = False

@@ -2,13 +2,13 @@ from typing import final
 
 from typing_extensions import Self, disjoint_base
 
-from ._cbase import CContext, COperation
+from ._cbase import CFsContext, COperation
 
 @final
 class Operation(COperation): ...
 
 @disjoint_base
-class Context(CContext):
+class Context(CFsContext):
     def __new__(
         cls,
         max_requests: int | None = None,

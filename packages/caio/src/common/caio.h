@@ -39,6 +39,7 @@ enum caio_opcode {
     CAIO_READINTO = 4,     /* into the caller's writable buffer (req->view) */
     CAIO_READV = 5,        /* into a sequence of writable buffers (req->vec) */
     CAIO_WRITEV = 6,       /* from a sequence of buffers (req->vec) */
+    CAIO_FS = 7,           /* a filesystem operation: req->fs, common/fsops.h */
 };
 
 /* Reads that move data into memory (and may end short at end of file). */
@@ -57,7 +58,7 @@ static inline int caio_opcode_vectored(int opcode)
 static inline const char *caio_opcode_name(int opcode)
 {
     static const char *const names[] = {"read", "write", "fsync", "fdsync",
-                                        "readinto", "readv", "writev"};
+                                        "readinto", "readv", "writev", "fs"};
     return (unsigned)opcode < sizeof(names) / sizeof(names[0]) ? names[opcode] : "?";
 }
 
@@ -105,6 +106,17 @@ typedef struct caio_req {
     PyObject *owner;        /* CAIO_REQ_OWNED: the Operation object (borrowed; the
                                backend holds a strong ref while in flight) */
     struct caio_req *next;  /* backend queues (waiting list, completion list) */
+    /* CAIO_FS only (common/fsops.h). The first path is req->data, held by
+     * req->view; path2 or the statx buffer lives in req->buffer (owned): both
+     * stay put until the request is cleared, whatever the kernel does. */
+    struct {
+        const char *path2;  /* rename/link/symlink: the second path */
+        void *statx;        /* stat: the struct statx the kernel fills */
+        int fd2;            /* the second path's directory fd */
+        int flags;          /* AT_* flags, open(2) flags */
+        unsigned mode;      /* open/mkdir mode, fallocate mode */
+        uint8_t op;         /* enum caio_fsop */
+    } fs;
     uint64_t backend[8];    /* backend scratch space (e.g. a struct iocb) */
 } caio_req;
 

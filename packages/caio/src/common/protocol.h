@@ -35,7 +35,13 @@
                                    first submit(): its Operations hold it */ \
     unsigned long fork_gen;     /* caio_fork_generation() at creation */    \
     unsigned long owner_thread; /* who called set_future_factory() */       \
-    int closed;                 /* close() has started */
+    int closed;                 /* close() has started */                   \
+    /* Filesystem operations (common/fsops.h): bit i set when operation i   \
+     * runs in the kernel (linux_uring's probe, made once per context: the \
+     * one place a kernel feature profile needs to mask); fs_kernel_only:   \
+     * fs_async refuses the others (no worker to run them). */             \
+    uint32_t fs_kernel;                                                     \
+    int fs_kernel_only;
 
 typedef struct {
     CAIO_CONTEXT_HEAD
@@ -147,6 +153,9 @@ static inline void caio_context_clear(caio_context *ctx)
     Py_CLEAR(ctx->selfref);
 }
 
+/* fs_in_kernel(op) -> bool: bit op of the head's fs_kernel. */
+CAIO_API PyObject *caio_ctx_fs_in_kernel(PyObject *self, PyObject *op);
+
 /* ---- the page-cache fast path -------------------------------------------------- */
 
 /* caio_nowait_rw for a prepared read or write request, the GIL released
@@ -253,6 +262,11 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
     "or worker can. Returns how many were cancelled.\n"                       \
     "Raises TypeError, ValueError (an Operation not submitted to this\n"     \
     "context; nothing is cancelled then). " CAIO_RAISES_COMMON
+#define CAIO_DOC_FS_IN_KERNEL                                                 \
+    "fs_in_kernel($self, op, /)\n--\n\n"                                      \
+    "True when filesystem operation number op (caio._fsops.NAMES) runs as\n" \
+    "an io_uring request on this context (probed once, when it was made).\n" \
+    "Raises TypeError, ValueError (no such operation)."
 #define CAIO_DOC_ENTER "__enter__($self, /)\n--\n\n"
 #define CAIO_DOC_EXIT "__exit__($self, /, *exc_info)\n--\n\nclose()."
 
@@ -347,6 +361,8 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
     {"process_events", CAIO_METH(ctx_process_events_kw), CAIO_FASTCALL_KW,    \
      CAIO_DOC_PROCESS_EVENTS events_doc},                                     \
     {"poll", (PyCFunction)ctx_poll, METH_NOARGS, CAIO_DOC_POLL},               \
+    {"fs_in_kernel", (PyCFunction)caio_ctx_fs_in_kernel, METH_O,              \
+     CAIO_DOC_FS_IN_KERNEL},                                                  \
     {"set_future_factory", CAIO_METH(ctx_set_future_factory), CAIO_FASTCALL_KW, \
      CAIO_DOC_SET_FUTURE_FACTORY factory_doc},                                \
     {"__enter__", (PyCFunction)ctx_enter_cm, METH_NOARGS, CAIO_DOC_ENTER},    \

@@ -1,5 +1,7 @@
 /* Requests: argument checks, buffers, results, futures, the request pool. */
 #include "caio.h"
+#include "fsops.h"
+
 #include <limits.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -238,6 +240,8 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
     int64_t nbytes = 0, offset = 0;
     int fd, priority;
 
+    if (opcode == CAIO_FS)
+        return caio_fs_prepare(req, args, nargs, kwnames);
     switch (opcode) {
     case CAIO_READ:
     case CAIO_WRITE:
@@ -366,6 +370,8 @@ PyObject *caio_req_value(caio_req *req)
     case CAIO_READV:
     case CAIO_WRITEV:
         return PyLong_FromSsize_t(req->result);
+    case CAIO_FS:
+        return caio_fs_value(req);
     default:
         Py_RETURN_NONE;
     }
@@ -455,7 +461,8 @@ static int future_loop_closed(PyObject *fut)
     return result;
 }
 
-/* fut.set_result(arg) / fut.set_exception(arg), by name. */
+/* fut.set_result(arg) / fut.set_exception(arg), by name. 1 when nobody
+ * took it (cancelled future, closed loop). */
 static int future_call(PyObject *fut, PyObject *name, PyObject *arg)
 {
     PyObject *r = PyObject_CallMethodOneArg(fut, name, arg);
@@ -464,14 +471,14 @@ static int future_call(PyObject *fut, PyObject *name, PyObject *arg)
         /* Cancelled while the kernel worked: nobody wants the result. */
         if (PyErr_ExceptionMatches(invalid_state_error)) {
             PyErr_Clear();
-            return 0;
+            return 1;
         }
         /* The loop was closed with the operation in flight (a context
          * closed at exit, after asyncio.run() returned): the future can
          * never be awaited again, so there is nobody to tell. */
         if (PyErr_ExceptionMatches(PyExc_RuntimeError) && future_loop_closed(fut)) {
             PyErr_Clear();
-            return 0;
+            return 1;
         }
         return -1;
     }
@@ -502,12 +509,14 @@ int caio_req_resolve_future(caio_req *req)
         return -1;
     rc = future_call(fut, name, arg);
     Py_DECREF(arg);
-    return rc;
+    if (rc == 1 && req->opcode == CAIO_FS && req->result >= 0)
+        caio_fs_dropped(req);   /* e.g. an open whose awaiting task was cancelled */
+    return rc < 0 ? -1 : 0;
 }
 
 int caio_future_set_exception(PyObject *fut, PyObject *exc)
 {
-    return future_call(fut, str_set_exception, exc);
+    return future_call(fut, str_set_exception, exc) < 0 ? -1 : 0;
 }
 
 /* ---- pool --------------------------------------------------------------- */

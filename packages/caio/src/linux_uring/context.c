@@ -117,6 +117,7 @@ static void deadline_in(struct timespec *deadline, int ms)
  * frees what was made, if self->released is 0. */
 int uctx_open(UringContext *self, int sqpoll)
 {
+    uint64_t supported[4];
     int err;
 
     err = uring_init(&self->ring, self->max_requests, sqpoll);
@@ -125,6 +126,11 @@ int uctx_open(UringContext *self, int sqpoll)
         return -1;
     }
     self->released = 0;
+    /* Once per context: the filesystem operations this kernel does. The
+     * rest go to a thread (the adapter's executor): fs_async refuses them. */
+    self->fs_kernel = uring_probe(&self->ring, supported) == 0
+                      ? uctx_fs_kernel_ops(supported) : 0;
+    self->fs_kernel_only = 1;
     self->sqpoll = uring_is_sqpoll(&self->ring);
     self->limit = self->max_requests < self->ring.sq.entries ? self->max_requests
                                                              : self->ring.sq.entries;
@@ -239,6 +245,9 @@ int uctx_queue_req(UringContext *self, caio_req *req)
                    req->fd, (uint64_t)(uintptr_t)req->vec->iov, (uint32_t)req->vec->count,
                    (uint64_t)req->offset, (uint64_t)(uintptr_t)req);
         self->unsubmitted_bytes += req->nbytes;
+        break;
+    case CAIO_FS:
+        uctx_prep_fs(sqe, req);
         break;
     default:
         uring_prep(sqe, IORING_OP_FSYNC, req->fd, 0, 0, 0, (uint64_t)(uintptr_t)req);

@@ -91,6 +91,14 @@ CAIO_API int uctx_flush(UringContext *self);
 /* Make the eventfd readable (work no CQE announces). */
 CAIO_API void uctx_signal(UringContext *self);
 
+/* ---- filesystem operations (fs.c) ------------------------------------------ */
+
+/* Which rows of common/fsops.h this kernel does (a bit each), from the
+ * opcodes its probe reported (uring_probe). */
+CAIO_API uint32_t uctx_fs_kernel_ops(const uint64_t supported[4]);
+/* Fill sqe for a CAIO_FS request. */
+CAIO_API void uctx_prep_fs(struct io_uring_sqe *sqe, const caio_req *req);
+
 /* ---- completion ----------------------------------------------------------- */
 
 /* Take every CQE; Operation callbacks are deferred unless run_callbacks. */

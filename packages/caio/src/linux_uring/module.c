@@ -3,6 +3,7 @@
  * module, whose init probes io_uring and refuses to import, saying why,
  * where it is blocked. The engine is in context.c. */
 #include "context.h"
+#include "fsops.h"
 #include "notify.h"
 
 #include <errno.h>
@@ -136,6 +137,7 @@ out:
 }
 
 CAIO_ASYNC_TRAMPOLINES(UringContext, submit_async)
+CAIO_FS_TRAMPOLINE(UringContext, submit_async)
 
 static PyObject *ctx_cancel_future(UringContext *self, PyObject *fut)
 {
@@ -491,6 +493,7 @@ static PyMethodDef ctx_methods[] = {
         "\nRaises OSError when the ring fails.",
         "\nWith call_soon, submissions that do not complete inline are\n"
         "batched once per loop iteration."),
+    CAIO_FS_METHODS,
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
      "close($self, /)\n--\n\n"
      "Cancel what is in flight, wait for it, release the ring. Idempotent.\n"

@@ -192,30 +192,45 @@ static const struct {
     {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
 };
 
-static int probe_ops(struct uring *ring, const char **missing)
+int uring_probe(struct uring *ring, uint64_t supported[4])
 {
     const unsigned nops = 256;
     struct io_uring_probe *probe;
     int err = 0;
 
+    memset(supported, 0, 4 * sizeof(uint64_t));
     probe = calloc(1, sizeof(*probe) + nops * sizeof(struct io_uring_probe_op));
     if (probe == NULL)
         return -ENOMEM;
     if (sys_io_uring_register(ring->fd, IORING_REGISTER_PROBE, probe, nops) < 0) {
         err = -errno;
-        *missing = "IORING_REGISTER_PROBE";
     } else {
-        for (size_t i = 0; i < sizeof(needed_ops) / sizeof(*needed_ops); i++) {
-            uint8_t op = needed_ops[i].op;
-            if (op > probe->last_op || !(probe->ops[op].flags & IO_URING_OP_SUPPORTED)) {
-                *missing = needed_ops[i].name;
-                err = -EOPNOTSUPP;
-                break;
-            }
+        for (unsigned op = 0; op <= probe->last_op && op < nops; op++) {
+            if (probe->ops[op].flags & IO_URING_OP_SUPPORTED)
+                supported[op / 64] |= 1ULL << (op % 64);
         }
     }
     free(probe);
     return err;
+}
+
+static int probe_ops(struct uring *ring, const char **missing)
+{
+    uint64_t supported[4];
+    int err = uring_probe(ring, supported);
+
+    if (err < 0) {
+        *missing = "IORING_REGISTER_PROBE";
+        return err;
+    }
+    for (size_t i = 0; i < sizeof(needed_ops) / sizeof(*needed_ops); i++) {
+        uint8_t op = needed_ops[i].op;
+        if (!(supported[op / 64] & (1ULL << (op % 64)))) {
+            *missing = needed_ops[i].name;
+            return -EOPNOTSUPP;
+        }
+    }
+    return 0;
 }
 
 int uring_check_usable(const char **stage)

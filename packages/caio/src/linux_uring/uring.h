@@ -113,6 +113,10 @@ URING_API void uring_exit(struct uring *ring);
 
 URING_API int uring_register_eventfd(struct uring *ring, int efd);
 
+/* IORING_REGISTER_PROBE: bit op of supported[] set for every opcode the
+ * kernel has. 0 or -errno (then nothing is set). */
+URING_API int uring_probe(struct uring *ring, uint64_t supported[4]);
+
 /* Can this process use io_uring at all? Sets up and tears down a tiny
  * ring. Returns 0, or -errno with *stage naming the step that failed
  * ("io_uring_setup", "mmap", "IORING_REGISTER_PROBE", or an opcode name). */

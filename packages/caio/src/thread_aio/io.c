@@ -1,6 +1,7 @@
 /* System calls: what a worker does. (The non-blocking fast path that
  * serves page-cache hits on the calling thread is common/nowait.c.) */
 #include "io.h"
+#include "fsops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +84,8 @@ ssize_t caio_io_blocking(const caio_req *req, caio_io_wake *wake)
     ssize_t n;
 
     switch (req->opcode) {
+    case CAIO_FS:
+        return caio_fs_syscall(req);
     case CAIO_READ:
     case CAIO_READINTO:     /* req->data is the caller's buffer: no copy */
         do

@@ -6,6 +6,7 @@
  * submit/cancel, process_events, set_future_factory, then the type
  * (creation, close, dealloc), attributes and the module. */
 #include "context.h"
+#include "fsops.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -78,6 +79,9 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
 }
 
 CAIO_ASYNC_TRAMPOLINES(ThreadContext, ctx_async)
+#ifdef CAIO_HAVE_FS
+CAIO_FS_TRAMPOLINE(ThreadContext, ctx_async)
+#endif
 
 static PyObject *ctx_cancel_future(ThreadContext *self, PyObject *future)
 {
@@ -362,6 +366,9 @@ static PyMethodDef ctx_methods[] = {
         "(-ECANCELED), not counted; their callbacks get -ECANCELED, here.",
         "\nRaises what a future's set_result raised (the rest are still\nresolved).",
         ""),
+#ifdef CAIO_HAVE_FS
+    CAIO_FS_METHODS,
+#endif
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
      "close($self, /)\n--\n\n"
      "Stop the pool: queued requests fail with ECANCELED, running ones are\n"

@@ -1,0 +1,125 @@
+"""The one place that decides where a filesystem call runs.
+
+``aiofile.os``, ``aiofile.os.path``, ``aiofile.tempfile`` and
+``AIOFile.open`` never call the event loop themselves: they hand each call
+to ``call`` (or ``call_in``), with the name of the caio context method that
+can do it and the blocking function that does the same thing.
+
+* When the context has a method of that name (caio 0.13's ``stat``,
+  ``open``, ``rename``, ``unlink``, ...; on io_uring they run in the kernel
+  where it has the opcode), that method runs the call. Its arguments,
+  result and errors are those of the ``os`` function of the same name.
+* Otherwise (an older caio, or a name given as None: composite calls such
+  as ``makedirs``, and calls that have no kernel form such as ``listdir``)
+  the blocking function runs in the loop's default executor (or the one
+  given to ``call_in``).
+
+Either way nothing blocks the loop. The functions return the awaitable
+instead of being coroutines themselves: one coroutine frame less on every
+call (see ``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from functools import partial
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from .context import default_context
+
+if TYPE_CHECKING:
+    from caio import AsyncioContextBase
+
+__all__ = ("call", "call_in", "in_kernel", "open_fd")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# os.open makes descriptors non-inheritable (PEP 446); a context's open is
+# given the flag explicitly, so that it holds whatever the backend does.
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def call_in(
+    context: AsyncioContextBase | None,
+    executor: Executor | None,
+    name: str | None,
+    function: Callable[P, R],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> Awaitable[R]:
+    """``function(*args, **kwargs)`` without blocking the running loop.
+
+    ``context`` (None: the running loop's default one) runs it when it has
+    a method called ``name``; else ``function`` runs in ``executor`` (None:
+    the loop's default). Raises RuntimeError when no loop runs; the
+    awaitable raises what ``function`` raises.
+    """
+    loop = asyncio.get_running_loop()
+    if name is not None:
+        if context is None:
+            context = default_context(loop)
+        method = getattr(context, name, None)
+        if method is not None:
+            return method(*args, **kwargs)  # type: ignore[no-any-return]
+    if kwargs:
+        return loop.run_in_executor(executor, partial(function, *args, **kwargs))
+    return loop.run_in_executor(executor, function, *args)
+
+
+def call(
+    name: str | None, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs,
+) -> Awaitable[R]:
+    """``call_in`` with the running loop's default context and executor."""
+    return call_in(None, None, name, function, *args, **kwargs)
+
+
+def in_kernel(name: str) -> bool:
+    """Whether ``name`` runs as an io_uring operation on the running loop's
+    default context (False where the context cannot say). Raises
+    RuntimeError when no loop runs."""
+    probe: Callable[[str], bool] | None = getattr(
+        default_context(asyncio.get_running_loop()), "in_kernel", None,
+    )
+    return bool(probe is not None and probe(name))
+
+
+def _refuse_directory(fd: int, flags: int, path: Any) -> None:
+    # Only a read-only open succeeds on a directory (the kernel refuses
+    # the others with EISDIR); the built-in open refuses it too.
+    if flags & os.O_ACCMODE == os.O_RDONLY and stat.S_ISDIR(os.fstat(fd).st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+
+
+async def open_fd(
+    context: AsyncioContextBase,
+    executor: Executor | None,
+    path: str | bytes,
+    flags: int,
+    mode: int,
+    blocking_open: Callable[[], int],
+) -> int:
+    """A descriptor of ``path`` for a file object, without blocking the loop.
+
+    Through the context's ``open`` (io_uring's OPENAT) where it has one,
+    refusing a directory with IsADirectoryError as the built-in ``open``
+    does; else ``blocking_open()``, which must do the same, runs in
+    ``executor``. Raises OSError.
+    """
+    method = getattr(context, "open", None)
+    if method is None:
+        return await call_in(context, executor, None, blocking_open)
+    fd: int = await method(path, flags | _CLOEXEC, mode)
+    try:
+        # fstat of an open descriptor needs no lookup: it does not block.
+        _refuse_directory(fd, flags, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,176 @@
+"""Filesystem operations (stat, open, rename, ...): what every backend shares.
+
+One request shape serves them all, as in C (``src/common/fsops.h``): an
+operation number and ``(fd, path, path2, fd2, flags, mode, offset,
+length)``, where ``fd``/``fd2`` are the directory descriptors of ``path``
+and ``path2`` (``AT_FDCWD`` for none), or the file descriptor of the
+fd operations. ``NAMES`` numbers the operations in the order of C's
+``enum caio_fsop``.
+
+How a backend runs them: ``linux_uring`` as io_uring requests where its
+probe found the opcode, ``thread_aio``/``python_aio`` in their workers
+(``fs_async``); everything else (``linux_aio``, which kernel AIO cannot do,
+and the operations a kernel's io_uring lacks) goes through ``call`` on
+``executor()``, a small thread pool this module starts on first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _fork
+
+TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
+if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import Future, ThreadPoolExecutor
+    from typing import Any
+
+__all__ = (
+    "AT_EMPTY_PATH", "AT_FDCWD", "AT_REMOVEDIR", "AT_SYMLINK_FOLLOW",
+    "AT_SYMLINK_NOFOLLOW", "METHODS", "NAMES", "call", "dropped", "executor",
+    "on_thread",
+)
+
+NAMES = (
+    "stat", "open", "close", "rename", "unlink", "mkdir", "link", "symlink",
+    "ftruncate", "fallocate",
+)
+(STAT, OPEN, CLOSE, RENAME, UNLINK, MKDIR, LINK, SYMLINK,
+ FTRUNCATE, FALLOCATE) = range(len(NAMES))
+
+#: The asyncio adapter's method names and the operation each one is.
+METHODS = {
+    "stat": STAT, "fstat": STAT, "open": OPEN, "close_fd": CLOSE,
+    "rename": RENAME, "unlink": UNLINK, "rmdir": UNLINK, "mkdir": MKDIR,
+    "link": LINK, "symlink": SYMLINK, "ftruncate": FTRUNCATE,
+    "fallocate": FALLOCATE,
+}
+
+# Linux's values (linux/fcntl.h): the C backends hand them to the kernel.
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_EMPTY_PATH = 0x1000
+
+
+def _dir(fd: int) -> int | None:
+    return None if fd == AT_FDCWD else fd
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    # os has posix_fallocate only, which emulates what the filesystem
+    # lacks instead of failing as fallocate(2) does: the C library's.
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    func = getattr(libc, "fallocate64", None) or getattr(libc, "fallocate", None)
+    if func is None:
+        raise OSError(95, os.strerror(95))  # EOPNOTSUPP
+    func.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    if func(fd, mode, offset, length) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def call(
+    op: int, fd: int, path: bytes | None, path2: bytes | None, fd2: int,
+    flags: int, mode: int, offset: int, length: int,
+) -> Any:
+    """Do operation ``op`` with the ``os`` functions (on a worker thread).
+
+    Returns None, open's descriptor or an ``os.stat_result``; raises the
+    ``os`` function's OSError.
+    """
+    if op == STAT:
+        if flags & AT_EMPTY_PATH:
+            return os.fstat(fd)
+        return os.stat(
+            path, dir_fd=_dir(fd),  # type: ignore[arg-type]
+            follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW,
+        )
+    if op == OPEN:
+        return os.open(path, flags, mode, dir_fd=_dir(fd))  # type: ignore[arg-type]
+    if op == CLOSE:
+        os.close(fd)
+    elif op == RENAME:
+        os.rename(path, path2, src_dir_fd=_dir(fd), dst_dir_fd=_dir(fd2))  # type: ignore[arg-type]
+    elif op == UNLINK:
+        remove = os.rmdir if flags & AT_REMOVEDIR else os.unlink
+        remove(path, dir_fd=_dir(fd))  # type: ignore[arg-type]
+    elif op == MKDIR:
+        os.mkdir(path, mode, dir_fd=_dir(fd))  # type: ignore[arg-type]
+    elif op == LINK:
+        # flags carry AT_SYMLINK_FOLLOW only with a dir_fd (see the adapter);
+        # without one os.link(follow_symlinks=False) is link(2) as well.
+        os.link(
+            path, path2, src_dir_fd=_dir(fd), dst_dir_fd=_dir(fd2),  # type: ignore[arg-type]
+            follow_symlinks=bool(flags & AT_SYMLINK_FOLLOW),
+        )
+    elif op == SYMLINK:
+        os.symlink(path, path2, dir_fd=_dir(fd2))  # type: ignore[arg-type]
+    elif op == FTRUNCATE:
+        os.ftruncate(fd, offset)
+    elif op == FALLOCATE:
+        _fallocate(fd, mode, offset, length)
+    else:
+        raise ValueError(f"no filesystem operation number {op}")
+    return None
+
+
+def dropped(op: int, value: Any) -> None:
+    """A result nobody will take (its awaiting task was cancelled): give
+    back what it made. An opened descriptor would otherwise leak."""
+    if op == OPEN and isinstance(value, int):
+        try:
+            os.close(value)
+        except OSError:
+            pass
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_made_in = -1
+
+
+def executor() -> ThreadPoolExecutor:
+    """The process's pool for operations no backend worker or ring runs.
+
+    Started on first use; a forked child starts its own (the parent's
+    threads do not exist there).
+    """
+    global _executor, _executor_made_in
+    generation = _fork.fork_generation()
+    if _executor is None or _executor_made_in != generation:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="caio-fs")
+        _executor_made_in = generation
+    return _executor
+
+
+def on_thread(loop: asyncio.AbstractEventLoop, op: int, *args: Any) -> asyncio.Future[Any]:
+    """Run ``call(op, *args)`` on ``executor()``; a future of its result on
+    ``loop``. A cancelled future whose operation still ran gives back what
+    it made (``dropped``)."""
+    import asyncio
+
+    work: Future[Any] = executor().submit(call, op, *args)
+    future = asyncio.wrap_future(work, loop=loop)
+    if op == OPEN:
+        def check(_: object) -> None:
+            # On the loop, after wrap_future copied the result (or did not,
+            # because the future was cancelled first).
+            if future.cancelled() and not work.cancelled() and work.exception() is None:
+                dropped(op, work.result())
+
+        def done(_: object) -> None:
+            try:
+                loop.call_soon_threadsafe(check, None)
+            except RuntimeError:  # the loop is closed: nobody takes it
+                if work.exception() is None:
+                    dropped(op, work.result())
+
+        work.add_done_callback(done)
+    return future
