@@ -294,10 +294,15 @@ class AIOFile:
             raise NotOpenError(f"{self._name!r} is closed and cannot be reopened")
         # open() may block (network filesystems, FIFOs): not on the loop;
         # io_uring's OPENAT where the context has it, else the executor.
-        fd = await _fs.open_fd(
-            fh.bind_context(), self._executor, self._name, self._file_mode.flags, 0o666,
-            self._open_fd,
-        )
+        if self._direct:
+            # O_DIRECT opening has fallbacks and messages of its own
+            # (aiofile/direct.py): all of it on a worker.
+            fd = await _fs.call_in(fh.bind_context(), self._executor, None, self._open_fd)
+        else:
+            fd = await _fs.open_fd(
+                fh.bind_context(), self._executor, self._name, self._file_mode.flags, 0o666,
+                self._open_fd,
+            )
         if fh.fd >= 0:  # a concurrent open() won
             os.close(fd)
             return None
