@@ -288,7 +288,12 @@ def install_packages(session: nox.Session, *deps: str, sanitize: bool = False) -
         )
     else:
         session.install("--force-reinstall", *map(str, wheels))
-    stamp.write_text(wanted)
+    # `nox -R` (--no-install) skips session.install: stamping then would
+    # make every later run take the stale packages for current ones.
+    if not getattr(getattr(session, "_runner", None), "global_config", None) or not getattr(
+        session._runner.global_config, "no_install", False,
+    ):
+        stamp.write_text(wanted)
 
 
 def show_backends(session: nox.Session, tmp: Path, env: dict[str, str | None]) -> None:

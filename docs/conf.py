@@ -43,7 +43,7 @@ autodoc_preserve_defaults = True
 # fetched: names from it, and the stubs' type aliases, stay plain text.
 nitpick_ignore_regex = [
     ("py:class", r"(asyncio|collections\.abc|concurrent\.futures|os|typing|types)\..*"),
-    ("py:class", r"(aiofile\.\w+\.)?[TW]"),
+    ("py:class", r"(aiofile\.\w+\.)?([TW]|_Path)"),
     ("py:class", r"Future|Buffer|FileDescriptor|FutureFactory|Self|FileName|Executor"),
 ]
 
