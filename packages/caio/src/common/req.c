@@ -13,6 +13,11 @@ static const char *const write_names[] = {"payload", "fd", "offset", "priority"}
 static const char *const sync_names[] = {"fd", "priority"};
 static const char *const readinto_names[] = {"buffer", "fd", "offset", "priority"};
 static const char *const vector_names[] = {"buffers", "fd", "offset", "priority"};
+static const char *const *const transfer_names[] = {
+    [CAIO_READ] = read_names, [CAIO_WRITE] = write_names,
+    [CAIO_READINTO] = readinto_names, [CAIO_READV] = vector_names,
+    [CAIO_WRITEV] = vector_names,
+};
 
 static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is_memory)
 {
@@ -244,10 +249,8 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
     case CAIO_READINTO:
     case CAIO_READV:
     case CAIO_WRITEV:
-        if (caio_parse_args(caio_opcode_name(opcode),
-                            opcode == CAIO_READ ? read_names :
-                            opcode == CAIO_WRITE ? write_names :
-                            opcode == CAIO_READINTO ? readinto_names : vector_names,
+        /* Indexed by opcode: the read path pays no more than before. */
+        if (caio_parse_args(caio_opcode_name(opcode), transfer_names[opcode],
                             4, 3, args, nargs, kwnames, ob) < 0)
             return -1;
         if (opcode == CAIO_READ &&
@@ -371,7 +374,8 @@ PyObject *caio_req_value(caio_req *req)
     }
 }
 
-void caio_req_release_buffers(caio_req *req)
+/* Inline in both callers: caio_req_clear runs once per operation. */
+static inline void release_buffers(caio_req *req)
 {
     if (req->view.obj != NULL)
         PyBuffer_Release(&req->view);
@@ -381,10 +385,15 @@ void caio_req_release_buffers(caio_req *req)
     }
 }
 
+void caio_req_release_buffers(caio_req *req)
+{
+    release_buffers(req);
+}
+
 void caio_req_clear(caio_req *req)
 {
     Py_CLEAR(req->buffer);
-    caio_req_release_buffers(req);
+    release_buffers(req);
     Py_CLEAR(req->future);
     req->data = NULL;
     req->state = CAIO_REQ_FREE;
