@@ -295,3 +295,34 @@ async def test_readinto_allocates_nothing_per_operation(context: Any, make_data_
     # was a copy of the data made: the peak stays below one buffer.
     assert after - before < 8 * 1024, after - before
     assert peak - before < size // 2, peak - before
+
+
+def test_cancelled_waiting_operations_release_their_buffers(harness: Any) -> None:
+    context = harness.Context(1)
+    fd = harness.fd
+    try:
+        held = harness.hold(context)
+        buffer, parts = bytearray(b"." * 8), [bytearray(2), bytearray(3)]
+        waiting = [
+            harness.Operation.readinto(buffer, fd, 0),
+            harness.Operation.readv(parts, fd, 0),
+            harness.Operation.writev([bytearray(b"never")], fd, 0),
+        ]
+        cancelled: list[int] = []
+        for op in waiting:
+            op.set_callback(cancelled.append)
+        assert context.submit(*waiting) == 3
+        with pytest.raises(BufferError):   # queued: already held
+            buffer.extend(b"x")
+        assert context.cancel(*waiting) == 3
+        harness.until(context, lambda: len(cancelled) == 3)
+        assert cancelled == [-errno.ECANCELED] * 3
+        # Never reached the kernel: released, untouched.
+        buffer.extend(b"x")
+        parts[0].extend(b"x")
+        assert buffer == b"." * 8 + b"x"
+        held.release()
+        harness.until(context, lambda: held.results)
+        assert os.fstat(fd).st_size == 0   # the writev never ran
+    finally:
+        context.close()
