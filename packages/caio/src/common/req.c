@@ -18,6 +18,10 @@ static const char *const *const transfer_names[] = {
     [CAIO_READINTO] = readinto_names, [CAIO_READV] = vector_names,
     [CAIO_WRITEV] = vector_names,
 };
+static const char *const transfer_funcs[] = {
+    [CAIO_READ] = "read", [CAIO_WRITE] = "write", [CAIO_READINTO] = "readinto",
+    [CAIO_READV] = "readv", [CAIO_WRITEV] = "writev",
+};
 
 static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is_memory)
 {
@@ -250,7 +254,7 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
     case CAIO_READV:
     case CAIO_WRITEV:
         /* Indexed by opcode: the read path pays no more than before. */
-        if (caio_parse_args(caio_opcode_name(opcode), transfer_names[opcode],
+        if (caio_parse_args(transfer_funcs[opcode], transfer_names[opcode],
                             4, 3, args, nargs, kwnames, ob) < 0)
             return -1;
         if (opcode == CAIO_READ &&
@@ -374,12 +378,12 @@ PyObject *caio_req_value(caio_req *req)
     }
 }
 
-/* Inline in both callers: caio_req_clear runs once per operation. */
+/* Inline where it runs once per operation (caio_req_put). */
 static inline void release_buffers(caio_req *req)
 {
     if (req->view.obj != NULL)
         PyBuffer_Release(&req->view);
-    if (req->vec != NULL) {
+    if (__builtin_expect(req->vec != NULL, 0)) {
         vec_free(req->vec);
         req->vec = NULL;
     }
@@ -390,7 +394,7 @@ void caio_req_release_buffers(caio_req *req)
     release_buffers(req);
 }
 
-void caio_req_clear(caio_req *req)
+static inline void req_clear(caio_req *req)
 {
     Py_CLEAR(req->buffer);
     release_buffers(req);
@@ -399,6 +403,11 @@ void caio_req_clear(caio_req *req)
     req->state = CAIO_REQ_FREE;
     req->flags &= (uint8_t)~CAIO_REQ_CANCEL_ASKED;
     req->next = NULL;
+}
+
+void caio_req_clear(caio_req *req)
+{
+    req_clear(req);
 }
 
 /* ---- futures ------------------------------------------------------------ */
@@ -568,7 +577,7 @@ caio_req *caio_req_get(caio_req_pool *pool)
 
 void caio_req_put(caio_req_pool *pool, caio_req *req)
 {
-    caio_req_clear(req);
+    req_clear(req);
     if (req->flags & CAIO_REQ_HEAP) {
         PyMem_Free(req);
         return;

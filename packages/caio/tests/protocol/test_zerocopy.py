@@ -222,6 +222,30 @@ async def test_readv_writev(context: Any, fd: int) -> None:
         buffer.extend(b"x")   # every export released
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise")
+async def test_readinto_readv_cold_cache(context: Any, make_data_file: Any) -> None:
+    # Not cached: past the page-cache fast paths, into the ring's worker,
+    # the pool, or kernel AIO's blocking resubmission (whose readv rebuilds
+    # its iovecs from where a partial answer stopped).
+    fd, content = make_data_file(3 << 20, seed=11, flags=os.O_RDWR)
+    os.fsync(fd)
+    # Cached: nothing; a page in the middle; the start (then a nowait read
+    # answers short, and the rest is read from where it stopped).
+    for cached in (None, 1 << 20, 4096):
+        buffer = bytearray(2 << 20)
+        parts = [bytearray(100), bytearray(0), bytearray((1 << 20) - 50), bytearray(1 << 20)]
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if cached is not None:
+            os.pread(fd, 200, cached)
+        assert await wait(context.readinto(buffer, fd, 4096)) == 2 << 20
+        assert buffer == content[4096:4096 + (2 << 20)]
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if cached is not None:
+            os.pread(fd, 200, cached)
+        assert await wait(context.readv(parts, fd, 4096)) == (2 << 20) + 50
+        assert b"".join(parts) == content[4096:4096 + (2 << 20) + 50]
+
+
 async def test_readv_writev_limits(harness: Any, context: Any, fd: int) -> None:
     buffers = [bytearray(1) for _ in range(IOV_MAX + 1)]
     with pytest.raises(ValueError, match="IOV_MAX"):
