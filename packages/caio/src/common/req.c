@@ -100,10 +100,23 @@ static void payload_type_error(PyObject *payload)
                  Py_TYPE(payload)->tp_name);
 }
 
+/* TypeError "<what> must be ...": what is "buffer", or "buffers[index]"
+ * for index >= 0 (formatted on this error path only). */
+static void buffer_type_error(const char *what, Py_ssize_t index, const char *must,
+                              PyObject *ob)
+{
+    if (index >= 0)
+        PyErr_Format(PyExc_TypeError, "%s[%zd] must be %s, not %.100s", what, index, must,
+                     Py_TYPE(ob)->tp_name);
+    else
+        PyErr_Format(PyExc_TypeError, "%s must be %s, not %.100s", what, must,
+                     Py_TYPE(ob)->tp_name);
+}
+
 /* A writable C-contiguous export of ob, held in *view. A read-only buffer
  * is a TypeError (the wrong kind of object for a read, as readinto() of a
  * file object says), a non-contiguous one the exporter's BufferError. */
-static int get_writable(PyObject *ob, Py_buffer *view, const char *what)
+static int get_writable(PyObject *ob, Py_buffer *view, const char *what, Py_ssize_t index)
 {
     Py_buffer probe;
     int readonly;
@@ -112,8 +125,7 @@ static int get_writable(PyObject *ob, Py_buffer *view, const char *what)
         return 0;
     if (!PyObject_CheckBuffer(ob)) {
         PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s must be a writable bytes-like object, not %.100s",
-                     what, Py_TYPE(ob)->tp_name);
+        buffer_type_error(what, index, "a writable bytes-like object", ob);
         return -1;
     }
     if (!PyErr_ExceptionMatches(PyExc_BufferError))
@@ -136,8 +148,7 @@ static int get_writable(PyObject *ob, Py_buffer *view, const char *what)
         caio_error_restore(saved);
         PyErr_Clear();
     }
-    PyErr_Format(PyExc_TypeError, "%s must be writable, not a read-only %.100s",
-                 what, Py_TYPE(ob)->tp_name);
+    buffer_type_error(what, index, "writable", ob);
     return -1;
 }
 
@@ -157,7 +168,6 @@ static caio_vec *vec_prepare(PyObject *ob, int writable, const char *name, size_
     Py_ssize_t n;
     caio_vec *vec;
     size_t sum = 0;
-    char what[64];
 
     if (PyObject_CheckBuffer(ob)) {
         /* A lone buffer is a sequence of ints: say what was meant. */
@@ -192,15 +202,13 @@ static caio_vec *vec_prepare(PyObject *ob, int writable, const char *name, size_
         Py_buffer *view = &vec->views[i];
         int rc;
 
-        PyOS_snprintf(what, sizeof(what), "buffers[%zd]", i);
         if (writable) {
-            rc = get_writable(item, view, what);
+            rc = get_writable(item, view, "buffers", i);
         } else {
             rc = PyObject_GetBuffer(item, view, PyBUF_SIMPLE);
             if (rc < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
                 PyErr_Clear();
-                PyErr_Format(PyExc_TypeError, "%s must be a bytes-like object, not %.100s",
-                             what, Py_TYPE(item)->tp_name);
+                buffer_type_error("buffers", i, "a bytes-like object", item);
             }
         }
         if (rc < 0) {
@@ -293,7 +301,7 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
         req->nbytes = (size_t)n;
     } else if (opcode == CAIO_WRITE || opcode == CAIO_READINTO) {
         if (opcode == CAIO_READINTO) {
-            if (get_writable(ob[0], &req->view, "buffer") < 0)
+            if (get_writable(ob[0], &req->view, "buffer", -1) < 0)
                 return -1;
         } else if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError))
