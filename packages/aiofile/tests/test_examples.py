@@ -138,3 +138,18 @@ def test_cp_onto_another_file_with_a_symlink_in_the_way(tmp_path: Path) -> None:
     done = run("cp.py", src, link)
     assert done.returncode == 0, done.stderr
     assert other.read_bytes() == b"new contents" and link.is_symlink()
+
+
+def test_readinto_hash_matches_hashlib(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom((3 << 20) + 12345))
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    done = run("readinto_hash.py", big, empty)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == [
+        f"{hashlib.sha256(big.read_bytes()).hexdigest()}  {big}",
+        f"{hashlib.sha256(b'').hexdigest()}  {empty}",
+    ]
+    missing = run("readinto_hash.py", tmp_path / "missing")
+    assert missing.returncode == 1 and b"missing" in missing.stderr
