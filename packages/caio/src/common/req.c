@@ -14,13 +14,11 @@ static const char *const sync_names[] = {"fd", "priority"};
 static const char *const readinto_names[] = {"buffer", "fd", "offset", "priority"};
 static const char *const vector_names[] = {"buffers", "fd", "offset", "priority"};
 static const char *const *const transfer_names[] = {
-    [CAIO_READ] = read_names, [CAIO_WRITE] = write_names,
     [CAIO_READINTO] = readinto_names, [CAIO_READV] = vector_names,
     [CAIO_WRITEV] = vector_names,
 };
 static const char *const transfer_funcs[] = {
-    [CAIO_READ] = "read", [CAIO_WRITE] = "write", [CAIO_READINTO] = "readinto",
-    [CAIO_READV] = "readv", [CAIO_WRITEV] = "writev",
+    [CAIO_READINTO] = "readinto", [CAIO_READV] = "readv", [CAIO_WRITEV] = "writev",
 };
 
 static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is_memory)
@@ -116,6 +114,7 @@ static void buffer_type_error(const char *what, Py_ssize_t index, const char *mu
 /* A writable C-contiguous export of ob, held in *view. A read-only buffer
  * is a TypeError (the wrong kind of object for a read, as readinto() of a
  * file object says), a non-contiguous one the exporter's BufferError. */
+__attribute__((noinline))
 static int get_writable(PyObject *ob, Py_buffer *view, const char *what, Py_ssize_t index)
 {
     Py_buffer probe;
@@ -160,8 +159,10 @@ static void vec_free(caio_vec *vec)
     PyMem_Free(vec);
 }
 
-/* Hold every buffer of the sequence ob (writable ones for readv), at most
+/* (Not inlined: the read path through caio_req_prepare stays as lean as
+ * before.) Hold every buffer of the sequence ob (writable ones for readv), at most
  * IOV_MAX of them. *total: their bytes. NULL with an exception set. */
+__attribute__((noinline))
 static caio_vec *vec_prepare(PyObject *ob, int writable, const char *name, size_t *total)
 {
     PyObject *seq;
@@ -258,13 +259,19 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
     switch (opcode) {
     case CAIO_READ:
     case CAIO_WRITE:
+        /* As before the other operations came: a read pays nothing for them. */
+        if (caio_parse_args(opcode == CAIO_READ ? "read" : "write",
+                            opcode == CAIO_READ ? read_names : write_names,
+                            4, 3, args, nargs, kwnames, ob) < 0)
+            return -1;
+        goto transfer_args;
     case CAIO_READINTO:
     case CAIO_READV:
     case CAIO_WRITEV:
-        /* Indexed by opcode: the read path pays no more than before. */
         if (caio_parse_args(transfer_funcs[opcode], transfer_names[opcode],
                             4, 3, args, nargs, kwnames, ob) < 0)
             return -1;
+transfer_args:
         if (opcode == CAIO_READ &&
             parse_int64(ob[0], "nbytes", &nbytes, 1) < 0)
             return -1;
