@@ -101,13 +101,15 @@ static void payload_type_error(PyObject *payload)
 /* TypeError "<what> must be ...": what is "buffer", or "buffers[index]"
  * for index >= 0 (formatted on this error path only). */
 static void buffer_type_error(const char *what, Py_ssize_t index, const char *must,
-                              PyObject *ob)
+                              int readonly, PyObject *ob)
 {
+    const char *is = readonly ? "a read-only " : "";
+
     if (index >= 0)
-        PyErr_Format(PyExc_TypeError, "%s[%zd] must be %s, not %.100s", what, index, must,
-                     Py_TYPE(ob)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s[%zd] must be %s, not %s%.100s", what, index, must,
+                     is, Py_TYPE(ob)->tp_name);
     else
-        PyErr_Format(PyExc_TypeError, "%s must be %s, not %.100s", what, must,
+        PyErr_Format(PyExc_TypeError, "%s must be %s, not %s%.100s", what, must, is,
                      Py_TYPE(ob)->tp_name);
 }
 
@@ -124,7 +126,7 @@ static int get_writable(PyObject *ob, Py_buffer *view, const char *what, Py_ssiz
         return 0;
     if (!PyObject_CheckBuffer(ob)) {
         PyErr_Clear();
-        buffer_type_error(what, index, "a writable bytes-like object", ob);
+        buffer_type_error(what, index, "a writable bytes-like object", 0, ob);
         return -1;
     }
     if (!PyErr_ExceptionMatches(PyExc_BufferError))
@@ -147,7 +149,7 @@ static int get_writable(PyObject *ob, Py_buffer *view, const char *what, Py_ssiz
         caio_error_restore(saved);
         PyErr_Clear();
     }
-    buffer_type_error(what, index, "writable", ob);
+    buffer_type_error(what, index, "writable", 1, ob);
     return -1;
 }
 
@@ -209,7 +211,7 @@ static caio_vec *vec_prepare(PyObject *ob, int writable, const char *name, size_
             rc = PyObject_GetBuffer(item, view, PyBUF_SIMPLE);
             if (rc < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
                 PyErr_Clear();
-                buffer_type_error("buffers", i, "a bytes-like object", item);
+                buffer_type_error("buffers", i, "a bytes-like object", 0, item);
             }
         }
         if (rc < 0) {
