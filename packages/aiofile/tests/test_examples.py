@@ -226,3 +226,18 @@ def test_copytree_refuses(tmp_path: Path) -> None:
     assert not (tmp_path / "new").exists()
     bad = run("copytree.py", tmp_path / "src", tmp_path / "new", "--jobs", "0")
     assert bad.returncode == 2 and b"positive" in bad.stderr
+
+
+def test_readinto_hash_matches_hashlib(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom((3 << 20) + 12345))
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    done = run("readinto_hash.py", big, empty)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == [
+        f"{hashlib.sha256(big.read_bytes()).hexdigest()}  {big}",
+        f"{hashlib.sha256(b'').hexdigest()}  {empty}",
+    ]
+    missing = run("readinto_hash.py", tmp_path / "missing")
+    assert missing.returncode == 1 and b"missing" in missing.stderr

@@ -64,7 +64,7 @@ _pwritev: Callable[[int, list[memoryview], int], int] | None = getattr(os, "pwri
 __all__ = (
     "FAIL_AT_ONCE", "FD_MAX", "IOV_MAX", "MAX_RW_COUNT", "NOWAIT_MAX_PYTHON", "OFFSET_LIMIT",
     "OPCODE_NAMES", "PRIORITY_LIMIT", "RWF_NOWAIT", "execute",
-    "make_wakeup", "oserror", "preadv", "signal",
+    "make_wakeup", "nowait_readinto", "oserror", "preadv", "signal",
 )
 
 
@@ -100,6 +100,37 @@ def wait_ready(fd: int, stop_fd: int, events: int, op: Operation) -> None:
             raise oserror(errno.ECANCELED)
         if ready:  # readable/writable, or an error the read/write reports
             return
+
+
+def nowait_readinto(view: memoryview, fd: int, offset: int) -> int:
+    """Read into ``view`` from the page cache without blocking, on the
+    calling thread: the count, or -1 when a worker must do it (not cached,
+    a pipe, O_DIRECT, no RWF_NOWAIT here). Raises OSError (EBADF, EISDIR).
+
+    The caller's buffer may well be aligned, so unlike read_async's
+    misaligned scratch it cannot count on O_DIRECT failing with EINVAL:
+    a direct read would wait for the disk even with RWF_NOWAIT. One fcntl
+    asks instead.
+    """
+    if preadv is None or fcntl is None:
+        return -1
+    try:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
+            return -1
+        got = preadv(fd, [view], offset, RWF_NOWAIT)
+    except OSError as exc:
+        if exc.errno in FAIL_AT_ONCE:
+            raise
+        return -1
+    if got == view.nbytes or got == 0:
+        return got
+    # Short: end of file, or the rest is not cached. At the end a nowait
+    # read gives 0 (into the part the pool would overwrite anyway).
+    try:
+        at_end = preadv(fd, [view[got:got + 1]], offset + got, RWF_NOWAIT) == 0
+    except (OSError, OverflowError):
+        at_end = False
+    return got if at_end else -1
 
 
 def refuse_wrong_end(fd: int, refused: int) -> None:

@@ -60,6 +60,7 @@ from ._python_kernel import (
     RWF_NOWAIT,
     WRITE,
     WRITEV,
+    nowait_readinto,
     preadv,
 )
 from ._python_operation import Operation
@@ -465,7 +466,25 @@ class Context(AbstractContext):
         """
         if self._usable_in != _fork._generation or self._owner_thread != get_ident():
             self._raise_unusable()
-        return self._enqueue_held(Operation.readinto(buffer, fd, offset, priority))
+        op = Operation.readinto(buffer, fd, offset, priority)
+        if op._nbytes <= NOWAIT_MAX_PYTHON:
+            # Page-cache hits straight into the buffer, no thread hop.
+            view = op._view
+            assert view is not None
+            try:
+                got = nowait_readinto(view, op._fd, op._offset)
+            except BaseException:
+                op._release_buffers()  # EBADF, EISDIR: failed at once
+                op._key = op._payload = None
+                raise
+            if got >= 0:
+                op._release_buffers()
+                # _key is op itself until queued: break that cycle, or the
+                # op (and a memoryview slice in _payload, an export) would
+                # wait for the garbage collector.
+                op._key = op._payload = None
+                return got
+        return self._enqueue_held(op)
 
     def readv_async(
         self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,
