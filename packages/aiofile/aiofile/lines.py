@@ -25,7 +25,7 @@ from collections.abc import Callable
 from io import BytesIO, StringIO
 from typing import Any, TypeVar
 
-__all__ = ("Splitter", "make_splitter")
+__all__ = ("Splitter", "line_to_lf", "make_splitter", "split_universal", "to_lf")
 
 AnyStr_ = TypeVar("AnyStr_", str, bytes)
 Splitter = Callable[[AnyStr_, AnyStr_], list[AnyStr_]]
@@ -100,6 +100,40 @@ def _split_crlf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
     if data.endswith(b"\r\n"):
         lines.append(b"")
     return lines
+
+
+def split_universal(tail: str, chunk: str) -> list[str]:
+    """Split at "\r", "\n" and "\r\n", untranslated (``newline=""`` or ``None``).
+
+    StringIO with ``newline=""`` finds exactly these three, in C. A "\r"
+    at the very end stays in the tail: a "\n" may begin the next chunk.
+    """
+    data = tail + chunk if tail else chunk
+    lines = StringIO(data, newline="").readlines()
+    if data[-1:] == "\n":
+        lines.append("")
+    elif not lines:
+        lines.append(data)
+    return lines
+
+
+def to_lf(text: str) -> str:
+    """``text`` with every "\r\n" and lone "\r" made "\n" (``newline=None``)."""
+    if "\r" not in text:
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def line_to_lf(line: str) -> str:
+    """One line of ``split_universal`` with its ending made "\n".
+
+    Only the end of such a line can hold a "\r".
+    """
+    if line[-1:] != "\r":
+        if line[-2:-1] == "\r":  # "\r\n"
+            return line[:-2] + "\n"
+        return line
+    return line[:-1] + "\n"
 
 
 def make_splitter(sep: AnyStr_) -> Callable[[AnyStr_, AnyStr_], list[AnyStr_]]:

@@ -22,18 +22,22 @@ Speed notes, because they shape the code:
 from __future__ import annotations
 
 import codecs
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .lines import make_splitter
+from .lines import line_to_lf, make_splitter
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .aio import AIOFile, FileHandle
 
-__all__ = ("CHUNK_SIZE", "LINE_CHUNK_SIZE", "ReadAhead", "T", "readline_slow")
+__all__ = (
+    "CHUNK_SIZE", "LINE_CHUNK_SIZE", "ReadAhead", "T", "readline_slow", "readline_universal",
+    "translated_cut",
+)
 
 #: Chunk size of line iteration and readline(): large enough that the
 #: per-chunk costs (a read, a decode, a split) vanish against the per-line
@@ -69,6 +73,15 @@ class ReadAhead(Generic[T]):
     _pos: int
     _empty: T
     _sep: T
+    #: Universal newlines (text, ``newline=""`` or ``None``): "\r" ends a
+    #: line too. ``_split`` is then ``lines.split_universal``.
+    _cr: str | None = None
+    #: ``newline=None``: lines are kept as read (so that pending data counts
+    #: its bytes exactly) and made to end in "\n" as they are handed out:
+    #: ``_lines`` is then a ``map`` over ``_raw_lines``, whose rest is the
+    #: pending, untranslated, lines.
+    _translate = False
+    _raw_lines: Iterator[T]
 
     def _init_pending(self, afp: AIOFile, offset: int, chunk_size: int, sep: T | None) -> None:
         if offset < 0:
@@ -103,6 +116,7 @@ class ReadAhead(Generic[T]):
         decoder = self._decoder
         split = self._split
         sep = self._line_sep
+        cr = self._cr
         size = self._chunk_size
         empty = self._empty
         tail = self._tail
@@ -131,9 +145,12 @@ class ReadAhead(Generic[T]):
                     lines = split(empty, tail)
                     if not lines[-1]:
                         lines.pop()
-                    self._lines = iter(lines)
+                    self._lines = self._translated(lines) if self._translate else iter(lines)
                     return True
-                if sep not in chunk and not _straddles(parts[-1] if parts else tail, chunk, sep):
+                if (
+                    sep not in chunk and (cr is None or cr not in chunk)
+                    and not _straddles(parts[-1] if parts else tail, chunk, sep)
+                ):
                     if not parts and tail:
                         parts.append(tail)
                     parts.append(chunk)
@@ -145,12 +162,17 @@ class ReadAhead(Generic[T]):
                 tail = lines.pop()
                 if lines:
                     self._tail = tail
-                    self._lines = iter(lines)
+                    self._lines = self._translated(lines) if self._translate else iter(lines)
                     return True
         except BaseException:
             # Cancelled or failed after reading: what was read stays pending.
             self._tail = empty.join(parts) if parts else tail
             raise
+
+    def _translated(self, lines: list[T]) -> Iterator[T]:
+        """The lines of a ``newline=None`` file, each made to end in "\n" on its way out."""
+        raw = self._raw_lines = iter(lines)
+        return map(line_to_lf, raw)  # type: ignore[arg-type]
 
     def _iter_lines(self) -> AsyncIterator[T]:
         """The async iterator of ``async for line``, fastest for this Python.
@@ -194,6 +216,8 @@ class ReadAhead(Generic[T]):
         lines = self._lines
         if lines is not None:
             self._lines = None
+            if self._translate:
+                lines = self._raw_lines  # pending data is kept as read
             rest = self._empty.join(lines)
             if rest:
                 self._tail = rest + self._tail
@@ -209,7 +233,10 @@ class ReadAhead(Generic[T]):
             return
         lines = self._split(self._empty, data)
         self._tail = lines.pop()
-        self._lines = iter(lines) if lines else None
+        if not lines:
+            self._lines = None
+        else:
+            self._lines = self._translated(lines) if self._translate else iter(lines)
 
     def _pending_bytes(self) -> int:
         """How many bytes of the file the pending data stands for."""
@@ -301,3 +328,69 @@ async def readline_slow(reader: ReadAhead[T], size: int, sep: T) -> T:
     reader._push_back(buf[end:])
     line: T = buf[:end]
     return line
+
+
+# Where a line ends with universal newlines.
+_LINE_END = re.compile("\r\n?|\n")
+
+
+async def readline_universal(reader: ReadAhead[str], size: int) -> str:
+    """readline with a size limit in a text file with universal newlines.
+
+    ``size`` counts the characters returned, after translation. A "\r"
+    last in what was read needs the next character (or the end of the
+    file) before the line can end.
+    """
+    buf = reader._take_pending()
+    fh = reader._fh
+    decoder = reader._decoder
+    assert decoder is not None
+    translate = reader._translate
+    eof = False
+    search = 0
+    try:
+        while True:
+            m = _LINE_END.search(buf, search)
+            if m is not None and (eof or m.end() < len(buf) or m.group() != "\r"):
+                end = m.end()
+                line = buf[:m.start()] + "\n" if translate else buf[:end]
+                if 0 <= size < len(line):
+                    # The cut falls before the ending: the same index in buf.
+                    end = size
+                    line = line[:size]
+                break
+            search = m.start() if m is not None else len(buf)
+            if 0 <= size <= search or eof:
+                end = min(size, len(buf)) if size >= 0 else len(buf)
+                line = buf[:end]
+                break
+            fd = fh.check_readable()
+            chunk = await (fh.context or fh.bind_context()).read(
+                max(reader._chunk_size, len(buf)), fd, reader._pos,
+            )
+            if not chunk:
+                eof = True
+                buf += decoder.decode(b"", True)
+                continue
+            reader._pos += len(chunk)
+            buf += decoder.decode(chunk)
+    except BaseException:
+        reader._push_back(buf)
+        raise
+    reader._push_back(buf[end:])
+    return line
+
+
+def translated_cut(text: str, length: int) -> int:
+    """The index in ``text`` (as read) where ``length`` characters of its
+    ``newline=None`` translation end, a "\r\n" kept whole."""
+    end = length
+    while True:
+        # Each "\r\n" before the cut is one character more of text.
+        wider = length + text.count("\r\n", 0, end)
+        if wider == end:
+            break
+        end = wider
+    if text[end - 1:end + 1] == "\r\n":
+        end += 1
+    return end

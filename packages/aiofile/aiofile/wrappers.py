@@ -17,11 +17,20 @@ import io
 import operator
 import os
 import stat
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .aio import DataTypeError
-from .readahead import CHUNK_SIZE, LINE_CHUNK_SIZE, ReadAhead, T, readline_slow
+from .lines import make_splitter, split_universal, to_lf
+from .readahead import (
+    CHUNK_SIZE,
+    LINE_CHUNK_SIZE,
+    ReadAhead,
+    T,
+    readline_slow,
+    readline_universal,
+    translated_cut,
+)
 
 if TYPE_CHECKING:
 
@@ -51,6 +60,10 @@ class FileIOWrapperBase(ReadAhead[T]):
         if afp.mode.appending and self._fh.fd >= 0:
             self._pos = os.fstat(self._fh.fd).st_size
 
+    def _like(self, afp: AIOFile) -> Self:
+        """A wrapper of this class and settings on ``afp`` (for ``clone``)."""
+        return type(self)(afp)
+
     @property
     def file(self) -> AIOFile:
         """The underlying AIOFile."""
@@ -62,8 +75,8 @@ class FileIOWrapperBase(ReadAhead[T]):
         return self._file.closed
 
     @property
-    def name(self) -> str | bytes:
-        """The file name."""
+    def name(self) -> str | bytes | int:
+        """The file name (the descriptor if one was opened)."""
         return self._file.name
 
     @property
@@ -148,7 +161,92 @@ class FileIOWrapperBase(ReadAhead[T]):
                     return line
             return await self._readline()
         self._fh.check_readable()
+        if self._cr is not None:
+            if newline is None or newline == self._sep:
+                return await readline_universal(self, size)  # type: ignore[arg-type, return-value]
+            # Another separator: found in the text as read.
+            line = await readline_slow(self, size, newline)
+            return to_lf(line) if self._translate else line  # type: ignore[arg-type, return-value]
         return await readline_slow(self, size, self._sep if newline is None else newline)
+
+    async def readlines(self, hint: int | None = -1) -> list[T]:
+        """The lines to end of file, as ``readline`` gives them.
+
+        With ``hint`` > 0, lines stop once their total size (bytes or
+        characters) exceeds ``hint``, as with the built-in files. Raises
+        ValueError (closed), io.UnsupportedOperation, UnicodeDecodeError
+        (text), OSError.
+        """
+        hint = -1 if hint is None else operator.index(hint)
+        self._fh.check_readable()
+        result: list[T] = []
+        if hint <= 0:
+            while True:
+                lines = self._lines
+                if lines is not None:
+                    result.extend(lines)
+                    if self._lines is lines:
+                        self._lines = None
+                if not await self._fill():
+                    return result
+        total = 0
+        while line := await self.readline():
+            result.append(line)
+            if len(line) > hint - total:
+                break
+            total += len(line)
+        return result
+
+    def _lines_joined(self, lines: Iterable[Any]) -> T | None:
+        """What ``writelines(lines)`` writes: None for no lines at all.
+
+        Raises ValueError if closed, TypeError for an item of the wrong type.
+        """
+        fh = self._fh
+        if fh.fd < 0:
+            raise fh.closed_error()
+        items = list(lines)
+        # One write for all: the same bytes in the file as a write per line.
+        return self._empty.join(items) if items else None
+
+    async def truncate(self, size: int | None = None) -> int:
+        """Cut or extend the file to ``size`` bytes (default: the position).
+
+        The position does not move. Returns ``size``. Raises ValueError
+        (closed), io.UnsupportedOperation (not writable), TypeError, OSError.
+        """
+        fh = self._fh
+        fh.check_writable()
+        # Read-ahead beyond the new end would be stale: drop it.
+        position = self._write_position()
+        size = position if size is None else operator.index(size)
+        await self._file.truncate(size)
+        return size
+
+    def readable(self) -> bool:
+        """Whether the mode reads. Raises ValueError if closed."""
+        self._file.fileno()
+        return self._readable
+
+    def writable(self) -> bool:
+        """Whether the mode writes. Raises ValueError if closed."""
+        self._file.fileno()
+        return self._writable
+
+    def seekable(self) -> bool:
+        """Whether the descriptor has a position (False for pipes, sockets).
+
+        Raises ValueError if closed.
+        """
+        try:
+            os.lseek(self._file.fileno(), 0, os.SEEK_CUR)
+        except OSError:
+            return False
+        return True
+
+    def isatty(self) -> bool:
+        """Whether the descriptor is a terminal. Raises ValueError if closed."""
+        return os.isatty(self._file.fileno())
 
     async def flush(self, sync_metadata: bool = False) -> None:
         """Make written data durable: fdatasync, or fsync if ``sync_metadata``.
@@ -199,7 +297,7 @@ class FileIOWrapperBase(ReadAhead[T]):
         fd = fh.check_readable()
         read = (fh.context or fh.bind_context()).read
         pending = self._take_pending()
-        if pending:
+        if pending and not self._translate:
             yield pending
         decoder = self._decoder
         if decoder is None:
@@ -212,6 +310,10 @@ class FileIOWrapperBase(ReadAhead[T]):
                 yield chunk  # type: ignore[misc]
                 if fh.fd != fd:  # closed while the consumer had the chunk
                     raise fh.closed_error()
+        if self._translate:
+            async for text in self._chunks_to_lf(pending, read, fd, chunk_size):
+                yield text  # type: ignore[misc]
+            return
         while True:
             if fh.fd != fd:
                 raise fh.closed_error()
@@ -223,6 +325,32 @@ class FileIOWrapperBase(ReadAhead[T]):
             self._pos += len(data)
             if text := decoder.decode(data):
                 yield text  # type: ignore[misc]
+
+    async def _chunks_to_lf(
+        self, text: Any, read: Any, fd: int, chunk_size: int,
+    ) -> AsyncIterator[str]:
+        """iter_chunked's text with ``newline=None``, starting with ``text`` (pending)."""
+        fh = self._fh
+        decoder = self._decoder
+        assert decoder is not None
+        cr = False  # the last text ended with "\r": a "\n" first in the next is its
+        while True:
+            if cr and text[:1] == "\n":
+                text = text[1:]
+            if text:
+                cr = text[-1] == "\r"
+                yield to_lf(text)
+            if fh.fd != fd:
+                raise fh.closed_error()
+            if not (data := await read(chunk_size, fd, self._pos)):
+                text = decoder.decode(b"", True)
+                if cr and text[:1] == "\n":
+                    text = text[1:]
+                if text:
+                    yield to_lf(text)
+                return
+            self._pos += len(data)
+            text = decoder.decode(data)
 
 
 class BinaryFileWrapper(FileIOWrapperBase[bytes]):
@@ -293,6 +421,36 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         data = await self.read(length - len(pending))
         return pending + data
 
+    async def peek(self, size: int = 0) -> bytes:
+        """The next bytes without consuming them; b"" only at end of file.
+
+        As ``io.BufferedReader.peek``: at least one byte unless at end of
+        file, and as many as are read ahead, which may be more or fewer than
+        ``size``. A read is made only when nothing is read ahead. Raises
+        ValueError (closed), io.UnsupportedOperation (not readable), OSError.
+        """
+        size = operator.index(size)
+        fh = self._fh
+        fd = fh.check_readable()
+        data = self._take_pending()
+        if not data:
+            data = await (fh.context or fh.bind_context()).read(
+                max(size, io.DEFAULT_BUFFER_SIZE), fd, self._pos,
+            )
+            self._pos += len(data)
+        self._push_back(data)
+        return data
+
+    async def writelines(self, lines: Iterable[Buffer]) -> None:
+        """Write each bytes-like object of ``lines``, in order, at the position.
+
+        Nothing is added between them. Raises TypeError (an item is not
+        bytes-like), ValueError (closed), io.UnsupportedOperation, OSError.
+        """
+        data = self._lines_joined(lines)
+        if data is not None:
+            await self.write(data)
+
     async def write(self, data: Buffer) -> int:
         """Write all of the bytes-like ``data`` at the position; returns its length.
 
@@ -318,11 +476,48 @@ class TextFileWrapper(FileIOWrapperBase[str]):
     """``async_open`` in a text mode: reads and writes str.
 
     Decoding is incremental: a character split between two reads decodes
-    correctly in any encoding. Line endings are not translated.
+    correctly in any encoding. ``newline`` is the built-in ``open``'s, but
+    its default is ``"\n"`` (aiofile's behaviour before it had one: only
+    "\n" ends a line, nothing is translated); ``newline=None`` gives
+    universal newlines as ``open``'s default does.
     """
 
     _empty = ""
     _sep = "\n"
+
+    def __init__(self, afp: AIOFile, *, offset: int = 0, newline: str | None = "\n") -> None:
+        if newline is not None and not isinstance(newline, str):
+            raise TypeError(f"newline must be str or None, not {type(newline).__name__}")
+        if newline not in (None, "", "\n", "\r", "\r\n"):
+            raise ValueError(f"illegal newline value: {newline!r}")
+        super().__init__(afp, offset=offset)
+        self._newline = newline
+        # Written "\n" becomes: os.linesep (None), newline ("\r", "\r\n"),
+        # itself ("", "\n": no replace() at all on the write path).
+        write_nl = os.linesep if newline is None else newline
+        self._write_nl = write_nl if write_nl not in ("", "\n") else None
+        if newline in ("\r", "\r\n"):
+            # Only that string ends a line, untranslated.
+            self._sep = newline
+            self._line_sep = newline
+            self._split = make_splitter(newline)
+        elif newline != "\n":
+            self._cr = "\r"
+            self._split = split_universal
+            self._translate = newline is None
+
+    def _like(self, afp: AIOFile) -> Self:
+        return type(self)(afp, newline=self._newline)
+
+    @property
+    def encoding(self) -> str:
+        """The codec name."""
+        return self._file.encoding
+
+    @property
+    def errors(self) -> str:
+        """The codec error handler (``"strict"`` unless given)."""
+        return self._file.errors
 
     async def read(self, length: int = -1) -> str:
         """Up to ``length`` characters (fewer only at end of file), all if negative.
@@ -337,6 +532,8 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         assert decoder is not None
         if length == 0:
             return ""
+        if self._translate:
+            return await self._read_to_lf(length)
         text = self._take_pending()
         if length < 0:
             data = await self._file.read_bytes(-1, self._pos)
@@ -384,13 +581,65 @@ class TextFileWrapper(FileIOWrapperBase[str]):
             )
         position = self._write_position()
         afp = self._file
+        length = len(data)
+        if self._write_nl is not None:
+            data = data.replace("\n", self._write_nl)
         try:
             written = await afp.write_bytes(afp.encode(data, position), position)
         except OSError as exc:
             self._wrote(position + getattr(exc, "written", 0))
             raise
         self._wrote(position + written)
-        return len(data)
+        return length
+
+    async def writelines(self, lines: Iterable[str]) -> None:
+        """Write each str of ``lines``, in order, at the position.
+
+        Nothing is added between them; "\n" is translated as ``write``
+        does. Raises TypeError (an item is not str), ValueError (closed),
+        UnicodeEncodeError, io.UnsupportedOperation, OSError.
+        """
+        data = self._lines_joined(lines)
+        if data is not None:
+            await self.write(data)
+
+    async def _read_to_lf(self, length: int) -> str:
+        """read(length) with ``newline=None``: "\r\n" and "\r" come out as "\n".
+
+        ``length`` counts translated characters; what is read beyond them
+        stays pending as read.
+        """
+        fh = self._fh
+        decoder = self._decoder
+        assert decoder is not None
+        text = self._take_pending()
+        if length < 0:
+            data = await self._file.read_bytes(-1, self._pos)
+            self._pos += len(data)
+            return to_lf(text + decoder.decode(data, True))
+        read = (fh.context or fh.bind_context()).read
+        eof = False
+        try:
+            while True:
+                # A "\r" last may be the first half of a "\r\n": not counted yet.
+                known = text if eof or text[-1:] != "\r" else text[:-1]
+                missing = length - len(known) + known.count("\r\n")
+                if missing <= 0 or eof:
+                    break
+                fd = fh.check_readable()
+                data = await read(max(missing, 4096), fd, self._pos)
+                if data:
+                    self._pos += len(data)
+                    text += decoder.decode(data)
+                else:
+                    eof = True
+                    text += decoder.decode(b"", True)
+        except BaseException:
+            self._push_back(text)
+            raise
+        end = translated_cut(text, length) if missing < 0 or not eof else len(text)
+        self._push_back(text[end:])
+        return to_lf(text[:end])
 
 
 FileIOWrapper = BinaryFileWrapper | TextFileWrapper
