@@ -74,7 +74,7 @@ class ReadAhead(Generic[T]):
     _empty: T
     _sep: T
     #: Universal newlines (text, ``newline=""`` or ``None``): "\r" ends a
-    #: line too. ``_split`` is then ``lines.split_universal``.
+    #: line too. ``_split`` then splits there (``lines.split_universal``).
     _cr: str | None = None
     #: ``newline=None``: lines are kept as read (so that pending data counts
     #: its bytes exactly) and made to end in "\n" as they are handed out:
@@ -82,6 +82,9 @@ class ReadAhead(Generic[T]):
     #: pending, untranslated, lines.
     _translate = False
     _raw_lines: Iterator[T]
+    #: Whether the data the splitter last had held a "\r" (set by a
+    #: universal splitter): without one there is nothing to translate.
+    _cr_seen = True
 
     def _init_pending(self, afp: AIOFile, offset: int, chunk_size: int, sep: T | None) -> None:
         if offset < 0:
@@ -96,7 +99,7 @@ class ReadAhead(Generic[T]):
         self._tail: T = self._empty
         text = not afp.mode.binary
         self._decoder: codecs.IncrementalDecoder | None = (
-            codecs.getincrementaldecoder(afp.encoding)() if text else None
+            codecs.getincrementaldecoder(afp.encoding)(afp.errors) if text else None
         )
         if sep is None:
             sep = self._sep
@@ -110,8 +113,8 @@ class ReadAhead(Generic[T]):
         """
         fh = self._fh
         fd = fh.fd
-        if fd < 0:
-            raise fh.closed_error()
+        if fd < 0 or not fh.readable:
+            fh.check_readable()  # raises ValueError or io.UnsupportedOperation
         read = (fh.context or fh.bind_context()).read
         decoder = self._decoder
         split = self._split
@@ -172,6 +175,8 @@ class ReadAhead(Generic[T]):
     def _translated(self, lines: list[T]) -> Iterator[T]:
         """The lines of a ``newline=None`` file, each made to end in "\n" on its way out."""
         raw = self._raw_lines = iter(lines)
+        if not self._cr_seen:
+            return raw
         return map(line_to_lf, raw)  # type: ignore[arg-type]
 
     def _iter_lines(self) -> AsyncIterator[T]:
@@ -251,7 +256,10 @@ class ReadAhead(Generic[T]):
             encoding = self._file.encoding
             text: Any = data
             # Less the BOM that encode() puts first (utf-16, utf-32, utf-8-sig).
-            held += len(text.encode(encoding)) - len("".encode(encoding))
+            # (With a lossy error handler, "replace" or "ignore", the text
+            # no longer says how many bytes it came from: tell() is then
+            # off by what was replaced in the pending data.)
+            held += len(text.encode(encoding, self._file.errors)) - len("".encode(encoding))
         return held
 
     def _reset(self, offset: int) -> None:

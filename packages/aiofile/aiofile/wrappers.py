@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .aio import DataTypeError
-from .lines import make_splitter, split_universal, to_lf
+from .lines import _split_lf_str, make_splitter, split_universal, to_lf
 from .readahead import (
     CHUNK_SIZE,
     LINE_CHUNK_SIZE,
@@ -52,8 +52,11 @@ class FileIOWrapperBase(ReadAhead[T]):
     _empty: T
     _sep: T
 
-    def __init__(self, afp: AIOFile, *, offset: int = 0) -> None:
-        self._init_pending(afp, offset, LINE_CHUNK_SIZE, None)
+    def __init__(
+        self, afp: AIOFile, *, offset: int = 0, chunk_size: int = LINE_CHUNK_SIZE,
+    ) -> None:
+        # chunk_size: of the reads behind readline() and line iteration.
+        self._init_pending(afp, offset, chunk_size, None)
         self._readable = afp.mode.readable
         self._writable = afp.mode.writable
         self._appending = afp.mode.appending
@@ -62,7 +65,7 @@ class FileIOWrapperBase(ReadAhead[T]):
 
     def _like(self, afp: AIOFile) -> Self:
         """A wrapper of this class and settings on ``afp`` (for ``clone``)."""
-        return type(self)(afp)
+        return type(self)(afp, chunk_size=self._chunk_size)
 
     @property
     def file(self) -> AIOFile:
@@ -485,12 +488,19 @@ class TextFileWrapper(FileIOWrapperBase[str]):
     _empty = ""
     _sep = "\n"
 
-    def __init__(self, afp: AIOFile, *, offset: int = 0, newline: str | None = "\n") -> None:
+    def __init__(
+        self,
+        afp: AIOFile,
+        *,
+        offset: int = 0,
+        chunk_size: int = LINE_CHUNK_SIZE,
+        newline: str | None = "\n",
+    ) -> None:
         if newline is not None and not isinstance(newline, str):
             raise TypeError(f"newline must be str or None, not {type(newline).__name__}")
         if newline not in (None, "", "\n", "\r", "\r\n"):
             raise ValueError(f"illegal newline value: {newline!r}")
-        super().__init__(afp, offset=offset)
+        super().__init__(afp, offset=offset, chunk_size=chunk_size)
         self._newline = newline
         # Written "\n" becomes: os.linesep (None), newline ("\r", "\r\n"),
         # itself ("", "\n": no replace() at all on the write path).
@@ -503,11 +513,23 @@ class TextFileWrapper(FileIOWrapperBase[str]):
             self._split = make_splitter(newline)
         elif newline != "\n":
             self._cr = "\r"
-            self._split = split_universal
+            self._split = self._split_universal
             self._translate = newline is None
 
     def _like(self, afp: AIOFile) -> Self:
-        return type(self)(afp, newline=self._newline)
+        return type(self)(afp, chunk_size=self._chunk_size, newline=self._newline)
+
+    def _split_universal(self, tail: str, chunk: str) -> list[str]:
+        """The splitter of ``newline=""`` and ``None``.
+
+        Data without a "\r" (most files) takes the "\n" splitter, and its
+        lines need no translation (``_cr_seen`` tells ``_translated``).
+        """
+        if "\r" in chunk or "\r" in tail:
+            self._cr_seen = True
+            return split_universal(tail, chunk)
+        self._cr_seen = False
+        return _split_lf_str(tail, chunk) if chunk else _split_lf_str("", tail)
 
     @property
     def encoding(self) -> str:
@@ -627,7 +649,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
                 if missing <= 0 or eof:
                     break
                 fd = fh.check_readable()
-                data = await read(max(missing, 4096), fd, self._pos)
+                data = await read(max(missing, min(self._chunk_size, 4096)), fd, self._pos)
                 if data:
                     self._pos += len(data)
                     text += decoder.decode(data)
