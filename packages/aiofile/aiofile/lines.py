@@ -103,10 +103,10 @@ def _split_crlf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
 
 
 def split_universal(tail: str, chunk: str) -> list[str]:
-    """Split at "\r", "\n" and "\r\n", untranslated (``newline=""`` or ``None``).
+    """Split at "\\r", "\\n" and "\\r\\n", untranslated (``newline=""`` or ``None``).
 
-    StringIO with ``newline=""`` finds exactly these three, in C. A "\r"
-    at the very end stays in the tail: a "\n" may begin the next chunk.
+    StringIO with ``newline=""`` finds exactly these three, in C. A "\\r"
+    at the very end stays in the tail: a "\\n" may begin the next chunk.
     """
     data = tail + chunk if tail else chunk
     lines = StringIO(data, newline="").readlines()
@@ -118,16 +118,16 @@ def split_universal(tail: str, chunk: str) -> list[str]:
 
 
 def to_lf(text: str) -> str:
-    """``text`` with every "\r\n" and lone "\r" made "\n" (``newline=None``)."""
+    """``text`` with every "\\r\\n" and lone "\\r" made "\\n" (``newline=None``)."""
     if "\r" not in text:
         return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def line_to_lf(line: str) -> str:
-    """One line of ``split_universal`` with its ending made "\n".
+    """One line of ``split_universal`` with its ending made "\\n".
 
-    Only the end of such a line can hold a "\r".
+    Only the end of such a line can hold a "\\r".
     """
     if line[-1:] != "\r":
         if line[-2:-1] == "\r":  # "\r\n"

@@ -93,8 +93,8 @@ def async_open(
     with ``await`` or ``async with`` to open it. ``encoding`` (default
     UTF-8), ``context`` and ``executor`` go to AIOFile, and so do
     ``errors``, ``closefd`` and ``opener``, which mean what they mean to
-    ``open``. ``newline`` too, except that its default is ``"\n"``, not
-    ``None``: only "\n" ends a line and nothing is translated, as in
+    ``open``. ``newline`` too, except that its default is ``"\\n"``, not
+    ``None``: only "\\n" ends a line and nothing is translated, as in
     aiofile before it had the argument; ``newline=None`` gives universal
     newlines. A file object keeps its own mode and encoding unless they
     are given, is not owned (closing the wrapper leaves it open) and is

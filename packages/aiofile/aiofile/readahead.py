@@ -173,7 +173,7 @@ class ReadAhead(Generic[T]):
             raise
 
     def _translated(self, lines: list[T]) -> Iterator[T]:
-        """The lines of a ``newline=None`` file, each made to end in "\n" on its way out."""
+        """The lines of a ``newline=None`` file, each made to end in "\\n" on its way out."""
         raw = self._raw_lines = iter(lines)
         if not self._cr_seen:
             return raw
@@ -345,7 +345,7 @@ _LINE_END = re.compile("\r\n?|\n")
 async def readline_universal(reader: ReadAhead[str], size: int) -> str:
     """readline with a size limit in a text file with universal newlines.
 
-    ``size`` counts the characters returned, after translation. A "\r"
+    ``size`` counts the characters returned, after translation. A "\\r"
     last in what was read needs the next character (or the end of the
     file) before the line can end.
     """
@@ -391,7 +391,7 @@ async def readline_universal(reader: ReadAhead[str], size: int) -> str:
 
 def translated_cut(text: str, length: int) -> int:
     """The index in ``text`` (as read) where ``length`` characters of its
-    ``newline=None`` translation end, a "\r\n" kept whole."""
+    ``newline=None`` translation end, a "\\r\\n" kept whole."""
     end = length
     while True:
         # Each "\r\n" before the cut is one character more of text.

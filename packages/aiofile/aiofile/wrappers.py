@@ -480,8 +480,8 @@ class TextFileWrapper(FileIOWrapperBase[str]):
 
     Decoding is incremental: a character split between two reads decodes
     correctly in any encoding. ``newline`` is the built-in ``open``'s, but
-    its default is ``"\n"`` (aiofile's behaviour before it had one: only
-    "\n" ends a line, nothing is translated); ``newline=None`` gives
+    its default is ``"\\n"`` (aiofile's behaviour before it had one: only
+    "\\n" ends a line, nothing is translated); ``newline=None`` gives
     universal newlines as ``open``'s default does.
     """
 
@@ -522,7 +522,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
     def _split_universal(self, tail: str, chunk: str) -> list[str]:
         """The splitter of ``newline=""`` and ``None``.
 
-        Data without a "\r" (most files) takes the "\n" splitter, and its
+        Data without a "\\r" (most files) takes the "\\n" splitter, and its
         lines need no translation (``_cr_seen`` tells ``_translated``).
         """
         if "\r" in chunk or "\r" in tail:
@@ -617,7 +617,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
     async def writelines(self, lines: Iterable[str]) -> None:
         """Write each str of ``lines``, in order, at the position.
 
-        Nothing is added between them; "\n" is translated as ``write``
+        Nothing is added between them; "\\n" is translated as ``write``
         does. Raises TypeError (an item is not str), ValueError (closed),
         UnicodeEncodeError, io.UnsupportedOperation, OSError.
         """
@@ -626,7 +626,7 @@ class TextFileWrapper(FileIOWrapperBase[str]):
             await self.write(data)
 
     async def _read_to_lf(self, length: int) -> str:
-        """read(length) with ``newline=None``: "\r\n" and "\r" come out as "\n".
+        """read(length) with ``newline=None``: "\\r\\n" and "\\r" come out as "\\n".
 
         ``length`` counts translated characters; what is read beyond them
         stays pending as read.
