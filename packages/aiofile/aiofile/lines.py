@@ -25,7 +25,7 @@ from collections.abc import Callable
 from io import BytesIO, StringIO
 from typing import Any, TypeVar
 
-__all__ = ("Splitter", "line_to_lf", "make_splitter", "split_universal", "to_lf")
+__all__ = ("Splitter", "make_splitter", "split_universal", "to_lf")
 
 AnyStr_ = TypeVar("AnyStr_", str, bytes)
 Splitter = Callable[[AnyStr_, AnyStr_], list[AnyStr_]]
@@ -122,18 +122,6 @@ def to_lf(text: str) -> str:
     if "\r" not in text:
         return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def line_to_lf(line: str) -> str:
-    """One line of ``split_universal`` with its ending made "\\n".
-
-    Only the end of such a line can hold a "\\r".
-    """
-    if line[-1:] != "\r":
-        if line[-2:-1] == "\r":  # "\r\n"
-            return line[:-2] + "\n"
-        return line
-    return line[:-1] + "\n"
 
 
 def make_splitter(sep: AnyStr_) -> Callable[[AnyStr_, AnyStr_], list[AnyStr_]]:

@@ -22,12 +22,13 @@ Speed notes, because they shape the code:
 from __future__ import annotations
 
 import codecs
+import operator
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .lines import line_to_lf, make_splitter
+from .lines import make_splitter
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -76,15 +77,16 @@ class ReadAhead(Generic[T]):
     #: Universal newlines (text, ``newline=""`` or ``None``): "\r" ends a
     #: line too. ``_split`` then splits there (``lines.split_universal``).
     _cr: str | None = None
-    #: ``newline=None``: lines are kept as read (so that pending data counts
-    #: its bytes exactly) and made to end in "\n" as they are handed out:
-    #: ``_lines`` is then a ``map`` over ``_raw_lines``, whose rest is the
-    #: pending, untranslated, lines.
+    #: ``newline=None``: ``_lines`` iterates over the translated lines,
+    #: ``_raw_lines`` holds the same lines as read, so that the pending data
+    #: (and so tell()) counts its bytes exactly: the last
+    #: ``length_hint(_lines)`` of them are pending.
     _translate = False
-    _raw_lines: Iterator[T]
-    #: Whether the data the splitter last had held a "\r" (set by a
-    #: universal splitter): without one there is nothing to translate.
-    _cr_seen = True
+    _raw_lines: list[T]
+    #: Set by the universal splitter for the split it just made: the
+    #: translated lines when its data held a "\r", else None (nothing to
+    #: translate).
+    _lf_lines: list[T] | None = None
 
     def _init_pending(self, afp: AIOFile, offset: int, chunk_size: int, sep: T | None) -> None:
         if offset < 0:
@@ -173,11 +175,15 @@ class ReadAhead(Generic[T]):
             raise
 
     def _translated(self, lines: list[T]) -> Iterator[T]:
-        """The lines of a ``newline=None`` file, each made to end in "\\n" on its way out."""
-        raw = self._raw_lines = iter(lines)
-        if not self._cr_seen:
-            return raw
-        return map(line_to_lf, raw)  # type: ignore[arg-type]
+        """The ``newline=None`` iterator over ``lines``, just split: their
+        translation, one for one, which the splitter made in C."""
+        self._raw_lines = lines
+        lf = self._lf_lines
+        if lf is None:
+            return iter(lines)
+        # The splitter's translation also has the tail (when not empty).
+        del lf[len(lines):]
+        return iter(lf)
 
     def _iter_lines(self) -> AsyncIterator[T]:
         """The async iterator of ``async for line``, fastest for this Python.
@@ -222,7 +228,9 @@ class ReadAhead(Generic[T]):
         if lines is not None:
             self._lines = None
             if self._translate:
-                lines = self._raw_lines  # pending data is kept as read
+                # Pending data is kept as read: the lines not handed out yet.
+                raw = self._raw_lines
+                lines = raw[len(raw) - operator.length_hint(lines):]  # type: ignore[assignment]
             rest = self._empty.join(lines)
             if rest:
                 self._tail = rest + self._tail

@@ -18,6 +18,7 @@ import operator
 import os
 import stat
 from collections.abc import AsyncIterator, Generator, Iterable
+from io import StringIO
 from typing import TYPE_CHECKING, Any
 
 from .aio import DataTypeError
@@ -523,12 +524,17 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         """The splitter of ``newline=""`` and ``None``.
 
         Data without a "\\r" (most files) takes the "\\n" splitter, and its
-        lines need no translation (``_cr_seen`` tells ``_translated``).
+        lines need no translation. With ``newline=None`` the translated lines
+        are left in ``_lf_lines`` for ``_translated``.
         """
         if "\r" in chunk or "\r" in tail:
-            self._cr_seen = True
-            return split_universal(tail, chunk)
-        self._cr_seen = False
+            data = tail + chunk
+            if self._translate:
+                # StringIO(newline=None) translates as it takes the text
+                # (a "\r" last too: that line is the tail, cut off later).
+                self._lf_lines = StringIO(data, newline=None).readlines()
+            return split_universal("", data)
+        self._lf_lines = None
         return _split_lf_str(tail, chunk) if chunk else _split_lf_str("", tail)
 
     @property
