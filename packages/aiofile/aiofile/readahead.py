@@ -264,9 +264,10 @@ class ReadAhead(Generic[T]):
             encoding = self._file.encoding
             text: Any = data
             # Less the BOM that encode() puts first (utf-16, utf-32, utf-8-sig).
-            # (With a lossy error handler, "replace" or "ignore", the text
-            # no longer says how many bytes it came from: tell() is then
-            # off by what was replaced in the pending data.)
+            # (With an error handler that does not round-trip, any but
+            # "strict" and "surrogateescape", replaced text no longer says
+            # how many bytes it came from: tell() is then off by what was
+            # replaced in the pending data.)
             held += len(text.encode(encoding, self._file.errors)) - len("".encode(encoding))
         return held
 
