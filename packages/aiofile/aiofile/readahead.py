@@ -77,16 +77,16 @@ class ReadAhead(Generic[T]):
     #: Universal newlines (text, ``newline=""`` or ``None``): "\r" ends a
     #: line too. ``_split`` then splits there (``lines.split_universal``).
     _cr: str | None = None
-    #: ``newline=None``: ``_lines`` iterates over the translated lines,
-    #: ``_raw_lines`` holds the same lines as read, so that the pending data
-    #: (and so tell()) counts its bytes exactly: the last
-    #: ``length_hint(_lines)`` of them are pending.
+    #: ``newline=None``: ``_lines`` iterates over translated lines; the
+    #: pending data (and so tell()) must count the bytes as read: the last
+    #: ``length_hint(_lines)`` lines of ``_raw_source`` are pending.
     _translate = False
-    _raw_lines: list[T]
-    #: Set by the universal splitter for the split it just made: the
-    #: translated lines when its data held a "\r", else None (nothing to
-    #: translate).
-    _lf_lines: list[T] | None = None
+    #: (lines, None) when the lines are as read (no "\r" in them), else
+    #: (lines, data): the data they were translated from.
+    _raw_source: tuple[list[T], T | None]
+    #: Set by the universal splitter for the split it just made: the data
+    #: when it translated them, else None.
+    _split_data: T | None = None
 
     def _init_pending(self, afp: AIOFile, offset: int, chunk_size: int, sep: T | None) -> None:
         if offset < 0:
@@ -175,15 +175,28 @@ class ReadAhead(Generic[T]):
             raise
 
     def _translated(self, lines: list[T]) -> Iterator[T]:
-        """The ``newline=None`` iterator over ``lines``, just split: their
-        translation, one for one, which the splitter made in C."""
-        self._raw_lines = lines
-        lf = self._lf_lines
-        if lf is None:
-            return iter(lines)
-        # The splitter's translation also has the tail (when not empty).
-        del lf[len(lines):]
-        return iter(lf)
+        """The ``newline=None`` iterator over ``lines``, just split (the
+        splitter translated them in C), and where to find them as read."""
+        data = self._split_data
+        self._raw_source = (lines, data)
+        if data is not None:
+            # Kept as read by the splitter: its tail, a line at end of file.
+            last: Any = lines[-1]
+            if last[-1:] == "\r":
+                lines[-1] = last[:-1] + "\n"
+        return iter(lines)
+
+    def _raw_pending(self, lines: Iterator[T]) -> list[T]:
+        """The lines ``lines`` has not handed out yet, as read (``newline=None``)."""
+        raw, data = self._raw_source
+        count = len(raw)
+        if data is not None:
+            # Split again, untranslated; rare: tell(), read() and the like.
+            raw = self._split_raw(data)[:count]
+        return raw[count - operator.length_hint(lines):]
+
+    def _split_raw(self, data: T) -> list[T]:
+        raise NotImplementedError  # only universal-newline text files translate
 
     def _iter_lines(self) -> AsyncIterator[T]:
         """The async iterator of ``async for line``, fastest for this Python.
@@ -229,8 +242,7 @@ class ReadAhead(Generic[T]):
             self._lines = None
             if self._translate:
                 # Pending data is kept as read: the lines not handed out yet.
-                raw = self._raw_lines
-                lines = raw[len(raw) - operator.length_hint(lines):]  # type: ignore[assignment]
+                lines = self._raw_pending(lines)  # type: ignore[assignment]
             rest = self._empty.join(lines)
             if rest:
                 self._tail = rest + self._tail

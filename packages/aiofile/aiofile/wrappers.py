@@ -524,18 +524,32 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         """The splitter of ``newline=""`` and ``None``.
 
         Data without a "\\r" (most files) takes the "\\n" splitter, and its
-        lines need no translation. With ``newline=None`` the translated lines
-        are left in ``_lf_lines`` for ``_translated``.
+        lines need no translation. With ``newline=None`` other data is
+        translated in the same C pass that splits it: the lines come out
+        translated, the tail as read (``_split_data`` keeps the data, for
+        ``_raw_pending``).
         """
         if "\r" in chunk or "\r" in tail:
             data = tail + chunk
-            if self._translate:
-                # StringIO(newline=None) translates as it takes the text
-                # (a "\r" last too: that line is the tail, cut off later).
-                self._lf_lines = StringIO(data, newline=None).readlines()
-            return split_universal("", data)
-        self._lf_lines = None
+            if not self._translate:
+                return split_universal("", data)
+            # StringIO(newline=None) translates as it takes the text.
+            lines = StringIO(data, newline=None).readlines()
+            # The tail as read: after the last line end, with a "\r" last
+            # kept (a "\n" may follow in the next chunk).
+            end = len(data) - 1 if data[-1] == "\r" else len(data)
+            start = max(data.rfind("\n", 0, end), data.rfind("\r", 0, end)) + 1
+            if start < len(data):
+                lines[-1] = data[start:]
+            else:
+                lines.append("")
+            self._split_data = data
+            return lines
+        self._split_data = None
         return _split_lf_str(tail, chunk) if chunk else _split_lf_str("", tail)
+
+    def _split_raw(self, data: str) -> list[str]:
+        return split_universal("", data)
 
     @property
     def encoding(self) -> str:

@@ -580,3 +580,25 @@ async def test_opener_errors_as_open(tmp_path: Path, context: Any) -> None:
         )
     with open(path, "rb") as fp:
         assert outcome(lambda: async_open(fp, opener=os.open)) is ValueError
+
+
+async def test_newline_none_tell_counts_bytes_as_read(tmp_path: Path, context: Any) -> None:
+    # Whole 64 KiB chunks of translated lines: tell() after each line is
+    # the byte offset of the next one in the file, "\r\n" counted as two.
+    endings = ["\r\n", "\n", "\r"]
+    raw = [f"line {i} {'é' * (i % 5)}{endings[i % 3]}" for i in range(20000)]
+    path = tmp_path / "mixed"
+    write_raw(path, "".join(raw))
+    offsets = []
+    position = 0
+    for line in raw:
+        position += len(line.encode())
+        offsets.append(position)
+    async with async_open(path, newline=None, context=context) as f:
+        for i, line in enumerate(raw[:600]):
+            assert await f.readline() == line.rstrip("\r\n") + "\n"
+            assert f.tell() == offsets[i]
+        f.seek(offsets[9999])
+        assert [line async for line in f] == [
+            line.rstrip("\r\n") + "\n" for line in raw[10000:]
+        ]
