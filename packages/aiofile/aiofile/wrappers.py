@@ -151,10 +151,13 @@ class FileIOWrapperBase(ReadAhead[T]):
         return position
 
     async def readline(self, size: int = -1, newline: T | None = None) -> T:
-        """The next line ending with ``newline`` (default a line feed), empty at EOF.
+        """The next line ending with ``newline``, empty at EOF.
 
-        At most ``size`` bytes (binary) or characters (text) if ``size`` >=
-        0. Raises ValueError (closed, empty ``newline``),
+        By default a line ends where the file's ``newline`` setting says
+        (binary: at a line feed). At most ``size`` bytes (binary) or
+        characters (text) if ``size`` >= 0. Another ``newline`` under
+        universal newlines is looked for in the text as read (and the line
+        translated after). Raises ValueError (closed, empty ``newline``),
         io.UnsupportedOperation, UnicodeDecodeError (text), OSError.
         """
         if size < 0 and (newline is None or newline == self._sep):
