@@ -682,6 +682,8 @@ def lint(session: nox.Session) -> None:
     with session.chdir(ROOT):
         session.run("ruff", "check", ".")
         session.run("mypy", "packages/caio/caio", "packages/aiofile/aiofile")
+        # What async_open's overloads give per mode (assert_type, never run).
+        session.run("mypy", "packages/aiofile/tests/typing")
         # Scripts are checked one directory at a time: two run.py files in
         # one mypy call would clash as the same module.
         for scripts in ("examples", "benchmarks"):

@@ -44,7 +44,7 @@ autodoc_preserve_defaults = True
 nitpick_ignore_regex = [
     ("py:class", r"(asyncio|collections\.abc|concurrent\.futures|os|typing|types)\..*"),
     ("py:class", r"(aiofile\.\w+\.)?([TW]|_Path)"),
-    ("py:class", r"Future|Buffer|FileDescriptor|FutureFactory|Self|FileName|Executor"),
+    ("py:class", r"Future|Buffer|FileDescriptor|FutureFactory|Self|FileName|Opener|Executor"),
 ]
 
 html_theme = "furo"

@@ -9,7 +9,7 @@ import io
 import os
 import stat
 import warnings
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,11 +27,14 @@ if TYPE_CHECKING:
     from caio import AsyncioContextBase
 
 __all__ = (
-    "DEFAULT_CONTEXT_STORE", "AIOFile", "DataTypeError", "FileName", "NotOpenError",
+    "DEFAULT_CONTEXT_STORE", "AIOFile", "DataTypeError", "FileName", "NotOpenError", "Opener",
     "WriteReturnedZeroError", "create_context", "get_default_context", "partial_write_error",
 )
 
 FileName = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+#: ``opener=`` of ``AIOFile`` and ``async_open``, as the built-in ``open``
+#: takes it: called with the path and the ``os.open`` flags, returns a descriptor.
+Opener = Callable[[str, int], int]
 
 # read(-1) on a file of unknown size starts with this and doubles.
 _READ_ALL_START = 64 * 1024
@@ -58,7 +61,7 @@ class DataTypeError(TypeError, ValueError):
 
 
 def partial_write_error(
-    exc: OSError, written: int, total: int, name: str | bytes,
+    exc: OSError, written: int, total: int, name: str | bytes | int,
 ) -> OSError:
     """``exc`` of a write of ``total`` bytes with how many of them landed.
 
@@ -94,7 +97,7 @@ class FileHandle:
 
     def __init__(
         self,
-        name: str | bytes,
+        name: str | bytes | int,
         readable: bool,
         writable: bool,
         context: AsyncioContextBase | None,
@@ -171,7 +174,7 @@ class WriteReturnedZeroError(RuntimeError, OSError):
         self.errno = errno.EIO
 
 
-def _write_failed(result: int, name: str | bytes) -> OSError:
+def _write_failed(result: int, name: str | bytes | int) -> OSError:
     """The error for a write result that is no progress: 0 or -errno."""
     if result == 0:
         return WriteReturnedZeroError()
@@ -182,11 +185,16 @@ class AIOFile:
     """A file for asyncio whose reads and writes name their offset.
 
     ``AIOFile(filename, mode="r", encoding="utf-8", context=None,
-    executor=None, direct=False)``: ``mode`` follows the built-in ``open``
-    (ValueError otherwise), ``context`` is the caio context to use (default:
-    the running loop's), ``executor`` runs the calls that have no
-    asynchronous form (``open``, ``ftruncate``). Open it with
-    ``await afp.open()``, ``await AIOFile(...)`` or ``async with AIOFile(...)``.
+    executor=None, direct=False, *, errors=None, closefd=True, opener=None)``:
+    ``mode`` follows the built-in ``open`` (ValueError otherwise),
+    ``context`` is the caio context to use (default: the running loop's),
+    ``executor`` runs the calls that have no asynchronous form (``open``,
+    ``ftruncate``). ``filename`` may be an open descriptor (an ``int``), as
+    with ``open``; ``closefd=False`` leaves it open when the file is closed.
+    ``opener`` is called as ``opener(path, flags)`` (in the executor)
+    instead of ``os.open``. ``errors`` is the codec error handler of text
+    mode (default ``"strict"``). Open it with ``await afp.open()``,
+    ``await AIOFile(...)`` or ``async with AIOFile(...)``.
 
     ``direct=True`` opens the file with ``O_DIRECT`` (no page cache); reads
     and writes of any offset and length still work: see ``aiofile.direct``.
@@ -194,30 +202,54 @@ class AIOFile:
     refuses O_DIRECT.
 
     Sizes and offsets count bytes in text mode too; ``read`` decodes and
-    ``write`` encodes with ``encoding``.
+    ``write`` encodes with ``encoding`` and ``errors``. Raises ValueError
+    (bad mode, ``errors`` in binary mode, ``closefd=False`` with a path, a
+    negative descriptor), TypeError, LookupError (unknown encoding or
+    error handler).
     """
 
     def __init__(
         self,
-        filename: FileName,
+        filename: FileName | int,
         mode: str = "r",
         encoding: str = "utf-8",
         context: AsyncioContextBase | None = None,
         executor: Executor | None = None,
         direct: bool = False,
+        *,
+        errors: str | None = None,
+        closefd: bool = True,
+        opener: Opener | None = None,
     ) -> None:
-        self._name: str | bytes = os.fspath(filename)
         self._direct = bool(direct)
+        if isinstance(filename, int):
+            if filename < 0:
+                raise ValueError("negative file descriptor")
+            self._name: str | bytes | int = filename
+        else:
+            self._name = os.fspath(filename)
+            if not closefd:
+                raise ValueError("Cannot use closefd=False with file name")
         self._file_mode = parse_mode(mode)
         # An unknown encoding fails here, as it does in the built-in open.
         self._encoding = codecs.lookup(encoding).name
+        if errors is not None:
+            if not isinstance(errors, str):
+                raise TypeError(f"errors must be str or None, not {type(errors).__name__}")
+            if self._file_mode.binary:
+                raise ValueError("binary mode doesn't take an errors argument")
+            # Here rather than at the first read or write (the built-in
+            # open checks only in development mode).
+            codecs.lookup_error(errors)
+        self._errors = errors or "strict"
+        self._opener = opener
         # What the codec writes before the first character (a BOM) or "".
         self._bom = "".encode(self._encoding)
         self._executor = executor
         self._fh = FileHandle(
             self._name, self._file_mode.readable, self._file_mode.writable, context,
         )
-        self._owns_fd = True
+        self._owns_fd = closefd
         # A file object given to from_fp: kept alive, so that its finalizer
         # cannot close the descriptor under us.
         self._fp: Any = None
@@ -261,10 +293,35 @@ class AIOFile:
     # --- opening and closing -------------------------------------------------
 
     def _open_fd(self) -> int:
-        if self._direct:
-            fd = open_direct(self._name, self._file_mode.flags)
+        name = self._name
+        if isinstance(name, int):
+            # An open descriptor: nothing to open, but what the built-in
+            # open checks (EBADF, a directory) is checked here too.
+            fd = name
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+            if self._direct:
+                self._fh.direct = direct_io_of(fd)
+                if self._fh.direct is None:
+                    raise ValueError(
+                        f"direct=True needs a descriptor open with O_DIRECT; fd {fd} is not",
+                    )
+            return fd
+        opener = self._opener
+        if opener is None:
+            if self._direct:
+                fd = open_direct(name, self._file_mode.flags)
+            else:
+                fd = os.open(name, self._file_mode.flags, 0o666)
         else:
-            fd = os.open(self._name, self._file_mode.flags, 0o666)
+            flags = self._file_mode.flags | (os.O_DIRECT if self._direct else 0)
+            fd = opener(name, flags)  # type: ignore[arg-type]
+            if not isinstance(fd, int):
+                raise TypeError(f"expected integer from opener, not {type(fd).__name__}")
+            if fd < 0:
+                raise ValueError(f"opener returned {fd}")
+            # The built-in open makes an opener's descriptor non-inheritable too.
+            os.set_inheritable(fd, False)
         try:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 # os.open opens a directory read-only; the built-in open
@@ -292,15 +349,18 @@ class AIOFile:
             return None
         if fh.opened:
             raise NotOpenError(f"{self._name!r} is closed and cannot be reopened")
-        # open() may block (network filesystems, FIFOs): not on the loop;
-        # io_uring's OPENAT where the context has it, else the executor.
-        if self._direct:
-            # O_DIRECT opening has fallbacks and messages of its own
-            # (aiofile/direct.py): all of it on a worker.
-            fd = await _fs.call_in(fh.bind_context(), self._executor, None, self._open_fd)
+        context = fh.bind_context()
+        if isinstance(self._name, int):
+            fd = self._open_fd()  # an fstat: it does not block
+        elif self._direct or self._opener is not None:
+            # O_DIRECT opening (its fallbacks and messages: aiofile/direct.py)
+            # and an opener are our own code: all of it on a worker.
+            fd = await _fs.call_in(context, self._executor, None, self._open_fd)
         else:
+            # open() may block (network filesystems, FIFOs): not on the loop;
+            # io_uring's OPENAT where the context has it, else the executor.
             fd = await _fs.open_fd(
-                fh.bind_context(), self._executor, self._name, self._file_mode.flags, 0o666,
+                context, self._executor, self._name, self._file_mode.flags, 0o666,
                 self._open_fd,
             )
         if fh.fd >= 0:  # a concurrent open() won
@@ -393,8 +453,9 @@ class AIOFile:
         return self._fh
 
     @property
-    def name(self) -> str | bytes:
-        """The file name given (a path-like one as ``os.fspath`` gives it)."""
+    def name(self) -> str | bytes | int:
+        """The file name given (a path-like one as ``os.fspath`` gives it),
+        or the descriptor when one was given, as the built-in files have it."""
         return self._name
 
     @property
@@ -406,6 +467,11 @@ class AIOFile:
     def encoding(self) -> str:
         """The codec name used in text mode."""
         return self._encoding
+
+    @property
+    def errors(self) -> str:
+        """The codec error handler of text mode (``"strict"`` unless given)."""
+        return self._errors
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -467,7 +533,7 @@ class AIOFile:
         data = await self.read_bytes(size, offset)
         if self._file_mode.binary:
             return data
-        return data.decode(self._encoding)
+        return data.decode(self._encoding, self._errors)
 
     async def read_bytes(self, size: int = -1, offset: int = 0) -> bytes:
         """Read ``size`` bytes at ``offset`` as bytes, whatever the mode.
@@ -532,7 +598,7 @@ class AIOFile:
         """
         if not isinstance(data, str):
             raise TypeError(f"expected str, not {type(data).__name__}")
-        encoded = data.encode(self._encoding)
+        encoded = data.encode(self._encoding, self._errors)
         bom = self._bom
         if bom and offset and encoded.startswith(bom):
             # utf-16, utf-32, utf-8-sig: the mark belongs at the start only.
@@ -545,7 +611,7 @@ class AIOFile:
 
     def decode_bytes(self, data: bytes) -> str:
         """``data`` decoded with the file's encoding. Raises UnicodeDecodeError."""
-        return data.decode(self._encoding)
+        return data.decode(self._encoding, self._errors)
 
     async def write(self, data: str | Buffer, offset: int = 0) -> int:
         """Write all of ``data`` at ``offset``; returns the bytes written.

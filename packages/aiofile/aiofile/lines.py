@@ -25,7 +25,7 @@ from collections.abc import Callable
 from io import BytesIO, StringIO
 from typing import Any, TypeVar
 
-__all__ = ("Splitter", "make_splitter")
+__all__ = ("Splitter", "make_splitter", "split_universal", "to_lf")
 
 AnyStr_ = TypeVar("AnyStr_", str, bytes)
 Splitter = Callable[[AnyStr_, AnyStr_], list[AnyStr_]]
@@ -100,6 +100,28 @@ def _split_crlf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
     if data.endswith(b"\r\n"):
         lines.append(b"")
     return lines
+
+
+def split_universal(tail: str, chunk: str) -> list[str]:
+    """Split at "\\r", "\\n" and "\\r\\n", untranslated (``newline=""`` or ``None``).
+
+    StringIO with ``newline=""`` finds exactly these three, in C. A "\\r"
+    at the very end stays in the tail: a "\\n" may begin the next chunk.
+    """
+    data = tail + chunk if tail else chunk
+    lines = StringIO(data, newline="").readlines()
+    if data[-1:] == "\n":
+        lines.append("")
+    elif not lines:
+        lines.append(data)
+    return lines
+
+
+def to_lf(text: str) -> str:
+    """``text`` with every "\\r\\n" and lone "\\r" made "\\n" (``newline=None``)."""
+    if "\r" not in text:
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def make_splitter(sep: AnyStr_) -> Callable[[AnyStr_, AnyStr_], list[AnyStr_]]:

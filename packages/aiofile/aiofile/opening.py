@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
-from typing import IO, Any, Generic, Literal, TypeVar, overload
+from concurrent.futures import Executor
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from .aio import AIOFile, FileName
+from .aio import AIOFile, FileName, Opener
 from .wrappers import BinaryFileWrapper, TextFileWrapper
+
+if TYPE_CHECKING:
+    from caio import AsyncioContextBase
 
 __all__ = ("FileIOCloner", "async_open", "clone")
 
@@ -28,42 +32,102 @@ _TextMode = Literal[
 
 @overload
 def async_open(
-    file_specifier: FileName | IO[Any], mode: _BinaryMode, *args: Any, **kwargs: Any,
+    file_specifier: FileName | int | IO[Any],
+    mode: _BinaryMode,
+    encoding: str | None = ...,
+    context: AsyncioContextBase | None = ...,
+    executor: Executor | None = ...,
+    *,
+    errors: None = ...,
+    newline: Literal["\n"] | None = ...,
+    closefd: bool = ...,
+    opener: Opener | None = ...,
+    direct: bool = ...,
 ) -> BinaryFileWrapper: ...
 
 
 @overload
 def async_open(
-    file_specifier: FileName | IO[Any], mode: _TextMode = ..., *args: Any, **kwargs: Any,
+    file_specifier: FileName | int | IO[Any],
+    mode: _TextMode = ...,
+    encoding: str | None = ...,
+    context: AsyncioContextBase | None = ...,
+    executor: Executor | None = ...,
+    *,
+    errors: str | None = ...,
+    newline: str | None = ...,
+    closefd: bool = ...,
+    opener: Opener | None = ...,
+    direct: bool = ...,
 ) -> TextFileWrapper: ...
 
 
 @overload
 def async_open(
-    file_specifier: FileName | IO[Any], mode: str = ..., *args: Any, **kwargs: Any,
+    file_specifier: FileName | int | IO[Any],
+    mode: str = ...,
+    encoding: str | None = ...,
+    context: AsyncioContextBase | None = ...,
+    executor: Executor | None = ...,
+    *,
+    errors: str | None = ...,
+    newline: str | None = ...,
+    closefd: bool = ...,
+    opener: Opener | None = ...,
+    direct: bool = ...,
 ) -> BinaryFileWrapper | TextFileWrapper: ...
 
 
 def async_open(
-    file_specifier: FileName | IO[Any], mode: str = "r", *args: Any, **kwargs: Any,
+    file_specifier: FileName | int | IO[Any],
+    mode: str = "r",
+    encoding: str | None = None,
+    context: AsyncioContextBase | None = None,
+    executor: Executor | None = None,
+    *,
+    errors: str | None = None,
+    newline: str | None = "\n",
+    closefd: bool = True,
+    opener: Opener | None = None,
+    direct: bool = False,
 ) -> BinaryFileWrapper | TextFileWrapper:
-    """Open a path (or wrap an open file object) like the built-in ``open``.
+    """Open a path or a descriptor (or wrap an open file object) like the built-in ``open``.
 
-    Returns a BinaryFileWrapper or a TextFileWrapper by ``mode``; use it with
-    ``await`` or ``async with`` to open it. Other arguments go to AIOFile
-    (``encoding``, ``context``, ``executor``). A file object keeps its own
-    mode unless one is given, is not owned (closing the wrapper leaves it
-    open) and is read from offset 0. Raises ValueError (bad mode), TypeError.
+    Returns a BinaryFileWrapper or a TextFileWrapper by ``mode``; use it
+    with ``await`` or ``async with`` to open it. ``encoding`` (default
+    UTF-8), ``context`` and ``executor`` go to AIOFile, and so do
+    ``errors``, ``closefd`` and ``opener``, which mean what they mean to
+    ``open``. ``newline`` too, except that its default is ``"\\n"``, not
+    ``None``: only "\\n" ends a line and nothing is translated, as in
+    aiofile before it had the argument; ``newline=None`` gives universal
+    newlines. A file object keeps its own mode and encoding unless they
+    are given, is not owned (closing the wrapper leaves it open) and is
+    read from offset 0. Raises ValueError (bad mode or ``newline``,
+    ``errors`` or ``newline`` in binary mode, ``closefd=False`` with a
+    path, ``opener`` with a file object), TypeError, LookupError (unknown
+    encoding or error handler). ``direct=True``: ``O_DIRECT``, see AIOFile.
     """
-    if isinstance(file_specifier, (str, bytes, os.PathLike)):
-        afp = AIOFile(file_specifier, mode, *args, **kwargs)
+    if isinstance(file_specifier, (str, bytes, os.PathLike, int)):
+        afp = AIOFile(
+            file_specifier, mode, "utf-8" if encoding is None else encoding, context, executor,
+            direct, errors=errors, closefd=closefd, opener=opener,
+        )
     else:
+        if opener is not None:
+            raise ValueError("opener= opens a path; this file object is open already")
+        options: dict[str, Any] = {
+            "context": context, "executor": executor, "errors": errors, "direct": direct,
+        }
         if mode != "r":
-            kwargs["mode"] = mode
-        afp = AIOFile.from_fp(file_specifier, *args, **kwargs)
+            options["mode"] = mode
+        if encoding is not None:
+            options["encoding"] = encoding
+        afp = AIOFile.from_fp(file_specifier, **options)
     if afp.mode.binary:
+        if newline not in (None, "\n"):
+            raise ValueError("binary mode doesn't take a newline argument")
         return BinaryFileWrapper(afp)
-    return TextFileWrapper(afp)
+    return TextFileWrapper(afp, newline=newline)
 
 
 W = TypeVar("W", BinaryFileWrapper, TextFileWrapper)
@@ -85,7 +149,7 @@ class FileIOCloner(Generic[W]):
         # Synchronous: os.dup() does not block. Raises ValueError when the
         # original is closed.
         wrapper = self._wrapper
-        twin: W = type(wrapper)(wrapper.file.clone())
+        twin: W = wrapper._like(wrapper.file.clone())
         self._clone = twin
         return twin
 

@@ -22,6 +22,8 @@ Speed notes, because they shape the code:
 from __future__ import annotations
 
 import codecs
+import operator
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -33,7 +35,10 @@ if TYPE_CHECKING:
 
     from .aio import AIOFile, FileHandle
 
-__all__ = ("CHUNK_SIZE", "LINE_CHUNK_SIZE", "ReadAhead", "T", "readline_slow")
+__all__ = (
+    "CHUNK_SIZE", "LINE_CHUNK_SIZE", "ReadAhead", "T", "readline_slow", "readline_universal",
+    "translated_cut",
+)
 
 #: Chunk size of line iteration and readline(): large enough that the
 #: per-chunk costs (a read, a decode, a split) vanish against the per-line
@@ -69,6 +74,19 @@ class ReadAhead(Generic[T]):
     _pos: int
     _empty: T
     _sep: T
+    #: Universal newlines (text, ``newline=""`` or ``None``): "\r" ends a
+    #: line too. ``_split`` then splits there (``lines.split_universal``).
+    _cr: str | None = None
+    #: ``newline=None``: ``_lines`` iterates over translated lines; the
+    #: pending data (and so tell()) must count the bytes as read: the last
+    #: ``length_hint(_lines)`` lines of ``_raw_source`` are pending.
+    _translate = False
+    #: (lines, None) when the lines are as read (no "\r" in them), else
+    #: (lines, data): the data they were translated from.
+    _raw_source: tuple[list[T], T | None]
+    #: Set by the universal splitter for the split it just made: the data
+    #: when it translated them, else None.
+    _split_data: T | None = None
 
     def _init_pending(self, afp: AIOFile, offset: int, chunk_size: int, sep: T | None) -> None:
         if offset < 0:
@@ -83,7 +101,7 @@ class ReadAhead(Generic[T]):
         self._tail: T = self._empty
         text = not afp.mode.binary
         self._decoder: codecs.IncrementalDecoder | None = (
-            codecs.getincrementaldecoder(afp.encoding)() if text else None
+            codecs.getincrementaldecoder(afp.encoding)(afp.errors) if text else None
         )
         if sep is None:
             sep = self._sep
@@ -97,12 +115,13 @@ class ReadAhead(Generic[T]):
         """
         fh = self._fh
         fd = fh.fd
-        if fd < 0:
-            raise fh.closed_error()
+        if fd < 0 or not fh.readable:
+            fh.check_readable()  # raises ValueError or io.UnsupportedOperation
         read = (fh.context or fh.bind_context()).read
         decoder = self._decoder
         split = self._split
         sep = self._line_sep
+        cr = self._cr
         size = self._chunk_size
         empty = self._empty
         tail = self._tail
@@ -131,9 +150,12 @@ class ReadAhead(Generic[T]):
                     lines = split(empty, tail)
                     if not lines[-1]:
                         lines.pop()
-                    self._lines = iter(lines)
+                    self._lines = self._translated(lines) if self._translate else iter(lines)
                     return True
-                if sep not in chunk and not _straddles(parts[-1] if parts else tail, chunk, sep):
+                if (
+                    sep not in chunk and (cr is None or cr not in chunk)
+                    and not _straddles(parts[-1] if parts else tail, chunk, sep)
+                ):
                     if not parts and tail:
                         parts.append(tail)
                     parts.append(chunk)
@@ -145,12 +167,36 @@ class ReadAhead(Generic[T]):
                 tail = lines.pop()
                 if lines:
                     self._tail = tail
-                    self._lines = iter(lines)
+                    self._lines = self._translated(lines) if self._translate else iter(lines)
                     return True
         except BaseException:
             # Cancelled or failed after reading: what was read stays pending.
             self._tail = empty.join(parts) if parts else tail
             raise
+
+    def _translated(self, lines: list[T]) -> Iterator[T]:
+        """The ``newline=None`` iterator over ``lines``, just split (the
+        splitter translated them in C), and where to find them as read."""
+        data = self._split_data
+        self._raw_source = (lines, data)
+        if data is not None:
+            # Kept as read by the splitter: its tail, a line at end of file.
+            last: Any = lines[-1]
+            if last[-1:] == "\r":
+                lines[-1] = last[:-1] + "\n"
+        return iter(lines)
+
+    def _raw_pending(self, lines: Iterator[T]) -> list[T]:
+        """The lines ``lines`` has not handed out yet, as read (``newline=None``)."""
+        raw, data = self._raw_source
+        count = len(raw)
+        if data is not None:
+            # Split again, untranslated; rare: tell(), read() and the like.
+            raw = self._split_raw(data)[:count]
+        return raw[count - operator.length_hint(lines):]
+
+    def _split_raw(self, data: T) -> list[T]:
+        raise NotImplementedError  # only universal-newline text files translate
 
     def _iter_lines(self) -> AsyncIterator[T]:
         """The async iterator of ``async for line``, fastest for this Python.
@@ -194,6 +240,9 @@ class ReadAhead(Generic[T]):
         lines = self._lines
         if lines is not None:
             self._lines = None
+            if self._translate:
+                # Pending data is kept as read: the lines not handed out yet.
+                lines = self._raw_pending(lines)  # type: ignore[assignment]
             rest = self._empty.join(lines)
             if rest:
                 self._tail = rest + self._tail
@@ -209,7 +258,10 @@ class ReadAhead(Generic[T]):
             return
         lines = self._split(self._empty, data)
         self._tail = lines.pop()
-        self._lines = iter(lines) if lines else None
+        if not lines:
+            self._lines = None
+        else:
+            self._lines = self._translated(lines) if self._translate else iter(lines)
 
     def _pending_bytes(self) -> int:
         """How many bytes of the file the pending data stands for."""
@@ -224,7 +276,11 @@ class ReadAhead(Generic[T]):
             encoding = self._file.encoding
             text: Any = data
             # Less the BOM that encode() puts first (utf-16, utf-32, utf-8-sig).
-            held += len(text.encode(encoding)) - len("".encode(encoding))
+            # (With an error handler that does not round-trip, any but
+            # "strict" and "surrogateescape", replaced text no longer says
+            # how many bytes it came from: tell() is then off by what was
+            # replaced in the pending data.)
+            held += len(text.encode(encoding, self._file.errors)) - len("".encode(encoding))
         return held
 
     def _reset(self, offset: int) -> None:
@@ -301,3 +357,69 @@ async def readline_slow(reader: ReadAhead[T], size: int, sep: T) -> T:
     reader._push_back(buf[end:])
     line: T = buf[:end]
     return line
+
+
+# Where a line ends with universal newlines.
+_LINE_END = re.compile("\r\n?|\n")
+
+
+async def readline_universal(reader: ReadAhead[str], size: int) -> str:
+    """readline with a size limit in a text file with universal newlines.
+
+    ``size`` counts the characters returned, after translation. A "\\r"
+    last in what was read needs the next character (or the end of the
+    file) before the line can end.
+    """
+    buf = reader._take_pending()
+    fh = reader._fh
+    decoder = reader._decoder
+    assert decoder is not None
+    translate = reader._translate
+    eof = False
+    search = 0
+    try:
+        while True:
+            m = _LINE_END.search(buf, search)
+            if m is not None and (eof or m.end() < len(buf) or m.group() != "\r"):
+                end = m.end()
+                line = buf[:m.start()] + "\n" if translate else buf[:end]
+                if 0 <= size < len(line):
+                    # The cut falls before the ending: the same index in buf.
+                    end = size
+                    line = line[:size]
+                break
+            search = m.start() if m is not None else len(buf)
+            if 0 <= size <= search or eof:
+                end = min(size, len(buf)) if size >= 0 else len(buf)
+                line = buf[:end]
+                break
+            fd = fh.check_readable()
+            chunk = await (fh.context or fh.bind_context()).read(
+                max(reader._chunk_size, len(buf)), fd, reader._pos,
+            )
+            if not chunk:
+                eof = True
+                buf += decoder.decode(b"", True)
+                continue
+            reader._pos += len(chunk)
+            buf += decoder.decode(chunk)
+    except BaseException:
+        reader._push_back(buf)
+        raise
+    reader._push_back(buf[end:])
+    return line
+
+
+def translated_cut(text: str, length: int) -> int:
+    """The index in ``text`` (as read) where ``length`` characters of its
+    ``newline=None`` translation end, a "\\r\\n" kept whole."""
+    end = length
+    while True:
+        # Each "\r\n" before the cut is one character more of text.
+        wider = length + text.count("\r\n", 0, end)
+        if wider == end:
+            break
+        end = wider
+    if text[end - 1:end + 1] == "\r\n":
+        end += 1
+    return end

@@ -17,11 +17,21 @@ import io
 import operator
 import os
 import stat
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterable
+from io import StringIO
 from typing import TYPE_CHECKING, Any
 
 from .aio import DataTypeError
-from .readahead import CHUNK_SIZE, LINE_CHUNK_SIZE, ReadAhead, T, readline_slow
+from .lines import _split_lf_str, make_splitter, split_universal, to_lf
+from .readahead import (
+    CHUNK_SIZE,
+    LINE_CHUNK_SIZE,
+    ReadAhead,
+    T,
+    readline_slow,
+    readline_universal,
+    translated_cut,
+)
 
 if TYPE_CHECKING:
 
@@ -43,13 +53,20 @@ class FileIOWrapperBase(ReadAhead[T]):
     _empty: T
     _sep: T
 
-    def __init__(self, afp: AIOFile, *, offset: int = 0) -> None:
-        self._init_pending(afp, offset, LINE_CHUNK_SIZE, None)
+    def __init__(
+        self, afp: AIOFile, *, offset: int = 0, chunk_size: int = LINE_CHUNK_SIZE,
+    ) -> None:
+        # chunk_size: of the reads behind readline() and line iteration.
+        self._init_pending(afp, offset, chunk_size, None)
         self._readable = afp.mode.readable
         self._writable = afp.mode.writable
         self._appending = afp.mode.appending
         if afp.mode.appending and self._fh.fd >= 0:
             self._pos = os.fstat(self._fh.fd).st_size
+
+    def _like(self, afp: AIOFile) -> Self:
+        """A wrapper of this class and settings on ``afp`` (for ``clone``)."""
+        return type(self)(afp, chunk_size=self._chunk_size)
 
     @property
     def file(self) -> AIOFile:
@@ -62,8 +79,8 @@ class FileIOWrapperBase(ReadAhead[T]):
         return self._file.closed
 
     @property
-    def name(self) -> str | bytes:
-        """The file name."""
+    def name(self) -> str | bytes | int:
+        """The file name (the descriptor if one was opened)."""
         return self._file.name
 
     @property
@@ -134,10 +151,13 @@ class FileIOWrapperBase(ReadAhead[T]):
         return position
 
     async def readline(self, size: int = -1, newline: T | None = None) -> T:
-        """The next line ending with ``newline`` (default a line feed), empty at EOF.
+        """The next line ending with ``newline``, empty at EOF.
 
-        At most ``size`` bytes (binary) or characters (text) if ``size`` >=
-        0. Raises ValueError (closed, empty ``newline``),
+        By default a line ends where the file's ``newline`` setting says
+        (binary: at a line feed). At most ``size`` bytes (binary) or
+        characters (text) if ``size`` >= 0. Another ``newline`` under
+        universal newlines is looked for in the text as read (and the line
+        translated after). Raises ValueError (closed, empty ``newline``),
         io.UnsupportedOperation, UnicodeDecodeError (text), OSError.
         """
         if size < 0 and (newline is None or newline == self._sep):
@@ -148,7 +168,92 @@ class FileIOWrapperBase(ReadAhead[T]):
                     return line
             return await self._readline()
         self._fh.check_readable()
+        if self._cr is not None:
+            if newline is None or newline == self._sep:
+                return await readline_universal(self, size)  # type: ignore[arg-type, return-value]
+            # Another separator: found in the text as read.
+            line = await readline_slow(self, size, newline)
+            return to_lf(line) if self._translate else line  # type: ignore[arg-type, return-value]
         return await readline_slow(self, size, self._sep if newline is None else newline)
+
+    async def readlines(self, hint: int | None = -1) -> list[T]:
+        """The lines to end of file, as ``readline`` gives them.
+
+        With ``hint`` > 0, lines stop once their total size (bytes or
+        characters) exceeds ``hint``, as with the built-in files. Raises
+        ValueError (closed), io.UnsupportedOperation, UnicodeDecodeError
+        (text), OSError.
+        """
+        hint = -1 if hint is None else operator.index(hint)
+        self._fh.check_readable()
+        result: list[T] = []
+        if hint <= 0:
+            while True:
+                lines = self._lines
+                if lines is not None:
+                    result.extend(lines)
+                    if self._lines is lines:
+                        self._lines = None
+                if not await self._fill():
+                    return result
+        total = 0
+        while line := await self.readline():
+            result.append(line)
+            if len(line) > hint - total:
+                break
+            total += len(line)
+        return result
+
+    def _lines_joined(self, lines: Iterable[Any]) -> T | None:
+        """What ``writelines(lines)`` writes: None for no lines at all.
+
+        Raises ValueError if closed, TypeError for an item of the wrong type.
+        """
+        fh = self._fh
+        if fh.fd < 0:
+            raise fh.closed_error()
+        items = list(lines)
+        # One write for all: the same bytes in the file as a write per line.
+        return self._empty.join(items) if items else None
+
+    async def truncate(self, size: int | None = None) -> int:
+        """Cut or extend the file to ``size`` bytes (default: the position).
+
+        The position does not move. Returns ``size``. Raises ValueError
+        (closed), io.UnsupportedOperation (not writable), TypeError, OSError.
+        """
+        fh = self._fh
+        fh.check_writable()
+        # Read-ahead beyond the new end would be stale: drop it.
+        position = self._write_position()
+        size = position if size is None else operator.index(size)
+        await self._file.truncate(size)
+        return size
+
+    def readable(self) -> bool:
+        """Whether the mode reads. Raises ValueError if closed."""
+        self._file.fileno()
+        return self._readable
+
+    def writable(self) -> bool:
+        """Whether the mode writes. Raises ValueError if closed."""
+        self._file.fileno()
+        return self._writable
+
+    def seekable(self) -> bool:
+        """Whether the descriptor has a position (False for pipes, sockets).
+
+        Raises ValueError if closed.
+        """
+        try:
+            os.lseek(self._file.fileno(), 0, os.SEEK_CUR)
+        except OSError:
+            return False
+        return True
+
+    def isatty(self) -> bool:
+        """Whether the descriptor is a terminal. Raises ValueError if closed."""
+        return os.isatty(self._file.fileno())
 
     async def flush(self, sync_metadata: bool = False) -> None:
         """Make written data durable: fdatasync, or fsync if ``sync_metadata``.
@@ -199,7 +304,7 @@ class FileIOWrapperBase(ReadAhead[T]):
         fd = fh.check_readable()
         read = (fh.context or fh.bind_context()).read
         pending = self._take_pending()
-        if pending:
+        if pending and not self._translate:
             yield pending
         decoder = self._decoder
         if decoder is None:
@@ -212,6 +317,10 @@ class FileIOWrapperBase(ReadAhead[T]):
                 yield chunk  # type: ignore[misc]
                 if fh.fd != fd:  # closed while the consumer had the chunk
                     raise fh.closed_error()
+        if self._translate:
+            async for text in self._chunks_to_lf(pending, read, fd, chunk_size):
+                yield text  # type: ignore[misc]
+            return
         while True:
             if fh.fd != fd:
                 raise fh.closed_error()
@@ -223,6 +332,32 @@ class FileIOWrapperBase(ReadAhead[T]):
             self._pos += len(data)
             if text := decoder.decode(data):
                 yield text  # type: ignore[misc]
+
+    async def _chunks_to_lf(
+        self, text: Any, read: Any, fd: int, chunk_size: int,
+    ) -> AsyncIterator[str]:
+        """iter_chunked's text with ``newline=None``, starting with ``text`` (pending)."""
+        fh = self._fh
+        decoder = self._decoder
+        assert decoder is not None
+        cr = False  # the last text ended with "\r": a "\n" first in the next is its
+        while True:
+            if cr and text[:1] == "\n":
+                text = text[1:]
+            if text:
+                cr = text[-1] == "\r"
+                yield to_lf(text)
+            if fh.fd != fd:
+                raise fh.closed_error()
+            if not (data := await read(chunk_size, fd, self._pos)):
+                text = decoder.decode(b"", True)
+                if cr and text[:1] == "\n":
+                    text = text[1:]
+                if text:
+                    yield to_lf(text)
+                return
+            self._pos += len(data)
+            text = decoder.decode(data)
 
 
 class BinaryFileWrapper(FileIOWrapperBase[bytes]):
@@ -339,6 +474,36 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
             raise
         return got
 
+    async def peek(self, size: int = 0) -> bytes:
+        """The next bytes without consuming them; b"" only at end of file.
+
+        As ``io.BufferedReader.peek``: at least one byte unless at end of
+        file, and as many as are read ahead, which may be more or fewer than
+        ``size``. A read is made only when nothing is read ahead. Raises
+        ValueError (closed), io.UnsupportedOperation (not readable), OSError.
+        """
+        size = operator.index(size)
+        fh = self._fh
+        fd = fh.check_readable()
+        data = self._take_pending()
+        if not data:
+            data = await (fh.context or fh.bind_context()).read(
+                max(size, io.DEFAULT_BUFFER_SIZE), fd, self._pos,
+            )
+            self._pos += len(data)
+        self._push_back(data)
+        return data
+
+    async def writelines(self, lines: Iterable[Buffer]) -> None:
+        """Write each bytes-like object of ``lines``, in order, at the position.
+
+        Nothing is added between them. Raises TypeError (an item is not
+        bytes-like), ValueError (closed), io.UnsupportedOperation, OSError.
+        """
+        data = self._lines_joined(lines)
+        if data is not None:
+            await self.write(data)
+
     async def write(self, data: Buffer) -> int:
         """Write all of the bytes-like ``data`` at the position; returns its length.
 
@@ -364,11 +529,86 @@ class TextFileWrapper(FileIOWrapperBase[str]):
     """``async_open`` in a text mode: reads and writes str.
 
     Decoding is incremental: a character split between two reads decodes
-    correctly in any encoding. Line endings are not translated.
+    correctly in any encoding. ``newline`` is the built-in ``open``'s, but
+    its default is ``"\\n"`` (aiofile's behaviour before it had one: only
+    "\\n" ends a line, nothing is translated); ``newline=None`` gives
+    universal newlines as ``open``'s default does.
     """
 
     _empty = ""
     _sep = "\n"
+
+    def __init__(
+        self,
+        afp: AIOFile,
+        *,
+        offset: int = 0,
+        chunk_size: int = LINE_CHUNK_SIZE,
+        newline: str | None = "\n",
+    ) -> None:
+        if newline is not None and not isinstance(newline, str):
+            raise TypeError(f"newline must be str or None, not {type(newline).__name__}")
+        if newline not in (None, "", "\n", "\r", "\r\n"):
+            raise ValueError(f"illegal newline value: {newline!r}")
+        super().__init__(afp, offset=offset, chunk_size=chunk_size)
+        self._newline = newline
+        # Written "\n" becomes: os.linesep (None), newline ("\r", "\r\n"),
+        # itself ("", "\n": no replace() at all on the write path).
+        write_nl = os.linesep if newline is None else newline
+        self._write_nl = write_nl if write_nl not in ("", "\n") else None
+        if newline in ("\r", "\r\n"):
+            # Only that string ends a line, untranslated.
+            self._sep = newline
+            self._line_sep = newline
+            self._split = make_splitter(newline)
+        elif newline != "\n":
+            self._cr = "\r"
+            self._split = self._split_universal
+            self._translate = newline is None
+
+    def _like(self, afp: AIOFile) -> Self:
+        return type(self)(afp, chunk_size=self._chunk_size, newline=self._newline)
+
+    def _split_universal(self, tail: str, chunk: str) -> list[str]:
+        """The splitter of ``newline=""`` and ``None``.
+
+        Data without a "\\r" (most files) takes the "\\n" splitter, and its
+        lines need no translation. With ``newline=None`` other data is
+        translated in the same C pass that splits it: the lines come out
+        translated, the tail as read (``_split_data`` keeps the data, for
+        ``_raw_pending``).
+        """
+        if "\r" in chunk or "\r" in tail:
+            data = tail + chunk
+            if not self._translate:
+                return split_universal("", data)
+            # StringIO(newline=None) translates as it takes the text.
+            lines = StringIO(data, newline=None).readlines()
+            # The tail as read: after the last line end, with a "\r" last
+            # kept (a "\n" may follow in the next chunk).
+            end = len(data) - 1 if data[-1] == "\r" else len(data)
+            start = max(data.rfind("\n", 0, end), data.rfind("\r", 0, end)) + 1
+            if start < len(data):
+                lines[-1] = data[start:]
+            else:
+                lines.append("")
+            self._split_data = data
+            return lines
+        self._split_data = None
+        return _split_lf_str(tail, chunk) if chunk else _split_lf_str("", tail)
+
+    def _split_raw(self, data: str) -> list[str]:
+        return split_universal("", data)
+
+    @property
+    def encoding(self) -> str:
+        """The codec name."""
+        return self._file.encoding
+
+    @property
+    def errors(self) -> str:
+        """The codec error handler (``"strict"`` unless given)."""
+        return self._file.errors
 
     async def read(self, length: int = -1) -> str:
         """Up to ``length`` characters (fewer only at end of file), all if negative.
@@ -383,6 +623,8 @@ class TextFileWrapper(FileIOWrapperBase[str]):
         assert decoder is not None
         if length == 0:
             return ""
+        if self._translate:
+            return await self._read_to_lf(length)
         text = self._take_pending()
         if length < 0:
             data = await self._file.read_bytes(-1, self._pos)
@@ -430,13 +672,65 @@ class TextFileWrapper(FileIOWrapperBase[str]):
             )
         position = self._write_position()
         afp = self._file
+        length = len(data)
+        if self._write_nl is not None:
+            data = data.replace("\n", self._write_nl)
         try:
             written = await afp.write_bytes(afp.encode(data, position), position)
         except OSError as exc:
             self._wrote(position + getattr(exc, "written", 0))
             raise
         self._wrote(position + written)
-        return len(data)
+        return length
+
+    async def writelines(self, lines: Iterable[str]) -> None:
+        """Write each str of ``lines``, in order, at the position.
+
+        Nothing is added between them; "\\n" is translated as ``write``
+        does. Raises TypeError (an item is not str), ValueError (closed),
+        UnicodeEncodeError, io.UnsupportedOperation, OSError.
+        """
+        data = self._lines_joined(lines)
+        if data is not None:
+            await self.write(data)
+
+    async def _read_to_lf(self, length: int) -> str:
+        """read(length) with ``newline=None``: "\\r\\n" and "\\r" come out as "\\n".
+
+        ``length`` counts translated characters; what is read beyond them
+        stays pending as read.
+        """
+        fh = self._fh
+        decoder = self._decoder
+        assert decoder is not None
+        text = self._take_pending()
+        if length < 0:
+            data = await self._file.read_bytes(-1, self._pos)
+            self._pos += len(data)
+            return to_lf(text + decoder.decode(data, True))
+        read = (fh.context or fh.bind_context()).read
+        eof = False
+        try:
+            while True:
+                # A "\r" last may be the first half of a "\r\n": not counted yet.
+                known = text if eof or text[-1:] != "\r" else text[:-1]
+                missing = length - len(known) + known.count("\r\n")
+                if missing <= 0 or eof:
+                    break
+                fd = fh.check_readable()
+                data = await read(max(missing, min(self._chunk_size, 4096)), fd, self._pos)
+                if data:
+                    self._pos += len(data)
+                    text += decoder.decode(data)
+                else:
+                    eof = True
+                    text += decoder.decode(b"", True)
+        except BaseException:
+            self._push_back(text)
+            raise
+        end = translated_cut(text, length) if missing < 0 or not eof else len(text)
+        self._push_back(text[end:])
+        return to_lf(text[:end])
 
 
 FileIOWrapper = BinaryFileWrapper | TextFileWrapper
