@@ -92,6 +92,30 @@ async def test_low_level_in_kernel(backend: str, backend_module: Any) -> None:
             low.fs_in_kernel("stat")
 
 
+async def test_where_they_run(
+    backend: str, context: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """io_uring and the C pool do them in C (the kernel, the workers); the
+    Python pool and linux_aio's executor through caio._fsops.call."""
+    from caio import _fsops
+
+    ran: list[int] = []
+    real = _fsops.call
+
+    def spy(op: int, *args: Any) -> Any:
+        ran.append(op)
+        return real(op, *args)
+
+    monkeypatch.setattr(_fsops, "call", spy)
+    await wait(context.mkdir(tmp_path / "d"))
+    assert_same_stat(await wait(context.stat(tmp_path / "d")), os.stat(tmp_path / "d"))
+    await wait(context.rmdir(tmp_path / "d"))
+    in_c = backend == "thread" or (
+        backend == "uring" and all(context.in_kernel(n) for n in ("mkdir", "stat", "rmdir"))
+    )
+    assert ran == ([] if in_c else [_fsops.MKDIR, _fsops.STAT, _fsops.UNLINK])
+
+
 # ---- stat and fstat ------------------------------------------------------------
 
 
