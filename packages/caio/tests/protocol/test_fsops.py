@@ -422,19 +422,23 @@ async def test_cancel_pending_open(backend: str, context: Any, tmp_path: Path) -
     with pytest.raises(asyncio.CancelledError):
         await task
     del task
-    # A worker may still be inside open(2): a writer lets it finish. (If
-    # the kernel interrupted it, nobody reads: ENXIO.)
+    # A worker may be inside open(2), or about to be: a writer lets it
+    # finish. (Until a reader waits, and if the kernel interrupted it,
+    # opening one fails with ENXIO: try again.)
+    writer = -1
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
     try:
-        writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        assert exc.errno == errno.ENXIO
-        writer = -1
-    try:
-        deadline = asyncio.get_running_loop().time() + TIMEOUT
-        expected = before + (writer >= 0)
-        while gc.collect() or sys.getrefcount(fifo) != refs or open_descriptors() != expected:
+        while True:
+            if writer < 0:
+                try:
+                    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as exc:
+                    assert exc.errno == errno.ENXIO
+            gc.collect()
+            if sys.getrefcount(fifo) == refs and open_descriptors() == before + (writer >= 0):
+                break
             assert asyncio.get_running_loop().time() < deadline, (
-                sys.getrefcount(fifo) - refs, open_descriptors() - expected,
+                sys.getrefcount(fifo) - refs, open_descriptors() - before, writer,
             )
             await asyncio.sleep(0.01)
     finally:
