@@ -14,7 +14,6 @@ event loop's thread.
 from __future__ import annotations
 
 import os
-from asyncio import isfuture
 from operator import index
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ("FsOperations",)
 
 _O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+_STAT_RESULT = os.stat_result
 _EBADF = 9
 
 
@@ -67,8 +67,9 @@ def _path(path: object, func: str, arg: str = "path") -> tuple[str | bytes, byte
                 f"not {type(path).__name__}",
             ) from None
         encoded = os.fsencode(name)
-    if b"\0" in encoded:
-        raise ValueError("embedded null byte")
+    # An embedded NUL: the backend's ValueError("embedded null byte"),
+    # before any I/O (`b"\0" in encoded` would raise and swallow a
+    # TypeError first: bytes.__contains__ tries an int).
     return name, encoded
 
 
@@ -92,7 +93,9 @@ class FsOperations:
         @property
         def loop(self) -> asyncio.AbstractEventLoop: ...
 
-    _fs_routes: list[Callable[..., Any] | None]
+    # Where each operation goes (fs_async or the executor), decided on
+    # first use per context.
+    _fs_routes: list[Callable[..., Any] | None] | None = None
 
     def in_kernel(self, name: str) -> bool:
         """True when ``name`` (a method, e.g. ``"stat"``) runs as an
@@ -105,18 +108,16 @@ class FsOperations:
         return bool(self.context.fs_in_kernel(op))
 
     def _fs_route(self, op: int) -> Callable[..., Any]:
-        routes = self.__dict__.get("_fs_routes")
+        routes = self._fs_routes
         if routes is None:
             routes = self._fs_routes = [None] * len(_fsops.NAMES)
-        route = routes[op]
-        if route is None:
-            context: Any = self.context
-            fs_async = getattr(context, "fs_async", None)
-            if fs_async is not None and (self.FS_ASYNC_ALL or context.fs_in_kernel(op)):
-                route = fs_async
-            else:
-                route = self._fs_thread
-            routes[op] = route
+        context: Any = self.context
+        fs_async = getattr(context, "fs_async", None)
+        if fs_async is not None and (self.FS_ASYNC_ALL or context.fs_in_kernel(op)):
+            route: Callable[..., Any] = fs_async
+        else:
+            route = self._fs_thread
+        routes[op] = route
         return route
 
     def _fs_thread(self, op: int, *args: Any) -> asyncio.Future[Any]:
@@ -132,15 +133,19 @@ class FsOperations:
         if self._owner._thread_id is None:
             self._check_loop()
         try:
-            route = self._fs_route(op)
+            routes = self._fs_routes
+            route = routes[op] if routes is not None else None
+            if route is None:
+                route = self._fs_route(op)
             try:
                 r = route(op, fd, path, path2, fd2, flags, mode, offset, length)
             except RuntimeError:
                 self._check_loop()  # from another loop's thread: name both loops
                 raise
-            if isfuture(r):
-                return await self._wait(r, key)
-            return r
+            # Finished during the call: None, an int or an os.stat_result.
+            if r is None or r.__class__ is int or r.__class__ is _STAT_RESULT:
+                return r
+            return await self._wait(r, key)
         except OSError as exc:
             # The backends know errno only; os names the files.
             if names:

@@ -205,7 +205,10 @@ def _worker(pool: Pool) -> None:
         if op is None:
             return
         if take(op._key, None) is None:
-            continue  # cancelled meanwhile
+            # Cancelled meanwhile. Not kept while this worker waits for
+            # the next job: it holds its payload (a path, a buffer).
+            del op
+            continue
         op._state = INFLIGHT
         op._cancel = False
         key = op._key

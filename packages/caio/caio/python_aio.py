@@ -595,7 +595,7 @@ def _fs_check(op: object, *args: object) -> None:
             if not isinstance(value, bytes):
                 raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
             if b"\0" in value:
-                raise ValueError(f"{name}: embedded null byte")
+                raise ValueError("embedded null byte")  # as os says
         elif not isinstance(value, int):
             raise TypeError(f"{name} must be int, not {type(value).__name__}")
 

@@ -385,3 +385,52 @@ async def test_close_with_operations_in_flight(pipe: Any, sqpoll: bool) -> None:
             await wait_for(task)
         assert info.value.errno == errno.ECANCELED
     assert context.context.closed
+
+
+# ---- filesystem operations on the ring ---------------------------------------------
+
+
+async def test_fs_ops_with_sqpoll(tmp_path: Path) -> None:
+    async with AsyncioContext(sqpoll=True) as context:
+        await asyncio.wait_for(context.mkdir(tmp_path / "d"), TIMEOUT)
+        ours = await asyncio.wait_for(context.stat(tmp_path / "d"), TIMEOUT)
+        assert tuple(ours) == tuple(os.stat(tmp_path / "d"))
+        fd = await asyncio.wait_for(
+            context.open(tmp_path / "d" / "f", os.O_CREAT | os.O_WRONLY), TIMEOUT,
+        )
+        await asyncio.wait_for(context.close_fd(fd), TIMEOUT)
+        assert (tmp_path / "d" / "f").exists()
+
+
+async def test_fs_op_waits_for_a_slot(tmp_path: Path) -> None:
+    """With the only slot taken, a stat waits its turn in the queue; one
+    cancelled there never reaches the kernel and lets its path go."""
+    import gc
+    import sys
+
+    path = bytes(tmp_path)
+    refs = sys.getrefcount(path)
+    r, w = os.pipe()
+    try:
+        async with AsyncioContext(max_requests=1) as context:
+            reading = asyncio.ensure_future(context.read(1, r, 0))
+            await asyncio.sleep(0.01)
+            waiting = asyncio.ensure_future(context.stat(path))
+            cancelled = asyncio.ensure_future(context.stat(path))
+            await asyncio.sleep(0.05)
+            assert not waiting.done() and not cancelled.done()
+            assert in_flight(context.context) == 1
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            os.write(w, b"x")
+            assert await asyncio.wait_for(reading, TIMEOUT) == b"x"
+            ours = await asyncio.wait_for(waiting, TIMEOUT)
+            assert tuple(ours) == tuple(os.stat(path))
+            del cancelled, waiting
+        gc.collect()
+        assert sys.getrefcount(path) == refs
+    finally:
+        os.close(r)
+        os.close(w)
+

@@ -93,7 +93,7 @@ static int fs_path(PyObject *ob, const char *what, int wanted)
         return -1;
     }
     if ((Py_ssize_t)strlen(PyBytes_AS_STRING(ob)) != PyBytes_GET_SIZE(ob)) {
-        PyErr_Format(PyExc_ValueError, "%s: embedded null byte", what);
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");   /* as os says */
         return -1;
     }
     return 0;

@@ -260,8 +260,6 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
     int64_t nbytes = 0, offset = 0;
     int fd, priority;
 
-    if (opcode == CAIO_FS)
-        return caio_fs_prepare(req, args, nargs, kwnames);
     switch (opcode) {
     case CAIO_READ:
     case CAIO_WRITE:
@@ -299,6 +297,9 @@ transfer_args:
             return -1;
         break;
     default:
+        /* Here, not as a case: a read's switch stays as it was. */
+        if (opcode == CAIO_FS)
+            return caio_fs_prepare(req, args, nargs, kwnames);
         PyErr_SetString(PyExc_SystemError, "caio: bad opcode");
         return -1;
     }
@@ -394,9 +395,9 @@ PyObject *caio_req_value(caio_req *req)
     case CAIO_READV:
     case CAIO_WRITEV:
         return PyLong_FromSsize_t(req->result);
-    case CAIO_FS:
-        return caio_fs_value(req);
     default:
+        if (req->opcode == CAIO_FS)
+            return caio_fs_value(req);
         Py_RETURN_NONE;
     }
 }
@@ -496,9 +497,16 @@ static int future_loop_closed(PyObject *fut)
     return result;
 }
 
-/* fut.set_result(arg) / fut.set_exception(arg), by name. 1 when nobody
- * took it (cancelled future, closed loop). */
-static int future_call(PyObject *fut, PyObject *name, PyObject *arg)
+/* A result nobody takes (its future was cancelled, or its loop closed):
+ * what a filesystem operation made (an opened fd) is given back. */
+static void result_dropped(caio_req *req)
+{
+    if (req != NULL && req->opcode == CAIO_FS && req->result >= 0)
+        caio_fs_dropped(req);
+}
+
+/* fut.set_result(arg) / fut.set_exception(arg), by name, for req (or NULL). */
+static int future_call(PyObject *fut, PyObject *name, PyObject *arg, caio_req *req)
 {
     PyObject *r = PyObject_CallMethodOneArg(fut, name, arg);
 
@@ -506,14 +514,16 @@ static int future_call(PyObject *fut, PyObject *name, PyObject *arg)
         /* Cancelled while the kernel worked: nobody wants the result. */
         if (PyErr_ExceptionMatches(invalid_state_error)) {
             PyErr_Clear();
-            return 1;
+            result_dropped(req);
+            return 0;
         }
         /* The loop was closed with the operation in flight (a context
          * closed at exit, after asyncio.run() returned): the future can
          * never be awaited again, so there is nobody to tell. */
         if (PyErr_ExceptionMatches(PyExc_RuntimeError) && future_loop_closed(fut)) {
             PyErr_Clear();
-            return 1;
+            result_dropped(req);
+            return 0;
         }
         return -1;
     }
@@ -542,16 +552,14 @@ int caio_req_resolve_future(caio_req *req)
     }
     if (arg == NULL)
         return -1;
-    rc = future_call(fut, name, arg);
+    rc = future_call(fut, name, arg, req);
     Py_DECREF(arg);
-    if (rc == 1 && req->opcode == CAIO_FS && req->result >= 0)
-        caio_fs_dropped(req);   /* e.g. an open whose awaiting task was cancelled */
-    return rc < 0 ? -1 : 0;
+    return rc;
 }
 
 int caio_future_set_exception(PyObject *fut, PyObject *exc)
 {
-    return future_call(fut, str_set_exception, exc) < 0 ? -1 : 0;
+    return future_call(fut, str_set_exception, exc, NULL);
 }
 
 /* ---- pool --------------------------------------------------------------- */

@@ -246,10 +246,11 @@ int uctx_queue_req(UringContext *self, caio_req *req)
                    (uint64_t)req->offset, (uint64_t)(uintptr_t)req);
         self->unsubmitted_bytes += req->nbytes;
         break;
-    case CAIO_FS:
-        uctx_prep_fs(sqe, req);
-        break;
     default:
+        if (req->opcode == CAIO_FS) {   /* not a case: reads keep their switch */
+            uctx_prep_fs(sqe, req);
+            break;
+        }
         uring_prep(sqe, IORING_OP_FSYNC, req->fd, 0, 0, 0, (uint64_t)(uintptr_t)req);
         if (req->opcode == CAIO_FDSYNC)
             sqe->fsync_flags = IORING_FSYNC_DATASYNC;

@@ -84,8 +84,6 @@ ssize_t caio_io_blocking(const caio_req *req, caio_io_wake *wake)
     ssize_t n;
 
     switch (req->opcode) {
-    case CAIO_FS:
-        return caio_fs_syscall(req);
     case CAIO_READ:
     case CAIO_READINTO:     /* req->data is the caller's buffer: no copy */
         do
@@ -118,7 +116,8 @@ ssize_t caio_io_blocking(const caio_req *req, caio_io_wake *wake)
         while (n < 0 && errno == EINTR);
         break;
     default:
-        return -EINVAL;
+        /* Not a case: the switch of reads and writes stays as it was. */
+        return req->opcode == CAIO_FS ? caio_fs_syscall(req) : -EINVAL;
     }
     if (n < 0 && errno == ESPIPE && req->opcode != CAIO_FSYNC && req->opcode != CAIO_FDSYNC)
         return stream_io(req, wake);
