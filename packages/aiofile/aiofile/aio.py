@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from caio import MAX_IO_SIZE
 
+from ._running import run_in_thread
 from .context import DEFAULT_CONTEXT_STORE, create_context, default_context, get_default_context
 from .modes import FileMode, parse_mode
 
@@ -267,9 +268,8 @@ class AIOFile:
         if fh.opened:
             raise NotOpenError(f"{self._name!r} is closed and cannot be reopened")
         fh.bind_context()
-        loop = asyncio.get_running_loop()
         # open() may block (network filesystems, FIFOs): not on the loop.
-        fd = await loop.run_in_executor(self._executor, self._open_fd)
+        fd = await run_in_thread(self._executor, self._open_fd)
         if fh.fd >= 0:  # a concurrent open() won
             os.close(fd)
             return None
@@ -573,21 +573,32 @@ class AIOFile:
         OSError.
         """
         fd = self._fh.check_writable()
-        loop = asyncio.get_running_loop()
         # The worker truncates a duplicate made here: a close() meanwhile
         # (or a cancellation that leaves the worker running) cannot make it
-        # cut another file that got the same number.
-        dup = os.dup(fd)
+        # cut another file that got the same number. Whoever takes the
+        # duplicate from `owned` first closes it: the worker, or this
+        # coroutine if the worker never started (no loop, cancelled first).
+        owned = [os.dup(fd)]
         try:
-            job = loop.run_in_executor(self._executor, _truncate_and_close, dup, length)
-        except BaseException:
-            os.close(dup)
-            raise
-        await job
+            await run_in_thread(self._executor, _truncate_and_close, owned, length)
+        finally:
+            _close_unclaimed(owned)
 
 
-def _truncate_and_close(fd: int, length: int) -> None:
+def _truncate_and_close(owned: list[int], length: int) -> None:
+    try:
+        fd = owned.pop()  # atomic: the awaiting side may have given up
+    except IndexError:
+        return
     try:
         os.ftruncate(fd, length)
     finally:
         os.close(fd)
+
+
+def _close_unclaimed(owned: list[int]) -> None:
+    try:
+        fd = owned.pop()
+    except IndexError:  # the worker took it
+        return
+    os.close(fd)
