@@ -59,6 +59,11 @@ class TrioFuture:
 
     __slots__ = ("_cancelled", "_outcome", "_task")
 
+    # asyncio.isfuture() is true for it: adapter code shared with asyncio
+    # that asks "a result, or a future to wait for?" that way gets the
+    # right answer, and then waits through _wait(), which is ours.
+    _asyncio_future_blocking = False
+
     def __init__(self) -> None:
         self._outcome: outcome.Outcome[Any] | None = None
         self._task: trio.lowlevel.Task | None = None
