@@ -375,3 +375,34 @@ def test_selected_backend_is_caio_trio_context() -> None:
     assert issubclass(caio.TrioContext, caio.AsyncioContext)
     with pytest.raises(ValueError, match="unknown caio backend"):
         trio_context_class("nope")
+
+
+@pytest.mark.parametrize("library", ["anyio-trio", "anyio-asyncio"])
+def test_anyio_cancel_scope_from_another_task(
+    backend: str, library: str, pipe: tuple[int, int],
+) -> None:
+    if backend == "linux":
+        pytest.skip("kernel AIO does not wait on pipes")
+    r, w = pipe
+    outcome: list[str] = []
+
+    async def main() -> bytes:
+        async with make_context(library, backend) as ctx:
+            scope = anyio.CancelScope()
+
+            async def reader() -> None:
+                with scope:
+                    await ctx.read(10, r, 0)
+                    outcome.append("data")
+                outcome.append("cancelled" if scope.cancel_called else "ended")
+
+            with anyio.fail_after(TIMEOUT):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(reader)
+                    await anyio.sleep(0.02)
+                    scope.cancel()
+            os.write(w, b"next")
+            return await ctx.read(10, r, 0)  # type: ignore[no-any-return]
+
+    assert run(library, main) == b"next"
+    assert outcome == ["cancelled"]
