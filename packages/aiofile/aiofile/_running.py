@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
-__all__ = ("run_in_thread", "trio_runs")
+__all__ = ("run_in_thread", "running_loop", "trio_runs")
 
 R = TypeVar("R")
 
@@ -35,6 +35,21 @@ def trio_runs() -> bool:
         return False
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None under Trio.
+
+    Raises RuntimeError when neither runs (as ``asyncio.get_running_loop``).
+    Code that hands a blocking call to the loop's executor takes ``None`` as
+    "use ``run_in_thread``" (the hook for a dispatcher such as ``aiofile._fs``).
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        if trio_runs():
+            return None
+        raise
+
+
 async def run_in_thread(executor: Executor | None, fn: Callable[..., R], *args: object) -> R:
     """``fn(*args)`` on a worker thread: the loop's executor under asyncio
     (``executor`` if given), ``trio.to_thread`` under Trio (through
@@ -44,15 +59,15 @@ async def run_in_thread(executor: Executor | None, fn: Callable[..., R], *args: 
     Trio the call is not abandoned on cancellation: a descriptor it opens
     is never left behind.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        if not trio_runs():
-            raise
+    loop = running_loop()
+    if loop is None:
         import trio
 
         if executor is None:
             return await trio.to_thread.run_sync(fn, *args)
-        job = executor.submit(fn, *args)
-        return await trio.to_thread.run_sync(job.result)
+        # Submitted from Trio's thread, not here: cancelled before that
+        # thread starts, the call is never made (nothing opened and lost).
+        return await trio.to_thread.run_sync(
+            lambda: executor.submit(fn, *args).result(),
+        )
     return await loop.run_in_executor(executor, fn, *args)

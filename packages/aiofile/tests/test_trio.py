@@ -294,3 +294,26 @@ def test_closed_context_reports_ecanceled_to_a_pending_read(tmp_path: Path) -> N
         os.close(r)
         os.close(w)
     assert [exc.errno for exc in got] == [errno.ECANCELED]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("with_executor", [False, True])
+def test_open_cancelled_before_its_thread_opens_nothing(
+    tmp_path: Path, with_executor: bool,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "never"
+    with ThreadPoolExecutor(1) as pool:
+        before = len(os.listdir("/proc/self/fd"))
+
+        async def main() -> None:
+            afp = AIOFile(path, "w", executor=pool if with_executor else None)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await afp.open()
+            assert scope.cancelled_caught and afp.closed
+
+        trio.run(main)
+        pool.submit(lambda: None).result()  # whatever was queued has run
+        assert len(os.listdir("/proc/self/fd")) == before
+    assert not path.exists()  # "w" would have created it
