@@ -43,7 +43,8 @@ SKIP_DIRS = frozenset({
 })
 SKIP_SUFFIXES = (".so", ".pyd", ".o", ".pyc", ".egg-info")
 
-TEST_DEPS = ("pytest", "aiomisc-pytest", "pytest-timeout", "hypothesis")
+# trio and anyio: the Trio/AnyIO tests (test_trio*.py) run in every test session.
+TEST_DEPS = ("pytest", "aiomisc-pytest", "pytest-timeout", "hypothesis", "trio", "anyio")
 # A hung test must fail the run instead of eating the CI time budget. Per
 # test, SIGALRM turns a hang into that test's failure (with its name) and the
 # run goes on; if the hang holds the GIL so that no signal handler runs, the
@@ -678,7 +679,8 @@ C_MODULES = ("caio.linux_uring", "caio.linux_aio", "caio.thread_aio", "caio._dio
 def lint(session: nox.Session) -> None:
     """ruff over the repository, mypy (strict) over the code we ship, and
     the C modules' stubs against the built extensions (mypy.stubtest)."""
-    install_packages(session, "ruff", "mypy", "typing_extensions")
+    # trio: caio.trio_base, aiofile and the Trio example are typed against it.
+    install_packages(session, "ruff", "mypy", "typing_extensions", "trio")
     with session.chdir(ROOT):
         session.run("ruff", "check", ".")
         session.run("mypy", "packages/caio/caio", "packages/aiofile/aiofile")

@@ -22,6 +22,13 @@ page cache hot unless named ``cold``):
     read-BACKEND        ``await ctx.read(...)`` one at a time, AsyncioContext
     bare-BACKEND        ``ctx.context.read_async(...)``: the C call alone
                         (a returned future is awaited)
+    afp-BACKEND         ``await afp.read(4096, off)``, aiofile.AIOFile on an
+                        AsyncioContext
+    trio-BACKEND        ``await ctx.read(...)`` under trio.run, TrioContext
+    triosubmit-BACKEND  the same through ``Operation.read`` and
+                        ``ctx.submit(op)`` (the design not taken: no fast
+                        path, an Operation per read)
+    triocold64-BACKEND  cold64 (below) under trio.run: 64 tasks, TrioContext
     BACKEND: uring, uring-ring (Context(nowait_reads=False)), thread,
              python, linux
     lines-stdlib        ``for line in open(path)`` (N lines, 16 MiB file of
@@ -119,14 +126,18 @@ def make_context(backend: str) -> Any:
     return ctx
 
 
+async def read_each(read: Callable[..., Any], fd: int, offs: list[int]) -> None:
+    """``await read(BLOCK, fd, off)`` for each offset, one after another."""
+    for off in offs:
+        await read(BLOCK, fd, off)
+
+
 async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
     """One read after another through AsyncioContext.read or read_async."""
     ctx = make_context(backend)
     try:
         if kind == "read":
-            read = ctx.read
-            for off in offs:
-                await read(BLOCK, fd, off)
+            await read_each(ctx.read, fd, offs)
         else:
             read_async = ctx.context.read_async
             for off in offs:
@@ -135,6 +146,47 @@ async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
                     await r
     finally:
         ctx.close()
+
+
+async def run_afp(backend: str, path: Path, offs: list[int]) -> None:
+    """One ``AIOFile.read`` after another (aiofile's hot path)."""
+    from aiofile import AIOFile
+
+    ctx = make_context(backend)
+    try:
+        async with AIOFile(path, "rb", context=ctx) as afp:
+            read = afp.read
+            for off in offs:
+                await read(BLOCK, off)
+    finally:
+        ctx.close()
+
+
+async def run_trio(kind: str, backend: str, fd: int, offs: list[int]) -> None:
+    """One read after another through a TrioContext (read or submit)."""
+    from caio.trio_base import trio_context_class
+
+    name = backend.partition("-")[0]
+    async with trio_context_class(name)(**BACKENDS[backend][1]) as ctx:
+        if kind == "trio":
+            await read_each(ctx.read, fd, offs)
+        else:
+            operation = ctx.OPERATION_CLASS.read
+            submit = ctx.submit
+            for off in offs:
+                await submit(operation(BLOCK, fd, off))
+
+
+async def run_trio_cold64(backend: str, fd: int, offs: list[int]) -> None:
+    """run_cold64 under Trio: 64 tasks sharing one TrioContext."""
+    import trio
+
+    from caio.trio_base import trio_context_class
+
+    async with trio_context_class(backend.partition("-")[0])(**BACKENDS[backend][1]) as ctx:
+        async with trio.open_nursery() as nursery:
+            for i in range(64):
+                nursery.start_soon(read_each, ctx.read, fd, offs[i::64])
 
 
 async def run_cold64(backend: str, fd: int, offs: list[int]) -> None:
@@ -205,8 +257,15 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
     ``prime``: read the data files first, so that the page cache is hot
     (done on the warm-up run only, to keep the copy out of profiles)."""
     kind, _, backend = op.partition("-")
-    rand, lines = data_files(cold=kind == "cold64")
+    rand, lines = data_files(cold=kind in ("cold64", "triocold64"))
     fd = os.open(rand, os.O_RDONLY)
+    if kind == "triocold64":
+        import trio
+
+        offs = offsets(n, 2)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        return lambda: trio.run(run_trio_cold64, backend, fd, offs)
     if kind == "cold64":
         offs = offsets(n, 2)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -232,6 +291,14 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
     if kind in ("read", "bare") and backend in BACKENDS:
         offs = offsets(n, 1)
         return lambda: asyncio.run(run_reads(kind, backend, fd, offs))
+    if kind == "afp" and backend in BACKENDS:
+        offs = offsets(n, 1)
+        return lambda: asyncio.run(run_afp(backend, rand, offs))
+    if kind in ("trio", "triosubmit") and backend in BACKENDS:
+        import trio
+
+        offs = offsets(n, 1)
+        return lambda: trio.run(run_trio, kind, backend, fd, offs)
     runners: dict[str, Callable[[], object]] = {
         "lines-stdlib": lambda: stdlib_lines(lines, n),
         "lines-aiofile": lambda: asyncio.run(run_lines(lines, n)),

@@ -21,7 +21,6 @@ call (see ``docs/performance.md``).
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import stat
@@ -30,6 +29,7 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from ._running import run_in_thread, running_loop
 from .context import default_context
 
 if TYPE_CHECKING:
@@ -61,13 +61,15 @@ def call_in(
     the loop's default). Raises RuntimeError when no loop runs; the
     awaitable raises what ``function`` raises.
     """
-    loop = asyncio.get_running_loop()
+    loop = running_loop()  # None under Trio
     if name is not None:
         if context is None:
             context = default_context(loop)
         method = getattr(context, name, None)
         if method is not None:
             return method(*args, **kwargs)  # type: ignore[no-any-return]
+    if loop is None:
+        return run_in_thread(executor, partial(function, *args, **kwargs))
     if kwargs:
         return loop.run_in_executor(executor, partial(function, *args, **kwargs))
     return loop.run_in_executor(executor, function, *args)
@@ -85,7 +87,7 @@ def in_kernel(name: str) -> bool:
     default context (False where the context cannot say). Raises
     RuntimeError when no loop runs."""
     probe: Callable[[str], bool] | None = getattr(
-        default_context(asyncio.get_running_loop()), "in_kernel", None,
+        default_context(running_loop()), "in_kernel", None,
     )
     return bool(probe is not None and probe(name))
 

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from caio import MAX_IO_SIZE
 
 from . import _fs
+from ._running import run_in_thread
 from .context import DEFAULT_CONTEXT_STORE, create_context, default_context, get_default_context
 from .direct import DirectIO, direct_io_of, open_direct
 from .modes import FileMode, parse_mode
@@ -704,21 +705,32 @@ class AIOFile:
             await self._truncate(fd, length)
 
     async def _truncate(self, fd: int, length: int) -> None:
-        loop = asyncio.get_running_loop()
         # The worker truncates a duplicate made here: a close() meanwhile
         # (or a cancellation that leaves the worker running) cannot make it
-        # cut another file that got the same number.
-        dup = os.dup(fd)
+        # cut another file that got the same number. Whoever takes the
+        # duplicate from `owned` first closes it: the worker, or this
+        # coroutine if the worker never started (no loop, cancelled first).
+        owned = [os.dup(fd)]
         try:
-            job = loop.run_in_executor(self._executor, _truncate_and_close, dup, length)
-        except BaseException:
-            os.close(dup)
-            raise
-        await job
+            await run_in_thread(self._executor, _truncate_and_close, owned, length)
+        finally:
+            _close_unclaimed(owned)
 
 
-def _truncate_and_close(fd: int, length: int) -> None:
+def _truncate_and_close(owned: list[int], length: int) -> None:
+    try:
+        fd = owned.pop()  # atomic: the awaiting side may have given up
+    except IndexError:
+        return
     try:
         os.ftruncate(fd, length)
     finally:
         os.close(fd)
+
+
+def _close_unclaimed(owned: list[int]) -> None:
+    try:
+        fd = owned.pop()
+    except IndexError:  # the worker took it
+        return
+    os.close(fd)

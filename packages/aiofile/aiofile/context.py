@@ -1,4 +1,4 @@
-"""One default caio context per event loop.
+"""One default caio context per event loop, and one per Trio run.
 
 A caio context owns kernel or thread resources (an io_uring ring, an AIO
 context, a thread pool) and is bound to one event loop. The default context
@@ -14,15 +14,23 @@ hand-made loops alike. Two nets catch the rest (an exotic loop class that
 keeps its timers, an interpreter without reference counting): every new
 default context first releases those of loops that are closed by now, and
 caio closes every live context when the interpreter exits.
+
+Under Trio (directly or through AnyIO) the default context is a
+``caio.TrioContext`` kept in a ``trio.lowlevel.RunVar``: one per run, and
+caio closes it when its run ends. Whether Trio runs is asked only when no
+asyncio loop runs, and only when a file picks its context (once per file),
+so asyncio pays nothing for it and needs neither trio nor sniffio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import caio
+
+from ._running import trio_runs
 
 if TYPE_CHECKING:
     from caio import AsyncioContextBase
@@ -98,10 +106,17 @@ def _release_closed_loops() -> None:
 def default_context(loop: asyncio.AbstractEventLoop | None = None) -> AsyncioContextBase:
     """The default caio context of ``loop`` (the running one), made on first use.
 
-    Raises RuntimeError when no loop is given and none runs in this thread.
+    Under Trio (no asyncio loop runs, no ``loop`` given): the run's default
+    context. Raises RuntimeError when no loop is given and none runs in
+    this thread.
     """
     if loop is None:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if trio_runs():
+                return _trio_default_context()
+            raise
     context = DEFAULT_CONTEXT_STORE.get(id(loop))
     if context is not None and not context.closed and context.loop is loop:
         if _generation == caio.fork_generation():
@@ -117,9 +132,12 @@ def create_context(
     """Make a new default context for ``loop`` (the current one) and store it.
 
     Files opened afterwards without a context use it; it is closed when its
-    loop closes. Raises what ``caio.AsyncioContext`` raises.
+    loop closes (under Trio: a ``caio.TrioContext`` for the running run,
+    closed when the run ends). Raises what ``caio.AsyncioContext`` raises.
     """
     if loop is None:
+        if _trio_without_loop():
+            return _trio_default_context(max_requests)
         loop = _current_loop()
     _release_closed_loops()
     context = caio.AsyncioContext(max_requests, loop=loop)
@@ -132,9 +150,46 @@ def create_context(
 def get_default_context() -> AsyncioContextBase:
     """The current loop's default context, made on first use (aiofile 3.12's name).
 
-    The current loop is the running one, else ``asyncio.get_event_loop()``'s.
+    The current loop is the running one, else ``asyncio.get_event_loop()``'s;
+    under Trio, the run's default context.
     """
+    if _trio_without_loop():
+        return _trio_default_context()
     return default_context(_current_loop())
+
+
+def _trio_without_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return trio_runs()
+    return False
+
+
+# The RunVar holding each Trio run's default context, made on first use
+# (importing trio here would make every asyncio user pay for it).
+_trio_var: Any = None
+
+
+def _trio_default_context(max_requests: int | None = None) -> AsyncioContextBase:
+    """The running Trio run's default context; a new one when
+    ``max_requests`` is given (create_context), the old one then stays
+    open for the files that use it and closes with the run."""
+    global _trio_var
+    from caio.trio_base import trio_context_class
+
+    if _trio_var is None:
+        import trio
+
+        _trio_var = trio.lowlevel.RunVar("aiofile_default_context")
+    context: Any = _trio_var.get(None)
+    if (
+        max_requests is not None or context is None or context.closed
+        or context._bound_in != caio.fork_generation()
+    ):
+        context = trio_context_class()(max_requests)
+        _trio_var.set(context)
+    return context  # type: ignore[no-any-return]
 
 
 def _current_loop() -> asyncio.AbstractEventLoop:

@@ -241,3 +241,34 @@ def test_readinto_hash_matches_hashlib(tmp_path: Path) -> None:
     ]
     missing = run("readinto_hash.py", tmp_path / "missing")
     assert missing.returncode == 1 and b"missing" in missing.stderr
+
+
+def test_trio_copy_copies_files_into_a_directory(tmp_path: Path) -> None:
+    pytest.importorskip("trio")
+    sources = []
+    for i, size in enumerate((0, 1, 3_000_017, 200_000)):
+        src = tmp_path / f"src{i}"
+        src.write_bytes(os.urandom(size))
+        sources.append(src)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "src2").write_bytes(b"x" * 5_000_000)  # longer: must be replaced
+    done = run("trio_copy.py", *sources, out, "--chunk-size", "65536")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == "3200018 bytes in 4 file(s)\n"
+    for src in sources:
+        assert (out / src.name).read_bytes() == src.read_bytes()
+
+
+def test_trio_copy_errors_and_timeout(tmp_path: Path) -> None:
+    pytest.importorskip("trio")
+    src = tmp_path / "src"
+    src.write_bytes(b"data")
+    missing = run("trio_copy.py", tmp_path / "missing", tmp_path / "dst")
+    assert missing.returncode == 1 and b"No such file" in missing.stderr
+    assert not (tmp_path / "dst").exists()
+    not_dir = run("trio_copy.py", src, src, tmp_path / "nodir")
+    assert not_dir.returncode == 1 and b"not a directory" in not_dir.stderr
+    late = run("trio_copy.py", src, tmp_path / "late", "--timeout", "0")
+    assert late.returncode == 1 and b"not done within" in late.stderr
+    assert not (tmp_path / "late").exists()

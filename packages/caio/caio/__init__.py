@@ -15,7 +15,10 @@ is selected.
 
 The asyncio names (``AsyncioContext``, ``variants_asyncio``, the
 ``*_asyncio`` modules) are imported on first access, so ``import caio``
-does not import asyncio.
+does not import asyncio. So are the Trio names, which need trio installed:
+``caio.TrioContext`` (the selected backend's Trio context) and
+``caio.TrioContextBase`` (``caio.trio_base``; ``trio_context_class(name)``
+gives another backend's).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
 
     from .asyncio_base import AsyncioContextBase
     from .asyncio_base import AsyncioContextBase as AsyncioContext
+    from .trio_base import TrioContextBase as TrioContext  # noqa: F401
+    from .trio_base import TrioContextBase as TrioContextBase
 
     preferred_asyncio: ModuleType
     linux_uring: ModuleType | None
@@ -172,6 +177,10 @@ def __getattr__(name: str) -> Any:
         value = import_module(f"{__name__}.asyncio_base").AsyncioContextBase
     elif name == "asyncio_base":  # caio 0.12 imported it with the package
         value = import_module(f"{__name__}.asyncio_base")
+    elif name == "TrioContextBase":  # not in __all__: it needs trio
+        value = import_module(f"{__name__}.trio_base").TrioContextBase
+    elif name == "TrioContext":
+        value = import_module(f"{__name__}.trio_base").trio_context_class()
     elif name == "AsyncioContext":
         adapter = _adapter(_selected)
         assert adapter is not None

@@ -119,10 +119,7 @@ class AsyncioContextBase(FsOperations):
         # Cached bound methods: the hot path does one attribute lookup each.
         self._cancel_future = self.context.cancel_future
         if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
+            loop = self._running_loop()
         if loop is not None:
             try:
                 self._bind(loop)
@@ -150,18 +147,32 @@ class AsyncioContextBase(FsOperations):
                 setattr(self, name, getattr(self, f"_{name}_deferred"))
         live.add(self)
 
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+    @staticmethod
+    def _running_loop() -> Any:
+        """The running event loop, or None: what an unbound context binds to."""
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+    def _watch(self, loop: Any) -> None:
+        """Have ``loop`` make the futures and call process_events() when the
+        context's descriptor is readable (the Trio adapter does it its way)."""
         context = self.context
         context.set_future_factory(loop.create_future, loop.call_soon)
         self._fileno = context.fileno
         loop.add_reader(self._fileno, context.process_events)
+        if isinstance(loop, asyncio.BaseEventLoop):
+            self._owner = loop
+
+    def _bind(self, loop: Any) -> None:
+        context = self.context
+        self._watch(loop)
         # A forked child shares its parent's epoll instance (the loop's
         # selector): removing the reader there would remove it for the
         # parent too, whose loop would then never hear of its completions.
         self._bound_in = fork_generation()
         self._loop = loop
-        if isinstance(loop, asyncio.BaseEventLoop):
-            self._owner = loop
         self._read_async = context.read_async
         self._write_async = context.write_async
         self._fsync_async = context.fsync_async
@@ -173,9 +184,7 @@ class AsyncioContextBase(FsOperations):
     def _bind_first(self, method: Any) -> Any:
         def first_call(*args: Any) -> Any:
             if self._loop is None:
-                if self._closed:
-                    raise ValueError("I/O operation on closed context")
-                self._bind(asyncio.get_running_loop())
+                self._check_loop()  # binds to the running loop
             return method(*args)
         first_call.__name__ = method.__name__  # what _counted_failed asks
         return first_call
@@ -542,11 +551,7 @@ class AsyncioContextBase(FsOperations):
         raises, OperationTypeError (another backend's operation),
         NotSubmittedError (already submitted), ValueError (closed).
         """
-        if not isinstance(op, self.OPERATION_CLASS):
-            raise OperationTypeError(
-                f"expected {self.OPERATION_CLASS.__module__}.Operation, "
-                f"not {type(op).__name__}",
-            )
+        self._check_operation(op)
         self._check_loop()
         loop = self.loop
         future: asyncio.Future[int] = loop.create_future()
@@ -566,10 +571,7 @@ class AsyncioContextBase(FsOperations):
                     pass
 
             op.set_callback(from_thread)
-        if not self.context.submit(op):
-            # The backend skips an operation already submitted (in flight
-            # or finished): nothing would ever resolve this future.
-            raise NotSubmittedError(f"{op!r} is already submitted")
+        self._submit_once(op)
         try:
             await future
         except CancelledError:
@@ -579,6 +581,19 @@ class AsyncioContextBase(FsOperations):
                 pass
             raise
         return op.get_value()
+
+    def _check_operation(self, op: AbstractOperation) -> None:
+        if not isinstance(op, self.OPERATION_CLASS):
+            raise OperationTypeError(
+                f"expected {self.OPERATION_CLASS.__module__}.Operation, "
+                f"not {type(op).__name__}",
+            )
+
+    def _submit_once(self, op: AbstractOperation) -> None:
+        if not self.context.submit(op):
+            # The backend skips an operation already submitted (in flight
+            # or finished): nothing would ever resolve its future.
+            raise NotSubmittedError(f"{op!r} is already submitted")
 
     def close(self) -> None:
         """Stop watching the context and close it. Idempotent.
