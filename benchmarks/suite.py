@@ -284,6 +284,7 @@ class Sizes:
     timeout_seconds: float  # a measurement process is killed after this
     direct_file: int  # the direct-I/O group's file (O_DIRECT, cold reads)
     direct_rounds: int  # rounds of the direct-I/O group (each needs the disk)
+    direct_ops: int  # operations per direct-I/O measurement (upper bound)
 
 
 FULL = Sizes(
@@ -299,6 +300,7 @@ FULL = Sizes(
     timeout_seconds=60.0,
     direct_file=1 * GIB,
     direct_rounds=3,
+    direct_ops=100_000,  # more than the disk does in budget_seconds
 )
 
 QUICK = Sizes(
@@ -314,6 +316,7 @@ QUICK = Sizes(
     timeout_seconds=30.0,
     direct_file=256 * MIB,
     direct_rounds=2,
+    direct_ops=20_000,
 )
 
 

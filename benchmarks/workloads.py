@@ -841,9 +841,9 @@ def measure_direct(spec: Result, job: IoJob) -> Result:
     sizes = spec["sizes"]
     budget = sizes["budget_seconds"]
     if job.sequential:
-        offsets = sequential_offsets(sizes["rand_ops"], size, job.block)
+        offsets = sequential_offsets(sizes["direct_ops"], size, job.block)
     else:
-        offsets = distinct_offsets(spec["seed"], sizes["rand_ops"], size, job.block)
+        offsets = distinct_offsets(spec["seed"], sizes["direct_ops"], size, job.block)
     if not job.direct:
         drop_cache(path)
     extra: Result = {}

@@ -33,6 +33,7 @@ page cache hot unless named ``cold``):
                         no readahead; BACKEND as above, or uring-nobatch
                         (no call_soon given: the ring never batches), or
                         pread (a plain loop)
+    cold1-BACKEND       the same one read at a time (one coroutine)
 
 Data files go to ``$CAIO_PROFILE_DIR`` (default /tmp/caio-profile) and are
 reused.
@@ -137,8 +138,9 @@ async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
         ctx.close()
 
 
-async def run_cold64(backend: str, fd: int, offs: list[int]) -> None:
-    """64 coroutines sharing one context, each reading its share of offs."""
+async def run_cold(backend: str, fd: int, offs: list[int], in_flight: int) -> None:
+    """``in_flight`` coroutines sharing one context, each reading its share
+    of offs."""
     ctx = make_context(backend)
 
     async def worker(part: list[int]) -> None:
@@ -146,7 +148,7 @@ async def run_cold64(backend: str, fd: int, offs: list[int]) -> None:
             await ctx.read(BLOCK, fd, off)
 
     try:
-        await asyncio.gather(*(worker(offs[i::64]) for i in range(64)))
+        await asyncio.gather(*(worker(offs[i::in_flight]) for i in range(in_flight)))
     finally:
         ctx.close()
 
@@ -205,9 +207,9 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
     ``prime``: read the data files first, so that the page cache is hot
     (done on the warm-up run only, to keep the copy out of profiles)."""
     kind, _, backend = op.partition("-")
-    rand, lines = data_files(cold=kind == "cold64")
+    rand, lines = data_files(cold=kind in ("cold64", "cold1"))
     fd = os.open(rand, os.O_RDONLY)
-    if kind == "cold64":
+    if kind in ("cold64", "cold1"):
         offs = offsets(n, 2)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         # No readahead: otherwise a read brings in its neighbours and most
@@ -215,7 +217,8 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         if backend == "pread":
             return lambda: [os.pread(fd, BLOCK, off) for off in offs]
-        return lambda: asyncio.run(run_cold64(backend, fd, offs))
+        in_flight = 64 if kind == "cold64" else 1
+        return lambda: asyncio.run(run_cold(backend, fd, offs, in_flight))
     for path in (rand, lines) if prime else ():
         with open(path, "rb", buffering=0) as f:
             while f.read(1 << 20):
