@@ -446,6 +446,22 @@ class AIOFile:
             return await context.read(size, fd, offset)
         return await self._read_to_end(context, fd, offset)
 
+    async def readinto(self, buffer: Buffer, offset: int = 0) -> int:
+        """Read into ``buffer`` at ``offset``; returns how many bytes were read.
+
+        ``buffer`` is any writable C-contiguous buffer (bytearray, a
+        memoryview slice, mmap, array, a NumPy array): the kernel writes
+        straight into it, whatever the mode (no decoding). One read: fewer
+        bytes than the buffer holds near the end of the file or from a pipe,
+        0 at the end. The buffer cannot be resized until the read is done.
+        Raises TypeError (read-only buffer), ValueError (closed file,
+        negative offset), io.UnsupportedOperation (not readable), OSError.
+        """
+        fh = self._fh
+        fd = fh.check_readable()
+        context = fh.context or fh.bind_context()
+        return await context.readinto(buffer, fd, offset)
+
     async def _read_to_end(self, context: AsyncioContextBase, fd: int, offset: int) -> bytes:
         try:
             st = os.fstat(fd)

@@ -293,6 +293,52 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         data = await self.read(length - len(pending))
         return pending + data
 
+    async def readinto(self, buffer: Buffer) -> int:
+        """Fill the writable ``buffer`` from the position; returns the count.
+
+        Data already read ahead (by ``readline`` or line iteration) comes
+        first, then the kernel reads straight into the rest of the buffer
+        until it is full or the file ends (as ``read(len)`` does; 0 at end
+        of file). The position moves past what was read; if a read fails
+        or is cancelled midway, what already landed in the buffer is read
+        again by the next call. Raises TypeError (read-only buffer),
+        BufferError (not contiguous), ValueError (closed),
+        io.UnsupportedOperation (not readable), OSError.
+        """
+        fh = self._fh
+        fd = fh.check_readable()
+        view = memoryview(buffer)
+        if view.readonly:
+            raise TypeError(
+                f"readinto() needs a writable buffer, not a read-only {type(buffer).__name__}",
+            )
+        if view.ndim != 1 or view.itemsize != 1:
+            if not view.c_contiguous:
+                raise BufferError("readinto() needs a C-contiguous buffer")
+            view = view.cast("B")
+        size = len(view)
+        got = 0
+        if self._lines is not None or self._tail:
+            pending = self._take_pending()
+            got = min(len(pending), size)
+            view[:got] = pending[:got]
+            if got < len(pending):
+                self._push_back(pending[got:])
+        readinto = (fh.context or fh.bind_context()).readinto
+        try:
+            while got < size:
+                n = await readinto(view[got:] if got else view, fd, self._pos)
+                if not n:
+                    break
+                got += n
+                self._pos += n
+                fd = fh.check_readable()   # closed by another task meanwhile?
+        except BaseException:
+            # Not returned to the caller, so not consumed: read it again.
+            self._push_back(view[:got].tobytes())
+            raise
+        return got
+
     async def write(self, data: Buffer) -> int:
         """Write all of the bytes-like ``data`` at the position; returns its length.
 

@@ -8,7 +8,7 @@ at run time.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +21,18 @@ class COperation:
     def read(cls, nbytes: int, fd: FileDescriptor, offset: int, priority: int = 0) -> Self: ...
     @classmethod
     def write(cls, payload: Buffer, fd: FileDescriptor, offset: int, priority: int = 0) -> Self: ...
+    @classmethod
+    def readinto(
+        cls, buffer: Buffer, fd: FileDescriptor, offset: int, priority: int = 0
+    ) -> Self: ...
+    @classmethod
+    def readv(
+        cls, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0
+    ) -> Self: ...
+    @classmethod
+    def writev(
+        cls, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0
+    ) -> Self: ...
     @classmethod
     def fsync(cls, fd: FileDescriptor, priority: int = 0) -> Self: ...
     @classmethod
@@ -50,6 +62,15 @@ class CContext:
     ) -> bytes | asyncio.Future[bytes]: ...
     def write_async(
         self, payload: Buffer, fd: FileDescriptor, offset: int, priority: int = 0
+    ) -> int | asyncio.Future[int]: ...
+    def readinto_async(
+        self, buffer: Buffer, fd: FileDescriptor, offset: int, priority: int = 0
+    ) -> int | asyncio.Future[int]: ...
+    def readv_async(
+        self, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0
+    ) -> int | asyncio.Future[int]: ...
+    def writev_async(
+        self, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0
     ) -> int | asyncio.Future[int]: ...
     def fsync_async(self, fd: FileDescriptor, priority: int = 0) -> asyncio.Future[None] | None: ...
     def fdsync_async(

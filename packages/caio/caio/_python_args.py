@@ -7,10 +7,13 @@ before anything is queued.
 
 from __future__ import annotations
 
-from ._python_kernel import FD_MAX, OFFSET_LIMIT, PRIORITY_LIMIT
+from ._python_kernel import FD_MAX, IOV_MAX, OFFSET_LIMIT, PRIORITY_LIMIT
 from .abstract import PayloadTypeError
 
-__all__ = ("check_fd", "check_priority", "check_size", "payload_view")
+__all__ = (
+    "buffer_views", "check_fd", "check_priority", "check_size", "payload_view",
+    "writable_view",
+)
 
 
 def check_size(value: object, what: str, huge: type[Exception]) -> int:
@@ -60,9 +63,68 @@ def payload_view(payload: object) -> memoryview:
         raise PayloadTypeError(
             f"payload must be a bytes-like object, not {type(payload).__name__}",
         ) from None
+    return _flat(view, "payload")
+
+
+def _flat(view: memoryview, what: str) -> memoryview:
+    """``view`` as one dimension of bytes; BufferError (released) if it is
+    not C-contiguous."""
     if not view.c_contiguous:
         view.release()
-        raise BufferError("payload must be a C-contiguous buffer")
+        raise BufferError(f"{what} must be a C-contiguous buffer")
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
     return view
+
+
+def writable_view(buffer: object, what: str = "buffer") -> memoryview:
+    """A flat byte view of a writable C-contiguous buffer (held until
+    released). A read-only buffer is TypeError, as in C."""
+    try:
+        view = memoryview(buffer)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{what} must be a writable bytes-like object, not {type(buffer).__name__}",
+        ) from None
+    if view.readonly:
+        view.release()
+        raise TypeError(f"{what} must be writable, not a read-only {type(buffer).__name__}")
+    return _flat(view, what)
+
+
+def buffer_views(buffers: object, writable: bool, name: str) -> list[memoryview]:
+    """Views of a sequence of at most IOV_MAX buffers (writable ones for
+    readv), all held until released; on error none is."""
+    try:
+        memoryview(buffers).release()  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    else:  # a lone buffer is a sequence of ints: say what was meant
+        raise TypeError(
+            f"{name}() takes a sequence of buffers, not a {type(buffers).__name__}",
+        )
+    try:
+        items = list(buffers)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError("buffers must be a sequence of bytes-like objects") from None
+    if len(items) > IOV_MAX:
+        raise ValueError(
+            f"{name}() takes at most {IOV_MAX} buffers (IOV_MAX), not {len(items)}",
+        )
+    views: list[memoryview] = []
+    try:
+        for i, item in enumerate(items):
+            if writable:
+                views.append(writable_view(item, f"buffers[{i}]"))
+            else:
+                try:
+                    views.append(payload_view(item))
+                except PayloadTypeError:
+                    raise TypeError(
+                        f"buffers[{i}] must be a bytes-like object, not {type(item).__name__}",
+                    ) from None
+    except BaseException:
+        for view in views:
+            view.release()
+        raise
+    return views

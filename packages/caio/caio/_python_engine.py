@@ -22,7 +22,7 @@ from collections import deque
 from queue import SimpleQueue
 
 from . import _fork
-from ._python_kernel import READ, WRITE, execute, make_wakeup, oserror, signal
+from ._python_kernel import FDSYNC, READ, WRITE, execute, make_wakeup, oserror, signal
 
 TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
 if TYPE_CHECKING:
@@ -179,8 +179,8 @@ class Pool:
                     future.set_exception(oserror(-result))
                 elif op._opcode == READ:
                     future.set_result(op._data)
-                elif op._opcode == WRITE:
-                    future.set_result(result)
+                elif op._opcode == WRITE or op._opcode > FDSYNC:
+                    future.set_result(result)  # readinto, readv, writev too
                 else:
                     future.set_result(None)
             except errors:  # cancelled meanwhile, or its loop is closed
@@ -249,9 +249,7 @@ def cancel_queued(pool: Pool) -> list[Operation]:
             return cancelled
         op._result = -errno.ECANCELED
         op._state = DONE
-        if op._view is not None:
-            op._view.release()
-            op._view = None
+        op._release_buffers()
         cancelled.append(op)
 
 
@@ -259,9 +257,7 @@ def finish_cancelled(op: Operation) -> None:
     """End ``op`` with ECANCELED: fail its future or run its callback."""
     op._result = -errno.ECANCELED
     op._state = DONE
-    if op._view is not None:
-        op._view.release()
-        op._view = None
+    op._release_buffers()
     future = op._future
     if future is not None:
         if not future.done():

@@ -32,8 +32,16 @@ OFFSET_LIMIT = 2**63  # offsets are off_t: below this
 PRIORITY_LIMIT = 0x10000
 FD_MAX = 0x7FFFFFFF
 
-READ, WRITE, FSYNC, FDSYNC = 0, 1, 2, 3
-OPCODE_NAMES = ("read", "write", "fsync", "fdsync")
+READ, WRITE, FSYNC, FDSYNC, READINTO, READV, WRITEV = 0, 1, 2, 3, 4, 5, 6
+OPCODE_NAMES = ("read", "write", "fsync", "fdsync", "readinto", "readv", "writev")
+
+#: At most this many buffers in one readv/writev (the C backends' IOV_MAX).
+try:
+    IOV_MAX: int = os.sysconf("SC_IOV_MAX")
+except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+    IOV_MAX = 1024
+if IOV_MAX <= 0:  # "no limit" answered: the kernel's limit on Linux
+    IOV_MAX = 1024
 
 # Reads up to NOWAIT_MAX_PYTHON try RWF_NOWAIT on the calling thread (python_aio's
 # read_async). Bigger ones go to the pool: copying megabytes from the page
@@ -47,9 +55,13 @@ preadv: Callable[..., int] | None = getattr(os, "preadv", None) if RWF_NOWAIT el
 FAIL_AT_ONCE = frozenset((errno.EBADF, errno.EISDIR))
 
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+# Scatter/gather I/O where the system has it (not Windows); else one
+# pread/pwrite and a copy (see _scatter_read, _gather_write).
+_preadv: Callable[[int, list[memoryview], int], int] | None = getattr(os, "preadv", None)
+_pwritev: Callable[[int, list[memoryview], int], int] | None = getattr(os, "pwritev", None)
 
 __all__ = (
-    "FAIL_AT_ONCE", "FD_MAX", "MAX_RW_COUNT", "NOWAIT_MAX_PYTHON", "OFFSET_LIMIT",
+    "FAIL_AT_ONCE", "FD_MAX", "IOV_MAX", "MAX_RW_COUNT", "NOWAIT_MAX_PYTHON", "OFFSET_LIMIT",
     "OPCODE_NAMES", "PRIORITY_LIMIT", "RWF_NOWAIT", "execute",
     "make_wakeup", "oserror", "preadv", "signal",
 )
@@ -101,6 +113,51 @@ def refuse_wrong_end(fd: int, refused: int) -> None:
         raise oserror(errno.EBADF)
 
 
+def _scatter_read(fd: int, views: list[memoryview], offset: int) -> int:
+    """preadv where the system has no preadv: one pread, then copies."""
+    data = os.pread(fd, sum(view.nbytes for view in views), offset)
+    start = 0
+    for view in views:
+        chunk = data[start:start + view.nbytes]
+        view[:len(chunk)] = chunk
+        start += len(chunk)
+    return len(data)
+
+
+def _gather_write(fd: int, views: list[memoryview], offset: int) -> int:
+    """pwritev where the system has no pwritev: one joined pwrite."""
+    return os.pwrite(fd, b"".join(views), offset)
+
+
+def _transfer(op: Operation, fd: int, stop_fd: int) -> int:
+    """readinto, readv, writev: straight into (from) the caller's buffers."""
+    code = op._opcode
+    reading = code != WRITEV
+    if code == READINTO:
+        assert op._view is not None
+        views = [op._view]
+    else:
+        assert op._views is not None
+        views = op._views
+    try:
+        if reading:
+            return _preadv(fd, views, op._offset) if _preadv else _scatter_read(
+                fd, views, op._offset,
+            )
+        return _pwritev(fd, views, op._offset) if _pwritev else _gather_write(
+            fd, views, op._offset,
+        )
+    except OSError as exc:
+        if exc.errno != errno.ESPIPE:
+            raise
+    # Pipes, sockets, ttys: no position. Nothing asked, nothing to wait for
+    # (as read(2) of 0 bytes returns at once).
+    refuse_wrong_end(fd, os.O_WRONLY if reading else os.O_RDONLY)
+    if op._nbytes:
+        wait_ready(fd, stop_fd, select.POLLIN if reading else select.POLLOUT, op)
+    return os.readv(fd, views) if reading else os.writev(fd, views)
+
+
 def execute(op: Operation, stop_fd: int) -> None:
     """Run one operation (in a worker thread, GIL released by os.*).
 
@@ -138,6 +195,12 @@ def execute(op: Operation, stop_fd: int) -> None:
                 # Unlocks a bytearray payload for resizing again.
                 view.release()
                 op._view = None
+        elif code >= READINTO:
+            try:
+                op._result = _transfer(op, fd, stop_fd)
+            finally:
+                # The caller may resize its buffers again.
+                op._release_buffers()
         elif code == FSYNC:
             os.fsync(fd)
             op._result = 0

@@ -8,9 +8,27 @@ from __future__ import annotations
 
 import weakref
 
-from ._python_args import check_fd, check_priority, check_size, payload_view
+from ._python_args import (
+    buffer_views,
+    check_fd,
+    check_priority,
+    check_size,
+    payload_view,
+    writable_view,
+)
 from ._python_engine import DONE, NEW, STATE_NAMES
-from ._python_kernel import FDSYNC, FSYNC, MAX_RW_COUNT, OPCODE_NAMES, READ, WRITE, oserror
+from ._python_kernel import (
+    FDSYNC,
+    FSYNC,
+    MAX_RW_COUNT,
+    OPCODE_NAMES,
+    READ,
+    READINTO,
+    READV,
+    WRITE,
+    WRITEV,
+    oserror,
+)
 from .abstract import AbstractOperation
 
 # Not `from typing import TYPE_CHECKING`: importing typing would make
@@ -18,7 +36,7 @@ from .abstract import AbstractOperation
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from typing_extensions import Buffer, Self
@@ -38,7 +56,7 @@ class Operation(AbstractOperation):
 
     __slots__ = (
         "_opcode", "_fd", "_offset", "_nbytes", "_priority", "_payload",
-        "_view", "_state", "_result", "_data", "_callback", "_future", "_key",
+        "_view", "_views", "_state", "_result", "_data", "_callback", "_future", "_key",
         "_cancel", "_owner", "__weakref__",
     )
 
@@ -48,7 +66,8 @@ class Operation(AbstractOperation):
     _nbytes: int
     _priority: int
     _payload: Any
-    _view: memoryview | None
+    _view: memoryview | None  # write, readinto: the held buffer
+    _views: list[memoryview] | None  # readv, writev: the held buffers
     _state: int
     _result: int
     _data: bytes | None
@@ -67,6 +86,7 @@ class Operation(AbstractOperation):
     def _make(
         cls, opcode: int, fd: int, offset: int, nbytes: int,
         payload: Any = None, view: memoryview | None = None, priority: int = 0,
+        views: list[memoryview] | None = None,
     ) -> Self:
         op = object.__new__(cls)
         op._opcode = opcode
@@ -76,6 +96,7 @@ class Operation(AbstractOperation):
         op._priority = priority
         op._payload = payload
         op._view = view
+        op._views = views
         op._state = NEW
         op._result = 0
         op._data = None
@@ -113,6 +134,62 @@ class Operation(AbstractOperation):
         )
 
     @classmethod
+    def readinto(cls, buffer: Buffer, fd: Any, offset: int, priority: int = 0) -> Self:
+        """A read into ``buffer`` (writable, C-contiguous) at ``offset``.
+
+        The buffer is held (cannot be resized) until the operation is done.
+        Raises TypeError (read-only buffer), BufferError, ValueError.
+        """
+        fileno = check_fd(fd)
+        off = check_size(offset, "offset", ValueError)
+        check_priority(priority)
+        view = writable_view(buffer)
+        return cls._make(
+            READINTO, fileno, off, min(view.nbytes, MAX_RW_COUNT), buffer, view, priority,
+        )
+
+    @classmethod
+    def readv(cls, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0) -> Self:
+        """One read at ``offset`` filling ``buffers`` in order.
+
+        Raises TypeError, BufferError, ValueError (more than IOV_MAX buffers).
+        """
+        return cls._vector(READV, buffers, fd, offset, priority)
+
+    @classmethod
+    def writev(cls, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0) -> Self:
+        """One write at ``offset`` of ``buffers`` in order.
+
+        Raises TypeError, BufferError, ValueError (more than IOV_MAX buffers).
+        """
+        return cls._vector(WRITEV, buffers, fd, offset, priority)
+
+    @classmethod
+    def _vector(
+        cls, opcode: int, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int,
+    ) -> Self:
+        fileno = check_fd(fd)
+        off = check_size(offset, "offset", ValueError)
+        check_priority(priority)
+        views = buffer_views(buffers, opcode == READV, OPCODE_NAMES[opcode])
+        nbytes = sum(view.nbytes for view in views)
+        return cls._make(
+            opcode, fileno, off, min(nbytes, MAX_RW_COUNT), buffers, None, priority, views,
+        )
+
+    def _release_buffers(self) -> None:
+        """The kernel is done: let the caller resize its buffers again."""
+        view = self._view
+        if view is not None:
+            self._view = None
+            view.release()
+        views = self._views
+        if views is not None:
+            self._views = None
+            for view in views:
+                view.release()
+
+    @classmethod
     def fsync(cls, fd: Any, priority: int = 0) -> Self:
         """An fsync of ``fd``. Raises TypeError, ValueError."""
         fileno = check_fd(fd)
@@ -140,7 +217,8 @@ class Operation(AbstractOperation):
         return True
 
     def get_value(self) -> bytes | int | None:
-        """bytes (read, short at end of file), int (write) or None (sync).
+        """bytes (read, short at end of file), int (write, readinto, readv,
+        writev) or None (sync).
 
         Raises OSError if the operation failed, RuntimeError if not done.
         """
@@ -150,9 +228,9 @@ class Operation(AbstractOperation):
             raise oserror(-self._result)
         if self._opcode == READ:
             return self._data
-        if self._opcode == WRITE:
-            return self._result
-        return None
+        if self._opcode == FSYNC or self._opcode == FDSYNC:
+            return None
+        return self._result
 
     @property
     def fileno(self) -> int:
@@ -192,7 +270,8 @@ class Operation(AbstractOperation):
 
     @property
     def payload(self) -> Any:
-        """write: the payload; read: the bytes read once done, else None.
+        """write, readinto: the buffer (readv, writev: the sequence); read:
+        the bytes read once done, else None.
 
         Raises RuntimeError while the operation is submitted and not done:
         the kernel may be writing into it.

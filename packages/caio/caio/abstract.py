@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     # Not imported at run time: `import caio` must not pull in asyncio.
     import asyncio
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any, TypeAlias
 
     from typing_extensions import Buffer, Self
@@ -66,6 +66,35 @@ class AbstractOperation(ABC):
 
     @classmethod
     @abstractmethod
+    def readinto(cls, buffer: Buffer, fd: FileDescriptor, offset: int, priority: int = 0) -> Self:
+        """A read into the writable C-contiguous ``buffer`` at ``offset``.
+
+        The buffer is held until the operation is done. Raises TypeError
+        (read-only buffer), BufferError, ValueError.
+        """
+
+    @classmethod
+    @abstractmethod
+    def readv(
+        cls, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0,
+    ) -> Self:
+        """One read at ``offset`` filling the writable ``buffers`` in order.
+
+        Raises TypeError, BufferError, ValueError (more than IOV_MAX buffers).
+        """
+
+    @classmethod
+    @abstractmethod
+    def writev(
+        cls, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0,
+    ) -> Self:
+        """One write at ``offset`` of ``buffers`` in order.
+
+        Raises TypeError, BufferError, ValueError (more than IOV_MAX buffers).
+        """
+
+    @classmethod
+    @abstractmethod
     def fsync(cls, fd: FileDescriptor, priority: int = 0) -> Self:
         """An fsync of ``fd``. Raises TypeError, ValueError."""
 
@@ -84,7 +113,8 @@ class AbstractOperation(ABC):
 
     @abstractmethod
     def get_value(self) -> bytes | int | None:
-        """The result: bytes (read), int (write) or None (sync).
+        """The result: bytes (read), int (write, readinto, readv, writev) or
+        None (sync).
 
         Raises OSError if the operation failed, RuntimeError if not done.
         """
@@ -203,6 +233,31 @@ class AbstractContext(ABC):
         Raises like ``read_async``, and TypeError/BufferError for a payload
         that is not a contiguous buffer.
         """
+
+    @abstractmethod
+    def readinto_async(
+        self, buffer: Buffer, fd: FileDescriptor, offset: int, priority: int = 0,
+    ) -> int | asyncio.Future[int]:
+        """Read into the writable C-contiguous ``buffer``: the count if done
+        during the call, else a future. The kernel writes into the buffer,
+        which is held until it is done (also after a cancellation).
+
+        Raises like ``read_async``, and TypeError for a read-only buffer.
+        """
+
+    @abstractmethod
+    def readv_async(
+        self, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0,
+    ) -> int | asyncio.Future[int]:
+        """One read filling ``buffers`` in order: the count if done during
+        the call, else a future. ValueError for more than IOV_MAX buffers."""
+
+    @abstractmethod
+    def writev_async(
+        self, buffers: Sequence[Buffer], fd: FileDescriptor, offset: int, priority: int = 0,
+    ) -> int | asyncio.Future[int]:
+        """One write of ``buffers`` in order: the count if done during the
+        call, else a future. ValueError for more than IOV_MAX buffers."""
 
     @abstractmethod
     def fsync_async(self, fd: FileDescriptor, priority: int = 0) -> asyncio.Future[None] | None:

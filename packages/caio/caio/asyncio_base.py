@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import CancelledError
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._fork import fork_generation
@@ -134,12 +134,15 @@ class AsyncioContextBase:
             self._write_async: Any = self._bind_first(self.context.write_async)
             self._fsync_async: Any = self._bind_first(self.context.fsync_async)
             self._fdsync_async: Any = self._bind_first(self.context.fdsync_async)
+            self._readinto_async: Any = self._bind_first(self.context.readinto_async)
+            self._readv_async: Any = self._bind_first(self.context.readv_async)
+            self._writev_async: Any = self._bind_first(self.context.writev_async)
         #: Whether every operation suspends at least once (see the class).
         self.deferred = bool(deferred)
         if deferred:
             # Chosen once, here: without it the methods below run with no
             # extra check per operation.
-            for name in ("read", "write", "fsync", "fdsync"):
+            for name in ("read", "write", "fsync", "fdsync", "readinto", "readv", "writev"):
                 setattr(self, name, getattr(self, f"_{name}_deferred"))
         live.add(self)
 
@@ -159,6 +162,9 @@ class AsyncioContextBase:
         self._write_async = context.write_async
         self._fsync_async = context.fsync_async
         self._fdsync_async = context.fdsync_async
+        self._readinto_async = context.readinto_async
+        self._readv_async = context.readv_async
+        self._writev_async = context.writev_async
 
     def _bind_first(self, method: Any) -> Any:
         def first_call(*args: Any) -> Any:
@@ -281,6 +287,55 @@ class AsyncioContextBase:
             return r
         return await self._wait(r, fd)  # type: ignore[no-any-return]
 
+    def readinto(
+        self, buffer: Buffer, fd: Any, offset: int, priority: int = 0,
+    ) -> Coroutine[Any, Any, int]:
+        """Read into ``buffer`` at ``offset``; returns the bytes read (0 at
+        end of file, fewer than ``len(buffer)`` near it). Await it.
+
+        ``buffer`` is any writable C-contiguous buffer (bytearray, a
+        memoryview slice, mmap, array, a NumPy array): the kernel writes
+        straight into it. It is held until the kernel is done with it, also
+        when the awaiting task is cancelled, so resizing it meanwhile
+        raises BufferError. Raises TypeError (read-only buffer), OSError,
+        ValueError (also once closed).
+        """
+        return self._counted(self._readinto_async, buffer, fd, offset, priority)
+
+    def readv(
+        self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,
+    ) -> Coroutine[Any, Any, int]:
+        """One read at ``offset`` filling ``buffers`` in order; returns the
+        bytes read. Await it. The rules of readinto() for each buffer;
+        ValueError for more than IOV_MAX (1024 on Linux) buffers.
+        """
+        return self._counted(self._readv_async, buffers, fd, offset, priority)
+
+    def writev(
+        self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,
+    ) -> Coroutine[Any, Any, int]:
+        """One write at ``offset`` of ``buffers`` in order (any contiguous
+        buffers, read-only ones too); returns the bytes written. Await it.
+        ValueError for more than IOV_MAX (1024 on Linux) buffers.
+        """
+        return self._counted(self._writev_async, buffers, fd, offset, priority)
+
+    async def _counted(
+        self, method: Callable[..., Any], buffers: Any, fd: Any, offset: int, priority: int,
+    ) -> int:
+        # readinto, readv, writev: the body of write() for another method.
+        # Plain methods above return this coroutine: one per operation.
+        if self._owner._thread_id is None:
+            self._check_loop()
+        try:
+            r = method(buffers, fd, offset, priority)
+        except RuntimeError:
+            self._check_loop()  # from another loop's thread: name both loops
+            raise
+        if r.__class__ is int:  # finished during the call: no suspension
+            return r
+        return await self._wait(r, fd)  # type: ignore[no-any-return]
+
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
         await self._sync(self._fsync_async, fd, priority)
@@ -330,6 +385,27 @@ class AsyncioContextBase:
     ) -> int:
         return await self._deferred(  # type: ignore[no-any-return]
             self._write_async, fd, payload, fd, offset, priority,
+        )
+
+    async def _readinto_deferred(
+        self, buffer: Buffer, fd: Any, offset: int, priority: int = 0,
+    ) -> int:
+        return await self._deferred(  # type: ignore[no-any-return]
+            self._readinto_async, fd, buffer, fd, offset, priority,
+        )
+
+    async def _readv_deferred(
+        self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,
+    ) -> int:
+        return await self._deferred(  # type: ignore[no-any-return]
+            self._readv_async, fd, buffers, fd, offset, priority,
+        )
+
+    async def _writev_deferred(
+        self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,
+    ) -> int:
+        return await self._deferred(  # type: ignore[no-any-return]
+            self._writev_async, fd, buffers, fd, offset, priority,
         )
 
     async def _fsync_deferred(self, fd: Any, priority: int = 0) -> None:

@@ -54,8 +54,10 @@ from ._python_kernel import (
     OFFSET_LIMIT,
     PRIORITY_LIMIT,
     READ,
+    READV,
     RWF_NOWAIT,
     WRITE,
+    WRITEV,
     preadv,
 )
 from ._python_operation import Operation
@@ -67,7 +69,7 @@ from .abstract import AbstractContext
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from typing_extensions import Buffer
@@ -448,6 +450,55 @@ class Context(AbstractContext):
         return self._enqueue(Operation._make(
             WRITE, fileno, off, min(view.nbytes, MAX_RW_COUNT), payload, view,
         ))
+
+    def readinto_async(
+        self, buffer: Buffer, fd: Any, offset: int, priority: int = 0,
+    ) -> int | asyncio.Future[int]:
+        """A future of the count read into ``buffer`` (writable, C-contiguous).
+
+        A worker reads straight into the buffer, which stays held (cannot
+        be resized) until it is done, also when the future is cancelled.
+        Raises TypeError (read-only buffer), BufferError, ValueError (also
+        once closed), RuntimeError (other process, no future factory).
+        """
+        if self._usable_in != _fork._generation or self._owner_thread != get_ident():
+            self._raise_unusable()
+        return self._enqueue_held(Operation.readinto(buffer, fd, offset, priority))
+
+    def readv_async(
+        self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,
+    ) -> int | asyncio.Future[int]:
+        """A future of the count read into ``buffers``, filled in order.
+
+        Raises like readinto_async, and ValueError for more than IOV_MAX
+        buffers.
+        """
+        return self._vector_async(READV, buffers, fd, offset, priority)
+
+    def writev_async(
+        self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,
+    ) -> int | asyncio.Future[int]:
+        """A future of the count written from ``buffers``, in order.
+
+        Raises TypeError/BufferError (bad buffers), ValueError (more than
+        IOV_MAX buffers; also once closed), RuntimeError.
+        """
+        return self._vector_async(WRITEV, buffers, fd, offset, priority)
+
+    def _vector_async(
+        self, opcode: int, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int,
+    ) -> asyncio.Future[int]:
+        if self._usable_in != _fork._generation or self._owner_thread != get_ident():
+            self._raise_unusable()
+        return self._enqueue_held(Operation._vector(opcode, buffers, fd, offset, priority))
+
+    def _enqueue_held(self, op: Operation) -> asyncio.Future[int]:
+        # Nobody reads the payload of an operation with a future: drop it,
+        # so that only the views hold the caller's buffers. (A memoryview
+        # slice passed in is itself an export; the worker's last reference
+        # to the operation may outlive the completion by a moment.)
+        op._payload = None
+        return self._enqueue(op)
 
     def fsync_async(self, fd: Any, priority: int = 0) -> asyncio.Future[None] | None:
         """A future of the fsync. Raises like write_async."""

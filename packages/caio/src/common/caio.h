@@ -36,7 +36,44 @@ enum caio_opcode {
     CAIO_WRITE = 1,
     CAIO_FSYNC = 2,
     CAIO_FDSYNC = 3,
+    CAIO_READINTO = 4,     /* into the caller's writable buffer (req->view) */
+    CAIO_READV = 5,        /* into a sequence of writable buffers (req->vec) */
+    CAIO_WRITEV = 6,       /* from a sequence of buffers (req->vec) */
 };
+
+/* Reads that move data into memory (and may end short at end of file). */
+static inline int caio_opcode_reads(int opcode)
+{
+    return opcode == CAIO_READ || opcode == CAIO_READINTO || opcode == CAIO_READV;
+}
+
+/* The vectored ones: their buffers are req->vec, not req->data. */
+static inline int caio_opcode_vectored(int opcode)
+{
+    return opcode == CAIO_READV || opcode == CAIO_WRITEV;
+}
+
+/* "read", "write", ...: the method names, for messages and reprs. */
+static inline const char *caio_opcode_name(int opcode)
+{
+    static const char *const names[] = {"read", "write", "fsync", "fdsync",
+                                        "readinto", "readv", "writev"};
+    return (unsigned)opcode < sizeof(names) / sizeof(names[0]) ? names[opcode] : "?";
+}
+
+struct iovec;
+
+/* The buffers of a readv/writev request, one allocation: the held exports,
+ * the iovecs the kernel gets (iov), and a pristine copy of them (orig) from
+ * which a backend that resubmits the rest of a short transfer rebuilds iov
+ * (caio_vec_skip). */
+typedef struct caio_vec {
+    PyObject *source;       /* the sequence given (for Operation.payload) */
+    Py_ssize_t count;
+    Py_buffer *views;
+    struct iovec *iov;
+    struct iovec *orig;
+} caio_vec;
 
 enum caio_state {
     CAIO_REQ_FREE = 0,     /* in a pool's free list, or a fresh Operation */
@@ -61,7 +98,9 @@ typedef struct caio_req {
     ssize_t result;         /* >= 0 bytes, or -errno; valid in CAIO_REQ_DONE */
     char *data;             /* where the kernel reads from / writes to */
     PyObject *buffer;       /* read: the bytes object being filled (owned) */
-    Py_buffer view;         /* write: the held payload (view.obj != NULL while held) */
+    Py_buffer view;         /* write: the held payload, readinto: the caller's
+                               buffer (view.obj != NULL while held) */
+    caio_vec *vec;          /* readv/writev: the held buffers, or NULL */
     PyObject *future;       /* fast path: the asyncio future to resolve (owned), or NULL */
     PyObject *owner;        /* CAIO_REQ_OWNED: the Operation object (borrowed; the
                                backend holds a strong ref while in flight) */
@@ -72,9 +111,11 @@ typedef struct caio_req {
 /* ---- argument parsing (req.c) ------------------------------------------ */
 
 /* Fill req from Python arguments, allocating the read buffer or acquiring
- * the write payload. Argument order is the public one:
+ * the write payload / the buffers. Argument order is the public one:
  *   CAIO_READ:  (nbytes, fd, offset, priority=0)
  *   CAIO_WRITE: (payload, fd, offset, priority=0)
+ *   CAIO_READINTO: (buffer, fd, offset, priority=0)
+ *   CAIO_READV, CAIO_WRITEV: (buffers, fd, offset, priority=0)
  *   CAIO_FSYNC, CAIO_FDSYNC: (fd, priority=0)
  * Keywords: nbytes/payload, fd, offset, priority.
  * Returns 0, or -1 with an exception set and nothing held. */
@@ -82,7 +123,7 @@ CAIO_API int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames);
 
 /* The Python value of a finished request: read -> bytes (shrunk to the
- * result), write -> int, sync -> None. A failed request sets OSError and
+ * result), write, readinto, readv, writev -> int, sync -> None. A failed request sets OSError and
  * returns NULL. Can be called more than once. */
 CAIO_API PyObject *caio_req_value(caio_req *req);
 
@@ -91,9 +132,17 @@ CAIO_API PyObject *caio_oserror_new(int err);
 /* Raise OSError(err); returns NULL. */
 CAIO_API PyObject *caio_oserror(int err);
 
-/* Drop everything the request holds (buffer, view, future). Only once the
- * kernel is done with it. */
+/* Drop everything the request holds (buffer, view, vec, future). Only once
+ * the kernel is done with it. */
 CAIO_API void caio_req_clear(caio_req *req);
+
+/* Release the buffer exports (view, vec) of a request the kernel is done
+ * with, so that the caller may resize its buffers again; keeps the rest. */
+CAIO_API void caio_req_release_buffers(caio_req *req);
+
+/* Point vec->iov at what is left after the first `done` bytes (rebuilt from
+ * vec->orig). Returns how many iovecs are left (0 when all is done). */
+CAIO_API int caio_vec_skip(caio_vec *vec, size_t done);
 
 /* ---- futures (req.c) ---------------------------------------------------- */
 
@@ -202,6 +251,11 @@ CAIO_API caio_req *caio_operation_take(PyObject *ob, PyObject *ctxref);
  * from the callback is reported with sys.unraisablehook: one failing
  * callback must not stop the others. */
 CAIO_API void caio_operation_run_callback(caio_req *req);
+
+/* The kernel is done with an Operation's request: release its buffer
+ * exports (a readinto buffer can be resized again), then run the callback.
+ * (A request the kernel kept gets caio_operation_run_callback only.) */
+CAIO_API void caio_operation_finish(caio_req *req);
 
 /* ---- fork detection (fork.c) -------------------------------------------- */
 

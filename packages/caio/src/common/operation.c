@@ -25,35 +25,30 @@ static CaioOperation *operation_new(PyTypeObject *type, int opcode,
         Py_DECREF(op);
         return NULL;
     }
-    if (opcode == CAIO_WRITE)
+    if (opcode == CAIO_WRITE || opcode == CAIO_READINTO)
         op->payload = Py_NewRef(op->req.view.obj);
+    else if (caio_opcode_vectored(opcode))
+        op->payload = Py_NewRef(op->req.vec->source);
     PyObject_GC_Track(op);
     return op;
 }
 
-static PyObject *operation_read(PyObject *cls, PyObject *const *args,
-                                Py_ssize_t nargs, PyObject *kwnames)
-{
-    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_READ, args, nargs, kwnames);
-}
+/* The constructors: Operation.read(...), .write(...), ... (class methods). */
+#define OPERATION_CONSTRUCTOR(name, opcode)                                   \
+    static PyObject *operation_##name(PyObject *cls, PyObject *const *args,   \
+                                      Py_ssize_t nargs, PyObject *kwnames)    \
+    {                                                                         \
+        return (PyObject *)operation_new((PyTypeObject *)cls, opcode, args,   \
+                                         nargs, kwnames);                     \
+    }
 
-static PyObject *operation_write(PyObject *cls, PyObject *const *args,
-                                 Py_ssize_t nargs, PyObject *kwnames)
-{
-    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_WRITE, args, nargs, kwnames);
-}
-
-static PyObject *operation_fsync(PyObject *cls, PyObject *const *args,
-                                 Py_ssize_t nargs, PyObject *kwnames)
-{
-    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_FSYNC, args, nargs, kwnames);
-}
-
-static PyObject *operation_fdsync(PyObject *cls, PyObject *const *args,
-                                  Py_ssize_t nargs, PyObject *kwnames)
-{
-    return (PyObject *)operation_new((PyTypeObject *)cls, CAIO_FDSYNC, args, nargs, kwnames);
-}
+OPERATION_CONSTRUCTOR(read, CAIO_READ)
+OPERATION_CONSTRUCTOR(write, CAIO_WRITE)
+OPERATION_CONSTRUCTOR(fsync, CAIO_FSYNC)
+OPERATION_CONSTRUCTOR(fdsync, CAIO_FDSYNC)
+OPERATION_CONSTRUCTOR(readinto, CAIO_READINTO)
+OPERATION_CONSTRUCTOR(readv, CAIO_READV)
+OPERATION_CONSTRUCTOR(writev, CAIO_WRITEV)
 
 static PyObject *operation_set_callback(CaioOperation *op, PyObject *fn)
 {
@@ -136,13 +131,15 @@ static PyObject *operation_get_payload(CaioOperation *op, void *closure)
             return caio_req_value(&op->req);
         Py_RETURN_NONE;
     case CAIO_WRITE:
+    case CAIO_READINTO:
+    case CAIO_READV:
+    case CAIO_WRITEV:
         return Py_NewRef(op->payload ? op->payload : Py_None);
     default:
         Py_RETURN_NONE;
     }
 }
 
-static const char *const opcode_names[] = {"read", "write", "fsync", "fdsync"};
 static const char *const state_names[] = {"new", "waiting", "in flight", "done"};
 
 static PyObject *operation_repr(CaioOperation *op)
@@ -150,11 +147,11 @@ static PyObject *operation_repr(CaioOperation *op)
     if (op->req.state == CAIO_REQ_DONE)
         return PyUnicode_FromFormat(
             "<%s %s fd=%d offset=%lld nbytes=%zu done result=%zd>",
-            Py_TYPE(op)->tp_name, opcode_names[op->req.opcode], op->req.fd,
+            Py_TYPE(op)->tp_name, caio_opcode_name(op->req.opcode), op->req.fd,
             (long long)op->req.offset, op->req.nbytes, op->req.result);
     return PyUnicode_FromFormat(
         "<%s %s fd=%d offset=%lld nbytes=%zu %s>", Py_TYPE(op)->tp_name,
-        opcode_names[op->req.opcode], op->req.fd, (long long)op->req.offset,
+        caio_opcode_name(op->req.opcode), op->req.fd, (long long)op->req.offset,
         op->req.nbytes, state_names[op->req.state]);
 }
 
@@ -203,13 +200,30 @@ static PyMethodDef operation_methods[] = {
     {"fdsync", (PyCFunction)(void (*)(void))operation_fdsync,
      METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
      "fdsync($type, /, fd, priority=0)\n--\n\nAn fdatasync. Raises TypeError/ValueError."},
+    {"readinto", (PyCFunction)(void (*)(void))operation_readinto,
+     METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+     "readinto($type, /, buffer, fd, offset, priority=0)\n--\n\n"
+     "A read into a writable C-contiguous buffer at offset; the kernel writes\n"
+     "into it directly. The buffer is held (cannot be resized) until done.\n"
+     "Raises TypeError (not writable), BufferError/ValueError (arguments)."},
+    {"readv", (PyCFunction)(void (*)(void))operation_readv,
+     METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+     "readv($type, /, buffers, fd, offset, priority=0)\n--\n\n"
+     "One read at offset filling a sequence of writable buffers in order.\n"
+     "Raises TypeError, BufferError, ValueError (more than IOV_MAX buffers)."},
+    {"writev", (PyCFunction)(void (*)(void))operation_writev,
+     METH_FASTCALL | METH_KEYWORDS | METH_CLASS,
+     "writev($type, /, buffers, fd, offset, priority=0)\n--\n\n"
+     "One write at offset of a sequence of buffers, in order.\n"
+     "Raises TypeError, BufferError, ValueError (more than IOV_MAX buffers)."},
     {"set_callback", (PyCFunction)operation_set_callback, METH_O,
      "set_callback($self, fn, /)\n--\n\n"
      "fn(result: int) runs when the operation finishes (None: no callback).\n"
      "Returns True. Raises TypeError if fn is not callable."},
     {"get_value", (PyCFunction)operation_get_value, METH_NOARGS,
      "get_value($self, /)\n--\n\n"
-     "The result: bytes (read), int (write) or None (sync).\n"
+     "The result: bytes (read), int (write, readinto, readv, writev) or\n"
+     "None (sync).\n"
      "Raises OSError if the operation failed, RuntimeError if it has not finished."},
     {NULL}
 };
@@ -219,7 +233,8 @@ static PyGetSetDef operation_getset[] = {
     {"offset", (getter)operation_get_offset, NULL, "The file offset.", NULL},
     {"nbytes", (getter)operation_get_nbytes, NULL, "Bytes to read or write.", NULL},
     {"payload", (getter)operation_get_payload, NULL,
-     "write: the payload; read: the bytes read once done. RuntimeError while\n"
+     "write, readinto: the buffer (readv, writev: the sequence); read: the\n"
+     "bytes read once done. RuntimeError while\n"
      "it is submitted and not done.", NULL},
     {"priority", (getter)operation_get_priority, NULL, "The priority given.", NULL},
     {"result", (getter)operation_get_result, NULL,
@@ -238,7 +253,8 @@ PyTypeObject CaioOperation_Type = {
     .tp_dealloc = (destructor)operation_dealloc,
     .tp_repr = (reprfunc)operation_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One file I/O request. Made with read(), write(), fsync() or fdsync().",
+    .tp_doc = "One file I/O request. Made with read(), write(), readinto(), readv(),\n"
+              "writev(), fsync() or fdsync().",
     .tp_traverse = (traverseproc)operation_traverse,
     .tp_clear = (inquiry)operation_clear,
     .tp_weaklistoffset = offsetof(CaioOperation, weakreflist),
@@ -279,4 +295,10 @@ void caio_operation_run_callback(caio_req *req)
     Py_XDECREF(r);
     Py_XDECREF(arg);
     Py_DECREF(fn);
+}
+
+void caio_operation_finish(caio_req *req)
+{
+    caio_req_release_buffers(req);
+    caio_operation_run_callback(req);
 }

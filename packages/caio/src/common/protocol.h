@@ -157,7 +157,7 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
                                                ssize_t *moved)
 {
     enum caio_nowait how;
-    int is_write = req->opcode == CAIO_WRITE;
+    int is_write = req->opcode == CAIO_WRITE;   /* else READ or READINTO */
 
     if (req->nbytes < CAIO_NOWAIT_GIL_RELEASE)
         return caio_nowait_rw(is_write, req->fd, req->data, req->nbytes, req->offset,
@@ -198,6 +198,23 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
     "fdsync_async($self, /, fd, priority=0)\n--\n\n"                          \
     "fdatasync(fd): None if it finished during the call, else a future.\n"    \
     CAIO_RAISES_ASYNC
+#define CAIO_DOC_READINTO_ASYNC                                               \
+    "readinto_async($self, /, buffer, fd, offset, priority=0)\n--\n\n"        \
+    "Read into a writable C-contiguous buffer at offset, the kernel writing\n" \
+    "straight into it: the count if it finished during the call, else a\n"  \
+    "future of it. The buffer is held (cannot be resized) until the kernel\n" \
+    "is done with it, also when the future is cancelled. TypeError for a\n" \
+    "read-only buffer.\n" CAIO_RAISES_ASYNC
+#define CAIO_DOC_READV_ASYNC                                                  \
+    "readv_async($self, /, buffers, fd, offset, priority=0)\n--\n\n"         \
+    "One read at offset filling a sequence of writable buffers in order: the\n" \
+    "count if it finished during the call, else a future of it. ValueError\n" \
+    "for more than IOV_MAX buffers.\n" CAIO_RAISES_ASYNC
+#define CAIO_DOC_WRITEV_ASYNC                                                 \
+    "writev_async($self, /, buffers, fd, offset, priority=0)\n--\n\n"        \
+    "One write at offset of a sequence of buffers, in order: the count if\n" \
+    "it finished during the call, else a future of it. ValueError for more\n" \
+    "than IOV_MAX buffers.\n" CAIO_RAISES_ASYNC
 #define CAIO_DOC_SET_FUTURE_FACTORY                                           \
     "set_future_factory($self, /, factory, call_soon=None)\n--\n\n"           \
     "factory() makes the futures the *_async methods return (usually\n"      \
@@ -279,6 +296,21 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
                                       Py_ssize_t nargs, PyObject *kwnames)    \
     {                                                                         \
         return core(self, CAIO_FDSYNC, args, nargs, kwnames);                 \
+    }                                                                         \
+    static PyObject *ctx_readinto_async(Ctx *self, PyObject *const *args,     \
+                                        Py_ssize_t nargs, PyObject *kwnames)  \
+    {                                                                         \
+        return core(self, CAIO_READINTO, args, nargs, kwnames);               \
+    }                                                                         \
+    static PyObject *ctx_readv_async(Ctx *self, PyObject *const *args,        \
+                                     Py_ssize_t nargs, PyObject *kwnames)     \
+    {                                                                         \
+        return core(self, CAIO_READV, args, nargs, kwnames);                  \
+    }                                                                         \
+    static PyObject *ctx_writev_async(Ctx *self, PyObject *const *args,       \
+                                      Py_ssize_t nargs, PyObject *kwnames)    \
+    {                                                                         \
+        return core(self, CAIO_WRITEV, args, nargs, kwnames);                 \
     }
 
 #define CAIO_METH(fn) (PyCFunction)(void (*)(void))(fn)
@@ -293,7 +325,13 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
     {"fsync_async", CAIO_METH(ctx_fsync_async), CAIO_FASTCALL_KW,             \
      CAIO_DOC_FSYNC_ASYNC},                                                   \
     {"fdsync_async", CAIO_METH(ctx_fdsync_async), CAIO_FASTCALL_KW,           \
-     CAIO_DOC_FDSYNC_ASYNC}
+     CAIO_DOC_FDSYNC_ASYNC},                                                  \
+    {"readinto_async", CAIO_METH(ctx_readinto_async), CAIO_FASTCALL_KW,       \
+     CAIO_DOC_READINTO_ASYNC},                                                \
+    {"readv_async", CAIO_METH(ctx_readv_async), CAIO_FASTCALL_KW,             \
+     CAIO_DOC_READV_ASYNC},                                                   \
+    {"writev_async", CAIO_METH(ctx_writev_async), CAIO_FASTCALL_KW,           \
+     CAIO_DOC_WRITEV_ASYNC}
 
 /* Every Context's method table starts with these, in this order; each
  * backend adds a sentence to four docstrings, then close() and its own.

@@ -1,10 +1,18 @@
 /* Requests: argument checks, buffers, results, futures, the request pool. */
 #include "caio.h"
+#include <limits.h>
 #include <string.h>
+#include <sys/uio.h>
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024    /* Linux's UIO_MAXIOV: preadv refuses more with EINVAL */
+#endif
 
 static const char *const read_names[] = {"nbytes", "fd", "offset", "priority"};
 static const char *const write_names[] = {"payload", "fd", "offset", "priority"};
 static const char *const sync_names[] = {"fd", "priority"};
+static const char *const readinto_names[] = {"buffer", "fd", "offset", "priority"};
+static const char *const vector_names[] = {"buffers", "fd", "offset", "priority"};
 
 static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is_memory)
 {
@@ -83,6 +91,146 @@ static void payload_type_error(PyObject *payload)
                  Py_TYPE(payload)->tp_name);
 }
 
+/* A writable C-contiguous export of ob, held in *view. A read-only buffer
+ * is a TypeError (the wrong kind of object for a read, as readinto() of a
+ * file object says), a non-contiguous one the exporter's BufferError. */
+static int get_writable(PyObject *ob, Py_buffer *view, const char *what)
+{
+    Py_buffer probe;
+    int readonly;
+
+    if (PyObject_GetBuffer(ob, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) == 0)
+        return 0;
+    if (!PyObject_CheckBuffer(ob)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a writable bytes-like object, not %.100s",
+                     what, Py_TYPE(ob)->tp_name);
+        return -1;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_BufferError))
+        return -1;
+    {
+        /* Refused: read-only, or not contiguous? Ask again without
+         * PyBUF_WRITABLE to tell (error path only). */
+        caio_saved_error saved = caio_error_save();
+        if (PyObject_GetBuffer(ob, &probe, PyBUF_C_CONTIGUOUS) < 0) {
+            PyErr_Clear();
+            caio_error_restore(saved);
+            return -1;
+        }
+        readonly = probe.readonly;
+        PyBuffer_Release(&probe);
+        if (!readonly) {
+            caio_error_restore(saved);
+            return -1;
+        }
+        caio_error_restore(saved);
+        PyErr_Clear();
+    }
+    PyErr_Format(PyExc_TypeError, "%s must be writable, not a read-only %.100s",
+                 what, Py_TYPE(ob)->tp_name);
+    return -1;
+}
+
+static void vec_free(caio_vec *vec)
+{
+    Py_DECREF(vec->source);
+    for (Py_ssize_t i = 0; i < vec->count; i++)
+        PyBuffer_Release(&vec->views[i]);
+    PyMem_Free(vec);
+}
+
+/* Hold every buffer of the sequence ob (writable ones for readv), at most
+ * IOV_MAX of them. *total: their bytes. NULL with an exception set. */
+static caio_vec *vec_prepare(PyObject *ob, int writable, const char *name, size_t *total)
+{
+    PyObject *seq;
+    Py_ssize_t n;
+    caio_vec *vec;
+    size_t sum = 0;
+    char what[64];
+
+    if (PyObject_CheckBuffer(ob)) {
+        /* A lone buffer is a sequence of ints: say what was meant. */
+        PyErr_Format(PyExc_TypeError, "%s() takes a sequence of buffers, not a %.100s",
+                     name, Py_TYPE(ob)->tp_name);
+        return NULL;
+    }
+    seq = PySequence_Fast(ob, "buffers must be a sequence of bytes-like objects");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n > IOV_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s() takes at most %d buffers (IOV_MAX), not %zd",
+                     name, IOV_MAX, n);
+        Py_DECREF(seq);
+        return NULL;
+    }
+    vec = PyMem_Malloc(sizeof(caio_vec) + (size_t)n * sizeof(Py_buffer) +
+                       2 * (size_t)n * sizeof(struct iovec));
+    if (vec == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    vec->source = Py_NewRef(ob);
+    vec->count = 0;
+    vec->views = (Py_buffer *)(void *)(vec + 1);
+    vec->iov = (struct iovec *)(void *)(vec->views + n);
+    vec->orig = vec->iov + n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        Py_buffer *view = &vec->views[i];
+        int rc;
+
+        PyOS_snprintf(what, sizeof(what), "buffers[%zd]", i);
+        if (writable) {
+            rc = get_writable(item, view, what);
+        } else {
+            rc = PyObject_GetBuffer(item, view, PyBUF_SIMPLE);
+            if (rc < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "%s must be a bytes-like object, not %.100s",
+                             what, Py_TYPE(item)->tp_name);
+            }
+        }
+        if (rc < 0) {
+            vec_free(vec);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        vec->count = i + 1;
+        vec->orig[i].iov_base = view->buf;
+        vec->orig[i].iov_len = (size_t)view->len;
+        vec->iov[i] = vec->orig[i];
+        sum += (size_t)view->len;
+    }
+    Py_DECREF(seq);
+    *total = sum;
+    return vec;
+}
+
+int caio_vec_skip(caio_vec *vec, size_t done)
+{
+    Py_ssize_t i = 0;
+    int left = 0;
+
+    while (i < vec->count && done >= vec->orig[i].iov_len) {
+        done -= vec->orig[i].iov_len;
+        i++;
+    }
+    for (; i < vec->count; i++) {
+        vec->iov[left] = vec->orig[i];
+        if (done > 0) {
+            vec->iov[left].iov_base = (char *)vec->iov[left].iov_base + done;
+            vec->iov[left].iov_len -= done;
+            done = 0;
+        }
+        left++;
+    }
+    return left;
+}
+
 int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
                      Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -93,8 +241,13 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
     switch (opcode) {
     case CAIO_READ:
     case CAIO_WRITE:
-        if (caio_parse_args(opcode == CAIO_READ ? "read" : "write",
-                            opcode == CAIO_READ ? read_names : write_names,
+    case CAIO_READINTO:
+    case CAIO_READV:
+    case CAIO_WRITEV:
+        if (caio_parse_args(caio_opcode_name(opcode),
+                            opcode == CAIO_READ ? read_names :
+                            opcode == CAIO_WRITE ? write_names :
+                            opcode == CAIO_READINTO ? readinto_names : vector_names,
                             4, 3, args, nargs, kwnames, ob) < 0)
             return -1;
         if (opcode == CAIO_READ &&
@@ -131,8 +284,11 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
         req->buffer = buffer;
         req->data = PyBytes_AS_STRING(buffer);
         req->nbytes = (size_t)n;
-    } else if (opcode == CAIO_WRITE) {
-        if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0) {
+    } else if (opcode == CAIO_WRITE || opcode == CAIO_READINTO) {
+        if (opcode == CAIO_READINTO) {
+            if (get_writable(ob[0], &req->view, "buffer") < 0)
+                return -1;
+        } else if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError))
                 payload_type_error(ob[0]);
             return -1;
@@ -140,6 +296,14 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
         req->data = req->view.buf;
         req->nbytes = req->view.len > CAIO_MAX_IO_SIZE ? (size_t)CAIO_MAX_IO_SIZE
                                                   : (size_t)req->view.len;
+    } else if (opcode == CAIO_READV || opcode == CAIO_WRITEV) {
+        size_t total = 0;
+        req->vec = vec_prepare(ob[0], opcode == CAIO_READV, caio_opcode_name(opcode), &total);
+        if (req->vec == NULL)
+            return -1;
+        req->data = NULL;
+        /* The kernel caps the whole transfer as it caps one read. */
+        req->nbytes = total > CAIO_MAX_IO_SIZE ? (size_t)CAIO_MAX_IO_SIZE : total;
     } else {
         req->data = NULL;
         req->nbytes = 0;
@@ -198,17 +362,29 @@ PyObject *caio_req_value(caio_req *req)
         }
         return Py_NewRef(req->buffer);
     case CAIO_WRITE:
+    case CAIO_READINTO:
+    case CAIO_READV:
+    case CAIO_WRITEV:
         return PyLong_FromSsize_t(req->result);
     default:
         Py_RETURN_NONE;
     }
 }
 
+void caio_req_release_buffers(caio_req *req)
+{
+    if (req->view.obj != NULL)
+        PyBuffer_Release(&req->view);
+    if (req->vec != NULL) {
+        vec_free(req->vec);
+        req->vec = NULL;
+    }
+}
+
 void caio_req_clear(caio_req *req)
 {
     Py_CLEAR(req->buffer);
-    if (req->view.obj != NULL)
-        PyBuffer_Release(&req->view);
+    caio_req_release_buffers(req);
     Py_CLEAR(req->future);
     req->data = NULL;
     req->state = CAIO_REQ_FREE;

@@ -158,7 +158,7 @@ Py_ssize_t aio_ctx_deliver(AioContext *self, caio_req *list)
         n++;
         if (req->flags & CAIO_REQ_OWNED) {
             PyObject *op = req->owner;
-            caio_operation_run_callback(req);
+            caio_operation_finish(req);
             Py_DECREF(op);   /* the reference submit() took */
             continue;
         }

@@ -33,11 +33,17 @@ int aio_req_prep(AioContext *ctx, caio_req *req)
 
     switch (req->opcode) {
     case CAIO_READ:
+    case CAIO_READINTO:     /* req->data is the caller's buffer: no copy */
         cb->aio_lio_opcode = IOCB_CMD_PREAD;
         cb->aio_rw_flags = RWF_NOWAIT;   /* see aio.h */
         break;
+    case CAIO_READV:
+        cb->aio_lio_opcode = IOCB_CMD_PREADV;
+        cb->aio_rw_flags = RWF_NOWAIT;
+        break;
     case CAIO_WRITE:
-        cb->aio_lio_opcode = IOCB_CMD_PWRITE;
+    case CAIO_WRITEV:
+        cb->aio_lio_opcode = req->opcode == CAIO_WRITE ? IOCB_CMD_PWRITE : IOCB_CMD_PWRITEV;
         if (fstat(req->fd, &st) < 0)
             return -errno;
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
@@ -50,7 +56,12 @@ int aio_req_prep(AioContext *ctx, caio_req *req)
         cb->aio_lio_opcode = IOCB_CMD_FDSYNC;
         break;
     }
-    if (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE) {
+    if (caio_opcode_vectored(req->opcode)) {
+        /* The iovecs stay in req->vec until the completion. */
+        cb->aio_buf = (uint64_t)(uintptr_t)req->vec->iov;
+        cb->aio_nbytes = (uint64_t)req->vec->count;
+        cb->aio_offset = req->offset;
+    } else if (req->opcode != CAIO_FSYNC && req->opcode != CAIO_FDSYNC) {
         cb->aio_buf = (uint64_t)(uintptr_t)req->data;
         cb->aio_nbytes = req->nbytes;
         cb->aio_offset = req->offset;
@@ -69,8 +80,12 @@ static void req_prep_retry(caio_req *req)
     size_t done = (size_t)req->result;
 
     cb->aio_rw_flags &= ~(__kernel_rwf_t)RWF_NOWAIT;
-    cb->aio_buf = (uint64_t)(uintptr_t)(req->data + done);
-    cb->aio_nbytes = req->nbytes - done;
+    if (caio_opcode_vectored(req->opcode)) {
+        cb->aio_nbytes = (uint64_t)caio_vec_skip(req->vec, done);
+    } else {
+        cb->aio_buf = (uint64_t)(uintptr_t)(req->data + done);
+        cb->aio_nbytes = req->nbytes - done;
+    }
     cb->aio_offset = req->offset + (int64_t)done;
 }
 
@@ -83,7 +98,7 @@ static void req_set_error(caio_req *req, long long res, int from_submit)
     if (from_submit && (req->opcode == CAIO_FSYNC || req->opcode == CAIO_FDSYNC) &&
         err == EINVAL) {
         req->flags |= AIO_REQ_REJECTED;
-    } else if (from_submit && (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE) &&
+    } else if (from_submit && req->opcode != CAIO_FSYNC && req->opcode != CAIO_FDSYNC &&
                (err == EINVAL || err == EOPNOTSUPP)) {
         /* A directory has no read_iter: the kernel says EINVAL where
          * read(2) says EISDIR. */
@@ -111,7 +126,7 @@ static int req_complete(caio_req *req, long long res, int allow_retry, int from_
 
     if (cb->aio_rw_flags & RWF_NOWAIT) {
         int would_block = res == -EAGAIN || res == -EOPNOTSUPP;
-        int short_read = req->opcode == CAIO_READ && res > 0 &&
+        int short_read = caio_opcode_reads(req->opcode) && res > 0 &&
                          (unsigned long long)(done + res) < req->nbytes;
 
         if ((would_block || short_read) && fstat(req->fd, &st) == 0) {

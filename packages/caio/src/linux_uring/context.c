@@ -221,6 +221,7 @@ int uctx_queue_req(UringContext *self, caio_req *req)
     }
     switch (req->opcode) {
     case CAIO_READ:
+    case CAIO_READINTO:     /* req->data is the caller's buffer: no copy */
         uring_prep(sqe, IORING_OP_READ, req->fd, (uint64_t)(uintptr_t)req->data,
                    (uint32_t)req->nbytes, (uint64_t)req->offset, (uint64_t)(uintptr_t)req);
         self->unsubmitted_bytes += req->nbytes;
@@ -228,6 +229,15 @@ int uctx_queue_req(UringContext *self, caio_req *req)
     case CAIO_WRITE:
         uring_prep(sqe, IORING_OP_WRITE, req->fd, (uint64_t)(uintptr_t)req->data,
                    (uint32_t)req->nbytes, (uint64_t)req->offset, (uint64_t)(uintptr_t)req);
+        self->unsubmitted_bytes += req->nbytes;
+        break;
+    case CAIO_READV:
+    case CAIO_WRITEV:
+        /* The iovecs live in req->vec until the CQE: the kernel may read
+         * them when the request goes async (before 5.5: at issue time). */
+        uring_prep(sqe, req->opcode == CAIO_READV ? IORING_OP_READV : IORING_OP_WRITEV,
+                   req->fd, (uint64_t)(uintptr_t)req->vec->iov, (uint32_t)req->vec->count,
+                   (uint64_t)req->offset, (uint64_t)(uintptr_t)req);
         self->unsubmitted_bytes += req->nbytes;
         break;
     default:
@@ -298,7 +308,7 @@ static void run_owned(UringContext *self, caio_req *req)
 {
     PyObject *op = req->owner;
 
-    caio_operation_run_callback(req);
+    caio_operation_finish(req);
     /* The reference submit() took. */
     Py_DECREF(op);
 }

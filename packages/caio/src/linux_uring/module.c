@@ -37,7 +37,8 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
 
-    if (opcode == CAIO_READ && self->nowait_reads && !self->batching &&
+    if ((opcode == CAIO_READ || opcode == CAIO_READINTO) && self->nowait_reads &&
+        !self->batching &&
         req->nbytes <= CAIO_NOWAIT_MAX && self->wait_head == NULL &&
         caio_req_nowait(req, 0, &self->nogil, &moved) == CAIO_NOWAIT_DONE) {
         /* Page-cache hit, copied without entering the ring. (A partial
@@ -89,7 +90,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
             uctx_reap(self, 0);
             if (quiet)
                 uctx_eventfd_loud(self);
-            if (opcode == CAIO_READ || opcode == CAIO_WRITE)
+            if (opcode == CAIO_READ || opcode == CAIO_WRITE || opcode == CAIO_READINTO)
                 uctx_note_inline(self, req->state == CAIO_REQ_DONE);
             if (req->state == CAIO_REQ_DONE) {
                 result = uctx_take_value(self, req);

@@ -78,7 +78,7 @@ void thread_complete_operation_here(caio_req *req, ssize_t result)
 
     req->result = result;
     req->state = CAIO_REQ_DONE;
-    caio_operation_run_callback(req);
+    caio_operation_finish(req);
     Py_DECREF(op);
 }
 

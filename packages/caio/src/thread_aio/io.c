@@ -26,7 +26,8 @@ static ssize_t stream_io(const caio_req *req, caio_io_wake *wake)
 {
     struct pollfd fds[3];
     ssize_t n;
-    int is_read = req->opcode == CAIO_READ;
+    int is_read = caio_opcode_reads(req->opcode);
+    int vectored = caio_opcode_vectored(req->opcode);
     int kick_fd = wake->open_kick(wake);
 
     for (;;) {
@@ -59,8 +60,12 @@ static ssize_t stream_io(const caio_req *req, caio_io_wake *wake)
                 break;
             }
         }
-        n = is_read ? read(req->fd, req->data, req->nbytes)
-                    : write(req->fd, req->data, req->nbytes);
+        if (vectored)
+            n = is_read ? readv(req->fd, req->vec->iov, (int)req->vec->count)
+                        : writev(req->fd, req->vec->iov, (int)req->vec->count);
+        else
+            n = is_read ? read(req->fd, req->data, req->nbytes)
+                        : write(req->fd, req->data, req->nbytes);
         if (n >= 0)
             break;
         /* EAGAIN: a non-blocking descriptor raced with another reader. */
@@ -79,8 +84,19 @@ ssize_t caio_io_blocking(const caio_req *req, caio_io_wake *wake)
 
     switch (req->opcode) {
     case CAIO_READ:
+    case CAIO_READINTO:     /* req->data is the caller's buffer: no copy */
         do
             n = pread(req->fd, req->data, req->nbytes, (off_t)req->offset);
+        while (n < 0 && errno == EINTR);
+        break;
+    case CAIO_READV:
+        do
+            n = preadv(req->fd, req->vec->iov, (int)req->vec->count, (off_t)req->offset);
+        while (n < 0 && errno == EINTR);
+        break;
+    case CAIO_WRITEV:
+        do
+            n = pwritev(req->fd, req->vec->iov, (int)req->vec->count, (off_t)req->offset);
         while (n < 0 && errno == EINTR);
         break;
     case CAIO_WRITE:
@@ -101,8 +117,7 @@ ssize_t caio_io_blocking(const caio_req *req, caio_io_wake *wake)
     default:
         return -EINVAL;
     }
-    if (n < 0 && errno == ESPIPE &&
-        (req->opcode == CAIO_READ || req->opcode == CAIO_WRITE))
+    if (n < 0 && errno == ESPIPE && req->opcode != CAIO_FSYNC && req->opcode != CAIO_FDSYNC)
         return stream_io(req, wake);
     return n < 0 ? -errno : n;
 }

@@ -35,7 +35,8 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         return NULL;
     }
 
-    if ((opcode == CAIO_READ || opcode == CAIO_WRITE) && req->nbytes <= CAIO_NOWAIT_MAX) {
+    if ((opcode == CAIO_READ || opcode == CAIO_WRITE || opcode == CAIO_READINTO) &&
+        req->nbytes <= CAIO_NOWAIT_MAX) {
         how = caio_req_nowait(req, 1, NULL, &moved);
         if (how == CAIO_NOWAIT_DONE) {
             PyObject *value;

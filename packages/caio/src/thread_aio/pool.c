@@ -222,7 +222,7 @@ static void finish_operation(caio_pool *p, caio_worker *w, caio_req *req)
     if (!caio_interpreter_finalizing()) {
         gil = PyGILState_Ensure();
         req->state = CAIO_REQ_DONE;
-        caio_operation_run_callback(req);
+        caio_operation_finish(req);
         /* The reference the context took in submit(). */
         Py_DECREF(req->owner);
         PyGILState_Release(gil);
