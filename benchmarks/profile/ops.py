@@ -34,6 +34,10 @@ page cache hot unless named ``cold``):
                         (no call_soon given: the ring never batches), or
                         pread (a plain loop)
     cold1-BACKEND       the same one read at a time (one coroutine)
+    direct64-BACKEND    64 coroutines, N reads of the same file opened with
+    direct1-BACKEND     O_DIRECT, ``await ctx.readinto(buffer, fd, off)``
+                        into each coroutine's own mmap (page-aligned)
+                        buffer; direct1: one at a time
 
 Data files go to ``$CAIO_PROFILE_DIR`` (default /tmp/caio-profile) and are
 reused.
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import mmap
 import os
 import random
 import re
@@ -153,6 +158,22 @@ async def run_cold(backend: str, fd: int, offs: list[int], in_flight: int) -> No
         ctx.close()
 
 
+async def run_direct(backend: str, fd: int, offs: list[int], in_flight: int) -> None:
+    """``in_flight`` coroutines, each reading its share into its own
+    page-aligned buffer (O_DIRECT needs one)."""
+    ctx = make_context(backend)
+
+    async def worker(part: list[int]) -> None:
+        readinto, buffer = ctx.readinto, mmap.mmap(-1, BLOCK)
+        for off in part:
+            await readinto(buffer, fd, off)
+
+    try:
+        await asyncio.gather(*(worker(offs[i::in_flight]) for i in range(in_flight)))
+    finally:
+        ctx.close()
+
+
 async def run_lines(path: Path, n: int) -> None:
     """n lines with async_open, starting again at the end of the file."""
     from aiofile import async_open
@@ -207,8 +228,13 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
     ``prime``: read the data files first, so that the page cache is hot
     (done on the warm-up run only, to keep the copy out of profiles)."""
     kind, _, backend = op.partition("-")
-    rand, lines = data_files(cold=kind in ("cold64", "cold1"))
+    rand, lines = data_files(cold=kind in ("cold64", "cold1", "direct64", "direct1"))
     fd = os.open(rand, os.O_RDONLY)
+    if kind in ("direct64", "direct1"):
+        offs = offsets(n, 3)
+        direct_fd = os.open(rand, os.O_RDONLY | os.O_DIRECT)
+        in_flight = 64 if kind == "direct64" else 1
+        return lambda: asyncio.run(run_direct(backend, direct_fd, offs, in_flight))
     if kind in ("cold64", "cold1"):
         offs = offsets(n, 2)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
