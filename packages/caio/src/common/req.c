@@ -13,6 +13,15 @@ static const char *const write_names[] = {"payload", "fd", "offset", "priority"}
 static const char *const sync_names[] = {"fd", "priority"};
 static const char *const readinto_names[] = {"buffer", "fd", "offset", "priority"};
 static const char *const vector_names[] = {"buffers", "fd", "offset", "priority"};
+static const char *const *const transfer_names[] = {
+    [CAIO_READ] = read_names, [CAIO_WRITE] = write_names,
+    [CAIO_READINTO] = readinto_names, [CAIO_READV] = vector_names,
+    [CAIO_WRITEV] = vector_names,
+};
+static const char *const transfer_funcs[] = {
+    [CAIO_READ] = "read", [CAIO_WRITE] = "write", [CAIO_READINTO] = "readinto",
+    [CAIO_READV] = "readv", [CAIO_WRITEV] = "writev",
+};
 
 static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is_memory)
 {
@@ -91,10 +100,23 @@ static void payload_type_error(PyObject *payload)
                  Py_TYPE(payload)->tp_name);
 }
 
+/* TypeError "<what> must be ...": what is "buffer", or "buffers[index]"
+ * for index >= 0 (formatted on this error path only). */
+static void buffer_type_error(const char *what, Py_ssize_t index, const char *must,
+                              PyObject *ob)
+{
+    if (index >= 0)
+        PyErr_Format(PyExc_TypeError, "%s[%zd] must be %s, not %.100s", what, index, must,
+                     Py_TYPE(ob)->tp_name);
+    else
+        PyErr_Format(PyExc_TypeError, "%s must be %s, not %.100s", what, must,
+                     Py_TYPE(ob)->tp_name);
+}
+
 /* A writable C-contiguous export of ob, held in *view. A read-only buffer
  * is a TypeError (the wrong kind of object for a read, as readinto() of a
  * file object says), a non-contiguous one the exporter's BufferError. */
-static int get_writable(PyObject *ob, Py_buffer *view, const char *what)
+static int get_writable(PyObject *ob, Py_buffer *view, const char *what, Py_ssize_t index)
 {
     Py_buffer probe;
     int readonly;
@@ -103,8 +125,7 @@ static int get_writable(PyObject *ob, Py_buffer *view, const char *what)
         return 0;
     if (!PyObject_CheckBuffer(ob)) {
         PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s must be a writable bytes-like object, not %.100s",
-                     what, Py_TYPE(ob)->tp_name);
+        buffer_type_error(what, index, "a writable bytes-like object", ob);
         return -1;
     }
     if (!PyErr_ExceptionMatches(PyExc_BufferError))
@@ -127,8 +148,7 @@ static int get_writable(PyObject *ob, Py_buffer *view, const char *what)
         caio_error_restore(saved);
         PyErr_Clear();
     }
-    PyErr_Format(PyExc_TypeError, "%s must be writable, not a read-only %.100s",
-                 what, Py_TYPE(ob)->tp_name);
+    buffer_type_error(what, index, "writable", ob);
     return -1;
 }
 
@@ -148,7 +168,6 @@ static caio_vec *vec_prepare(PyObject *ob, int writable, const char *name, size_
     Py_ssize_t n;
     caio_vec *vec;
     size_t sum = 0;
-    char what[64];
 
     if (PyObject_CheckBuffer(ob)) {
         /* A lone buffer is a sequence of ints: say what was meant. */
@@ -183,15 +202,13 @@ static caio_vec *vec_prepare(PyObject *ob, int writable, const char *name, size_
         Py_buffer *view = &vec->views[i];
         int rc;
 
-        PyOS_snprintf(what, sizeof(what), "buffers[%zd]", i);
         if (writable) {
-            rc = get_writable(item, view, what);
+            rc = get_writable(item, view, "buffers", i);
         } else {
             rc = PyObject_GetBuffer(item, view, PyBUF_SIMPLE);
             if (rc < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
                 PyErr_Clear();
-                PyErr_Format(PyExc_TypeError, "%s must be a bytes-like object, not %.100s",
-                             what, Py_TYPE(item)->tp_name);
+                buffer_type_error("buffers", i, "a bytes-like object", item);
             }
         }
         if (rc < 0) {
@@ -244,10 +261,8 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
     case CAIO_READINTO:
     case CAIO_READV:
     case CAIO_WRITEV:
-        if (caio_parse_args(caio_opcode_name(opcode),
-                            opcode == CAIO_READ ? read_names :
-                            opcode == CAIO_WRITE ? write_names :
-                            opcode == CAIO_READINTO ? readinto_names : vector_names,
+        /* Indexed by opcode: the read path pays no more than before. */
+        if (caio_parse_args(transfer_funcs[opcode], transfer_names[opcode],
                             4, 3, args, nargs, kwnames, ob) < 0)
             return -1;
         if (opcode == CAIO_READ &&
@@ -286,7 +301,7 @@ int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
         req->nbytes = (size_t)n;
     } else if (opcode == CAIO_WRITE || opcode == CAIO_READINTO) {
         if (opcode == CAIO_READINTO) {
-            if (get_writable(ob[0], &req->view, "buffer") < 0)
+            if (get_writable(ob[0], &req->view, "buffer", -1) < 0)
                 return -1;
         } else if (PyObject_GetBuffer(ob[0], &req->view, PyBUF_SIMPLE) < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError))
@@ -371,25 +386,36 @@ PyObject *caio_req_value(caio_req *req)
     }
 }
 
-void caio_req_release_buffers(caio_req *req)
+/* Inline where it runs once per operation (caio_req_put). */
+static inline void release_buffers(caio_req *req)
 {
     if (req->view.obj != NULL)
         PyBuffer_Release(&req->view);
-    if (req->vec != NULL) {
+    if (__builtin_expect(req->vec != NULL, 0)) {
         vec_free(req->vec);
         req->vec = NULL;
     }
 }
 
-void caio_req_clear(caio_req *req)
+void caio_req_release_buffers(caio_req *req)
+{
+    release_buffers(req);
+}
+
+static inline void req_clear(caio_req *req)
 {
     Py_CLEAR(req->buffer);
-    caio_req_release_buffers(req);
+    release_buffers(req);
     Py_CLEAR(req->future);
     req->data = NULL;
     req->state = CAIO_REQ_FREE;
     req->flags &= (uint8_t)~CAIO_REQ_CANCEL_ASKED;
     req->next = NULL;
+}
+
+void caio_req_clear(caio_req *req)
+{
+    req_clear(req);
 }
 
 /* ---- futures ------------------------------------------------------------ */
@@ -559,7 +585,7 @@ caio_req *caio_req_get(caio_req_pool *pool)
 
 void caio_req_put(caio_req_pool *pool, caio_req *req)
 {
-    caio_req_clear(req);
+    req_clear(req);
     if (req->flags & CAIO_REQ_HEAP) {
         PyMem_Free(req);
         return;

@@ -222,6 +222,30 @@ async def test_readv_writev(context: Any, fd: int) -> None:
         buffer.extend(b"x")   # every export released
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise")
+async def test_readinto_readv_cold_cache(context: Any, make_data_file: Any) -> None:
+    # Not cached: past the page-cache fast paths, into the ring's worker,
+    # the pool, or kernel AIO's blocking resubmission (whose readv rebuilds
+    # its iovecs from where a partial answer stopped).
+    fd, content = make_data_file(3 << 20, seed=11, flags=os.O_RDWR)
+    os.fsync(fd)
+    # Cached: nothing; a page in the middle; the start (then a nowait read
+    # answers short, and the rest is read from where it stopped).
+    for cached in (None, 1 << 20, 4096):
+        buffer = bytearray(2 << 20)
+        parts = [bytearray(100), bytearray(0), bytearray((1 << 20) - 50), bytearray(1 << 20)]
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if cached is not None:
+            os.pread(fd, 200, cached)
+        assert await wait(context.readinto(buffer, fd, 4096)) == 2 << 20
+        assert buffer == content[4096:4096 + (2 << 20)]
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if cached is not None:
+            os.pread(fd, 200, cached)
+        assert await wait(context.readv(parts, fd, 4096)) == (2 << 20) + 50
+        assert b"".join(parts) == content[4096:4096 + (2 << 20) + 50]
+
+
 async def test_readv_writev_limits(harness: Any, context: Any, fd: int) -> None:
     buffers = [bytearray(1) for _ in range(IOV_MAX + 1)]
     with pytest.raises(ValueError, match="IOV_MAX"):
@@ -295,3 +319,34 @@ async def test_readinto_allocates_nothing_per_operation(context: Any, make_data_
     # was a copy of the data made: the peak stays below one buffer.
     assert after - before < 8 * 1024, after - before
     assert peak - before < size // 2, peak - before
+
+
+def test_cancelled_waiting_operations_release_their_buffers(harness: Any) -> None:
+    context = harness.Context(1)
+    fd = harness.fd
+    try:
+        held = harness.hold(context)
+        buffer, parts = bytearray(b"." * 8), [bytearray(2), bytearray(3)]
+        waiting = [
+            harness.Operation.readinto(buffer, fd, 0),
+            harness.Operation.readv(parts, fd, 0),
+            harness.Operation.writev([bytearray(b"never")], fd, 0),
+        ]
+        cancelled: list[int] = []
+        for op in waiting:
+            op.set_callback(cancelled.append)
+        assert context.submit(*waiting) == 3
+        with pytest.raises(BufferError):   # queued: already held
+            buffer.extend(b"x")
+        assert context.cancel(*waiting) == 3
+        harness.until(context, lambda: len(cancelled) == 3)
+        assert cancelled == [-errno.ECANCELED] * 3
+        # Never reached the kernel: released, untouched.
+        buffer.extend(b"x")
+        parts[0].extend(b"x")
+        assert buffer == b"." * 8 + b"x"
+        held.release()
+        harness.until(context, lambda: held.results)
+        assert os.fstat(fd).st_size == 0   # the writev never ran
+    finally:
+        context.close()
