@@ -40,15 +40,17 @@ def limits() -> list:
     return macros
 
 
-def sources(name: str) -> list:
+def sources(directory: str, shared: bool = True) -> list:
     found = []
-    for d in ("common", name):
+    for d in ("common", directory) if shared else (directory,):
         # Paths relative to this file, as setuptools wants them.
         found.extend(sorted(glob(os.path.join("src", d, "*.c"), root_dir=HERE)))
     return found
 
 
-def extension(name: str) -> Extension:
+def extension(name: str, directory: str = "", shared: bool = True) -> Extension:
+    """``caio.<name>`` from ``src/<directory or name>``, plus ``src/common``
+    when ``shared``."""
     compile_args = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                     "-Wno-missing-field-initializers", "-fvisibility=hidden"]
     if os.environ.get("CAIO_REQUIRE_C"):
@@ -72,7 +74,7 @@ def extension(name: str) -> Extension:
         libraries.append("pthread")
     return Extension(
         "caio." + name,
-        sources=sources(name),
+        sources=sources(directory or name, shared),
         include_dirs=[os.path.join("src", "common")],
         define_macros=limits(),
         extra_compile_args=compile_args,
@@ -90,7 +92,13 @@ def extensions() -> list:
         wanted.append("thread_aio")
     # CAIO_ONLY=name[,name] builds a subset (handy while working on one).
     only = set(filter(None, os.environ.get("CAIO_ONLY", "").split(",")))
-    return [extension(name) for name in wanted if not only or name in only]
+    built = [extension(name) for name in wanted if not only or name in only]
+    if sys.platform.startswith("linux") and (not only or "_dio" in only):
+        # statx(STATX_DIOALIGN) for caio.dio_alignment; no backend, none of
+        # src/common. Optional like the rest: caio/_direct.py reads sysfs
+        # where it is missing.
+        built.append(extension("_dio", "dio", shared=False))
+    return built
 
 
 # Kept apart from the extension list above, so both can change independently.

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from caio import MAX_IO_SIZE
 
 from .context import DEFAULT_CONTEXT_STORE, create_context, default_context, get_default_context
+from .direct import DirectIO, direct_io_of, open_direct
 from .modes import FileMode, parse_mode
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class FileHandle:
     lookup each, as the AIOFile attributes they replace were.
     """
 
-    __slots__ = ("context", "fd", "name", "opened", "readable", "writable")
+    __slots__ = ("context", "direct", "fd", "name", "opened", "readable", "writable")
 
     def __init__(
         self,
@@ -103,6 +104,8 @@ class FileHandle:
         self.context = context
         self.fd = -1
         self.opened = False
+        #: O_DIRECT state (alignment, write lock), None for a buffered file.
+        self.direct: DirectIO | None = None
 
     def closed_error(self) -> NotOpenError:
         """The error for an operation on a file that is not open."""
@@ -147,6 +150,9 @@ class FileHandle:
         twin = FileHandle(self.name, self.readable, self.writable, self.context)
         twin.fd = fd
         twin.opened = True
+        # The same open file: the same alignment, and one write lock, so
+        # that the two never patch one block at once.
+        twin.direct = self.direct
         return twin
 
 
@@ -175,11 +181,16 @@ class AIOFile:
     """A file for asyncio whose reads and writes name their offset.
 
     ``AIOFile(filename, mode="r", encoding="utf-8", context=None,
-    executor=None)``: ``mode`` follows the built-in ``open`` (ValueError
-    otherwise), ``context`` is the caio context to use (default: the running
-    loop's), ``executor`` runs the calls that have no asynchronous form
-    (``open``, ``ftruncate``). Open it with ``await afp.open()``,
-    ``await AIOFile(...)`` or ``async with AIOFile(...)``.
+    executor=None, direct=False)``: ``mode`` follows the built-in ``open``
+    (ValueError otherwise), ``context`` is the caio context to use (default:
+    the running loop's), ``executor`` runs the calls that have no
+    asynchronous form (``open``, ``ftruncate``). Open it with
+    ``await afp.open()``, ``await AIOFile(...)`` or ``async with AIOFile(...)``.
+
+    ``direct=True`` opens the file with ``O_DIRECT`` (no page cache); reads
+    and writes of any offset and length still work: see ``aiofile.direct``.
+    Opening raises OSError (EINVAL, naming the file) where the filesystem
+    refuses O_DIRECT.
 
     Sizes and offsets count bytes in text mode too; ``read`` decodes and
     ``write`` encodes with ``encoding``.
@@ -192,8 +203,10 @@ class AIOFile:
         encoding: str = "utf-8",
         context: AsyncioContextBase | None = None,
         executor: Executor | None = None,
+        direct: bool = False,
     ) -> None:
         self._name: str | bytes = os.fspath(filename)
+        self._direct = bool(direct)
         self._file_mode = parse_mode(mode)
         # An unknown encoding fails here, as it does in the built-in open.
         self._encoding = codecs.lookup(encoding).name
@@ -230,7 +243,14 @@ class AIOFile:
         if fp.writable():
             # Data still in fp's buffer belongs before ours.
             fp.flush()
+        direct = direct_io_of(fd)
+        if kwargs.get("direct") and direct is None:
+            raise ValueError(
+                f"direct=True needs a descriptor open with O_DIRECT; {name!r} (fd {fd}) is not",
+            )
         afp = cls(name, **kwargs)
+        afp._direct = direct is not None
+        afp._fh.direct = direct
         afp._fh.fd = fd
         afp._fh.opened = True
         afp._owns_fd = False
@@ -240,7 +260,10 @@ class AIOFile:
     # --- opening and closing -------------------------------------------------
 
     def _open_fd(self) -> int:
-        fd = os.open(self._name, self._file_mode.flags, 0o666)
+        if self._direct:
+            fd = open_direct(self._name, self._file_mode.flags)
+        else:
+            fd = os.open(self._name, self._file_mode.flags, 0o666)
         try:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 # os.open opens a directory read-only; the built-in open
@@ -248,6 +271,8 @@ class AIOFile:
                 raise IsADirectoryError(
                     errno.EISDIR, os.strerror(errno.EISDIR), self._name,
                 )
+            if self._direct:
+                self._fh.direct = DirectIO(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -384,6 +409,11 @@ class AIOFile:
         if context is not None:
             return context.loop
         return asyncio.get_running_loop()
+
+    @property
+    def direct(self) -> bool:
+        """Whether the file is (to be) open with O_DIRECT."""
+        return self._direct
 
     @property
     def closed(self) -> bool:
@@ -544,6 +574,8 @@ class AIOFile:
         fh = self._fh
         fd = fh.check_writable()
         context = fh.context or fh.bind_context()
+        if fh.direct is not None:
+            return await fh.direct.write(context, fd, data, offset, self._file_mode.appending)
         view = memoryview(data)
         total = view.nbytes
         if not total:
@@ -589,6 +621,15 @@ class AIOFile:
         OSError.
         """
         fd = self._fh.check_writable()
+        direct = self._fh.direct
+        if direct is None:
+            await self._truncate(fd, length)
+            return
+        # Not under a read-modify-write in flight, which may extend the file.
+        async with direct.lock.hold(alone=True):
+            await self._truncate(fd, length)
+
+    async def _truncate(self, fd: int, length: int) -> None:
         loop = asyncio.get_running_loop()
         # The worker truncates a duplicate made here: a close() meanwhile
         # (or a cancellation that leaves the worker running) cannot make it

@@ -138,3 +138,28 @@ def test_cp_onto_another_file_with_a_symlink_in_the_way(tmp_path: Path) -> None:
     done = run("cp.py", src, link)
     assert done.returncode == 0, done.stderr
     assert other.read_bytes() == b"new contents" and link.is_symlink()
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="no O_DIRECT here")
+def test_direct_reader_reads_the_blocks_it_names(tmp_path: Path) -> None:
+    path = tmp_path / "blocks"
+    data = os.urandom((1 << 20) + 100)  # a partial block at the end
+    path.write_bytes(data)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+    except OSError:  # this filesystem refuses O_DIRECT: the example says so
+        done = run("direct_reader.py", path)
+        assert done.returncode == 1 and b"Invalid argument" in done.stderr
+        return
+    done = run("direct_reader.py", path, "--count", "300", "--in-flight", "16",
+               "--block-size", "8192", "--list")
+    assert done.returncode == 0, done.stderr
+    *listed, summary = done.stdout.decode().splitlines()
+    assert summary == f"300 reads, {300 * 8192} bytes, {len(listed)} distinct blocks"
+    assert 100 < len(listed) <= 128
+    for line in listed:
+        offset, digest = line.split()
+        start = int(offset)
+        assert start % 8192 == 0 and start + 8192 <= len(data)
+        assert digest == hashlib.sha256(data[start:start + 8192]).hexdigest()
+    assert run("direct_reader.py", path, "--block-size", "100").returncode == 1

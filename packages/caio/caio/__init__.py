@@ -26,6 +26,7 @@ from importlib import import_module
 from types import ModuleType
 
 from ._backends import BACKENDS as _BACKENDS
+from ._direct import aligned_buffer, dio_alignment
 from ._fork import fork_generation
 from ._limits import MAX_IO_SIZE
 from .abstract import AbstractContext, AbstractOperation
@@ -54,7 +55,8 @@ __version__ = "0.13.0"
 
 __all__ = (
     "MAX_IO_SIZE", "AbstractContext", "AbstractOperation", "AsyncioContext",
-    "AsyncioContextBase", "Context", "Operation", "__version__", "fork_generation",
+    "AsyncioContextBase", "Context", "Operation", "__version__", "aligned_buffer",
+    "dio_alignment", "fork_generation",
     "linux_aio", "linux_aio_asyncio", "linux_uring", "linux_uring_asyncio",
     "preferred", "preferred_asyncio",
     "python_aio", "python_aio_asyncio", "thread_aio", "thread_aio_asyncio",

@@ -10,12 +10,14 @@ during that call, one ``await``.
 from __future__ import annotations
 
 import asyncio
+import errno
 from asyncio import CancelledError
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._direct import aligned_buffer, dio_alignment, direct_span, is_direct
 from ._fork import fork_generation
-from ._limits import MAX_REQUESTS_DEFAULT
+from ._limits import MAX_IO_SIZE, MAX_REQUESTS_DEFAULT
 from ._registry import live
 from .abstract import AbstractContext, AbstractOperation
 
@@ -173,6 +175,7 @@ class AsyncioContextBase:
                     raise ValueError("I/O operation on closed context")
                 self._bind(asyncio.get_running_loop())
             return method(*args)
+        first_call.__name__ = method.__name__  # what _counted_failed asks
         return first_call
 
     def _check_loop(self) -> None:
@@ -256,8 +259,9 @@ class AsyncioContextBase:
     async def read(self, nbytes: int, fd: Any, offset: int, priority: int = 0) -> bytes:
         """Read at most ``nbytes`` at ``offset``; shorter at end of file.
 
-        Raises OSError (EBADF, EISDIR, ...), TypeError, ValueError
-        (negative values; also once closed), MemoryError.
+        On an ``O_DIRECT`` descriptor any offset and size work: see
+        _read_bounced. Raises OSError (EBADF, EISDIR, ...), TypeError,
+        ValueError (negative values; also once closed), MemoryError.
         """
         if self._owner._thread_id is None:
             self._check_loop()
@@ -266,14 +270,22 @@ class AsyncioContextBase:
         except RuntimeError:
             self._check_loop()  # from another loop's thread: name both loops
             raise
+        except OSError as exc:  # the except clause costs nothing until it runs
+            return await self._read_bounced(exc, nbytes, fd, offset, priority)
         if r.__class__ is bytes:  # finished during the call: no suspension
             return r
-        return await self._wait(r, fd)  # type: ignore[no-any-return]
+        try:
+            return await self._wait(r, fd)  # type: ignore[no-any-return]
+        except OSError as exc:
+            return await self._read_bounced(exc, nbytes, fd, offset, priority)
 
     async def write(self, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> int:
         """Write ``payload`` at ``offset``; returns the bytes written.
 
-        Raises OSError, TypeError/BufferError (payload), ValueError (also
+        On an ``O_DIRECT`` descriptor any memory works when the offset and
+        length are multiples of the file's alignment: see _write_bounced.
+        Raises OSError (also EINVAL for an unaligned direct write, naming
+        the alignment), TypeError/BufferError (payload), ValueError (also
         once closed).
         """
         if self._owner._thread_id is None:
@@ -283,9 +295,92 @@ class AsyncioContextBase:
         except RuntimeError:
             self._check_loop()  # from another loop's thread: name both loops
             raise
+        except OSError as exc:
+            return await self._write_bounced(exc, payload, fd, offset, priority)
         if r.__class__ is int:
             return r
-        return await self._wait(r, fd)  # type: ignore[no-any-return]
+        try:
+            return await self._wait(r, fd)  # type: ignore[no-any-return]
+        except OSError as exc:
+            return await self._write_bounced(exc, payload, fd, offset, priority)
+
+    # O_DIRECT through read() and write(). The kernel refuses (EINVAL) a
+    # direct transfer whose memory, offset or length is not aligned, and
+    # Python's bytes never are. Nothing is checked up front: the hot path
+    # stays as it is, and only an operation that failed with EINVAL asks
+    # (one fcntl) whether its descriptor is O_DIRECT, and then goes again
+    # through an aligned buffer of its own: one memory copy. No per-fd
+    # answer is cached: descriptor numbers are reused for other files.
+
+    async def _raw(self, method: Callable[..., Any], fd: Any, *args: Any) -> Any:
+        # An operation without the O_DIRECT retry (the loop was checked).
+        r = method(*args)
+        if asyncio.isfuture(r):
+            return await self._wait(r, fd)
+        return r
+
+    async def _read_bounced(
+        self, exc: OSError, nbytes: int, fd: Any, offset: int, priority: int,
+    ) -> bytes:
+        """The O_DIRECT retry of a read that failed with ``exc``: exactly the
+        requested bytes (fewer at end of file). Any other failure is raised
+        as it was."""
+        if exc.errno != errno.EINVAL or not is_direct(fd):
+            raise exc
+        return bytes(await self._read_aligned(nbytes, fd, offset, priority))
+
+    async def _readinto_bounced(
+        self, exc: OSError, buffer: Buffer, fd: Any, offset: int, priority: int,
+    ) -> int:
+        """The O_DIRECT retry of a readinto that failed with ``exc``: the
+        read of _read_bounced, copied into ``buffer`` (which the backend
+        already found writable and contiguous)."""
+        if exc.errno != errno.EINVAL or not is_direct(fd):
+            raise exc
+        view = memoryview(buffer).cast("B")
+        data = await self._read_aligned(view.nbytes, fd, offset, priority)
+        view[:len(data)] = data
+        return len(data)
+
+    async def _read_aligned(self, nbytes: int, fd: Any, offset: int, priority: int) -> memoryview:
+        # The aligned span around the request, read into an aligned buffer;
+        # returns the part of it that was asked for and exists.
+        memory, block = dio_alignment(fd)
+        start, end = direct_span(offset, nbytes, block, MAX_IO_SIZE)
+        buffer = aligned_buffer(end - start, memory)
+        got: int = await self._raw(
+            self.context.readinto_async, fd, buffer, fd, start, priority,
+        )
+        head = offset - start
+        return buffer[head:max(head, min(got, head + nbytes))]
+
+    async def _write_bounced(
+        self, exc: OSError, payload: Buffer, fd: Any, offset: int, priority: int,
+    ) -> int:
+        """The O_DIRECT retry of a write that failed with ``exc``.
+
+        An aligned offset and length go again from an aligned copy of the
+        payload; anything else is OSError(EINVAL) naming the alignment
+        (read-modify-write of the edge blocks is for a layer that can
+        serialise writes: aiofile's ``AIOFile(direct=True)``).
+        """
+        if exc.errno != errno.EINVAL or not is_direct(fd):
+            raise exc
+        memory, block = dio_alignment(fd)
+        view = memoryview(payload).cast("B")
+        if offset % block or view.nbytes % block:
+            raise OSError(
+                errno.EINVAL,
+                f"O_DIRECT write of {view.nbytes} bytes at offset {offset}: "
+                f"both must be multiples of {block} on this file "
+                f"(caio.dio_alignment(fd) == {(memory, block)})",
+            ) from None
+        buffer = aligned_buffer(view.nbytes, memory)
+        buffer[:] = view
+        written: int = await self._raw(
+            self.context.write_async, fd, buffer, fd, offset, priority,
+        )
+        return written
 
     def readinto(
         self, buffer: Buffer, fd: Any, offset: int, priority: int = 0,
@@ -297,8 +392,10 @@ class AsyncioContextBase:
         memoryview slice, mmap, array, a NumPy array): the kernel writes
         straight into it. It is held until the kernel is done with it, also
         when the awaiting task is cancelled, so resizing it meanwhile
-        raises BufferError. Raises TypeError (read-only buffer), OSError,
-        ValueError (also once closed).
+        raises BufferError. On an ``O_DIRECT`` descriptor a buffer, offset
+        or length the kernel refuses goes through an aligned buffer and
+        one copy, as read() does. Raises TypeError (read-only buffer),
+        OSError, ValueError (also once closed).
         """
         return self._counted(self._readinto_async, buffer, fd, offset, priority)
 
@@ -332,9 +429,23 @@ class AsyncioContextBase:
         except RuntimeError:
             self._check_loop()  # from another loop's thread: name both loops
             raise
+        except OSError as exc:
+            return await self._counted_failed(exc, method, buffers, fd, offset, priority)
         if r.__class__ is int:  # finished during the call: no suspension
             return r
-        return await self._wait(r, fd)  # type: ignore[no-any-return]
+        try:
+            return await self._wait(r, fd)  # type: ignore[no-any-return]
+        except OSError as exc:
+            return await self._counted_failed(exc, method, buffers, fd, offset, priority)
+
+    async def _counted_failed(
+        self, exc: OSError, method: Any, buffers: Any, fd: Any, offset: int, priority: int,
+    ) -> int:
+        # readinto on an O_DIRECT descriptor goes again through an aligned
+        # buffer, as read does; readv and writev fail as the kernel said.
+        if getattr(method, "__name__", None) != "readinto_async":
+            raise exc
+        return await self._readinto_bounced(exc, buffers, fd, offset, priority)
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
@@ -376,23 +487,32 @@ class AsyncioContextBase:
     async def _read_deferred(
         self, nbytes: int, fd: Any, offset: int, priority: int = 0,
     ) -> bytes:
-        return await self._deferred(  # type: ignore[no-any-return]
-            self._read_async, fd, nbytes, fd, offset, priority,
-        )
+        try:
+            return await self._deferred(  # type: ignore[no-any-return]
+                self._read_async, fd, nbytes, fd, offset, priority,
+            )
+        except OSError as exc:
+            return await self._read_bounced(exc, nbytes, fd, offset, priority)
 
     async def _write_deferred(
         self, payload: Buffer, fd: Any, offset: int, priority: int = 0,
     ) -> int:
-        return await self._deferred(  # type: ignore[no-any-return]
-            self._write_async, fd, payload, fd, offset, priority,
-        )
+        try:
+            return await self._deferred(  # type: ignore[no-any-return]
+                self._write_async, fd, payload, fd, offset, priority,
+            )
+        except OSError as exc:
+            return await self._write_bounced(exc, payload, fd, offset, priority)
 
     async def _readinto_deferred(
         self, buffer: Buffer, fd: Any, offset: int, priority: int = 0,
     ) -> int:
-        return await self._deferred(  # type: ignore[no-any-return]
-            self._readinto_async, fd, buffer, fd, offset, priority,
-        )
+        try:
+            return await self._deferred(  # type: ignore[no-any-return]
+                self._readinto_async, fd, buffer, fd, offset, priority,
+            )
+        except OSError as exc:
+            return await self._readinto_bounced(exc, buffer, fd, offset, priority)
 
     async def _readv_deferred(
         self, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int = 0,

@@ -16,6 +16,9 @@ from __future__ import annotations
 import os
 import random
 import resource
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +163,58 @@ def make_data_file(tmp_path: Path) -> Iterator[Callable[..., tuple[int, bytes]]]
     yield make
     for descriptor in opened:
         os.close(descriptor)
+
+
+def _direct_io_works(directory: Path) -> bool:
+    probe = directory / ".o_direct_probe"
+    try:
+        os.close(os.open(probe, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+    return True
+
+
+@pytest.fixture
+def direct_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory whose filesystem does O_DIRECT I/O (a disk: the test's
+    tmp_path, else a directory under /var/tmp); skips where there is none."""
+    if not hasattr(os, "O_DIRECT"):
+        pytest.skip("no O_DIRECT on this platform")
+    if _direct_io_works(tmp_path):
+        yield tmp_path
+        return
+    fallback = Path("/var/tmp")
+    if not (fallback.is_dir() and _direct_io_works(fallback)):
+        pytest.skip("no filesystem here does O_DIRECT (tmp_path and /var/tmp tried)")
+    made = Path(tempfile.mkdtemp(dir=fallback, prefix="caio-direct-"))
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+@pytest.fixture
+def mounted(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``mounted(fstype) -> Path``: a fresh 8 MiB ``tmpfs``/``ramfs`` mount,
+    unmounted after the test; skips where mounting is not permitted."""
+    points: list[Path] = []
+
+    def mount(fstype: str) -> Path:
+        point = tmp_path / f"mnt-{fstype}-{len(points)}"
+        point.mkdir()
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command")
+        done = subprocess.run(
+            ["mount", "-t", fstype, "-o", "size=8m", fstype, str(point)],
+            capture_output=True, check=False,
+        )
+        if done.returncode:
+            pytest.skip(f"cannot mount {fstype}: {done.stderr.decode(errors='replace').strip()}")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in points:
+        subprocess.run(["umount", str(point)], check=False)
