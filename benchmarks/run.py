@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -328,6 +329,17 @@ def rounds_of(w: Workload, sizes: Sizes) -> int:
     return rounds if w.max_rounds is None else min(rounds, w.max_rounds)
 
 
+def seed_for(w: Workload, round_index: int) -> int:
+    """The offsets' seed. Page-cache-hot workloads: one per round, so every
+    participant of a round reads the same blocks. The direct-I/O group: a
+    fresh one per measurement, fio's included, so that no participant reads
+    the blocks another one (or an earlier run) just read: a cache below the
+    guest's page cache (a virtual disk's host) would favour it."""
+    if w.group == DIRECT_GROUP:
+        return secrets.randbelow(1 << 31)
+    return 1000 + round_index
+
+
 def locate_reference(
     workloads: list[Workload], participants: list[str], install: bool
 ) -> tuple[str | None, str | None, dict[str, str]]:
@@ -479,14 +491,14 @@ def main(argv: list[str]) -> int:
                     "scratch": str(args.data_dir),
                     "repo": str(REPO),
                     "cold": args.cold,
-                    "seed": 1000 + round_index,
+                    "seed": seed_for(w, round_index),
                     "sizes": asdict(sizes),
                     "fio": fio,
                 }
                 python = published if participant == PUBLISHED and published else sys.executable
                 result = run_one(spec, sizes.timeout_seconds, pythonpath, python)
                 order += 1
-                row.update(order=order, **result)
+                row.update(order=order, seed=spec["seed"], **result)
                 raw.append(row)
                 if result.get("unavailable"):
                     known_unavailable[(w.name, participant)] = result["error"]
