@@ -736,12 +736,44 @@ def docs(session: nox.Session) -> None:
     session.log(f"the site is in {html} (open index.html)")
 
 
+#: The published caio the direct-I/O group's cold reads compare with.
+PUBLISHED_CAIO = "caio==0.12.*"
+
+
+def published_python(session: nox.Session) -> str | None:
+    """A venv of its own with the published caio (never on the session's
+    path: it would shadow ours); None, logged, where it cannot be made
+    (offline, say): the benchmark then skips that participant."""
+    venv = ROOT / ".nox" / "bench-published"
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import caio; assert caio.__version__.startswith('0.12.')"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return str(python)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", PUBLISHED_CAIO],
+            check=True, timeout=600,
+        )
+        subprocess.run(check, check=True, capture_output=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        session.log(f"no published caio for the benchmark ({PUBLISHED_CAIO}: {exc})")
+        return None
+    return str(python)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """caio/aiofile against aiofiles and plain threads: ``benchmarks/run.py``."""
+    """caio/aiofile against aiofiles and plain threads, and the direct-I/O
+    group against fio: ``benchmarks/run.py``."""
     script = ROOT / "benchmarks" / "run.py"
     if not script.exists():
         session.error(f"{script} does not exist yet")
     install_packages(session, "aiofiles", "matplotlib")
+    extra: list[str] = []
+    if not any(arg.startswith("--published-python") for arg in session.posargs):
+        published = published_python(session)
+        if published is not None:
+            extra = ["--published-python", published]
     with session.chdir(ROOT):
-        session.run("python", str(script), *session.posargs)
+        session.run("python", str(script), *extra, *session.posargs)

@@ -13,10 +13,20 @@ import importlib
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from suite import BASELINE, TARGETS, WORKLOADS, WORKLOADS_BY_NAME, Workload
+from suite import (
+    BASELINE,
+    DEFAULT_GROUP,
+    DIRECT_GROUP,
+    FIO,
+    TARGETS,
+    WORKLOADS,
+    WORKLOADS_BY_NAME,
+    Workload,
+)
 
 Row = dict[str, Any]
 Cell = dict[str, Any]
@@ -67,19 +77,33 @@ def progress_line(rounds: int, row: Row, workload: Workload) -> str:
 # ---------------------------------------------------------------- summary
 
 
+def reference_of(w: Workload, meta: dict[str, Any]) -> str:
+    """The participant ``w``'s ratios are taken against in this run (the
+    synchronous loop when fio was not there)."""
+    reference: str = meta.get("references", {}).get(w.name, w.reference)
+    return reference
+
+
+def paired_ratios(mine: dict[int, float], reference: dict[int, float]) -> list[float]:
+    """Each round's value divided by the reference's value of that round."""
+    return [value / reference[r] for r, value in mine.items() if reference.get(r)]
+
+
 def summarize(raw: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
-    """Medians per workload and participant, ratios against the stdlib
-    baseline (median of the per-round ratios: each round's value divided by
-    the baseline of that same round), memory worst cases, and targets."""
+    """Medians per workload and participant, ratios against the workload's
+    reference (stdlib, or fio for the direct-I/O group: median of the
+    per-round ratios, each round's value divided by the reference's value
+    of that same round), memory worst cases, and targets."""
     cells: dict[str, dict[str, Cell]] = {}
     for w in WORKLOADS:
         if w.name not in meta["workloads"]:
             continue
         rows = [r for r in raw if r["workload"] == w.name]
+        reference = reference_of(w, meta)
         baseline = {
             r["round"]: r["value"]
             for r in rows
-            if r["participant"] == BASELINE and "error" not in r
+            if r["participant"] == reference and "error" not in r
         }
         cells[w.name] = {}
         for participant in meta["participants"]:
@@ -107,6 +131,7 @@ def summarize_cell(
         "status": "ok",
         "n": len(values),
         "values": values,
+        "by_round": {r["round"]: r["value"] for r in good},
         "median": statistics.median(values),
         "min": min(values),
         "max": max(values),
@@ -114,7 +139,7 @@ def summarize_cell(
     }
     if bad:
         cell["reason"] = bad[0]["error"]
-    ratios = [r["value"] / baseline[r["round"]] for r in good if baseline.get(r["round"])]
+    ratios = paired_ratios(cell["by_round"], baseline)
     if ratios:
         cell.update(
             ratios=ratios,
@@ -146,11 +171,21 @@ def evaluate_targets(summary: dict[str, Any]) -> list[Row]:
             "op": t.op,
             "goal": t.goal,
         }
-        cell = summary["cells"].get(t.workload, {}).get(participant or "", {"status": "n/a"})
+        cells = summary["cells"].get(t.workload, {})
+        cell = cells.get(participant or "", {"status": "n/a"})
+        reference = cells.get(t.reference, {"status": "n/a"})
         measured: float | None = None
-        if cell.get("status") == "ok":
+        if t.measure == "ratio" and cell.get("status") == "ok" and reference["status"] != "ok":
+            cell = {**reference, "reason": f"{t.reference}: {reference.get('reason', 'n/a')}"}
+        elif cell.get("status") == "ok":
             if t.measure == "ratio":
-                measured = cell.get("ratio")
+                # The target's own reference, whatever the tables divide by
+                # (the JSON keeps rounds as strings once saved).
+                ratios = paired_ratios(
+                    {int(r): v for r, v in cell["by_round"].items()},
+                    {int(r): v for r, v in reference["by_round"].items()},
+                )
+                measured = statistics.median(ratios) if ratios else None
             else:
                 measured = cell.get("worst", {}).get(t.measure)
         if measured is None:
@@ -162,6 +197,7 @@ def evaluate_targets(summary: dict[str, Any]) -> list[Row]:
             row.update(measured=measured, result="PASS" if passed else "FAIL")
         row["ratio"] = t.measure == "ratio"
         row["measure"] = t.measure
+        row["reference"] = t.reference
         out.append(row)
     return out
 
@@ -193,19 +229,22 @@ def table(header: list[str], rows: list[list[str]], markdown: bool = False) -> s
 def render(summary: dict[str, Any], markdown: bool = False) -> str:
     """The report as plain text for the terminal, or as Markdown for docs."""
     meta = summary["meta"]
-    participants: list[str] = meta["participants"]
     cells = summary["cells"]
     rounds = meta["sizes"]["rounds"]
-    timed = [w for w in WORKLOADS if w.name in cells and not w.memory]
-    memory = [w for w in WORKLOADS if w.name in cells and w.memory]
+    shown = [w for w in WORKLOADS if w.name in cells]
+    timed = [w for w in shown if not w.memory and w.group == DEFAULT_GROUP]
+    memory = [w for w in shown if w.memory]
+    direct = [w for w in shown if w.group == DIRECT_GROUP]
+    participants = columns_for(meta, [w for w in shown if w.group == DEFAULT_GROUP])
     parts: list[str] = []
     mode = (
         "page cache hot" if meta["mode"] == "hot" else "page cache dropped before each measurement"
     )
-    parts.append(
-        f"caio benchmark: {rounds} rounds, one process per measurement, {mode}"
-        + (" (--quick)" if meta["quick"] else "")
-    )
+    if timed or memory:
+        parts.append(
+            f"caio benchmark: {rounds} rounds, one process per measurement, {mode}"
+            + (" (--quick)" if meta["quick"] else "")
+        )
     parts.append(
         ("\n" if markdown else "")
         + f"default caio backend: {meta['probe'].get('default') or 'none'}; "
@@ -219,32 +258,13 @@ def render(summary: dict[str, Any], markdown: bool = False) -> str:
             parts.append(f"\n{title}\n" + table(header, rows))
 
     if timed:
-        rows = []
-        for w in timed:
-            row = [w.title, w.unit]
-            for p in participants:
-                cell = cells[w.name][p]
-                row.append(fmt(cell["median"]) if cell["status"] == "ok" else short_status(cell))
-            rows.append(row)
-        section("Medians", ["workload", "unit", *participants], rows)
-
-        rows = []
-        for w in timed:
-            better = "higher" if w.higher_is_better else "lower"
-            row = [w.title, f"{better} better"]
-            for p in participants:
-                cell = cells[w.name][p]
-                if cell["status"] != "ok":
-                    row.append(short_status(cell))
-                elif "ratio" in cell:
-                    row.append(fmt_ratio(cell["ratio"]))
-                else:
-                    row.append("-")
-            rows.append(row)
+        section(
+            "Medians", ["workload", "unit", *participants], median_rows(timed, cells, participants)
+        )
         section(
             "Ratio vs stdlib (median over rounds of value / stdlib value of the same round)",
             ["workload", "", *participants],
-            rows,
+            ratio_rows(timed, cells, participants, lambda w: ""),
         )
 
     if memory:
@@ -285,8 +305,13 @@ def render(summary: dict[str, Any], markdown: bool = False) -> str:
             rows,
         )
 
+    if direct:
+        render_direct(summary, direct, section, parts, markdown)
+
     rows = []
     for t in summary["targets"]:
+        if t["workload"] not in cells:
+            continue
         if t["measured"] is None:
             measured = "-"
         elif t["ratio"]:
@@ -299,7 +324,7 @@ def render(summary: dict[str, Any], markdown: bool = False) -> str:
 
     problems = []
     for w in WORKLOADS:
-        for p in participants:
+        for p in meta["participants"]:
             cell = cells.get(w.name, {}).get(p)
             if cell and cell.get("reason"):
                 problems.append((p, w.name, cell["status"], cell["reason"]))
@@ -317,6 +342,91 @@ def render(summary: dict[str, Any], markdown: bool = False) -> str:
             )
             parts.append(f"{'-' if markdown else ' '} {p} / {name}: {word} ({reason})")
     return "\n".join(parts)
+
+
+def median_rows(
+    workloads: list[Workload], cells: dict[str, dict[str, Cell]], participants: list[str]
+) -> list[list[str]]:
+    rows = []
+    for w in workloads:
+        row = [w.title, w.unit]
+        for p in participants:
+            cell = cells[w.name][p]
+            row.append(fmt(cell["median"]) if cell["status"] == "ok" else short_status(cell))
+        rows.append(row)
+    return rows
+
+
+def ratio_rows(
+    workloads: list[Workload],
+    cells: dict[str, dict[str, Cell]],
+    participants: list[str],
+    against: Callable[[Workload], str],
+) -> list[list[str]]:
+    rows = []
+    for w in workloads:
+        better = "higher" if w.higher_is_better else "lower"
+        row = [w.title, f"{against(w)}{better} better"]
+        for p in participants:
+            cell = cells[w.name][p]
+            if cell["status"] != "ok":
+                row.append(short_status(cell))
+            else:
+                row.append(fmt_ratio(cell["ratio"]) if "ratio" in cell else "-")
+        rows.append(row)
+    return rows
+
+
+def columns_for(meta: dict[str, Any], workloads: list[Workload]) -> list[str]:
+    """The run's participants that take part in any of ``workloads``."""
+    return [p for p in meta["participants"] if any(p in w.participants for w in workloads)]
+
+
+def render_direct(
+    summary: dict[str, Any],
+    direct: list[Workload],
+    section: Callable[[str, list[str], list[list[str]]], None],
+    parts: list[str],
+    markdown: bool,
+) -> None:
+    """The direct-I/O group: medians, ratios against each workload's
+    reference (fio), the file, fio's version and its command lines."""
+    meta = summary["meta"]
+    cells = summary["cells"]
+    participants = columns_for(meta, direct)
+    rounds = meta["sizes"].get("direct_rounds", meta["sizes"]["rounds"])
+    info = meta.get("direct_file") or {}
+    where = (
+        f"{info['path']}, {info['size'] // (1024 * 1024)} MiB on {info['fs']} ({info['device']})"
+        if info
+        else "?"
+    )
+    gap = "\n" if markdown else ""
+    parts.append(
+        f"\nDirect and cold I/O: {rounds} rounds, participants in rotating order; file {where}"
+    )
+    if meta.get("fio"):
+        parts.append(gap + meta["fio"])
+    section(
+        "Direct and cold I/O: medians",
+        ["workload", "unit", *participants],
+        median_rows(direct, cells, participants),
+    )
+    section(
+        "Direct and cold I/O: ratio vs the reference (median over rounds, paired by round)",
+        ["workload", "", *participants],
+        ratio_rows(direct, cells, participants, lambda w: f"vs {reference_of(w, meta)}, "),
+    )
+    commands: dict[str, str] = {}
+    for r in summary["raw"]:
+        command = r.get("extra", {}).get("command")
+        if r["participant"] == FIO and command and r["workload"] not in commands:
+            commands[r["workload"]] = command
+    lines = [f"{w.name}: {commands[w.name]}" for w in direct if w.name in commands]
+    if lines and markdown:
+        parts.append("\n**fio command lines**\n\n```\n" + "\n".join(lines) + "\n```")
+    elif lines:
+        parts.append("\nfio command lines\n" + "\n".join(f"  {line}" for line in lines))
 
 
 def meta_bytes_size(cells: dict[str, Cell]) -> str:
@@ -448,7 +558,7 @@ def draw_panel(ax: Any, w: Workload, summary: dict[str, Any], colors: dict[str, 
             heights.append(cell["worst"]["value"])
             low.append(cell["worst"]["value"] - cell["min"])
             high.append(0.0)
-        elif p != BASELINE and "ratio" in cell:
+        elif p != reference_of(w, meta) and "ratio" in cell:
             names.append(p)
             heights.append(cell["ratio"])
             low.append(cell["ratio"] - cell["ratio_min"])
@@ -477,7 +587,7 @@ def draw_panel(ax: Any, w: Workload, summary: dict[str, Any], colors: dict[str, 
     else:
         ax.axhline(1.0, color="black", linewidth=0.8)
         better = "higher" if w.higher_is_better else "lower"
-        ax.set_ylabel(f"x stdlib ({w.unit}, {better} is better)", fontsize=8)
+        ax.set_ylabel(f"x {reference_of(w, meta)} ({w.unit}, {better} is better)", fontsize=8)
         positive = [h for h in heights if h > 0]
         if positive and max(positive) / min(positive) > 20:
             ax.set_yscale("log")  # aiofiles can be 100x off the others
@@ -486,6 +596,7 @@ def draw_panel(ax: Any, w: Workload, summary: dict[str, Any], colors: dict[str, 
             t["workload"] == w.name
             and t["participant"] in names
             and t["measure"] in ("ratio", "value")
+            and (t["measure"] == "value" or t.get("reference", BASELINE) == reference_of(w, meta))
         ):
             x = names.index(t["participant"])
             ax.hlines(t["goal"], x - 0.45, x + 0.45, colors="red", linestyles="dashed")

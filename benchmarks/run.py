@@ -3,6 +3,7 @@
     python benchmarks/run.py            # the full suite (what ``nox -s bench`` runs)
     python benchmarks/run.py --quick    # small files, 2 rounds: for development
     python benchmarks/run.py --cold     # drop the page cache before each measurement
+    python benchmarks/run.py --workloads direct   # the direct-I/O group alone, against fio
 
 Every measurement runs in its own process; the rounds visit the
 participants in a rotating order, so drift on a shared machine hits them
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -26,8 +28,23 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import fiojob
 import report
-from suite import BASELINE, CAIO_BACKENDS, FULL, MIB, PARTICIPANTS, QUICK, WORKLOADS, Sizes
+from suite import (
+    ALL_PARTICIPANTS,
+    BASELINE,
+    CAIO_BACKENDS,
+    DIRECT_GROUP,
+    FIO,
+    FULL,
+    GROUPS,
+    MIB,
+    PUBLISHED,
+    QUICK,
+    WORKLOADS,
+    Sizes,
+    Workload,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -88,6 +105,7 @@ def prepare_data(data_dir: Path, sizes: Sizes, needed: set[str]) -> dict[str, An
         "write": (f"write-{sizes.write_file // MIB}M.bin", sizes.write_file, "random", 2),
         "lines": (f"lines-{sizes.lines_file // MIB}M.txt", sizes.lines_file, "lines", 3),
         "mem": (f"mem-{sizes.mem_file // MIB}M.bin", sizes.mem_file, "random", 4),
+        "direct": (f"direct-{sizes.direct_file // MIB}M.bin", sizes.direct_file, "random", 5),
     }
     files: dict[str, str] = {}
     line_count = 0
@@ -120,6 +138,37 @@ def prepare_data(data_dir: Path, sizes: Sizes, needed: set[str]) -> dict[str, An
     return {"files": files, "line_count": line_count}
 
 
+def filesystem_of(path: str) -> tuple[str, str]:
+    """The type and the source of the filesystem holding ``path``
+    (the longest mount point that contains it, from /proc/self/mounts)."""
+    real = os.path.realpath(path)
+    best = ("", "?", "?")
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                source, point, kind = fields[0], fields[1].replace("\\040", " "), fields[2]
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best[0]):
+                    best = (point, kind, source)
+    except OSError:
+        pass
+    return best[1], best[2]
+
+
+def direct_io_problem(path: str) -> str | None:
+    """Why ``path`` cannot be opened with O_DIRECT here (tmpfs, say), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError as exc:
+        kind, _ = filesystem_of(path)
+        return f"O_DIRECT refused on {path} ({kind}): {exc.strerror}"
+    os.close(fd)
+    return None
+
+
 def warm_cache(paths: list[str]) -> None:
     """Read each file once so the measurements start page-cache-hot."""
     for path in paths:
@@ -136,6 +185,8 @@ def worker_env(participant: str | None, pythonpath: list[str]) -> dict[str, str]
     env.pop("CAIO_IMPL", None)
     if participant in CAIO_BACKENDS:
         env["CAIO_IMPL"] = CAIO_BACKENDS[participant]
+    if participant == PUBLISHED:
+        pythonpath = []  # its own caio, never the tree's
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([*pythonpath, env.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
@@ -158,7 +209,9 @@ def run_probe(pythonpath: list[str]) -> dict[str, Any]:
         return probe
 
 
-def run_one(spec: dict[str, Any], timeout: float, pythonpath: list[str]) -> dict[str, Any]:
+def run_one(
+    spec: dict[str, Any], timeout: float, pythonpath: list[str], python: str = sys.executable
+) -> dict[str, Any]:
     """One measurement in a new process; never raises for the worker's sake."""
     fd, out_name = tempfile.mkstemp(prefix="caio-bench-", suffix=".json")
     os.close(fd)
@@ -166,7 +219,7 @@ def run_one(spec: dict[str, Any], timeout: float, pythonpath: list[str]) -> dict
     started = time.monotonic()
     try:
         proc = subprocess.run(
-            [sys.executable, str(WORKER), json.dumps(spec), str(out)],
+            [python, str(WORKER), json.dumps(spec), str(out)],
             env=worker_env(spec["participant"], pythonpath),
             stdout=subprocess.DEVNULL,  # examples/cp.py may print
             stderr=subprocess.PIPE,
@@ -218,10 +271,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument(
-        "--workloads", help="comma-separated subset of: " + ",".join(w.name for w in WORKLOADS)
+        "--workloads",
+        help="comma-separated subset of the groups "
+        + ",".join(GROUPS)
+        + " and the workloads "
+        + ",".join(w.name for w in WORKLOADS),
     )
     parser.add_argument(
-        "--participants", help="comma-separated subset of: " + ",".join(PARTICIPANTS)
+        "--participants", help="comma-separated subset of: " + ",".join(ALL_PARTICIPANTS)
+    )
+    parser.add_argument(
+        "--published-python",
+        default=os.environ.get("CAIO_BENCH_PUBLISHED_PYTHON"),
+        help="a Python with the published caio==0.12.* installed (default: "
+        "$CAIO_BENCH_PUBLISHED_PYTHON); without it that participant is skipped",
+    )
+    parser.add_argument(
+        "--no-fio-install",
+        action="store_true",
+        help="do not install fio with the system package manager when it is missing",
     )
     parser.add_argument(
         "--data-dir", type=Path, default=HERE / "results" / "data", help="where data files live"
@@ -248,18 +316,58 @@ def choose_subset(text: str | None, allowed: list[str], what: str) -> list[str]:
     return [name for name in allowed if name in chosen]
 
 
+def choose_workloads(text: str | None) -> list[Workload]:
+    """``--workloads``: workload names and group names (a group stands for
+    all its workloads)."""
+    names = [w.name for w in WORKLOADS]
+    chosen = choose_subset(text, [*GROUPS, *names], "workload or group")
+    return [w for w in WORKLOADS if w.name in chosen or w.group in chosen]
+
+
+def rounds_of(w: Workload, sizes: Sizes) -> int:
+    rounds = sizes.direct_rounds if w.group == DIRECT_GROUP else sizes.rounds
+    return rounds if w.max_rounds is None else min(rounds, w.max_rounds)
+
+
+def seed_for(w: Workload, round_index: int) -> int:
+    """The offsets' seed. Page-cache-hot workloads: one per round, so every
+    participant of a round reads the same blocks. The direct-I/O group: a
+    fresh one per measurement, fio's included, so that no participant reads
+    the blocks another one (or an earlier run) just read: a cache below the
+    guest's page cache (a virtual disk's host) would favour it."""
+    if w.group == DIRECT_GROUP:
+        return secrets.randbelow(1 << 31)
+    return 1000 + round_index
+
+
+def locate_reference(
+    workloads: list[Workload], participants: list[str], install: bool
+) -> tuple[str | None, str | None, dict[str, str]]:
+    """fio for the workloads that compare with it: its path (or None), a
+    one-line account for the report, and the workloads whose reference
+    falls back to the synchronous loop because fio is not there."""
+    users = [w for w in workloads if FIO in w.participants]
+    if not users or FIO not in participants:
+        return None, None, {}
+    fio, account = fiojob.locate_fio(install=install)
+    if fio is not None:
+        return fio, f"fio: {account}", {}
+    fallback = {w.name: BASELINE for w in users if w.reference == FIO}
+    return None, (
+        f"fio: {account}; the direct-I/O group compares with a synchronous "
+        "os.preadv / os.pwrite loop instead"
+    ), fallback
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     sizes = QUICK if args.quick else FULL
     if args.rounds:
-        sizes = replace(sizes, rounds=args.rounds)
-    workloads = [
-        w
-        for w in WORKLOADS
-        if w.name in choose_subset(args.workloads, [w.name for w in WORKLOADS], "workload")
-    ]
-    participants = choose_subset(args.participants, list(PARTICIPANTS), "participant")
+        sizes = replace(sizes, rounds=args.rounds, direct_rounds=args.rounds)
+    workloads = choose_workloads(args.workloads)
+    offered = [p for p in ALL_PARTICIPANTS if any(p in w.participants for w in workloads)]
+    participants = choose_subset(args.participants, offered, "participant")
     if BASELINE not in participants:
         participants.insert(0, BASELINE)  # ratios need it
 
@@ -279,7 +387,9 @@ def main(argv: list[str]) -> int:
         print(f"{name:9} {where}")
     print(f"default caio backend: {probe['default'] or 'none'}")
 
-    needed = {"stream"}
+    needed = {"stream"} if any(w.group != DIRECT_GROUP for w in workloads) else set()
+    if any(w.group == DIRECT_GROUP for w in workloads):
+        needed.add("direct")
     names = {w.name for w in workloads}
     if "rand_write_64" in names:
         needed.add("write")
@@ -289,7 +399,24 @@ def main(argv: list[str]) -> int:
         needed.add("mem")
     data = prepare_data(args.data_dir, sizes, needed)
     if not args.cold:
-        warm_cache([data["files"][key] for key in sorted(needed)])
+        warm_cache([data["files"][key] for key in sorted(needed - {"direct"})])
+
+    fio, fio_account, references = locate_reference(
+        workloads, participants, install=not args.no_fio_install
+    )
+    direct_file: dict[str, Any] = {}
+    direct_problem = None
+    if "direct" in needed:
+        path = data["files"]["direct"]
+        kind, source = filesystem_of(path)
+        direct_problem = direct_io_problem(path)
+        direct_file = {"path": path, "size": os.path.getsize(path), "fs": kind, "device": source}
+        print(f"direct-I/O file: {path} ({direct_file['size'] // MIB} MiB) on {kind} ({source})")
+        if direct_problem:
+            print(f"direct-I/O group: {direct_problem}")
+        if fio_account:
+            print(fio_account)
+    published = args.published_python
 
     meta: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -298,6 +425,10 @@ def main(argv: list[str]) -> int:
         "sizes": asdict(sizes),
         "participants": participants,
         "workloads": [w.name for w in workloads],
+        "references": references,
+        "fio": fio_account,
+        "direct_file": direct_file,
+        "published_python": published,
         "probe": probe,
         "pythonpath": pythonpath,
         "commit": git_commit(),
@@ -319,13 +450,24 @@ def main(argv: list[str]) -> int:
     if "aiofiles" in participants and not probe["aiofiles"]["ok"]:
         for w in workloads:
             known_unavailable[(w.name, "aiofiles")] = probe["aiofiles"]["error"]
+    for w in workloads:
+        if w.job is not None and w.job.direct and direct_problem:
+            for participant in w.participants:
+                known_unavailable[(w.name, participant)] = direct_problem
+        if fio is None and fio_account:
+            known_unavailable.setdefault((w.name, FIO), fio_account.split("; ")[0])
+        if not published:
+            known_unavailable.setdefault(
+                (w.name, PUBLISHED),
+                "no --published-python (a Python with caio==0.12.* installed)",
+            )
 
     order = 0
-    for round_index in range(sizes.rounds):
+    for round_index in range(max(rounds_of(w, sizes) for w in workloads)):
         rotation = round_index % len(participants)
         rotated = participants[rotation:] + participants[:rotation]
         for w in workloads:
-            if w.max_rounds is not None and round_index >= w.max_rounds:
+            if round_index >= rounds_of(w, sizes):
                 continue
             for participant in rotated:
                 if participant not in w.participants:
@@ -349,12 +491,14 @@ def main(argv: list[str]) -> int:
                     "scratch": str(args.data_dir),
                     "repo": str(REPO),
                     "cold": args.cold,
-                    "seed": 1000 + round_index,
+                    "seed": seed_for(w, round_index),
                     "sizes": asdict(sizes),
+                    "fio": fio,
                 }
-                result = run_one(spec, sizes.timeout_seconds, pythonpath)
+                python = published if participant == PUBLISHED and published else sys.executable
+                result = run_one(spec, sizes.timeout_seconds, pythonpath, python)
                 order += 1
-                row.update(order=order, **result)
+                row.update(order=order, seed=spec["seed"], **result)
                 raw.append(row)
                 if result.get("unavailable"):
                     known_unavailable[(w.name, participant)] = result["error"]

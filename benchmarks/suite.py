@@ -35,6 +35,37 @@ BACKEND_MODULES: dict[str, str] = {
 BASELINE = "stdlib"
 PARTICIPANTS: tuple[str, ...] = (BASELINE, *CAIO_BACKENDS, "aiofiles")
 
+#: the direct-I/O group's reference: the fio tool, run as a subprocess.
+FIO = "fio"
+#: the published caio (``caio==0.12.*``), run by another interpreter
+#: (``run.py --published-python``); skipped when there is none.
+PUBLISHED = "caio-0.12"
+DIRECT_PARTICIPANTS: tuple[str, ...] = (FIO, BASELINE, *CAIO_BACKENDS, PUBLISHED)
+#: every participant name the command line accepts.
+ALL_PARTICIPANTS: tuple[str, ...] = (*PARTICIPANTS, FIO, PUBLISHED)
+
+#: workload groups: ``--workloads direct`` selects a whole group.
+DEFAULT_GROUP = "default"
+DIRECT_GROUP = "direct"
+
+
+@dataclass(frozen=True)
+class IoJob:
+    """What a direct-I/O group workload does, in the terms of an fio job."""
+
+    rw: str  # fio's --rw: randread, randwrite or read (sequential)
+    block: int
+    in_flight: int
+    direct: bool  # O_DIRECT; False: buffered, page cache dropped first
+
+    @property
+    def write(self) -> bool:
+        return self.rw == "randwrite"
+
+    @property
+    def sequential(self) -> bool:
+        return self.rw == "read"
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -52,6 +83,12 @@ class Workload:
     memory: bool = False
     #: how each participant does it, for the report and the docs.
     how: dict[str, str] = field(default_factory=dict)
+    #: the tables and ``--workloads`` group it belongs to.
+    group: str = DEFAULT_GROUP
+    #: the participant every ratio of this workload is taken against.
+    reference: str = BASELINE
+    #: direct-I/O group only: the I/O pattern (fio's terms).
+    job: IoJob | None = None
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -160,6 +197,71 @@ WORKLOADS: tuple[Workload, ...] = (
             "caio": "64 coroutines sharing one AsyncioContext",
         },
     ),
+    *(
+        Workload(
+            name,
+            title,
+            "us/op" if job.in_flight == 1 else ("MB/s" if job.sequential else "ops/s"),
+            higher_is_better=job.in_flight > 1,
+            # The published caio cannot do O_DIRECT: it reads into bytes.
+            participants=(FIO, BASELINE, *CAIO_BACKENDS, *(() if job.direct else (PUBLISHED,))),
+            group=DIRECT_GROUP,
+            # One cold read at a time is held against a plain pread loop.
+            reference=BASELINE if not job.direct and job.in_flight == 1 else FIO,
+            job=job,
+            how={"fio": fio, "stdlib": stdlib, "caio": caio},
+        )
+        for name, title, job, fio, stdlib, caio in (
+            (
+                "direct_read_1",
+                "O_DIRECT random 4 KiB reads, 1 in flight",
+                IoJob("randread", BLOCK, 1, direct=True),
+                "--ioengine=psync --direct=1",
+                "os.preadv loop into one aligned buffer",
+                "await ctx.readinto(aligned, fd, off), one at a time",
+            ),
+            (
+                "direct_read_64",
+                "O_DIRECT random 4 KiB reads, 64 in flight",
+                IoJob("randread", BLOCK, IN_FLIGHT, direct=True),
+                "--ioengine=io_uring --direct=1 --iodepth=64",
+                "os.preadv loop into one aligned buffer",
+                "64 coroutines, each readinto its own aligned buffer",
+            ),
+            (
+                "direct_write_64",
+                "O_DIRECT random 4 KiB writes, 64 in flight",
+                IoJob("randwrite", BLOCK, IN_FLIGHT, direct=True),
+                "--ioengine=io_uring --direct=1 --iodepth=64",
+                "os.pwrite loop from one aligned buffer",
+                "64 coroutines, each ctx.write of its own aligned buffer",
+            ),
+            (
+                "direct_seq_1m",
+                "O_DIRECT sequential 1 MiB reads, 8 in flight",
+                IoJob("read", MIB, 8, direct=True),
+                "--ioengine=io_uring --direct=1 --iodepth=8",
+                "os.preadv loop into one aligned 1 MiB buffer",
+                "8 coroutines, readinto aligned 1 MiB buffers, in file order",
+            ),
+            (
+                "cold_read_1",
+                "cold buffered random 4 KiB reads, 1 in flight",
+                IoJob("randread", BLOCK, 1, direct=False),
+                "--ioengine=psync --direct=0",
+                "os.pread loop",
+                "await ctx.read(4096, fd, off), one at a time",
+            ),
+            (
+                "cold_read_64",
+                "cold buffered random 4 KiB reads, 64 in flight",
+                IoJob("randread", BLOCK, IN_FLIGHT, direct=False),
+                "--ioengine=io_uring --direct=0 --iodepth=64",
+                "os.pread loop",
+                "64 coroutines, await ctx.read(4096, fd, off)",
+            ),
+        )
+    ),
 )
 
 WORKLOADS += (
@@ -188,6 +290,7 @@ WORKLOADS += (
 )
 
 WORKLOADS_BY_NAME: dict[str, Workload] = {w.name: w for w in WORKLOADS}
+GROUPS: tuple[str, ...] = (DEFAULT_GROUP, DIRECT_GROUP)
 
 
 @dataclass(frozen=True)
@@ -204,6 +307,9 @@ class Sizes:
     min_seconds: float  # streaming repeats passes until this long (hot cache)
     budget_seconds: float  # a slow participant stops after this long
     timeout_seconds: float  # a measurement process is killed after this
+    direct_file: int  # the direct-I/O group's file (O_DIRECT, cold reads)
+    direct_rounds: int  # rounds of the direct-I/O group (each needs the disk)
+    direct_ops: int  # operations per direct-I/O measurement (upper bound)
 
 
 FULL = Sizes(
@@ -217,6 +323,9 @@ FULL = Sizes(
     min_seconds=0.3,
     budget_seconds=0.8,
     timeout_seconds=60.0,
+    direct_file=1 * GIB,
+    direct_rounds=3,
+    direct_ops=100_000,  # more than the disk does in budget_seconds
 )
 
 QUICK = Sizes(
@@ -230,12 +339,16 @@ QUICK = Sizes(
     min_seconds=0.05,
     budget_seconds=0.15,
     timeout_seconds=30.0,
+    direct_file=256 * MIB,
+    direct_rounds=2,
+    direct_ops=20_000,
 )
 
 
 @dataclass(frozen=True)
 class Target:
-    """A goal from the issue: a ratio vs stdlib, or an absolute memory bound.
+    """A goal from the issue: a ratio against a reference participant of
+    the same run (stdlib unless named), or an absolute memory bound.
 
     ``participant`` is a participant name or ``"default"``: the backend that
     ``import caio`` selects on this machine.
@@ -246,8 +359,10 @@ class Target:
     participant: str
     op: str  # ">=" or "<="
     goal: float
-    #: "ratio" (vs stdlib, same run), or a key of the memory result.
+    #: "ratio" (vs the reference, same run), or a key of the memory result.
     measure: str = "ratio"
+    #: the participant the ratio is taken against.
+    reference: str = BASELINE
 
 
 TARGETS: tuple[Target, ...] = (
@@ -294,4 +409,44 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("aiofile.os.stat, 1 in flight, time/op", "stat_1", "default", "<=", 5.0),
     Target("aiofile.os.stat, 64 in flight, ops/s", "stat_64", "default", ">=", 0.3),
+    # The direct-I/O group (issue: "Targets"): uring and linux at the goal,
+    # thread at least half of it (twice the time where time is measured).
+    *(
+        Target(f"{title} vs fio", workload, participant, op, goal * scale, reference=FIO)
+        for workload, title, op, goal in (
+            ("direct_read_64", "O_DIRECT 4K random reads, 64 in flight, IOPS", ">=", 0.9),
+            ("direct_read_1", "O_DIRECT 4K random reads, 1 in flight, time/op", "<=", 1.15),
+            ("direct_write_64", "O_DIRECT 4K random writes, 64 in flight, IOPS", ">=", 0.85),
+            ("direct_seq_1m", "O_DIRECT 1M sequential reads, 8 in flight, MB/s", ">=", 0.9),
+        )
+        for participant, scale in (
+            ("caio-uring", 1.0),
+            ("caio-linux", 1.0),
+            ("caio-thread", 2.0 if op == "<=" else 0.5),
+        )
+    ),
+    Target(
+        "cold 4K random reads, 64 in flight, IOPS vs fio",
+        "cold_read_64",
+        "caio-uring",
+        ">=",
+        0.95,
+        reference=FIO,
+    ),
+    Target(
+        "cold 4K random reads, 64 in flight, IOPS vs caio 0.12",
+        "cold_read_64",
+        "caio-uring",
+        ">=",
+        1.0,
+        reference=PUBLISHED,
+    ),
+    # ">= 0.95x the reads per second of an os.pread loop", in time per read.
+    Target(
+        "cold 4K random reads, 1 in flight, time/op vs os.pread",
+        "cold_read_1",
+        "caio-uring",
+        "<=",
+        round(1 / 0.95, 3),
+    ),
 )

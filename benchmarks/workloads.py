@@ -21,6 +21,7 @@ import gc
 import importlib
 import inspect
 import json
+import mmap
 import os
 import random
 import runpy
@@ -33,7 +34,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from suite import BACKEND_MODULES, BLOCK, CAIO_BACKENDS, IN_FLIGHT, MIB
+import fiojob
+from suite import (
+    BACKEND_MODULES,
+    BASELINE,
+    BLOCK,
+    CAIO_BACKENDS,
+    FIO,
+    IN_FLIGHT,
+    MIB,
+    PUBLISHED,
+    WORKLOADS_BY_NAME,
+    IoJob,
+)
 
 Result = dict[str, Any]
 perf_counter = time.perf_counter
@@ -671,6 +684,223 @@ def measure_mem_alloc(spec: Result) -> Result:
     return {"value": out["kept_per_op"], "units": n, "seconds": 0.0, "extra": out}
 
 
+# ---------------------------------------------------------------- direct I/O group
+#
+# O_DIRECT and page-cache-cold buffered I/O on one big file, against fio.
+# Offsets are distinct blocks (a random sample, like fio's random map), so
+# a cold read never finds a page an earlier read of the same run brought in.
+
+
+def distinct_offsets(seed: int, count: int, file_size: int, block: int) -> list[int]:
+    blocks = file_size // block
+    rng = random.Random(seed)
+    return [b * block for b in rng.sample(range(blocks), min(count, blocks))]
+
+
+def sequential_offsets(count: int, file_size: int, block: int) -> list[int]:
+    """The file's blocks in order, wrapping around at its end."""
+    blocks = file_size // block
+    return [(i % blocks) * block for i in range(count)]
+
+
+def aligned_buffer(size: int) -> Any:
+    """Page-aligned memory the caller owns: ``caio.aligned_buffer`` where
+    this caio has it, else an anonymous mmap (page-aligned as well)."""
+    caio = sys.modules.get("caio")
+    make = getattr(caio, "aligned_buffer", None)
+    if make is not None:
+        return make(size)
+    return mmap.mmap(-1, size)
+
+
+def open_for(job: IoJob, path: str) -> int:
+    flags = os.O_RDWR if job.write else os.O_RDONLY
+    fd = os.open(path, flags | (os.O_DIRECT if job.direct else 0))
+    if not job.direct and not job.sequential:
+        # What fio does for a random pattern (fadvise_hint): no readahead.
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    return fd
+
+
+def sync_direct(
+    fd: int, job: IoJob, offsets: Sequence[int], budget: float
+) -> tuple[int, float]:
+    """The synchronous loop: os.pread for buffered reads (bytes, like
+    ``ctx.read``), os.preadv / os.pwrite on one aligned buffer for O_DIRECT."""
+    buffer = aligned_buffer(job.block)
+    if job.write:
+        buffer[:] = os.urandom(job.block)
+    buffers = [buffer]
+    pread, preadv, pwrite = os.pread, os.preadv, os.pwrite
+    block = job.block
+    done = 0
+    start = perf_counter()
+    deadline = start + budget
+    for batch in batched(offsets, 64 if job.sequential else 256):
+        if job.write:
+            for offset in batch:
+                pwrite(fd, buffer, offset)
+        elif job.direct:
+            for offset in batch:
+                preadv(fd, buffers, offset)
+        else:
+            for offset in batch:
+                pread(fd, block, offset)
+        done += len(batch)
+        if perf_counter() > deadline:
+            break
+    return done, perf_counter() - start
+
+
+async def caio_direct(
+    ctx: Any, fd: int, path: str, job: IoJob, offsets: Sequence[int], budget: float, who: str
+) -> tuple[int, float, str]:
+    """``job.in_flight`` coroutines sharing one context; each owns an
+    aligned buffer. O_DIRECT reads use ``ctx.readinto`` where the context
+    has it, else ``ctx.read`` (which then must cope with O_DIRECT itself);
+    buffered reads use ``ctx.read`` (bytes, as the published caio can).
+    Returns operations, seconds and the call used."""
+    block = job.block
+    readinto = getattr(ctx, "readinto", None) if job.direct else None
+    read, write = ctx.read, ctx.write
+    buffers = [aligned_buffer(block) for _ in range(job.in_flight)]
+    check_fd = os.open(path, os.O_RDONLY)
+    try:
+        # Untimed validation: the call works on this descriptor and reads
+        # what os.pread reads (an O_DIRECT read of a plain-read context
+        # without bounce buffers fails here with EINVAL).
+        probe = offsets[-1]
+        try:
+            if job.write:
+                buffers[0][:] = os.urandom(block)
+                if await write(buffers[0], fd, probe) != block:
+                    raise RuntimeError(f"{who}: short write")
+                got = os.pread(check_fd, block, probe)
+                expected = bytes(buffers[0])
+            elif readinto is not None:
+                if await readinto(buffers[0], fd, probe) != block:
+                    raise RuntimeError(f"{who}: short readinto")
+                got, expected = bytes(buffers[0]), os.pread(check_fd, block, probe)
+            else:
+                got, expected = await read(block, fd, probe), os.pread(check_fd, block, probe)
+        except OSError as exc:
+            how = "readinto" if readinto is not None else ("write" if job.write else "read")
+            raise Unavailable(f"ctx.{how} on this descriptor: {exc}") from exc
+        if got != expected:
+            raise RuntimeError(f"{who} transferred wrong data at offset {probe}")
+    finally:
+        os.close(check_fd)
+    if job.write:
+        for buffer in buffers:
+            buffer[:] = os.urandom(block)
+    call = "write" if job.write else ("readinto" if readinto is not None else "read")
+    batch_size = 256 if job.in_flight == 1 else 16
+
+    start = perf_counter()
+    deadline = start + budget
+
+    async def worker(buffer: Any, share: Sequence[int]) -> int:
+        done = 0
+        for batch in batched(share, batch_size):
+            if job.write:
+                for offset in batch:
+                    await write(buffer, fd, offset)
+            elif readinto is not None:
+                for offset in batch:
+                    await readinto(buffer, fd, offset)
+            else:
+                for offset in batch:
+                    await read(block, fd, offset)
+            done += len(batch)
+            if perf_counter() > deadline:
+                break
+        return done
+
+    parts = shares(offsets, job.in_flight)
+    done = sum(
+        await asyncio.gather(*(worker(b, s) for b, s in zip(buffers, parts, strict=True)))
+    )
+    return done, perf_counter() - start, call
+
+
+def published_context_class() -> Any:
+    """The published caio's default ``AsyncioContext`` (this interpreter
+    must be the one with ``caio==0.12.*``: see ``run.py --published-python``)."""
+    caio = import_optional("caio")
+    version = str(getattr(caio, "__version__", "?"))
+    if not version.startswith("0.12."):
+        raise Unavailable(f"this interpreter's caio is {version}, not 0.12.*")
+    return caio.AsyncioContext
+
+
+def measure_direct(spec: Result, job: IoJob) -> Result:
+    """One participant of the direct-I/O group, time-boxed like random I/O."""
+    participant = spec["participant"]
+    path = spec["files"]["direct"]
+    size = os.path.getsize(path)
+    sizes = spec["sizes"]
+    budget = sizes["budget_seconds"]
+    if job.sequential:
+        offsets = sequential_offsets(sizes["direct_ops"], size, job.block)
+    else:
+        offsets = distinct_offsets(spec["seed"], sizes["direct_ops"], size, job.block)
+    if not job.direct:
+        drop_cache(path)
+    extra: Result = {}
+    if participant == FIO:
+        fio = spec.get("fio")
+        if not fio:
+            raise Unavailable(spec.get("fio_reason") or "fio is not installed")
+        command = fiojob.fio_command(
+            fio, spec["workload"], job, path, size, budget, spec["seed"]
+        )
+        got = fiojob.run_fio(command, sizes["timeout_seconds"] / 2, write=job.write)
+        done, seconds = got.ios, got.runtime_seconds
+        extra.update(
+            command=" ".join(command),
+            fio_version=got.version,
+            fio_iops=got.iops,
+            fio_bytes_per_second=got.bytes_per_second,
+            mean_latency_us=got.mean_latency_us,
+        )
+    else:
+        fd = open_for(job, path)
+        try:
+            if participant == BASELINE:
+                done, seconds = sync_direct(fd, job, offsets, budget)
+            elif participant in CAIO_BACKENDS or participant == PUBLISHED:
+                if participant == PUBLISHED:
+                    context_class = published_context_class()
+                else:
+                    context_class = caio_context_class(participant)
+
+                async def run_caio() -> tuple[int, float, str]:
+                    ctx = context_class()
+                    try:
+                        return await caio_direct(
+                            ctx, fd, path, job, offsets, budget, participant
+                        )
+                    finally:
+                        await close_context(ctx)
+
+                done, seconds, call = asyncio.run(run_caio())
+                extra.update(call=call, context=f"{context_class.__module__}")
+            else:
+                raise Unavailable(f"no implementation for {participant}")
+            if job.write:
+                os.fdatasync(fd)  # untimed, as for rand_write_64
+        finally:
+            os.close(fd)
+        extra.update(ops=done, partial=done < len(offsets))
+    if job.in_flight == 1:
+        value = seconds / done * 1e6
+    elif job.sequential:
+        value = done * job.block / seconds / 1e6
+    else:
+        value = done / seconds
+    return {"value": value, **timed_rate(done, seconds, extra)}
+
+
 # ---------------------------------------------------------------- filesystem calls
 #
 # aiofile.os.stat of a file whose metadata are cached, against os.stat and
@@ -775,6 +1005,9 @@ def measure(spec: Result) -> Result:
         return measure_stat(spec, 1)
     if workload == "stat_64":
         return measure_stat(spec, IN_FLIGHT)
+    job = WORKLOADS_BY_NAME[workload].job if workload in WORKLOADS_BY_NAME else None
+    if job is not None:
+        return measure_direct(spec, job)
     raise ValueError(f"unknown workload {workload!r}")
 
 

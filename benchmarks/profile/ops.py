@@ -40,6 +40,11 @@ page cache hot unless named ``cold``):
                         no readahead; BACKEND as above, or uring-nobatch
                         (no call_soon given: the ring never batches), or
                         pread (a plain loop)
+    cold1-BACKEND       the same one read at a time (one coroutine)
+    direct64-BACKEND    64 coroutines, N reads of the same file opened with
+    direct1-BACKEND     O_DIRECT, ``await ctx.readinto(buffer, fd, off)``
+                        into each coroutine's own mmap (page-aligned)
+                        buffer; direct1: one at a time
 
 Data files go to ``$CAIO_PROFILE_DIR`` (default /tmp/caio-profile) and are
 reused.
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import mmap
 import os
 import random
 import re
@@ -189,8 +195,9 @@ async def run_trio_cold64(backend: str, fd: int, offs: list[int]) -> None:
                 nursery.start_soon(read_each, ctx.read, fd, offs[i::64])
 
 
-async def run_cold64(backend: str, fd: int, offs: list[int]) -> None:
-    """64 coroutines sharing one context, each reading its share of offs."""
+async def run_cold(backend: str, fd: int, offs: list[int], in_flight: int) -> None:
+    """``in_flight`` coroutines sharing one context, each reading its share
+    of offs."""
     ctx = make_context(backend)
 
     async def worker(part: list[int]) -> None:
@@ -198,7 +205,23 @@ async def run_cold64(backend: str, fd: int, offs: list[int]) -> None:
             await ctx.read(BLOCK, fd, off)
 
     try:
-        await asyncio.gather(*(worker(offs[i::64]) for i in range(64)))
+        await asyncio.gather(*(worker(offs[i::in_flight]) for i in range(in_flight)))
+    finally:
+        ctx.close()
+
+
+async def run_direct(backend: str, fd: int, offs: list[int], in_flight: int) -> None:
+    """``in_flight`` coroutines, each reading its share into its own
+    page-aligned buffer (O_DIRECT needs one)."""
+    ctx = make_context(backend)
+
+    async def worker(part: list[int]) -> None:
+        readinto, buffer = ctx.readinto, mmap.mmap(-1, BLOCK)
+        for off in part:
+            await readinto(buffer, fd, off)
+
+    try:
+        await asyncio.gather(*(worker(offs[i::in_flight]) for i in range(in_flight)))
     finally:
         ctx.close()
 
@@ -257,7 +280,9 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
     ``prime``: read the data files first, so that the page cache is hot
     (done on the warm-up run only, to keep the copy out of profiles)."""
     kind, _, backend = op.partition("-")
-    rand, lines = data_files(cold=kind in ("cold64", "triocold64"))
+    rand, lines = data_files(
+        cold=kind in ("cold64", "cold1", "direct64", "direct1", "triocold64"),
+    )
     fd = os.open(rand, os.O_RDONLY)
     if kind == "triocold64":
         import trio
@@ -266,7 +291,12 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         return lambda: trio.run(run_trio_cold64, backend, fd, offs)
-    if kind == "cold64":
+    if kind in ("direct64", "direct1"):
+        offs = offsets(n, 3)
+        direct_fd = os.open(rand, os.O_RDONLY | os.O_DIRECT)
+        in_flight = 64 if kind == "direct64" else 1
+        return lambda: asyncio.run(run_direct(backend, direct_fd, offs, in_flight))
+    if kind in ("cold64", "cold1"):
         offs = offsets(n, 2)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         # No readahead: otherwise a read brings in its neighbours and most
@@ -274,7 +304,8 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         if backend == "pread":
             return lambda: [os.pread(fd, BLOCK, off) for off in offs]
-        return lambda: asyncio.run(run_cold64(backend, fd, offs))
+        in_flight = 64 if kind == "cold64" else 1
+        return lambda: asyncio.run(run_cold(backend, fd, offs, in_flight))
     for path in (rand, lines) if prime else ():
         with open(path, "rb", buffering=0) as f:
             while f.read(1 << 20):

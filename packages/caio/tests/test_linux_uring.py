@@ -197,14 +197,11 @@ async def test_switches_to_batching_and_back(
         os.close(w)
 
 
-@pytest.mark.parametrize("explicit", [True, False])
-async def test_batching_needs_a_scheduler(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any, explicit: bool
-) -> None:
-    # Batched submissions are flushed by a callback scheduled with call_soon:
-    # given explicitly, or found on the factory (loop.create_future's loop).
-    # A factory without one means: always submit at once.
-    r, w = pipe
+def recording_context(
+    event_loop: asyncio.AbstractEventLoop, explicit: bool
+) -> tuple[Any, list[Any]]:
+    """A low-level Context on the loop; with ``explicit``, its call_soon
+    records what it schedules (the list returned)."""
     context = Context(32)
     scheduled: list[Any] = []
 
@@ -217,14 +214,57 @@ async def test_batching_needs_a_scheduler(
     else:
         context.set_future_factory(lambda: event_loop.create_future())
     event_loop.add_reader(context.fileno, context.process_events)
+    return context, scheduled
+
+
+async def pipe_reads(context: Any, r: int, w: int) -> None:
+    """Rounds of 16 pipe reads that cannot complete inline."""
+    for _ in range(3):
+        futures = [context.read_async(1, r, 0) for _ in range(16)]
+        await asyncio.sleep(0)
+        os.write(w, bytes(16))
+        assert await wait_for(asyncio.gather(*futures)) == [b"\0"] * 16
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+async def test_batching_needs_a_scheduler(
+    event_loop: asyncio.AbstractEventLoop, pipe: Any, explicit: bool
+) -> None:
+    # Batched submissions are flushed by a callback scheduled with call_soon:
+    # given explicitly, or found on the factory (loop.create_future's loop).
+    # A factory without one means: always submit at once.
+    r, w = pipe
+    context, scheduled = recording_context(event_loop, explicit)
     try:
-        for _ in range(3):
-            futures = [context.read_async(1, r, 0) for _ in range(16)]
-            await asyncio.sleep(0)
-            os.write(w, bytes(16))
-            assert await wait_for(asyncio.gather(*futures)) == [b"\0"] * 16
+        await pipe_reads(context, r, w)
         assert bool(context.batching) is explicit
         assert bool(scheduled) is explicit
+    finally:
+        event_loop.remove_reader(context.fileno)
+        context.close()
+
+
+async def test_batching_submits_a_lone_request_at_once(
+    event_loop: asyncio.AbstractEventLoop, pipe: Any
+) -> None:
+    # While batching, a request with nothing else in flight or queued has
+    # no one to share an io_uring_enter with: it goes to the kernel in the
+    # call (no flush scheduled); the next one, with the first in flight,
+    # waits for the flush as before.
+    r, w = pipe
+    context, scheduled = recording_context(event_loop, explicit=True)
+    try:
+        await pipe_reads(context, r, w)
+        assert context.batching
+        scheduled.clear()
+        first = context.read_async(1, r, 0)
+        assert scheduled == []  # in the kernel already: no flush needed
+        second = context.read_async(1, r, 0)
+        assert len(scheduled) == 1
+        assert in_flight(context) == 2
+        os.write(w, b"ab")
+        assert sorted(await wait_for(asyncio.gather(first, second))) == [b"a", b"b"]
+        assert context.batching
     finally:
         event_loop.remove_reader(context.fileno)
         context.close()
