@@ -25,6 +25,7 @@ import warnings
 from importlib import import_module
 from types import ModuleType
 
+from . import _features  # noqa: F401  (the kernel test switch: a typo fails here)
 from ._backends import BACKENDS as _BACKENDS
 from ._fork import fork_generation
 from ._limits import MAX_IO_SIZE

@@ -15,6 +15,7 @@ import os
 import select
 from collections.abc import Callable
 
+from ._features import lacks
 from ._limits import MAX_IO_SIZE, NOWAIT_MAX_PYTHON
 
 try:
@@ -39,8 +40,15 @@ OPCODE_NAMES = ("read", "write", "fsync", "fdsync")
 # read_async). Bigger ones go to the pool: copying megabytes from the page
 # cache would stall the event loop for longer than a thread hop costs.
 RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
-# Without RWF_NOWAIT (not Linux), every read goes to the pool.
-preadv: Callable[..., int] | None = getattr(os, "preadv", None) if RWF_NOWAIT else None
+# Without RWF_NOWAIT (not Linux, or hidden by the test switch: see
+# caio/_features.py), every read goes to the pool.
+preadv: Callable[..., int] | None = (
+    getattr(os, "preadv", None) if RWF_NOWAIT and not lacks("nowait") else None
+)
+#: The kernel features this backend found (caio._features names): its
+#: counterpart of the C backends' struct caio_features, the same for every
+#: context (what it depends on cannot change while the process runs).
+FEATURES: frozenset[str] = frozenset({"nowait"} if preadv is not None else ())
 # Errors of the nowait read that the pool would only repeat: raise them at
 # once. Anything else (EAGAIN, EOPNOTSUPP for /proc files, ESPIPE for pipes,
 # EINVAL for O_DIRECT descriptors, ...) means "let a worker do it".
@@ -49,7 +57,7 @@ FAIL_AT_ONCE = frozenset((errno.EBADF, errno.EISDIR))
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 __all__ = (
-    "FAIL_AT_ONCE", "FD_MAX", "MAX_RW_COUNT", "NOWAIT_MAX_PYTHON", "OFFSET_LIMIT",
+    "FAIL_AT_ONCE", "FD_MAX", "FEATURES", "MAX_RW_COUNT", "NOWAIT_MAX_PYTHON", "OFFSET_LIMIT",
     "OPCODE_NAMES", "PRIORITY_LIMIT", "RWF_NOWAIT", "execute",
     "make_wakeup", "oserror", "preadv", "signal",
 )

@@ -470,7 +470,9 @@ static void shutdown_ctx(UringContext *self)
     if (self->n_inflight > 0) {
         /* One request cancels everything (5.19+); older kernels answer
          * EINVAL and get one cancel per request. */
-        if (uctx_queue_cancel(self, NULL) < 0 || uctx_flush(self) < 0) {
+        if (!caio_has(&self->ring.features, CAIO_F_URING_CANCEL_ANY)) {
+            self->cancel_any_failed = 1;
+        } else if (uctx_queue_cancel(self, NULL) < 0 || uctx_flush(self) < 0) {
             PyErr_Clear();
             self->cancel_any_failed = 1;
         }
