@@ -64,6 +64,12 @@ def extension(name: str) -> Extension:
                  "-fno-sanitize-recover=undefined", "-g", "-O1"]
         compile_args += flags
         link_args += flags
+    elif os.environ.get("CAIO_COVERAGE"):
+        # For the coverage nox session: gcov counters (.gcda files are
+        # written beside the objects when the process exits); -O0 so that
+        # every line maps to code.
+        compile_args += ["--coverage", "-O0", "-g"]
+        link_args += ["--coverage"]
     elif os.environ.get("CAIO_DEBUG"):
         compile_args += ["-g", "-O0", "-UNDEBUG"]
     else:

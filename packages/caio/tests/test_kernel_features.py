@@ -272,3 +272,17 @@ def test_no_context_of_this_run_has_a_hidden_feature() -> None:
             assert not hidden & ctx._kernel_features, module.__name__
         finally:
             ctx.close()
+
+
+def test_the_backend_this_environment_expects() -> None:
+    # CI sets CAIO_EXPECT_BACKEND where it knows the answer for real: in a
+    # container whose seccomp profile blocks io_uring, "linux".
+    expected = os.environ.get("CAIO_EXPECT_BACKEND")
+    print(f"selected: {caio._selected}; io_uring: "
+          f"{caio._import_errors.get('uring') or 'imports'}")
+    if not expected:
+        pytest.skip("CAIO_EXPECT_BACKEND is not set")
+    assert caio._selected == expected
+    if expected != "uring":
+        reason = caio._import_errors.get("uring", "")
+        assert "seccomp" in reason or "io_uring_disabled" in reason, reason
