@@ -58,6 +58,7 @@ def extension(name: str) -> Extension:
         compile_args.append("-Werror")
     link_args = []
     libraries = []
+    macros = limits()
     if os.environ.get("CAIO_SANITIZE"):
         # For the sanitizer nox session: run with libasan preloaded.
         flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
@@ -70,6 +71,7 @@ def extension(name: str) -> Extension:
         # every line maps to code.
         compile_args += ["--coverage", "-O0", "-g"]
         link_args += ["--coverage"]
+        macros.append(("CAIO_COVERAGE", "1"))   # src/common/coverage.c
     elif os.environ.get("CAIO_DEBUG"):
         compile_args += ["-g", "-O0", "-UNDEBUG"]
     else:
@@ -80,7 +82,7 @@ def extension(name: str) -> Extension:
         "caio." + name,
         sources=sources(name),
         include_dirs=[os.path.join("src", "common")],
-        define_macros=limits(),
+        define_macros=macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         libraries=libraries,
