@@ -69,8 +69,11 @@ def extension(name: str) -> Extension:
         # For the coverage nox session: gcov counters (.gcda files are
         # written beside the objects when the process exits); -O0 so that
         # every line maps to code.
-        compile_args += ["--coverage", "-O0", "-g"]
-        link_args += ["--coverage"]
+        # -fprofile-update=atomic: the pool's workers run the same code at
+        # once; plain counter updates would lose counts (or go negative).
+        flags = ["--coverage", "-fprofile-update=atomic"]
+        compile_args += [*flags, "-O0", "-g"]
+        link_args += flags
         macros.append(("CAIO_COVERAGE", "1"))   # src/common/coverage.c
     elif os.environ.get("CAIO_DEBUG"):
         compile_args += ["-g", "-O0", "-UNDEBUG"]

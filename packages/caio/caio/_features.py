@@ -65,6 +65,8 @@ FEATURES: dict[str, tuple[tuple[int, int], str]] = {
     "nowait": ((4, 14), "preadv2/pwritev2(RWF_NOWAIT): the page-cache fast path; "
                         "without it every operation goes to the engine"),
     "statx_dioalign": ((6, 1), "statx(STATX_DIOALIGN): O_DIRECT alignment"),
+    "eventfd": ((2, 6), "eventfd for wake-ups; without it (a seccomp filter) the "
+                        "pools use a pipe, io_uring and kernel AIO refuse a context"),
 }
 
 #: Named kernels that users still run: name -> (major, minor), None = this one.

@@ -172,7 +172,7 @@ def execute(op: Operation, stop_fd: int) -> None:
 
 def make_wakeup() -> tuple[int, int]:
     """A non-blocking (read end, write end); the same fd for an eventfd."""
-    if hasattr(os, "eventfd"):
+    if hasattr(os, "eventfd") and not lacks("eventfd"):
         fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         return fd, fd
     r, w = os.pipe()

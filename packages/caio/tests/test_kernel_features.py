@@ -286,3 +286,42 @@ def test_the_backend_this_environment_expects() -> None:
     if expected != "uring":
         reason = caio._import_errors.get("uring", "")
         assert "seccomp" in reason or "io_uring_disabled" in reason, reason
+
+
+NO_EVENTFD = """
+import asyncio, caio, json, os, stat, tempfile
+out = {}
+
+async def roundtrip(module):
+    async with getattr(caio, module + "_asyncio").AsyncioContext() as ctx:
+        low = ctx.context
+        kind = "pipe" if stat.S_ISFIFO(os.fstat(low.fileno).st_mode) else "eventfd"
+        with tempfile.TemporaryFile() as f:
+            await ctx.write(b"no eventfd", f.fileno(), 0)
+            return kind, (await ctx.read(10, f.fileno(), 0)).decode()
+
+for name in ("thread_aio", "python_aio"):
+    if getattr(caio, name) is not None:
+        out[name] = asyncio.run(roundtrip(name))
+for name in ("linux_uring", "linux_aio"):
+    module = getattr(caio, name)
+    if module is not None:
+        try:
+            module.Context().close()
+            out[name] = "works"
+        except OSError:
+            out[name] = "refused"
+print(json.dumps(out))
+"""
+
+
+def test_without_eventfd_the_pools_use_a_pipe() -> None:
+    found = child(NO_EVENTFD, CAIO_KERNEL_LACKS="eventfd")
+    assert found["python_aio"] == ["pipe", "no eventfd"]
+    if "thread_aio" in found:
+        assert found["thread_aio"] == ["pipe", "no eventfd"]
+    # The rings signal completions through an eventfd they register with
+    # the kernel: without one they refuse the context, saying so.
+    for name in ("linux_uring", "linux_aio"):
+        if name in found:
+            assert found[name] == "refused"

@@ -20,6 +20,7 @@ static const char *const names[CAIO_F_COUNT] = {
     [CAIO_F_URING_FTRUNCATE] = "uring_ftruncate",
     [CAIO_F_NOWAIT] = "nowait",
     [CAIO_F_STATX_DIOALIGN] = "statx_dioalign",
+    [CAIO_F_EVENTFD] = "eventfd",
 };
 
 /* Set once by caio_features_init, before any context exists. */

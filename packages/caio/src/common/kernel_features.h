@@ -31,6 +31,7 @@ enum caio_feature {
     CAIO_F_URING_FTRUNCATE,     /* IORING_OP_FTRUNCATE (6.9) */
     CAIO_F_NOWAIT,              /* preadv2/pwritev2 RWF_NOWAIT (4.14) */
     CAIO_F_STATX_DIOALIGN,      /* statx STATX_DIOALIGN (6.1) */
+    CAIO_F_EVENTFD,             /* eventfd (2.6.22; a seccomp filter may deny it) */
     CAIO_F_COUNT
 };
 
