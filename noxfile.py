@@ -170,7 +170,7 @@ def found_pythons() -> list[str] | None:
 
 PYTHONS = found_pythons()
 
-nox.options.sessions = ["lint", "tests", "backend", "kernel", "sanitize", "docs", "soak-30s"]
+nox.options.sessions = ["lint", "tests", "backend", "kernels", "sanitize", "docs", "soak-30s"]
 # Venvs are kept between runs; our own packages are reinstalled only when
 # their sources change (see install_packages).
 nox.options.reuse_venv = "yes"
@@ -478,15 +478,10 @@ def selected_backend(session: nox.Session, tmp: Path, env: dict[str, str | None]
     return out.strip().splitlines()[-1]
 
 
-@nox.session
-@nox.parametrize("profile", KERNEL_PROFILES)
-def kernel(session: nox.Session, profile: str) -> None:
-    """The caio tests a kernel profile changes, with ``CAIO_KERNEL_PROFILE``
-    hiding what that kernel lacks (see CONTRIBUTING.md): the protocol suite
-    on the backend caio selects under it, that backend's own tests, and the
-    feature tests, which assert the backend each profile must select."""
-    install_packages(session, *TEST_DEPS)
-    tmp = Path(session.create_tmp()).resolve()
+def run_kernel_profile(session: nox.Session, profile: str) -> None:
+    """The tests ``profile`` changes, in this session's venv (see ``kernel``)."""
+    tmp = Path(session.create_tmp()).resolve() / f"profile-{profile}"
+    tmp.mkdir(exist_ok=True)
     env: dict[str, str | None] = {
         **AUTOMATIC, "CAIO_KERNEL_PROFILE": profile, "CAIO_KERNEL_LACKS": None,
     }
@@ -497,6 +492,26 @@ def kernel(session: nox.Session, profile: str) -> None:
         session, tmp, "-k", f"{selected} or kernel_features", env=env,
         suites=[CAIO / "tests"], select=KERNEL_TESTS,
     )
+
+
+@nox.session
+@nox.parametrize("profile", KERNEL_PROFILES)
+def kernel(session: nox.Session, profile: str) -> None:
+    """The caio tests a kernel profile changes, with ``CAIO_KERNEL_PROFILE``
+    hiding what that kernel lacks (see CONTRIBUTING.md): the protocol suite
+    on the backend caio selects under it, that backend's own tests, and the
+    feature tests, which assert the backend each profile must select."""
+    install_packages(session, *TEST_DEPS)
+    run_kernel_profile(session, profile)
+
+
+@nox.session
+def kernels(session: nox.Session) -> None:
+    """``kernel(profile=...)`` for every profile, oldest first, in one venv
+    (the default run's: one install instead of one per profile)."""
+    install_packages(session, *TEST_DEPS)
+    for profile in KERNEL_PROFILES:
+        run_kernel_profile(session, profile)
 
 
 # The C floor and the Python floor of `nox -s coverage` (percent of lines;
