@@ -518,7 +518,7 @@ def kernels(session: nox.Session) -> None:
 # Python also counts branches).
 C_COVERAGE_FLOOR = 85
 PYTHON_COVERAGE_FLOOR = 92
-COVERAGE_OUT = ROOT / ".nox" / "coverage"
+COVERAGE_OUT = ROOT / ".nox" / "_coverage"  # not .nox/coverage: that is the venv
 # The fallback runs of the coverage session (after the whole suite): the
 # protocol suite with every optional feature the kernel layers have another
 # way for hidden at once (the oldest io_uring caio runs on), and the pools'
@@ -558,7 +558,7 @@ def coverage(session: nox.Session) -> None:
     and C lines (gcc --coverage, gcovr), over both suites plus a run of the
     protocol suite with the oldest io_uring that caio supports (5.10 without
     one ring mapping and RWF_NOWAIT: the fallbacks). Prints both totals,
-    writes HTML and lcov files (for Coveralls) to .nox/coverage and fails
+    writes HTML and lcov files (for Coveralls) to .nox/_coverage and fails
     below the floors."""
     if not sys.platform.startswith("linux"):
         session.skip("the C coverage build needs gcc/gcov on Linux")
