@@ -297,7 +297,7 @@ def test_closed_context_reports_ecanceled_to_a_pending_read(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("with_executor", [False, True])
-def test_open_cancelled_before_its_thread_opens_nothing(
+def test_cancelled_open_leaves_no_descriptor(
     tmp_path: Path, with_executor: bool,
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
@@ -322,4 +322,8 @@ def test_open_cancelled_before_its_thread_opens_nothing(
         opened = trio.run(main)
         pool.submit(lambda: None).result()  # whatever was queued has run
         assert len(os.listdir("/proc/self/fd")) == before
-    assert path.exists() == opened  # "w" creates it: only an open that ran
+    # "w" creates it. A cancelled open may still have created it (the
+    # request reached the kernel's OPENAT, or the worker had started, before
+    # the cancellation): what must not outlive it is the descriptor.
+    if opened:
+        assert path.exists()
