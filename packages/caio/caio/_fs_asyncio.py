@@ -13,6 +13,7 @@ event loop's thread.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from operator import index
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,7 +38,6 @@ from ._fsops import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable
 
     from .abstract import AbstractContext
@@ -86,6 +86,7 @@ class FsOperations:
 
     if TYPE_CHECKING:
         context: AbstractContext
+        deferred: bool
         _owner: Any
 
         def _check_loop(self) -> None: ...
@@ -142,8 +143,12 @@ class FsOperations:
             except RuntimeError:
                 self._check_loop()  # from another loop's thread: name both loops
                 raise
-            # Finished during the call: None, an int or an os.stat_result.
+            # Finished during the call (a stat of a cached path usually
+            # does): None, an int or an os.stat_result, returned without
+            # suspending, unless deferred=True asks for one loop pass.
             if r is None or r.__class__ is int or r.__class__ is _STAT_RESULT:
+                if self.deferred:
+                    await asyncio.sleep(0)
                 return r
             return await self._wait(r, key)
         except OSError as exc:

@@ -41,7 +41,11 @@
      * one place a kernel feature profile needs to mask); fs_kernel_only:   \
      * fs_async refuses the others (no worker to run them). */             \
     uint32_t fs_kernel;                                                     \
-    int fs_kernel_only;
+    int fs_kernel_only;                                                     \
+    /* stat of cached paths on the calling thread (fsops.h,                 \
+     * caio_fs_stat_cached): the Context(stat_cached=True) option; a kernel \
+     * feature profile masking "stat_cached" clears it. */                  \
+    int stat_cached;
 
 typedef struct {
     CAIO_CONTEXT_HEAD
