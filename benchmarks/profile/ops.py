@@ -33,6 +33,10 @@ page cache hot unless named ``cold``):
                         one at a time; BACKEND also uring-nostat,
                         thread-nostat (Context(stat_cached=False))
     stat-os             ``os.stat(path)`` loop
+    fstat-BACKEND       ``await ctx.fstat(fd)`` of it (no path lookup: the
+    fstat-os            inline path without openat2, which valgrind 3.19
+                        does not know: under callgrind every path stat
+                        takes the slow path); ``os.fstat(fd)`` loop
     BACKEND: uring, uring-ring (Context(nowait_reads=False)), thread,
              python, linux
     lines-stdlib        ``for line in open(path)`` (N lines, 16 MiB file of
@@ -162,8 +166,8 @@ async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
         ctx.close()
 
 
-async def run_stats(backend: str, path: Path, n: int) -> None:
-    """``await ctx.stat(path)`` n times, one after another."""
+async def run_stats(backend: str, path: Path | int, n: int) -> None:
+    """``await ctx.stat(path)`` n times, one after another (an int: fstat)."""
     ctx = make_context(backend)
     try:
         stat = ctx.stat
@@ -340,8 +344,10 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
         return loop
     if op == "stat-os":
         return lambda: [os.stat(rand) for _ in range(n)]
-    if kind == "stat" and backend in BACKENDS:
-        return lambda: asyncio.run(run_stats(backend, rand, n))
+    if op == "fstat-os":
+        return lambda: [os.fstat(fd) for _ in range(n)]
+    if kind in ("stat", "fstat") and backend in BACKENDS:
+        return lambda: asyncio.run(run_stats(backend, rand if kind == "stat" else fd, n))
     if kind in ("read", "bare") and backend in BACKENDS:
         offs = offsets(n, 1)
         return lambda: asyncio.run(run_reads(kind, backend, fd, offs))
