@@ -16,12 +16,14 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -61,21 +63,27 @@ AUTOMATIC: dict[str, str | None] = {"CAIO_IMPL": None}
 COMPILER_VARS = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED")
 
 
-def read_backends() -> dict[str, str]:
-    """caio's backend map (CAIO_IMPL name -> module), from caio/_backends.py.
+def read_literal(module: str, name: str) -> Any:
+    """The literal assigned to ``name`` in ``caio/<module>.py``.
 
     Parsed, not imported: the noxfile runs where caio is not installed.
     """
-    tree = ast.parse((CAIO / "caio" / "_backends.py").read_text(encoding="utf-8"))
+    path = CAIO / "caio" / f"{module}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.AnnAssign | ast.Assign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == "BACKENDS" for t in targets):
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 assert node.value is not None
-                value = ast.literal_eval(node.value)
-                assert isinstance(value, dict)
-                return value
-    raise RuntimeError("caio/_backends.py has no BACKENDS assignment")
+                return ast.literal_eval(node.value)
+    raise RuntimeError(f"{path} has no {name} assignment")
+
+
+def read_backends() -> dict[str, str]:
+    """caio's backend map (CAIO_IMPL name -> module), from caio/_backends.py."""
+    value = read_literal("_backends", "BACKENDS")
+    assert isinstance(value, dict)
+    return value
 
 
 BACKENDS = read_backends()  # CAIO_IMPL value -> package-level attribute of that module
@@ -163,7 +171,7 @@ def found_pythons() -> list[str] | None:
 
 PYTHONS = found_pythons()
 
-nox.options.sessions = ["lint", "tests", "backend", "sanitize", "docs", "soak-30s"]
+nox.options.sessions = ["lint", "tests", "backend", "kernels", "sanitize", "docs", "soak-30s"]
 # Venvs are kept between runs; our own packages are reinstalled only when
 # their sources change (see install_packages).
 nox.options.reuse_venv = "yes"
@@ -317,14 +325,15 @@ def test_suites() -> list[Path]:
 
 def run_suites(
     session: nox.Session, tmp: Path, *extra: str, env: dict[str, str | None],
-    suites: list[Path] | None = None, pytest: str = "pytest",
+    suites: list[Path] | None = None, pytest: str = "pytest", select: tuple[str, ...] = (),
 ) -> None:
     """Run the caio and the aiofile suite from ``tmp``.
 
     Each package's suite runs on its own (its own rootdir and config, so two
     test modules with the same name cannot clash), from a directory where
     no source tree shadows the installed packages (``suites``: other copies
-    of the suites, ``pytest``: another venv's). Exit code 5 (no test
+    of the suites, ``pytest``: another venv's; ``select``: only these
+    paths inside each suite, where they exist). Exit code 5 (no test
     ran) fails the session, unless pytest arguments were given to select
     tests.
     """
@@ -333,6 +342,10 @@ def run_suites(
         for suite in suites or test_suites():
             if not suite.is_dir():
                 session.error(f"missing test suite {suite}")
+            targets = [str(suite / p) for p in select if (suite / p).exists()] if select \
+                else [str(suite)]
+            if not targets:
+                continue
             run_env = dict(env)
             run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
             log = tmp / f"pytest-{suite.parent.name}.log"
@@ -340,7 +353,7 @@ def run_suites(
             session.run(
                 *TEE, *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
                 pytest, *PYTEST_ARGS, "--rootdir", str(suite.parent),
-                *extra, *session.posargs, str(suite),
+                *extra, *session.posargs, *targets,
                 env=run_env, success_codes=codes, external=True,
             )
             check_quiet(session, log)
@@ -382,6 +395,30 @@ if not any(f.startswith(venv) for f in files):
 """
 
 
+# pytest-cov: line and branch coverage of both packages (settings in pyproject.toml).
+PYTEST_COV = (
+    "--cov=caio", "--cov=aiofile", "--cov-report=", f"--cov-config={ROOT / 'pyproject.toml'}",
+)
+# Combined and reported from the repository root, so that [paths] maps the
+# installed files back to packages/*/ for a readable report.
+COV_ENV = {"COVERAGE_RCFILE": str(ROOT / "pyproject.toml")}
+
+
+def combine_python_coverage(session: nox.Session, runs: list[Path], data: Path) -> None:
+    """Check that each run measured the installed packages, then merge the
+    ``.coverage.*`` files of every directory in ``runs`` into ``data``."""
+    for run in runs:
+        with session.chdir(run):
+            session.run(
+                "python", "-c", COVERAGE_GUARD, session.virtualenv.location, str(PACKAGES),
+            )
+    with session.chdir(ROOT):
+        session.run(
+            "coverage", "combine", "--quiet", "--data-file", str(data),
+            *(str(f) for run in runs for f in sorted(run.glob(".coverage.*"))), env=COV_ENV,
+        )
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole suite with the automatic backend choice, with coverage."""
@@ -391,25 +428,10 @@ def tests(session: nox.Session) -> None:
         old.unlink()
     env = AUTOMATIC
     show_backends(session, tmp, env)
-    run_suites(
-        session, tmp, "--cov=caio", "--cov=aiofile", "--cov-report=",
-        f"--cov-config={ROOT / 'pyproject.toml'}", env=env,
-    )
-    with session.chdir(tmp):
-        session.run(
-            "python", "-c", COVERAGE_GUARD, session.virtualenv.location, str(PACKAGES),
-        )
-    # Combined and reported from the repository root, so that [paths] maps
-    # the installed files back to packages/*/ for a readable report.
-    cov_env = {"COVERAGE_RCFILE": str(ROOT / "pyproject.toml")}
+    run_suites(session, tmp, *PYTEST_COV, env=env)
+    combine_python_coverage(session, [tmp], tmp / ".coverage")
     with session.chdir(ROOT):
-        session.run(
-            "coverage", "combine", "--quiet", "--data-file", str(tmp / ".coverage"),
-            *map(str, sorted(tmp.glob(".coverage.*"))), env=cov_env,
-        )
-        session.run(
-            "coverage", "report", "--data-file", str(tmp / ".coverage"), env=cov_env,
-        )
+        session.run("coverage", "report", "--data-file", str(tmp / ".coverage"), env=COV_ENV)
 
 
 @nox.session
@@ -438,6 +460,206 @@ def backend(session: nox.Session, impl: str) -> None:
             session.error(why)
         session.skip(why)
     run_suites(session, tmp, env=env)
+
+
+#: CAIO_KERNEL_PROFILE values (caio/_features.py), oldest kernel first.
+KERNEL_PROFILES = list(read_literal("_features", "PROFILES"))
+# What a kernel profile changes: the backend caio selects under it (the
+# shared protocol suite on that backend, and its own tests) and the feature
+# tests (selection, fallbacks, python -m caio). The other backends do not
+# look at the features a profile hides (thread_aio and python_aio only at
+# RWF_NOWAIT, which every profile has); the tests session runs them.
+KERNEL_TESTS = ("protocol", "test_kernel_features.py", "test_linux_uring.py",
+                "test_uring_seccomp.py")
+
+
+def selected_backend(session: nox.Session, tmp: Path, env: dict[str, str | None]) -> str:
+    """The backend that ``import caio`` selects with ``env``."""
+    with session.chdir(tmp):
+        out = session.run(
+            "python", "-W", "ignore", "-c", "import caio; print(caio._selected)",
+            env=env, silent=True,
+        )
+    assert isinstance(out, str)
+    return out.strip().splitlines()[-1]
+
+
+def run_kernel_profile(session: nox.Session, profile: str) -> None:
+    """The tests ``profile`` changes, in this session's venv (see ``kernel``)."""
+    tmp = Path(session.create_tmp()).resolve() / f"profile-{profile}"
+    tmp.mkdir(exist_ok=True)
+    env: dict[str, str | None] = {
+        **AUTOMATIC, "CAIO_KERNEL_PROFILE": profile, "CAIO_KERNEL_LACKS": None,
+    }
+    show_backends(session, tmp, env)
+    selected = selected_backend(session, tmp, env)
+    session.log(f"kernel profile {profile}: caio selects {selected!r}")
+    run_suites(
+        session, tmp, "-k", f"{selected} or kernel_features", env=env,
+        suites=[CAIO / "tests"], select=KERNEL_TESTS,
+    )
+
+
+@nox.session
+@nox.parametrize("profile", KERNEL_PROFILES)
+def kernel(session: nox.Session, profile: str) -> None:
+    """The caio tests a kernel profile changes, with ``CAIO_KERNEL_PROFILE``
+    hiding what that kernel lacks (see CONTRIBUTING.md): the protocol suite
+    on the backend caio selects under it, that backend's own tests, and the
+    feature tests, which assert the backend each profile must select."""
+    install_packages(session, *TEST_DEPS)
+    run_kernel_profile(session, profile)
+
+
+@nox.session
+def kernels(session: nox.Session) -> None:
+    """``kernel(profile=...)`` for every profile, oldest first, in one venv
+    (the default run's: one install instead of one per profile)."""
+    install_packages(session, *TEST_DEPS)
+    for profile in KERNEL_PROFILES:
+        run_kernel_profile(session, profile)
+
+
+# The C floor and the Python floor of `nox -s coverage` (percent of lines;
+# Python also counts branches).
+C_COVERAGE_FLOOR = 85
+PYTHON_COVERAGE_FLOOR = 92
+COVERAGE_OUT = ROOT / ".nox" / "_coverage"  # not .nox/coverage: that is the venv
+# The fallback runs of the coverage session (after the whole suite): the
+# protocol suite with every optional feature the kernel layers have another
+# way for hidden at once (the oldest io_uring caio runs on), and the pools'
+# share of it without eventfd (where io_uring and kernel AIO refuse).
+FALLBACK_RUNS = {
+    "oldest": ({"CAIO_KERNEL_PROFILE": "5.10", "CAIO_KERNEL_LACKS": "uring_single_mmap,nowait"},
+               "not linux"),
+    "no-eventfd": ({"CAIO_KERNEL_LACKS": "eventfd"}, "not uring and not linux"),
+}
+
+
+# Installed as a .pth hook in the coverage venv only: gcov writes a C
+# extension's counters at a normal exit, and the suite's forked children end
+# with os._exit (see src/common/coverage.c).
+GCOV_EXIT_HOOK = """\
+import os, sys
+def _install():
+    real_exit = os._exit
+    def _exit(code):
+        import ctypes
+        for name in ("caio.linux_uring", "caio.linux_aio", "caio.thread_aio"):
+            module = sys.modules.get(name)
+            if module is not None:
+                try:
+                    ctypes.CDLL(module.__file__).caio_coverage_dump()
+                except (OSError, AttributeError):
+                    pass
+        real_exit(code)
+    os._exit = _exit
+_install()
+"""
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Coverage of both languages: Python lines and branches (pytest-cov)
+    and C lines (gcc --coverage, gcovr), over both suites plus a run of the
+    protocol suite with the oldest io_uring that caio supports (5.10 without
+    one ring mapping and RWF_NOWAIT: the fallbacks). Prints both totals,
+    writes HTML and lcov files (for Coveralls) to .nox/_coverage and fails
+    below the floors."""
+    if not sys.platform.startswith("linux"):
+        session.skip("the C coverage build needs gcc/gcov on Linux")
+    session.install(*TEST_DEPS, "pytest-cov", "gcovr")
+    tmp = Path(session.create_tmp()).resolve()
+    # A fresh build every time (no wheel cache): the .gcno files it leaves
+    # beside its objects are what gcovr reads with the counters.
+    src = tmp / "src-caio"
+    clean_copy(CAIO, src)
+    wheels = tmp / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    build_env: dict[str, str | None] = {
+        "CAIO_COVERAGE": "1", "CAIO_REQUIRE_C": "1", "CAIO_SANITIZE": None,
+        "CAIO_DEBUG": None, "CAIO_ONLY": None,
+    }
+    with session.chdir(src):
+        session.run(
+            "python", "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+            str(wheels), ".", env=build_env,
+        )
+    caio_wheel = only(sorted(wheels.glob("caio-*.whl")), "caio wheel", session)
+    session.install("--force-reinstall", "--no-deps", str(caio_wheel),
+                    str(build_wheel(session, AIOFILE, {})))
+    (Path(session.virtualenv.location) / ".caio-nox-installed").unlink(missing_ok=True)
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
+                       silent=True)
+    assert isinstance(site, str)
+    site_dir = Path(site.strip().splitlines()[-1])
+    (site_dir / "_caio_gcov_exit.py").write_text(GCOV_EXIT_HOOK, encoding="utf-8")
+    (site_dir / "_caio_gcov_exit.pth").write_text("import _caio_gcov_exit\n", encoding="utf-8")
+    for old in src.rglob("*.gcda"):
+        old.unlink()
+    runs = [tmp / "all", *(tmp / name for name in FALLBACK_RUNS)]
+    for run in runs:
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir()
+    show_backends(session, runs[0], AUTOMATIC)
+    run_suites(session, runs[0], *PYTEST_COV, env=AUTOMATIC)
+    for run, (hidden, keep) in zip(runs[1:], FALLBACK_RUNS.values(), strict=True):
+        run_suites(
+            session, run, *PYTEST_COV, "-k", keep, env={**AUTOMATIC, **hidden},
+            suites=[CAIO / "tests"], select=("protocol",),
+        )
+    data = tmp / ".coverage"
+    combine_python_coverage(session, runs, data)
+    shutil.rmtree(COVERAGE_OUT, ignore_errors=True)
+    COVERAGE_OUT.mkdir(parents=True)
+    with session.chdir(ROOT):
+        session.run("coverage", "html", "--quiet", "--data-file", str(data),
+                    "-d", str(COVERAGE_OUT / "python"), env=COV_ENV)
+        session.run("coverage", "lcov", "--quiet", "--data-file", str(data),
+                    "-o", str(COVERAGE_OUT / "python.lcov"), env=COV_ENV)
+        session.run("coverage", "report", "--data-file", str(data), env=COV_ENV)
+        total = session.run("coverage", "report", "--data-file", str(data), "--format=total",
+                            env=COV_ENV, silent=True)
+    assert isinstance(total, str)
+    python_total = float(total.strip().splitlines()[-1])
+    (COVERAGE_OUT / "c").mkdir()
+    summary = COVERAGE_OUT / "c-summary.json"
+    with session.chdir(src):
+        session.run(
+            "gcovr", "--root", str(src), "--filter", str(src / "src"), "--txt",
+            # Counters of code that runs in several threads at once can
+            # still come out garbled on some gcc versions: warn, go on.
+            "--gcov-ignore-parse-errors=negative_hits.warn_once_per_file",
+            "--html-details", str(COVERAGE_OUT / "c" / "index.html"),
+            "--lcov", str(COVERAGE_OUT / "c.lcov"), "--json-summary", str(summary),
+        )
+    c_total = float(json.loads(summary.read_text(encoding="utf-8"))["line_percent"])
+    relative_lcov(COVERAGE_OUT / "c.lcov", src, "packages/caio")
+    session.log(f"HTML reports: {COVERAGE_OUT / 'python' / 'index.html'} and "
+                f"{COVERAGE_OUT / 'c' / 'index.html'}; lcov files for Coveralls beside them")
+    session.log(f"coverage: Python {python_total:.1f}% of lines and branches "
+                f"(floor {PYTHON_COVERAGE_FLOOR}%), C {c_total:.1f}% of lines "
+                f"(floor {C_COVERAGE_FLOOR}%)")
+    low = [f"{lang} {value:.1f}% < {floor}%" for lang, value, floor in (
+        ("Python", python_total, PYTHON_COVERAGE_FLOOR), ("C", c_total, C_COVERAGE_FLOOR),
+    ) if value < floor]
+    if low:
+        session.error(f"coverage below the floor: {', '.join(low)}")
+
+
+def relative_lcov(path: Path, root: Path, prefix: str) -> None:
+    """Rewrite the source paths of an lcov file from ``root`` to ``prefix``
+    (the repository's layout, which Coveralls matches)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for line in lines:
+        if line.startswith("SF:"):
+            source = Path(line[3:])
+            if source.is_absolute():
+                source = source.relative_to(root)
+            line = f"SF:{prefix}/{source.as_posix()}"
+        out.append(line)
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
 @nox.session

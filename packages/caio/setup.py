@@ -60,12 +60,23 @@ def extension(name: str, directory: str = "", shared: bool = True) -> Extension:
         compile_args.append("-Werror")
     link_args = []
     libraries = []
+    macros = limits()
     if os.environ.get("CAIO_SANITIZE"):
         # For the sanitizer nox session: run with libasan preloaded.
         flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
                  "-fno-sanitize-recover=undefined", "-g", "-O1"]
         compile_args += flags
         link_args += flags
+    elif os.environ.get("CAIO_COVERAGE"):
+        # For the coverage nox session: gcov counters (.gcda files are
+        # written beside the objects when the process exits); -O0 so that
+        # every line maps to code.
+        # -fprofile-update=atomic: the pool's workers run the same code at
+        # once; plain counter updates would lose counts (or go negative).
+        flags = ["--coverage", "-fprofile-update=atomic"]
+        compile_args += [*flags, "-O0", "-g"]
+        link_args += flags
+        macros.append(("CAIO_COVERAGE", "1"))   # src/common/coverage.c
     elif os.environ.get("CAIO_DEBUG"):
         compile_args += ["-g", "-O0", "-UNDEBUG"]
     else:
@@ -76,7 +87,7 @@ def extension(name: str, directory: str = "", shared: bool = True) -> Extension:
         "caio." + name,
         sources=sources(directory or name, shared),
         include_dirs=[os.path.join("src", "common")],
-        define_macros=limits(),
+        define_macros=macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         libraries=libraries,

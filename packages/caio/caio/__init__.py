@@ -28,6 +28,7 @@ import warnings
 from importlib import import_module
 from types import ModuleType
 
+from . import _features  # noqa: F401  (the kernel test switch: a typo fails here)
 from ._backends import BACKENDS as _BACKENDS
 from ._direct import aligned_buffer, dio_alignment
 from ._fork import fork_generation

@@ -17,6 +17,7 @@ from importlib import import_module
 from types import ModuleType
 
 import caio
+from caio import _features
 from caio._backends import BACKENDS
 
 PROBE_TIMEOUT = 10.0
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         f"caio {caio.__version__} on Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}",
     )
+    hidden = _features.note()
+    if hidden:  # the test switch: say so, every answer below depends on it
+        print(f"kernel profile: {hidden}")
     print()
     rows = [("backend", "module", "works here")]
     working = {}

@@ -49,6 +49,7 @@ from ._python_kernel import (
     FAIL_AT_ONCE,
     FD_MAX,
     FDSYNC,
+    FEATURES,
     FS,
     FSYNC,
     MAX_RW_COUNT,
@@ -148,6 +149,11 @@ class Context(AbstractContext):
     def max_requests(self) -> int:
         """At most this many operations run at once."""
         return self._max_requests
+
+    @property
+    def _kernel_features(self) -> frozenset[str]:
+        """The kernel features this context found (caio._features names)."""
+        return FEATURES
 
     @property
     def closed(self) -> bool:

@@ -6,6 +6,7 @@
  * and the module. The engine is in context.c, the kernel layer in
  * setup.c/queue.c. */
 #include "context.h"
+#include "kernel_features.h"
 #include "notify.h"
 #include <errno.h>
 #include <stddef.h>
@@ -432,7 +433,8 @@ PyMODINIT_FUNC PyInit_linux_aio(void)
 
     if (m == NULL)
         return NULL;
-    if (caio_fork_init() < 0 ||
+    if (caio_fork_init() < 0 || caio_features_init() < 0 ||
+        caio_features_add_names(m) < 0 ||
         caio_operation_add_type(m, "caio.linux_aio.Operation") < 0 ||
         PyType_Ready(&AioContext_Type) < 0 ||
         PyModule_AddObjectRef(m, "Context", (PyObject *)&AioContext_Type) < 0)

@@ -117,7 +117,6 @@ static void deadline_in(struct timespec *deadline, int ms)
  * frees what was made, if self->released is 0. */
 int uctx_open(UringContext *self, int sqpoll)
 {
-    uint64_t supported[4];
     int err;
 
     err = uring_init(&self->ring, self->max_requests, sqpoll);
@@ -128,8 +127,7 @@ int uctx_open(UringContext *self, int sqpoll)
     self->released = 0;
     /* Once per context: the filesystem operations this kernel does. The
      * rest go to a thread (the adapter's executor): fs_async refuses them. */
-    self->fs_kernel = uring_probe(&self->ring, supported) == 0
-                      ? uctx_fs_kernel_ops(supported) : 0;
+    self->fs_kernel = uctx_fs_kernel_ops(&self->ring.features);
     self->fs_kernel_only = 1;
     self->sqpoll = uring_is_sqpoll(&self->ring);
     self->limit = self->max_requests < self->ring.sq.entries ? self->max_requests
@@ -490,7 +488,9 @@ static void shutdown_ctx(UringContext *self)
     if (self->n_inflight > 0) {
         /* One request cancels everything (5.19+); older kernels answer
          * EINVAL and get one cancel per request. */
-        if (uctx_queue_cancel(self, NULL) < 0 || uctx_flush(self) < 0) {
+        if (!caio_has(&self->ring.features, CAIO_F_URING_CANCEL_ANY)) {
+            self->cancel_any_failed = 1;
+        } else if (uctx_queue_cancel(self, NULL) < 0 || uctx_flush(self) < 0) {
             PyErr_Clear();
             self->cancel_any_failed = 1;
         }

@@ -94,8 +94,8 @@ CAIO_API void uctx_signal(UringContext *self);
 /* ---- filesystem operations (fs.c) ------------------------------------------ */
 
 /* Which rows of common/fsops.h this kernel does (a bit each), from the
- * opcodes its probe reported (uring_probe). */
-CAIO_API uint32_t uctx_fs_kernel_ops(const uint64_t supported[4]);
+ * features the ring's probe found (linux_uring/probe.c). */
+CAIO_API uint32_t uctx_fs_kernel_ops(const struct caio_features *features);
 /* Fill sqe for a CAIO_FS request. */
 CAIO_API void uctx_prep_fs(struct io_uring_sqe *sqe, const caio_req *req);
 

@@ -27,13 +27,28 @@ static const uint8_t uring_fs_opcode[CAIO_FS_COUNT] = {
     [CAIO_FS_FALLOCATE] = IORING_OP_FALLOCATE,  /* 5.6 */
 };
 
-uint32_t uctx_fs_kernel_ops(const uint64_t supported[4])
+/* The kernel feature (common/kernel_features.h, found by the ring's probe
+ * and masked by a test profile) each row needs. CLOSE and FALLOCATE came
+ * with the probe itself (5.6). */
+static const uint8_t uring_fs_feature[CAIO_FS_COUNT] = {
+    [CAIO_FS_STAT] = CAIO_F_URING_STATX,
+    [CAIO_FS_OPEN] = CAIO_F_URING_OPENAT,
+    [CAIO_FS_CLOSE] = CAIO_F_URING_PROBE,
+    [CAIO_FS_RENAME] = CAIO_F_URING_FS,
+    [CAIO_FS_UNLINK] = CAIO_F_URING_FS,
+    [CAIO_FS_MKDIR] = CAIO_F_URING_FS,
+    [CAIO_FS_LINK] = CAIO_F_URING_FS,
+    [CAIO_FS_SYMLINK] = CAIO_F_URING_FS,
+    [CAIO_FS_FTRUNCATE] = CAIO_F_URING_FTRUNCATE,
+    [CAIO_FS_FALLOCATE] = CAIO_F_URING_PROBE,
+};
+
+uint32_t uctx_fs_kernel_ops(const struct caio_features *features)
 {
     uint32_t mask = 0;
 
     for (unsigned i = 0; i < CAIO_FS_COUNT; i++) {
-        unsigned op = uring_fs_opcode[i];
-        if (supported[op / 64] & (1ULL << (op % 64)))
+        if (caio_has(features, (enum caio_feature)uring_fs_feature[i]))
             mask |= 1u << i;
     }
     return mask;

@@ -391,6 +391,8 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->stat_cached = stat_cached;
     if (uctx_open(self, sqpoll) < 0)
         goto error;
+    /* Without RWF_NOWAIT (or hidden by the test switch): the ring only. */
+    self->nowait_reads &= caio_has(&self->ring.features, CAIO_F_NOWAIT);
     self->closed = 0;
     return (PyObject *)self;
 error:
@@ -526,6 +528,11 @@ static PyMethodDef ctx_methods[] = {
     {NULL}
 };
 
+static PyObject *ctx_get_kernel_features(UringContext *self, void *closure)
+{
+    return caio_features_names(&self->ring.features);
+}
+
 static PyGetSetDef ctx_getset[] = {
     {"max_requests", (getter)ctx_get_max_requests, NULL,
      "Operations in the kernel at once, at most.", NULL},
@@ -537,6 +544,8 @@ static PyGetSetDef ctx_getset[] = {
      "True when a kernel thread polls the submission queue.", NULL},
     {"batching", (getter)ctx_get_batching, NULL,
      "True while submissions are batched once per loop iteration.", NULL},
+    {"_kernel_features", (getter)ctx_get_kernel_features, NULL,
+     "The kernel features this context found (caio._features names).", NULL},
     {NULL}
 };
 
@@ -571,7 +580,7 @@ static PyTypeObject UringContext_Type = {
 /* ImportError that says why io_uring cannot be used and what to do. */
 static void set_unusable_error(int err, const char *stage)
 {
-    char msg[600];
+    char msg[1024];
     PyObject *text, *name;
 
     uring_unusable_reason(err, stage, msg, sizeof(msg));
@@ -598,6 +607,8 @@ PyMODINIT_FUNC PyInit_linux_uring(void)
 
     /* Probe before anything else: where io_uring is blocked the import must
      * fail with the reason, so that `caio` picks the next backend. */
+    if (caio_features_init() < 0)
+        return NULL;
     err = uring_check_usable(&stage);
     if (err < 0) {
         set_unusable_error(err, stage);
@@ -611,7 +622,8 @@ PyMODINIT_FUNC PyInit_linux_uring(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Context", (PyObject *)&UringContext_Type) < 0 ||
-        caio_operation_add_type(m, "caio.linux_uring.Operation") < 0) {
+        caio_operation_add_type(m, "caio.linux_uring.Operation") < 0 ||
+        caio_features_add_names(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -86,7 +86,7 @@ int uring_wait(struct uring *ring, int timeout_ms)
 {
     int ret;
 
-    if (ring->features & IORING_FEAT_EXT_ARG) {
+    if (caio_has(&ring->features, CAIO_F_URING_EXT_ARG)) {
         struct __kernel_timespec ts = {
             .tv_sec = timeout_ms / 1000,
             .tv_nsec = (long long)(timeout_ms % 1000) * 1000000,

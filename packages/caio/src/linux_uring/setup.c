@@ -37,13 +37,16 @@ static const unsigned sqpoll_flags[] = {
 /* How long the SQPOLL thread spins for work before it sleeps (ms). */
 #define SQPOLL_IDLE_MS 100
 
+/* ring->features must be known: without SINGLE_MMAP (before 5.4, or
+ * hidden by the test switch) the CQ ring gets its own mapping. */
 static int map_rings(struct uring *ring, const struct io_uring_params *p)
 {
     size_t sq_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
     size_t cq_len = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
+    int single = caio_has(&ring->features, CAIO_F_URING_SINGLE_MMAP);
     char *sq, *cq;
 
-    if (p->features & IORING_FEAT_SINGLE_MMAP) {
+    if (single) {
         if (cq_len > sq_len)
             sq_len = cq_len;
         cq_len = sq_len;
@@ -54,7 +57,7 @@ static int map_rings(struct uring *ring, const struct io_uring_params *p)
         return -errno;
     ring->sq_map = sq;
     ring->sq_map_len = sq_len;
-    if (p->features & IORING_FEAT_SINGLE_MMAP) {
+    if (single) {
         cq = sq;
     } else {
         cq = mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
@@ -113,13 +116,13 @@ static int try_setup(struct uring *ring, unsigned entries, unsigned flags,
         return -errno;
     ring->fd = fd;
     ring->setup_flags = p->flags;
-    ring->features = p->features;
     return 0;
 }
 
 int uring_init(struct uring *ring, unsigned entries, int sqpoll)
 {
     struct io_uring_params p;
+    unsigned allowed = uring_allowed_setup_flags();
     int err = -EINVAL;
     size_t i;
 
@@ -130,10 +133,14 @@ int uring_init(struct uring *ring, unsigned entries, int sqpoll)
     if (entries > (1U << 15))
         entries = 1U << 15;    /* IORING_MAX_ENTRIES */
 
+    if (caio_kernel_lacks(CAIO_F_URING))
+        return -ENOSYS;     /* as under a seccomp filter */
     if (sqpoll) {
         /* Refusals to expect: EPERM (before 5.11 SQPOLL needs
          * CAP_SYS_ADMIN), EINVAL (unknown flag), ENOMEM/EAGAIN (no thread). */
         for (i = 0; i < sizeof(sqpoll_flags) / sizeof(*sqpoll_flags); i++) {
+            if (sqpoll_flags[i] & ~allowed)
+                continue;   /* hidden by the test switch: as if refused */
             err = try_setup(ring, entries, sqpoll_flags[i], &p);
             if (err == 0)
                 break;
@@ -141,6 +148,8 @@ int uring_init(struct uring *ring, unsigned entries, int sqpoll)
     }
     if (!sqpoll || err != 0) {
         for (i = 0; i < sizeof(normal_flags) / sizeof(*normal_flags); i++) {
+            if (normal_flags[i] & ~allowed)
+                continue;
             err = try_setup(ring, entries, normal_flags[i], &p);
             if (err != -EINVAL)
                 break;
@@ -150,6 +159,9 @@ int uring_init(struct uring *ring, unsigned entries, int sqpoll)
         ring->fd = -1;
         return err;
     }
+    /* The ring works without the probe's answers (fs opcodes unknown):
+     * only the import-time check (uring_check_usable) insists on them. */
+    (void)uring_discover(ring, p.features);
     err = map_rings(ring, &p);
     if (err != 0) {
         uring_exit(ring);
@@ -182,57 +194,6 @@ int uring_register_eventfd(struct uring *ring, int efd)
     return 0;
 }
 
-static const struct {
-    uint8_t op;
-    const char *name;
-} needed_ops[] = {
-    {IORING_OP_READ, "IORING_OP_READ"},
-    {IORING_OP_WRITE, "IORING_OP_WRITE"},
-    {IORING_OP_FSYNC, "IORING_OP_FSYNC"},
-    {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
-};
-
-int uring_probe(struct uring *ring, uint64_t supported[4])
-{
-    const unsigned nops = 256;
-    struct io_uring_probe *probe;
-    int err = 0;
-
-    memset(supported, 0, 4 * sizeof(uint64_t));
-    probe = calloc(1, sizeof(*probe) + nops * sizeof(struct io_uring_probe_op));
-    if (probe == NULL)
-        return -ENOMEM;
-    if (sys_io_uring_register(ring->fd, IORING_REGISTER_PROBE, probe, nops) < 0) {
-        err = -errno;
-    } else {
-        for (unsigned op = 0; op <= probe->last_op && op < nops; op++) {
-            if (probe->ops[op].flags & IO_URING_OP_SUPPORTED)
-                supported[op / 64] |= 1ULL << (op % 64);
-        }
-    }
-    free(probe);
-    return err;
-}
-
-static int probe_ops(struct uring *ring, const char **missing)
-{
-    uint64_t supported[4];
-    int err = uring_probe(ring, supported);
-
-    if (err < 0) {
-        *missing = "IORING_REGISTER_PROBE";
-        return err;
-    }
-    for (size_t i = 0; i < sizeof(needed_ops) / sizeof(*needed_ops); i++) {
-        uint8_t op = needed_ops[i].op;
-        if (!(supported[op / 64] & (1ULL << (op % 64)))) {
-            *missing = needed_ops[i].name;
-            return -EOPNOTSUPP;
-        }
-    }
-    return 0;
-}
-
 int uring_check_usable(const char **stage)
 {
     struct io_uring_params p;
@@ -243,18 +204,21 @@ int uring_check_usable(const char **stage)
     ring.fd = -1;
     /* A bare setup first: its errno is what tells seccomp (ENOSYS/EPERM)
      * and the io_uring_disabled sysctl (EPERM) apart from the rest. */
+    *stage = "io_uring_setup";
+    if (caio_kernel_lacks(CAIO_F_URING))
+        return -ENOSYS;     /* as under a seccomp filter */
     memset(&p, 0, sizeof(p));
     err = sys_io_uring_setup(2, &p);
-    if (err < 0) {
-        *stage = "io_uring_setup";
+    if (err < 0)
         return -errno;
-    }
     ring.fd = err;
-    err = map_rings(&ring, &p);
-    if (err != 0) {
-        *stage = "mmap";
-    } else {
-        err = probe_ops(&ring, stage);
+    err = uring_discover(&ring, p.features);
+    if (err != 0 && err != -EINVAL) {
+        *stage = "IORING_REGISTER_PROBE";
+    } else if ((err = uring_lacks_required(&ring, stage)) == 0) {
+        err = map_rings(&ring, &p);
+        if (err != 0)
+            *stage = "mmap";
     }
     uring_exit(&ring);
     return err;
@@ -305,13 +269,18 @@ void uring_unusable_reason(int err, const char *stage, char *msg, size_t size)
         snprintf(msg, size,
                  "io_uring_setup failed with ENOMEM: before Linux 5.12 rings count "
                  "against RLIMIT_MEMLOCK; raise it (ulimit -l)%s", fallback);
-    } else if (err == -EOPNOTSUPP) {
+    } else if (err == -EOPNOTSUPP ||
+               (err == -EINVAL && strcmp(stage, "IORING_REGISTER_PROBE") == 0)) {
         snprintf(msg, size,
                  "this kernel's io_uring lacks %s (Linux 5.6 or later is needed)%s",
                  stage, fallback);
     } else {
         snprintf(msg, size, "io_uring is unusable here: %s failed: %s%s",
                  stage, strerror(-err), fallback);
+    }
+    if (*caio_kernel_mask_note()) {
+        size_t used = strlen(msg);
+        snprintf(msg + used, size - used, " [simulated: %s]", caio_kernel_mask_note());
     }
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "barrier.h"
+#include "kernel_features.h"
 
 #define URING_API __attribute__((visibility("hidden")))
 
@@ -35,6 +36,9 @@
 #endif
 #ifndef IORING_ASYNC_CANCEL_ANY
 #define IORING_ASYNC_CANCEL_ANY (1U << 2)
+#endif
+#ifndef IORING_FEAT_NODROP
+#define IORING_FEAT_NODROP (1U << 1)
 #endif
 #ifndef IORING_FEAT_EXT_ARG
 #define IORING_FEAT_EXT_ARG (1U << 8)
@@ -69,7 +73,7 @@ struct uring {
     struct uring_cq cq;
     int fd;
     unsigned setup_flags;   /* what the kernel accepted */
-    unsigned features;      /* IORING_FEAT_* */
+    struct caio_features features;  /* what this kernel offers (probe.c) */
     void *sq_map;           /* SQ ring mapping (also the CQ ring with SINGLE_MMAP) */
     size_t sq_map_len;
     void *cq_map;           /* separate CQ mapping, or NULL */
@@ -113,10 +117,6 @@ URING_API void uring_exit(struct uring *ring);
 
 URING_API int uring_register_eventfd(struct uring *ring, int efd);
 
-/* IORING_REGISTER_PROBE: bit op of supported[] set for every opcode the
- * kernel has. 0 or -errno (then nothing is set). */
-URING_API int uring_probe(struct uring *ring, uint64_t supported[4]);
-
 /* Can this process use io_uring at all? Sets up and tears down a tiny
  * ring. Returns 0, or -errno with *stage naming the step that failed
  * ("io_uring_setup", "mmap", "IORING_REGISTER_PROBE", or an opcode name). */
@@ -124,6 +124,18 @@ URING_API int uring_check_usable(const char **stage);
 /* Why io_uring cannot be used here (err and stage from uring_check_usable)
  * and what to do about it, as a sentence in msg. */
 URING_API void uring_unusable_reason(int err, const char *stage, char *msg, size_t size);
+
+/* ---- probe.c ------------------------------------------------------------- */
+
+/* Fill ring->features from the kernel's IORING_FEAT_* bits, the accepted
+ * setup flags and an opcode probe, minus what the test switch hides.
+ * Returns 0, or -errno of the probe (its features are then left out). */
+URING_API int uring_discover(struct uring *ring, unsigned kernel_features);
+/* 0 if the ring has what caio.linux_uring needs, else -errno with *stage
+ * naming what is missing (for uring_unusable_reason). */
+URING_API int uring_lacks_required(const struct uring *ring, const char **stage);
+/* The setup flags the test switch leaves (a mask). */
+URING_API unsigned uring_allowed_setup_flags(void);
 
 static inline int uring_is_sqpoll(const struct uring *ring)
 {

@@ -6,6 +6,7 @@
 #define CAIO_THREAD_AIO_CONTEXT_H
 
 #include "protocol.h"
+#include "kernel_features.h"
 #include "io.h"
 #include "pool.h"
 
@@ -26,6 +27,11 @@ typedef struct ThreadContext {
     int pool_size;
     int leak_reqs;              /* a worker was given up on: see close */
     double close_timeout;
+    struct caio_features features;  /* what this kernel offers (kernel_features.h) */
+    /* Reads and writes below this size try the page cache first:
+     * CAIO_NOWAIT_MAX + 1, or 0 without RWF_NOWAIT (one comparison per
+     * operation either way). */
+    size_t nowait_below;
     /* Every open context, for the atexit hook (protected by the GIL). */
     struct ThreadContext *live_prev, *live_next;
 } ThreadContext;

@@ -23,13 +23,29 @@
  * remains: another reader can take the data between poll and read, and a
  * large write to a pipe can sleep halfway; close() then gives up on the
  * request after its timeout.) */
+/* A descriptor open for the other direction only (a pipe's write end for a
+ * read): poll() would wait for ever, read(2) answers EBADF at once. */
+static int wrong_direction(int fd, int is_read)
+{
+    int mode = fcntl(fd, F_GETFL);
+
+    if (mode < 0)
+        return 0;       /* the call itself reports the error */
+    mode &= O_ACCMODE;
+    return is_read ? mode == O_WRONLY : mode == O_RDONLY;
+}
+
 static ssize_t stream_io(const caio_req *req, caio_io_wake *wake)
 {
     struct pollfd fds[3];
     ssize_t n;
     int is_read = caio_opcode_reads(req->opcode);
     int vectored = caio_opcode_vectored(req->opcode);
-    int kick_fd = wake->open_kick(wake);
+    int kick_fd;
+
+    if (wrong_direction(req->fd, is_read))
+        return -EBADF;
+    kick_fd = wake->open_kick(wake);
 
     for (;;) {
         if (atomic_load(wake->cancel)) {

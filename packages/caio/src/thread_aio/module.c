@@ -37,7 +37,7 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
     }
 
     if ((opcode == CAIO_READ || opcode == CAIO_WRITE || opcode == CAIO_READINTO) &&
-        req->nbytes <= CAIO_NOWAIT_MAX) {
+        req->nbytes < self->nowait_below) {
         how = caio_req_nowait(req, 1, NULL, &moved);
         if (how == CAIO_NOWAIT_DONE) {
             PyObject *value;
@@ -268,6 +268,8 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->close_timeout = close_timeout;
     self->stat_cached = stat_cached;
     self->fork_gen = caio_fork_generation();
+    caio_features_common(&self->features);
+    self->nowait_below = caio_has(&self->features, CAIO_F_NOWAIT) ? CAIO_NOWAIT_MAX + 1 : 0;
     if (caio_req_pool_init(&self->reqs, (size_t)max_requests) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -385,7 +387,14 @@ static PyMethodDef ctx_methods[] = {
     {NULL}
 };
 
+static PyObject *ctx_get_kernel_features(ThreadContext *self, void *closure)
+{
+    return caio_features_names(&self->features);
+}
+
 static PyGetSetDef ctx_getset[] = {
+    {"_kernel_features", (getter)ctx_get_kernel_features, NULL,
+     "The kernel features this context found (caio._features names).", NULL},
     {"fileno", (getter)ctx_get_fileno, NULL,
      "Readable when completions wait for process_events().", NULL},
     {"max_requests", (getter)ctx_get_max_requests, NULL,
@@ -453,16 +462,18 @@ PyMODINIT_FUNC PyInit_thread_aio(void)
 {
     PyObject *m, *atexit_mod, *hook, *r;
 
-    if (caio_fork_init() < 0)
+    if (caio_fork_init() < 0 || caio_features_init() < 0)
         return NULL;
     if ((m = PyModule_Create(&module_def)) == NULL)
         return NULL;
     if (PyType_Ready(&ThreadContext_Type) < 0 ||
         PyModule_AddObjectRef(m, "Context", (PyObject *)&ThreadContext_Type) < 0 ||
-        caio_operation_add_type(m, MODULE_NAME ".Operation") < 0)
+        caio_operation_add_type(m, MODULE_NAME ".Operation") < 0 ||
+        caio_features_add_names(m) < 0)
         goto fail;
     /* Whether reads can finish during the call (tests need to know). */
-    if (PyModule_AddIntConstant(m, "_HAVE_NOWAIT", caio_nowait_available) < 0)
+    if (PyModule_AddIntConstant(m, "_HAVE_NOWAIT",
+                                caio_nowait_available && !caio_kernel_lacks(CAIO_F_NOWAIT)) < 0)
         goto fail;
     if ((atexit_mod = PyImport_ImportModule("atexit")) == NULL)
         goto fail;

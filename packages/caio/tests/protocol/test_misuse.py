@@ -107,14 +107,16 @@ async def test_wait_idle_waits_for_operations_on_that_descriptor(
             os.close(descriptor)
 
 
+@pytest.mark.parametrize("size", [10, 2 * 1024 * 1024])  # the fast path, and beyond it
 @pytest.mark.parametrize("op", ["read-write-end", "write-read-end"])
-async def test_wrong_end_of_a_pipe_is_ebadf(context: Any, op: str) -> None:
+async def test_wrong_end_of_a_pipe_is_ebadf(context: Any, op: str, size: int) -> None:
     """A read on a pipe's write end (a write on its read end) fails at once
     with EBADF, as read(2) does, instead of waiting for data that cannot
     come through that end."""
     r, w = os.pipe()
     try:
-        call = context.read(10, w, 0) if op == "read-write-end" else context.write(b"x", r, 0)
+        call = (context.read(size, w, 0) if op == "read-write-end"
+                else context.write(b"x" * size, r, 0))
         with pytest.raises(OSError) as info:
             await asyncio.wait_for(call, 5)
         assert info.value.errno == errno.EBADF
