@@ -33,10 +33,10 @@ page cache hot unless named ``cold``):
                         one at a time; BACKEND also uring-nostat,
                         thread-nostat (Context(stat_cached=False))
     stat-os             ``os.stat(path)`` loop
-    fstat-BACKEND       ``await ctx.fstat(fd)`` of it (no path lookup: the
-    fstat-os            inline path without openat2, which valgrind 3.19
-                        does not know: under callgrind every path stat
-                        takes the slow path); ``os.fstat(fd)`` loop
+    fstat-BACKEND       ``await ctx.fstat(fd)`` of it / ``os.fstat(fd)``
+    fstat-os            loop. (valgrind 3.19 does not know openat2: under
+                        callgrind the contexts find no "stat_cached"
+                        feature and every stat takes the slow path.)
     BACKEND: uring, uring-ring (Context(nowait_reads=False)), thread,
              python, linux
     lines-stdlib        ``for line in open(path)`` (N lines, 16 MiB file of

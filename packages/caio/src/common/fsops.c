@@ -476,6 +476,21 @@ static int final_lookup_error(int err)
            err == ENAMETOOLONG;
 }
 
+int caio_fs_stat_cached_probe(void)
+{
+    static int known = -1;
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_CACHED};
+    int fd;
+
+    if (known >= 0)
+        return known;
+    fd = (int)syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof how);
+    if (fd >= 0)
+        close(fd);
+    known = fd >= 0 || errno == EAGAIN;
+    return known;
+}
+
 int caio_fs_stat_cached(caio_req *req)
 {
     struct statx *stx = req->fs.statx;
@@ -526,6 +541,11 @@ int caio_fs_stat_cached(caio_req *req)
     return done;
 }
 #else
+int caio_fs_stat_cached_probe(void)
+{
+    return 0;
+}
+
 int caio_fs_stat_cached(caio_req *req)
 {
     (void)req;

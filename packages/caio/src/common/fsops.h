@@ -78,9 +78,10 @@ CAIO_API ssize_t caio_fs_syscall(const caio_req *req);
  * worker must do it. The GIL stays held. No Python object touched. */
 CAIO_API int caio_fs_stat_cached(caio_req *req);
 
-/* The kernel feature a profile masks to turn caio_fs_stat_cached off (the
- * Context's stat_cached field). */
-#define CAIO_FEATURE_STAT_CACHED "stat_cached"
+/* 1 when this kernel has openat2 with RESOLVE_CACHED (asked once per
+ * process): the feature CAIO_F_STAT_CACHED ("stat_cached") of
+ * kernel_features.h, which a context needs for its stat_cached field. */
+CAIO_API int caio_fs_stat_cached_probe(void);
 
 /* Try a prepared fs request inline: 1 when req->result is final. Only stat
  * has an inline path, and only when ctx->stat_cached. */

@@ -43,8 +43,8 @@
     uint32_t fs_kernel;                                                     \
     int fs_kernel_only;                                                     \
     /* stat of cached paths on the calling thread (fsops.h,                 \
-     * caio_fs_stat_cached): the Context(stat_cached=True) option; a kernel \
-     * feature profile masking "stat_cached" clears it. */                  \
+     * caio_fs_stat_cached): Context(stat_cached=True) and the kernel       \
+     * feature CAIO_F_STAT_CACHED (which a kernel profile may hide). */     \
     int stat_cached;
 
 typedef struct {

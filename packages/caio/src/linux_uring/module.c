@@ -393,6 +393,8 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         goto error;
     /* Without RWF_NOWAIT (or hidden by the test switch): the ring only. */
     self->nowait_reads &= caio_has(&self->ring.features, CAIO_F_NOWAIT);
+    /* Without openat2(RESOLVE_CACHED) (or hidden): every stat to the ring. */
+    self->stat_cached &= caio_has(&self->ring.features, CAIO_F_STAT_CACHED);
     self->closed = 0;
     return (PyObject *)self;
 error:

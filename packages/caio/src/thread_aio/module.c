@@ -266,9 +266,9 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->max_requests = (int)max_requests;
     self->pool_size = pool_size;
     self->close_timeout = close_timeout;
-    self->stat_cached = stat_cached;
     self->fork_gen = caio_fork_generation();
     caio_features_common(&self->features);
+    self->stat_cached = stat_cached && caio_has(&self->features, CAIO_F_STAT_CACHED);
     self->nowait_below = caio_has(&self->features, CAIO_F_NOWAIT) ? CAIO_NOWAIT_MAX + 1 : 0;
     if (caio_req_pool_init(&self->reqs, (size_t)max_requests) < 0) {
         Py_DECREF(self);

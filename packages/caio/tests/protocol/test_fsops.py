@@ -535,9 +535,12 @@ STAT_CACHED = ("uring", "thread")
 def stat_cached(request: pytest.FixtureRequest, backend: str) -> bool:
     """stat_cached on or off where the backend has the inline stat path
     (the others run once, with their defaults)."""
+    from caio import _features
+
     if backend not in STAT_CACHED and not request.param:
         pytest.skip("no inline stat path on this backend")
-    return bool(request.param) and backend in STAT_CACHED
+    # A kernel feature profile may hide openat2(RESOLVE_CACHED).
+    return bool(request.param) and backend in STAT_CACHED and not _features.lacks("stat_cached")
 
 
 @pytest.fixture
@@ -675,3 +678,15 @@ async def test_stat_cached_deferred(backend: str, context_factory: Any, tmp_path
     inline, got = run_without_suspending(context.stat(tmp_path))
     assert not inline
     assert_same_stat(await finish(got), os.stat(tmp_path))
+
+
+def test_stat_cached_is_a_kernel_feature(backend: str, backend_module: Any) -> None:
+    """Contexts with the inline stat path list "stat_cached" among the
+    kernel features they found, unless a kernel profile hides it."""
+    from caio import _features
+
+    if backend not in STAT_CACHED:
+        pytest.skip("no inline stat path on this backend")
+    with backend_module.Context() as low:
+        found = "stat_cached" in low._kernel_features
+    assert found is (kernel_at_least(5, 12) and not _features.lacks("stat_cached"))
