@@ -29,6 +29,14 @@ page cache hot unless named ``cold``):
                         ``ctx.submit(op)`` (the design not taken: no fast
                         path, an Operation per read)
     triocold64-BACKEND  cold64 (below) under trio.run: 64 tasks, TrioContext
+    stat-BACKEND        ``await ctx.stat(path)`` of the (cached) data file,
+                        one at a time; BACKEND also uring-nostat,
+                        thread-nostat (Context(stat_cached=False))
+    stat-os             ``os.stat(path)`` loop
+    fstat-BACKEND       ``await ctx.fstat(fd)`` of it / ``os.fstat(fd)``
+    fstat-os            loop. (valgrind 3.19 does not know openat2: under
+                        callgrind the contexts find no "stat_cached"
+                        feature and every stat takes the slow path.)
     BACKEND: uring, uring-ring (Context(nowait_reads=False)), thread,
              python, linux
     lines-stdlib        ``for line in open(path)`` (N lines, 16 MiB file of
@@ -83,6 +91,10 @@ BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 BACKENDS["uring-ring"] = (BACKENDS["uring"][0], {"nowait_reads": False})
 BACKENDS["uring-nobatch"] = BACKENDS["uring"]
+# Without the inline stat of cached paths: every stat through the ring or
+# a worker.
+BACKENDS["uring-nostat"] = (BACKENDS["uring"][0], {"stat_cached": False})
+BACKENDS["thread-nostat"] = (BACKENDS["thread"][0], {"stat_cached": False})
 
 
 def data_files(cold: bool = False) -> tuple[Path, Path]:
@@ -150,6 +162,17 @@ async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
                 r = read_async(BLOCK, fd, off)
                 if r.__class__ is not bytes:
                     await r
+    finally:
+        ctx.close()
+
+
+async def run_stats(backend: str, path: Path | int, n: int) -> None:
+    """``await ctx.stat(path)`` n times, one after another (an int: fstat)."""
+    ctx = make_context(backend)
+    try:
+        stat = ctx.stat
+        for _ in range(n):
+            await stat(path)
     finally:
         ctx.close()
 
@@ -319,6 +342,12 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
                 pread(fd, BLOCK, off)
 
         return loop
+    if op == "stat-os":
+        return lambda: [os.stat(rand) for _ in range(n)]
+    if op == "fstat-os":
+        return lambda: [os.fstat(fd) for _ in range(n)]
+    if kind in ("stat", "fstat") and backend in BACKENDS:
+        return lambda: asyncio.run(run_stats(backend, rand if kind == "stat" else fd, n))
     if kind in ("read", "bare") and backend in BACKENDS:
         offs = offsets(n, 1)
         return lambda: asyncio.run(run_reads(kind, backend, fd, offs))

@@ -67,6 +67,10 @@ FEATURES: dict[str, tuple[tuple[int, int], str]] = {
     "statx_dioalign": ((6, 1), "statx(STATX_DIOALIGN): O_DIRECT alignment"),
     "eventfd": ((2, 6), "eventfd for wake-ups; without it (a seccomp filter) the "
                         "pools use a pipe, io_uring and kernel AIO refuse a context"),
+    "stat_cached": ((5, 12), "openat2(RESOLVE_CACHED): a stat of a cached path is "
+                             "answered on the calling thread (linux_uring, "
+                             "thread_aio); without it every stat goes to the "
+                             "ring or a worker"),
 }
 
 #: Named kernels that users still run: name -> (major, minor), None = this one.

@@ -13,6 +13,7 @@ event loop's thread.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from operator import index
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,8 +38,7 @@ from ._fsops import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from .abstract import AbstractContext
 
@@ -73,6 +73,14 @@ def _path(path: object, func: str, arg: str = "path") -> tuple[str | bytes, byte
     return name, encoded
 
 
+def _name_files(exc: OSError, names: tuple[Any, ...]) -> None:
+    # The backends know errno only; os names the files.
+    if names:
+        exc.filename = names[0]
+        if len(names) > 1:
+            exc.filename2 = names[1]
+
+
 def _dir_fd(dir_fd: object) -> int:
     return AT_FDCWD if dir_fd is None else index(dir_fd)  # type: ignore[arg-type]
 
@@ -86,6 +94,7 @@ class FsOperations:
 
     if TYPE_CHECKING:
         context: AbstractContext
+        deferred: bool
         _owner: Any
 
         def _check_loop(self) -> None: ...
@@ -125,34 +134,48 @@ class FsOperations:
             raise ValueError("I/O operation on closed context")
         return _fsops.on_thread(self.loop, op, *args)
 
-    async def _fs(
+    def _fs_call(
+        self, names: tuple[Any, ...], op: int, fd: int, path: bytes | None,
+        path2: bytes | None, fd2: int, flags: int, mode: int, offset: int, length: int,
+    ) -> Any:
+        # Hand the request to its route: the value if it finished during the
+        # call (a stat of a cached path usually does), else a future.
+        if self._owner._thread_id is None:
+            self._check_loop()
+        routes = self._fs_routes
+        route = routes[op] if routes is not None else None
+        if route is None:
+            route = self._fs_route(op)
+        try:
+            return route(op, fd, path, path2, fd2, flags, mode, offset, length)
+        except RuntimeError:
+            self._check_loop()  # from another loop's thread: name both loops
+            raise
+        except OSError as exc:
+            _name_files(exc, names)
+            raise
+
+    async def _fs_result(self, r: Any, key: Any, names: tuple[Any, ...]) -> Any:
+        # None, an int or an os.stat_result: finished during the call, one
+        # loop pass first only if deferred=True. Else a future to wait for.
+        if r is None or r.__class__ is int or r.__class__ is _STAT_RESULT:
+            if self.deferred:
+                await asyncio.sleep(0)
+            return r
+        try:
+            return await self._wait(r, key)
+        except OSError as exc:
+            _name_files(exc, names)
+            raise
+
+    def _fs(
         self, op: int, key: Any, names: tuple[Any, ...], fd: int,
         path: bytes | None, path2: bytes | None = None, fd2: int = AT_FDCWD,
         flags: int = 0, mode: int = 0, offset: int = 0, length: int = 0,
-    ) -> Any:
-        if self._owner._thread_id is None:
-            self._check_loop()
-        try:
-            routes = self._fs_routes
-            route = routes[op] if routes is not None else None
-            if route is None:
-                route = self._fs_route(op)
-            try:
-                r = route(op, fd, path, path2, fd2, flags, mode, offset, length)
-            except RuntimeError:
-                self._check_loop()  # from another loop's thread: name both loops
-                raise
-            # Finished during the call: None, an int or an os.stat_result.
-            if r is None or r.__class__ is int or r.__class__ is _STAT_RESULT:
-                return r
-            return await self._wait(r, key)
-        except OSError as exc:
-            # The backends know errno only; os names the files.
-            if names:
-                exc.filename = names[0]
-                if len(names) > 1:
-                    exc.filename2 = names[1]
-            raise
+    ) -> Coroutine[Any, Any, Any]:
+        """The operation's result, to await (one coroutine, not two)."""
+        r = self._fs_call(names, op, fd, path, path2, fd2, flags, mode, offset, length)
+        return self._fs_result(r, key, names)
 
     async def stat(
         self, path: StrOrBytesPath | int, *, dir_fd: int | None = None,
@@ -166,19 +189,25 @@ class FsOperations:
                 )
             return await self.fstat(path)
         name, encoded = _path(path, "stat")
-        flags = 0 if follow_symlinks else AT_SYMLINK_NOFOLLOW
-        return await self._fs(  # type: ignore[no-any-return]
-            STAT, None, (name,), _dir_fd(dir_fd), encoded, flags=flags,
+        names = (name,)
+        r = self._fs_call(
+            names, STAT, _dir_fd(dir_fd), encoded, None, AT_FDCWD,
+            0 if follow_symlinks else AT_SYMLINK_NOFOLLOW, 0, 0, 0,
         )
+        # A cached path (the common case) needs no second coroutine.
+        if r.__class__ is _STAT_RESULT and not self.deferred:
+            return r
+        return await self._fs_result(r, None, names)  # type: ignore[no-any-return]
 
     async def fstat(self, fd: int) -> os.stat_result:
         """os.fstat: an ``os.stat_result`` of an open descriptor."""
         fd = index(fd)
         if fd < 0:  # statx would take AT_FDCWD (-100) for the current dir
             raise OSError(_EBADF, os.strerror(_EBADF))
-        return await self._fs(  # type: ignore[no-any-return]
-            STAT, fd, (), fd, b"", flags=AT_EMPTY_PATH,
-        )
+        r = self._fs_call((), STAT, fd, b"", None, AT_FDCWD, AT_EMPTY_PATH, 0, 0, 0)
+        if r.__class__ is _STAT_RESULT and not self.deferred:
+            return r
+        return await self._fs_result(r, fd, ())  # type: ignore[no-any-return]
 
     async def open(
         self, path: StrOrBytesPath, flags: int, mode: int = 0o777, *,

@@ -446,7 +446,8 @@ async def test_fs_ops_with_sqpoll(tmp_path: Path) -> None:
 
 async def test_fs_op_waits_for_a_slot(tmp_path: Path) -> None:
     """With the only slot taken, a stat waits its turn in the queue; one
-    cancelled there never reaches the kernel and lets its path go."""
+    cancelled there never reaches the kernel and lets its path go.
+    (stat_cached=False: a cached path would be answered without a slot.)"""
     import gc
     import sys
 
@@ -454,7 +455,7 @@ async def test_fs_op_waits_for_a_slot(tmp_path: Path) -> None:
     refs = sys.getrefcount(path)
     r, w = os.pipe()
     try:
-        async with AsyncioContext(max_requests=1) as context:
+        async with AsyncioContext(max_requests=1, stat_cached=False) as context:
             reading = asyncio.ensure_future(context.read(1, r, 0))
             await asyncio.sleep(0.01)
             waiting = asyncio.ensure_future(context.stat(path))

@@ -15,6 +15,9 @@
 #ifndef STATX_BASIC_STATS       /* a C library older than struct statx */
 #include <linux/stat.h>
 #endif
+#include <linux/magic.h>
+#include <linux/openat2.h>      /* struct open_how, RESOLVE_CACHED (5.12) */
+#include <sys/vfs.h>
 #endif
 
 const caio_fsop_info caio_fsops[CAIO_FS_COUNT] = {
@@ -370,6 +373,185 @@ ssize_t caio_fs_syscall(const caio_req *req)
     return -ENOSYS;
 #endif
 }
+
+/* ---- stat of a cached path on the calling thread (GIL held) ------------------
+ *
+ * STATX through io_uring always goes to an io-wq worker (the kernel has no
+ * non-blocking statx), and through thread_aio to one of ours: either way
+ * the coroutine suspends for what os.stat does in about a microsecond. A
+ * stat cannot block when (a) the path lookup needs no I/O: every
+ * component is in the dentry cache, which openat2(RESOLVE_CACHED) checks,
+ * failing with EAGAIN otherwise, and (b) getattr needs no I/O: local
+ * filesystems keep the attributes in the in-memory inode; network ones
+ * (NFS, CIFS, FUSE, 9p, Ceph...) may ask their server, unless statx gets
+ * AT_STATX_DONT_SYNC. So: open an O_PATH descriptor with RESOLVE_CACHED,
+ * statx it with AT_STATX_DONT_SYNC (which local filesystems ignore: their
+ * answer is the one os.stat gets), and keep the answer only when its
+ * device is on a filesystem of LOCAL_FS; the others go the slow way, where
+ * the statx syncs as os.stat does. A device is classified once (fstatfs)
+ * and remembered: a block device's filesystem is local by construction
+ * (major != 0); only anonymous devices (tmpfs, overlay, btrfs, NFS...)
+ * are asked, once each, with fstatfs (on a network filesystem that one
+ * call may ask the server). A device number reused by a later mount of
+ * another type keeps the first one's class (documented limit).
+ *
+ * Errors of a cached lookup (ENOENT from a negative dentry, ENOTDIR, ELOOP,
+ * EACCES, ENAMETOOLONG) are the answer; any other (EAGAIN, EMFILE, ...)
+ * hands the request to the slow path, which has the final word. A kernel
+ * without openat2 or RESOLVE_CACHED (ENOSYS, E2BIG, EINVAL) turns the path
+ * off for the process after the first try.
+ *
+ * The GIL stays held: two or three system calls of under a microsecond
+ * each, none of which can wait for I/O; releasing and retaking the GIL
+ * would cost about as much (see CAIO_NOWAIT_GIL_RELEASE for reads). */
+
+#ifdef CAIO_HAVE_FS
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef RESOLVE_CACHED          /* headers older than Linux 5.12 */
+#define RESOLVE_CACHED 0x20
+#endif
+
+static int stat_cached_missing;     /* the kernel lacks it: stop trying */
+
+/* Filesystems whose getattr is a copy from the in-memory inode. */
+static int local_fs(unsigned long type)
+{
+    switch (type) {
+    case EXT4_SUPER_MAGIC:      /* also ext2, ext3 */
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case SQUASHFS_MAGIC:
+    case ISOFS_SUPER_MAGIC:
+    case MSDOS_SUPER_MAGIC:
+    case EXFAT_SUPER_MAGIC:
+    case EROFS_SUPER_MAGIC_V1:
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case 0x2fc12fc1:            /* zfs */
+    case 0xca451a4e:            /* bcachefs */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Devices already classified: (major << 32 | minor) + 1, and whether local.
+ * The GIL guards it (every caller holds it). */
+#define FS_SEEN 16
+static struct { uint64_t dev; int local; } fs_seen[FS_SEEN];
+static unsigned fs_seen_next;
+
+static int device_is_local(const struct statx *stx, int fd)
+{
+    uint64_t dev = ((uint64_t)stx->stx_dev_major << 32 | stx->stx_dev_minor) + 1;
+    struct statfs sfs;
+    unsigned i;
+    int local;
+
+    if (stx->stx_dev_major != 0)
+        return 1;       /* a block device's filesystem */
+    for (i = 0; i < FS_SEEN; i++)
+        if (fs_seen[i].dev == dev)
+            return fs_seen[i].local;
+    if (fstatfs(fd, &sfs) < 0)
+        return 0;
+    local = local_fs((unsigned long)sfs.f_type);
+    fs_seen[fs_seen_next].dev = dev;
+    fs_seen[fs_seen_next].local = local;
+    fs_seen_next = (fs_seen_next + 1) % FS_SEEN;
+    return local;
+}
+
+/* An openat2 error that is the stat's answer, not "ask the slow path". */
+static int final_lookup_error(int err)
+{
+    return err == ENOENT || err == ENOTDIR || err == ELOOP || err == EACCES ||
+           err == ENAMETOOLONG;
+}
+
+int caio_fs_stat_cached_probe(void)
+{
+    static int known = -1;
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_CACHED};
+    int fd;
+
+    if (known >= 0)
+        return known;
+    fd = (int)syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof how);
+    if (fd >= 0)
+        close(fd);
+    known = fd >= 0 || errno == EAGAIN;
+    return known;
+}
+
+int caio_fs_stat_cached(caio_req *req)
+{
+    struct statx *stx = req->fs.statx;
+    int flags = req->fs.flags, fd, done;
+    long r;
+
+    if (stat_cached_missing || (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)) != 0)
+        return 0;
+    if (flags & AT_EMPTY_PATH) {
+        /* fstat: no lookup. (A path with it is not what the adapter sends.) */
+        if (((const char *)req->data)[0] != '\0')
+            return 0;
+        fd = req->fd;
+    } else {
+        struct open_how how = {
+            .flags = O_PATH | O_CLOEXEC | (flags & AT_SYMLINK_NOFOLLOW ? O_NOFOLLOW : 0),
+            .resolve = RESOLVE_CACHED,
+        };
+        fd = (int)syscall(SYS_openat2, req->fd, req->data, &how, sizeof how);
+        if (fd < 0) {
+            int err = errno;
+            if (err == ENOSYS || err == E2BIG || err == EINVAL) {
+                stat_cached_missing = 1;
+                return 0;
+            }
+            if (!final_lookup_error(err))
+                return 0;
+            req->result = -err;
+            return 1;
+        }
+    }
+    r = syscall(SYS_statx, fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC,
+                STATX_BASIC_STATS, stx);
+    if (r == 0) {
+        done = device_is_local(stx, fd);
+        req->result = 0;
+    } else {
+        /* fstat of a bad fd (EBADF) is final; anything else, ask again. */
+        done = (flags & AT_EMPTY_PATH) && errno == EBADF;
+        req->result = -errno;
+    }
+    if (fd != req->fd)
+        close(fd);
+    if (!done) {
+        memset(stx, 0, sizeof *stx);
+        req->result = 0;
+    }
+    return done;
+}
+#else
+int caio_fs_stat_cached_probe(void)
+{
+    return 0;
+}
+
+int caio_fs_stat_cached(caio_req *req)
+{
+    (void)req;
+    return 0;
+}
+#endif
 
 /* ---- fs_in_kernel ------------------------------------------------------------------- */
 

@@ -70,6 +70,26 @@ CAIO_API void caio_fs_dropped(caio_req *req);
  * or -errno. Touches no Python object. */
 CAIO_API ssize_t caio_fs_syscall(const caio_req *req);
 
+/* The inline path of a stat (CAIO_FS_STAT, prepared): a path whose every
+ * component is in the dentry cache, or an fd, on a local filesystem, is
+ * answered on the calling thread without blocking (openat2 RESOLVE_CACHED,
+ * then statx of the O_PATH fd; fsops.c says why it cannot block). 1: done,
+ * req->result is 0 or -errno and req->fs.statx is filled; 0: the ring or a
+ * worker must do it. The GIL stays held. No Python object touched. */
+CAIO_API int caio_fs_stat_cached(caio_req *req);
+
+/* 1 when this kernel has openat2 with RESOLVE_CACHED (asked once per
+ * process): the feature CAIO_F_STAT_CACHED ("stat_cached") of
+ * kernel_features.h, which a context needs for its stat_cached field. */
+CAIO_API int caio_fs_stat_cached_probe(void);
+
+/* Try a prepared fs request inline: 1 when req->result is final. Only stat
+ * has an inline path, and only when ctx->stat_cached. */
+static inline int caio_fs_inline(const caio_context *ctx, caio_req *req)
+{
+    return req->fs.op == CAIO_FS_STAT && ctx->stat_cached && caio_fs_stat_cached(req);
+}
+
 /* 0 when fs_async may take this call; otherwise -1 with NotImplementedError
  * (a context with no worker for operations its kernel lacks), or with the
  * TypeError/ValueError of a bad op argument. */

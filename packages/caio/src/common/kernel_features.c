@@ -1,6 +1,7 @@
 /* Kernel features and the test-only mask (see kernel_features.h). */
 #include "caio.h"
 #include "kernel_features.h"
+#include "fsops.h"
 #include "nowait.h"
 
 static const char *const names[CAIO_F_COUNT] = {
@@ -21,6 +22,7 @@ static const char *const names[CAIO_F_COUNT] = {
     [CAIO_F_NOWAIT] = "nowait",
     [CAIO_F_STATX_DIOALIGN] = "statx_dioalign",
     [CAIO_F_EVENTFD] = "eventfd",
+    [CAIO_F_STAT_CACHED] = "stat_cached",
 };
 
 /* Set once by caio_features_init, before any context exists. */
@@ -45,6 +47,7 @@ const char *caio_kernel_mask_note(void)
 void caio_features_common(struct caio_features *fs)
 {
     caio_features_set(fs, CAIO_F_NOWAIT, caio_nowait_available);
+    caio_features_set(fs, CAIO_F_STAT_CACHED, caio_fs_stat_cached_probe());
 }
 
 static int lookup(PyObject *name)

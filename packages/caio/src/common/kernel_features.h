@@ -32,6 +32,7 @@ enum caio_feature {
     CAIO_F_NOWAIT,              /* preadv2/pwritev2 RWF_NOWAIT (4.14) */
     CAIO_F_STATX_DIOALIGN,      /* statx STATX_DIOALIGN (6.1) */
     CAIO_F_EVENTFD,             /* eventfd (2.6.22; a seccomp filter may deny it) */
+    CAIO_F_STAT_CACHED,         /* openat2 RESOLVE_CACHED (5.12): inline stat */
     CAIO_F_COUNT
 };
 

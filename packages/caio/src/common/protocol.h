@@ -41,7 +41,11 @@
      * one place a kernel feature profile needs to mask); fs_kernel_only:   \
      * fs_async refuses the others (no worker to run them). */             \
     uint32_t fs_kernel;                                                     \
-    int fs_kernel_only;
+    int fs_kernel_only;                                                     \
+    /* stat of cached paths on the calling thread (fsops.h,                 \
+     * caio_fs_stat_cached): Context(stat_cached=True) and the kernel       \
+     * feature CAIO_F_STAT_CACHED (which a kernel profile may hide). */     \
+    int stat_cached;
 
 typedef struct {
     CAIO_CONTEXT_HEAD

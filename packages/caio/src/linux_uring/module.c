@@ -51,6 +51,13 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
 
+    if (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req)) {
+        /* A stat of a cached path: answered without the ring (fsops.c). */
+        req->state = CAIO_REQ_DONE;
+        result = uctx_take_value(self, req);
+        goto out;
+    }
+
     if (self->n_inflight >= self->limit || self->wait_head != NULL) {
         /* Back-pressure: wait for a slot, in order. */
         fut = PyObject_CallNoArgs(self->factory);
@@ -356,14 +363,14 @@ static PyObject *ctx_set_future_factory(UringContext *self, PyObject *const *arg
 
 static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"max_requests", "sqpoll", "nowait_reads", NULL};
+    static char *kwlist[] = {"max_requests", "sqpoll", "nowait_reads", "stat_cached", NULL};
     PyObject *max_ob = Py_None;
     unsigned max_requests;
-    int sqpoll = 0, nowait_reads = 1;
+    int sqpoll = 0, nowait_reads = 1, stat_cached = 1;
     UringContext *self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$pp:Context", kwlist,
-                                     &max_ob, &sqpoll, &nowait_reads))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$ppp:Context", kwlist,
+                                     &max_ob, &sqpoll, &nowait_reads, &stat_cached))
         return NULL;
     if (caio_parse_max_requests(max_ob, CAIO_MAX_REQUESTS_DEFAULT, &max_requests) < 0)
         return NULL;
@@ -381,10 +388,13 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->max_requests = max_requests;
 
     self->nowait_reads = nowait_reads;
+    self->stat_cached = stat_cached;
     if (uctx_open(self, sqpoll) < 0)
         goto error;
     /* Without RWF_NOWAIT (or hidden by the test switch): the ring only. */
     self->nowait_reads &= caio_has(&self->ring.features, CAIO_F_NOWAIT);
+    /* Without openat2(RESOLVE_CACHED) (or hidden): every stat to the ring. */
+    self->stat_cached &= caio_has(&self->ring.features, CAIO_F_STAT_CACHED);
     self->closed = 0;
     return (PyObject *)self;
 error:
@@ -548,9 +558,12 @@ static PyTypeObject UringContext_Type = {
     .tp_dealloc = (destructor)ctx_dealloc,
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Context(max_requests=None, *, sqpoll=False, nowait_reads=True)\n--\n\n"
+    .tp_doc = "Context(max_requests=None, *, sqpoll=False, nowait_reads=True, "
+              "stat_cached=True)\n--\n\n"
               "caio.linux_uring context: an io_uring ring. nowait_reads: serve page-cache hits of reads "
               "up to 256 KiB with preadv2(RWF_NOWAIT) before using the ring. "
+              "stat_cached: answer a stat of a path in the dentry cache (or an fd) "
+              "without the ring. "
               "sqpoll=True asks for a kernel submission "
               "thread and falls back to a normal ring where that is refused "
               "(see .sqpoll).\nRaises ValueError/TypeError (max_requests), "

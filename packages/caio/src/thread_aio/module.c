@@ -51,6 +51,12 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         req->data += moved;
         req->nbytes -= (size_t)moved;
     }
+    if (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req)) {
+        /* A stat of a cached path: answered without a worker (fsops.c). */
+        PyObject *value = caio_req_value(req);
+        caio_req_put(&self->reqs, req);
+        return value;
+    }
     caio_thread_ext_of(req)->done = moved;
     caio_thread_ext_of(req)->shift = req->offset <= INT64_MAX - moved ? moved : 0;
     req->offset += caio_thread_ext_of(req)->shift;
@@ -233,15 +239,16 @@ static int parse_pool_size(PyObject *ob, int *out)
 
 static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"max_requests", "pool_size", "close_timeout", NULL};
+    static char *kwlist[] = {"max_requests", "pool_size", "close_timeout", "stat_cached",
+                             NULL};
     PyObject *max_ob = NULL, *size_ob = NULL;
     double close_timeout = DEFAULT_CLOSE_TIMEOUT;
     unsigned max_requests;
-    int pool_size, err = 0;
+    int pool_size, err = 0, stat_cached = 1;
     ThreadContext *self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOd:Context", kwlist,
-                                     &max_ob, &size_ob, &close_timeout))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOd$p:Context", kwlist,
+                                     &max_ob, &size_ob, &close_timeout, &stat_cached))
         return NULL;
     if (caio_parse_max_requests(max_ob, CAIO_MAX_REQUESTS_DEFAULT, &max_requests) < 0 ||
         parse_pool_size(size_ob, &pool_size) < 0)
@@ -261,6 +268,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->close_timeout = close_timeout;
     self->fork_gen = caio_fork_generation();
     caio_features_common(&self->features);
+    self->stat_cached = stat_cached && caio_has(&self->features, CAIO_F_STAT_CACHED);
     self->nowait_below = caio_has(&self->features, CAIO_F_NOWAIT) ? CAIO_NOWAIT_MAX + 1 : 0;
     if (caio_req_pool_init(&self->reqs, (size_t)max_requests) < 0) {
         Py_DECREF(self);
@@ -403,11 +411,13 @@ static PyTypeObject ThreadContext_Type = {
     .tp_dealloc = (destructor)ctx_dealloc,
     .tp_repr = (reprfunc)ctx_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Context(max_requests=None, pool_size=None, close_timeout=10.0)\n--\n\n"
+    .tp_doc = "Context(max_requests=None, pool_size=None, close_timeout=10.0, *, "
+              "stat_cached=True)\n--\n\n"
               "caio.thread_aio context: file I/O in a pool of POSIX threads. At most max_requests requests\n"
               "run at once (more wait their turn, in order) in at most pool_size\n"
               "threads, started on demand. close() waits close_timeout seconds for\n"
-              "running requests, then gives up on them.\n"
+              "running requests, then gives up on them. stat_cached: answer a stat\n"
+              "of a path in the dentry cache (or an fd) on the calling thread.\n"
               "Raises TypeError, ValueError (out of range), OSError.",
     .tp_traverse = (traverseproc)ctx_traverse,
     .tp_clear = (inquiry)ctx_clear,

@@ -377,6 +377,8 @@ def test_permission_denied(backend: str, tmp_path: Path) -> None:
         pytest.skip("needs root to switch to an unprivileged user")
     path = str(tmp_path / "f")
     Path(path).write_bytes(b"")
+    # With and without the inline stat path where there is one.
+    options = [{}, {"stat_cached": False}] if backend in STAT_CACHED else [{}]
     script = textwrap.dedent(f"""
         import asyncio, os
         import concurrent.futures.thread  # root's Python is root's to read
@@ -386,7 +388,8 @@ def test_permission_denied(backend: str, tmp_path: Path) -> None:
         path = {path!r}
 
         async def main():
-            async with backend.AsyncioContext() as ctx:
+            for options in {options!r}:
+              async with backend.AsyncioContext(**options) as ctx:
                 for name, args in (("stat", (path,)), ("open", (path, os.O_RDONLY)),
                                    ("unlink", (path,)), ("mkdir", (path + "x",))):
                     try:
@@ -520,3 +523,170 @@ async def test_fs_async_arguments(
         low.fs_async(_fsops.STAT, _fsops.AT_FDCWD, b"a\0b", *good[3:])
     with pytest.raises(TypeError):
         low.fs_async(_fsops.STAT, "fd", *good[2:])
+
+
+# ---- stat of a cached path on the calling thread (stat_cached) -----------------------
+
+#: Backends whose Context has the inline stat path (src/common/fsops.c).
+STAT_CACHED = ("uring", "thread")
+
+
+@pytest.fixture(params=[True, False], ids=["cached", "no-cached"])
+def stat_cached(request: pytest.FixtureRequest, backend: str) -> bool:
+    """stat_cached on or off where the backend has the inline stat path
+    (the others run once, with their defaults)."""
+    from caio import _features
+
+    if backend not in STAT_CACHED and not request.param:
+        pytest.skip("no inline stat path on this backend")
+    # A kernel feature profile may hide openat2(RESOLVE_CACHED).
+    return bool(request.param) and backend in STAT_CACHED and not _features.lacks("stat_cached")
+
+
+@pytest.fixture
+def stat_context(backend: str, stat_cached: bool, context_factory: Any) -> Any:
+    if backend not in STAT_CACHED:
+        return context_factory()
+    return context_factory(stat_cached=stat_cached)
+
+
+def run_without_suspending(coro: Any) -> tuple[bool, Any]:
+    """(True, value) when the coroutine finishes at its first step (it did
+    not give the loop a turn), else (False, the coroutine, already started:
+    await ``finish`` of it)."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration as done:
+        return True, done.value
+    return False, (coro, yielded)
+
+
+async def finish(started: tuple[Any, Any]) -> Any:
+    # Drive a coroutine that yielded a future: wait for it, send the result.
+    coro, yielded = started
+    while True:
+        try:
+            if yielded is None:  # asyncio.sleep(0)
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait([yielded], timeout=TIMEOUT)
+            yielded = coro.send(None)
+        except StopIteration as done:
+            return done.value
+
+
+async def stat_inline(
+    context: Any, backend: str, cached: bool, *args: Any, **kwargs: Any,
+) -> Any:
+    """context.stat(*args, **kwargs), asserting it ran inline where it must
+    (stat_cached on) and through a worker where it must (thread_aio, off)."""
+    inline, got = run_without_suspending(context.stat(*args, **kwargs))
+    if cached:
+        assert inline, "a cached stat suspended"
+    elif backend == "thread":
+        assert not inline, "stat_cached=False answered inline"
+    return got if inline else await finish(got)
+
+
+async def test_stat_cached_same_as_os(
+    backend: str, stat_cached: bool, stat_context: Any, tmp_path: Path, dir_fd: int,
+) -> None:
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "f").write_bytes(b"x" * 5000)
+    os.symlink("d/f", tmp_path / "link")
+    (tmp_path / "f").write_bytes(b"")
+    for _ in range(2):
+        for path in (tmp_path, directory, directory / "f", str(directory / "f").encode()):
+            got = await stat_inline(stat_context, backend, stat_cached, path)
+            assert_same_stat(got, os.stat(path))
+        link = tmp_path / "link"
+        assert_same_stat(
+            await stat_inline(stat_context, backend, stat_cached, link, follow_symlinks=False),
+            os.stat(link, follow_symlinks=False),
+        )
+        assert_same_stat(
+            await stat_inline(stat_context, backend, stat_cached, "f", dir_fd=dir_fd),
+            os.stat("f", dir_fd=dir_fd),
+        )
+        # Following a symlink may have to update its atime, which a cached
+        # lookup refuses (then a worker does it): the answer is the same.
+        assert_same_stat(await wait(stat_context.stat(link)), os.stat(link))
+        fd = os.open(directory / "f", os.O_RDONLY)
+        try:
+            got = await stat_inline(stat_context, backend, stat_cached, fd)
+            assert_same_stat(got, os.fstat(fd))
+        finally:
+            os.close(fd)
+
+
+async def test_stat_cached_errors(stat_context: Any, tmp_path: Path, closed_fd: int) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    os.symlink("loop2", tmp_path / "loop1")
+    os.symlink("loop1", tmp_path / "loop2")
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (tmp_path / "missing", {}),
+        (tmp_path / "missing" / "deeper", {}),
+        (tmp_path / "file" / "x", {}),
+        (tmp_path / "loop1", {}),
+        (tmp_path / "loop1" / "x", {"follow_symlinks": False}),
+        (tmp_path / ("n" * 300), {}),
+        ("", {}),
+    ]
+    for _ in range(2):  # the second time every component is cached
+        for path, kwargs in cases:
+            await assert_same_error(stat_context.stat(path, **kwargs), os.stat, path, **kwargs)
+        await assert_same_error(stat_context.fstat(closed_fd), os.fstat, closed_fd)
+    # A symlink loop is a symlink when not followed.
+    assert_same_stat(
+        await wait(stat_context.stat(tmp_path / "loop1", follow_symlinks=False)),
+        os.stat(tmp_path / "loop1", follow_symlinks=False),
+    )
+
+
+def drop_dentries() -> bool:
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as control:
+            control.write("2\n")
+    except OSError:
+        return False
+    return True
+
+
+async def test_stat_not_cached_falls_back(
+    backend: str, stat_cached: bool, stat_context: Any, tmp_path: Path,
+) -> None:
+    """A path whose dentries were dropped is looked up by the slow path
+    (thread_aio: a worker, so the coroutine suspends) with the same answer."""
+    deep = tmp_path / "a" / "b" / "c" / "d"
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"data")
+    expected = os.stat(deep / "f")
+    if not drop_dentries():
+        pytest.skip("cannot drop the dentry cache (needs root)")
+    inline, got = run_without_suspending(stat_context.stat(deep / "f"))
+    if backend == "thread":
+        assert not inline, "a stat of an uncached path did not go to a worker"
+    assert_same_stat(got if inline else await finish(got), expected)
+    # Now cached again: inline where there is the path.
+    assert_same_stat(await stat_inline(stat_context, backend, stat_cached, deep / "f"), expected)
+
+
+async def test_stat_cached_deferred(backend: str, context_factory: Any, tmp_path: Path) -> None:
+    """deferred=True: even an inline stat gives the loop one turn."""
+    context = context_factory(deferred=True)
+    inline, got = run_without_suspending(context.stat(tmp_path))
+    assert not inline
+    assert_same_stat(await finish(got), os.stat(tmp_path))
+
+
+def test_stat_cached_is_a_kernel_feature(backend: str, backend_module: Any) -> None:
+    """Contexts with the inline stat path list "stat_cached" among the
+    kernel features they found, unless a kernel profile hides it."""
+    from caio import _features
+
+    if backend not in STAT_CACHED:
+        pytest.skip("no inline stat path on this backend")
+    with backend_module.Context() as low:
+        found = "stat_cached" in low._kernel_features
+    assert found is (kernel_at_least(5, 12) and not _features.lacks("stat_cached"))
