@@ -440,7 +440,10 @@ def backend(session: nox.Session, impl: str) -> None:
     """The whole suite with ``CAIO_IMPL`` forcing one backend."""
     install_packages(session, *TEST_DEPS)
     tmp = Path(session.create_tmp()).resolve()
-    env: dict[str, str | None] = {"CAIO_IMPL": impl}
+    # CAIO_TEST_ONLY_BACKEND: tests parametrized over every backend run for
+    # this one only (the conftests deselect the others, which the tests-3.X
+    # sessions run); what this session adds is the default backend forced.
+    env: dict[str, str | None] = {"CAIO_IMPL": impl, "CAIO_TEST_ONLY_BACKEND": impl}
     show_backends(session, tmp, env)
     with session.chdir(tmp):
         # Forcing a backend that cannot work here gives a warning and another

@@ -6,6 +6,7 @@ and once with the default context (``None``: the running loop's own).
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,22 @@ BACKENDS = [pytest.param(None, id="default")] + [
     pytest.param(module, id=module.__name__.rsplit(".", 1)[-1].replace("_asyncio", ""))
     for module in caio.variants_asyncio
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a ``backend(impl=X)`` nox session (CAIO_TEST_ONLY_BACKEND set), a
+    test that takes ``context`` runs with the default context only, which
+    is X there: its explicit backends are the tests-3.X sessions' work."""
+    if not os.environ.get("CAIO_TEST_ONLY_BACKEND"):
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (keep if params.get("context") is None else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(params=BACKENDS)

@@ -161,6 +161,13 @@ class AsyncioContextBase(FsOperations):
         context = self.context
         context.set_future_factory(loop.create_future, loop.call_soon)
         self._fileno = context.fileno
+        # The number is fresh, so a registration the loop still holds under it
+        # is stale: a descriptor closed without remove_reader (as a forked
+        # child closes its parent's contexts: removing their readers there
+        # would remove the parent's). add_reader would then only swap the
+        # callback and never watch our descriptor: drop the stale entry first
+        # (the epoll's DEL of our own, unregistered descriptor is a no-op).
+        loop.remove_reader(self._fileno)
         loop.add_reader(self._fileno, context.process_events)
         if isinstance(loop, asyncio.BaseEventLoop):
             self._owner = loop

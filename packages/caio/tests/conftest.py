@@ -31,6 +31,23 @@ import caio
 from caio._backends import BACKENDS
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a ``backend(impl=X)`` nox session (CAIO_TEST_ONLY_BACKEND=X), the
+    tests parametrized by backend run for X only: the other backends'
+    variants are the same tests as in the tests-3.X sessions."""
+    only = os.environ.get("CAIO_TEST_ONLY_BACKEND")
+    if not only:
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (keep if params.get("backend", only) == only else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(params=list(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> str:
     """A backend name (uring, linux, thread, python) that imports here."""

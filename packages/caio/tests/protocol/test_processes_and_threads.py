@@ -170,6 +170,36 @@ def test_fork_with_an_asyncio_context(harness: Any, fd: int) -> None:
         loop.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_replaces_the_context_on_the_same_loop(harness: Any, fd: int) -> None:
+    # The child closes the parent's context (its eventfd number becomes free
+    # and the next eventfd gets it), while the loop it inherited still holds
+    # the parent's registration under that number: the new context must be
+    # watched all the same (an fsync's completion comes through it).
+    loop = asyncio.new_event_loop()
+    context = harness.AsyncioContext(loop=loop)
+    loop.run_until_complete(context.fsync(fd))
+    pid = fork()
+    if pid == 0:  # pragma: no cover - the child reports through its status
+        code = 1
+        try:
+            context.close()
+            fresh = harness.AsyncioContext(loop=loop)
+            code = 2
+            loop.run_until_complete(asyncio.wait_for(fresh.fsync(fd), TIMEOUT))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0
+        # The parent's loop still hears its own context.
+        assert loop.run_until_complete(asyncio.wait_for(context.fsync(fd), TIMEOUT)) is None
+    finally:
+        context.close()
+        loop.close()
+
+
 def test_threads_each_with_their_own_context(harness: Any, tmp_path: Path) -> None:
     errors: list[BaseException] = []
 
