@@ -15,15 +15,24 @@ import pytest
 
 import caio
 
+# Every test's event loop (the event_loop fixture), and async def tests
+# run on it.
+pytest_plugins = ("caio._pytest_loop",)
+
 BACKENDS = [pytest.param(None, id="default")] + [
     pytest.param(module, id=module.__name__.rsplit(".", 1)[-1].replace("_asyncio", ""))
     for module in caio.variants_asyncio
 ]
 
 
+#: The parameter names under which tests take an explicit backend (a caio
+#: module, context or name; None or "default": the default context).
+BACKEND_PARAMS = ("context", "backend", "module", "asyncio_context")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In a ``backend(impl=X)`` nox session (CAIO_TEST_ONLY_BACKEND set), a
-    test that takes ``context`` runs with the default context only, which
+    test parametrized by backend runs with the default context only, which
     is X there: its explicit backends are the tests-3.X sessions' work."""
     if not os.environ.get("CAIO_TEST_ONLY_BACKEND"):
         return
@@ -31,7 +40,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     drop: list[pytest.Item] = []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        (keep if params.get("context") is None else drop).append(item)
+        explicit = any(
+            params.get(name, None) not in (None, "default") for name in BACKEND_PARAMS
+        )
+        (drop if explicit else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
