@@ -46,7 +46,7 @@ SKIP_DIRS = frozenset({
 SKIP_SUFFIXES = (".so", ".pyd", ".o", ".pyc", ".egg-info")
 
 # trio and anyio: the Trio/AnyIO tests (test_trio*.py) run in every test session.
-TEST_DEPS = ("pytest", "aiomisc-pytest", "pytest-timeout", "hypothesis", "trio", "anyio")
+TEST_DEPS = ("pytest", "pytest-timeout", "hypothesis", "trio", "anyio")
 # A hung test must fail the run instead of eating the CI time budget. Per
 # test, SIGALRM turns a hang into that test's failure (with its name) and the
 # run goes on; if the hang holds the GIL so that no signal handler runs, the

@@ -30,6 +30,10 @@ import caio
 # CAIO_IMPL name -> low-level module name, best first.
 from caio._backends import BACKENDS
 
+# Every test's event loop (the event_loop fixture), and async def tests
+# run on it.
+pytest_plugins = ("caio._pytest_loop",)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In a ``backend(impl=X)`` nox session (CAIO_TEST_ONLY_BACKEND=X), the
