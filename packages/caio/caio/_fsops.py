@@ -154,23 +154,37 @@ def on_thread(loop: asyncio.AbstractEventLoop, op: int, *args: Any) -> asyncio.F
     """Run ``call(op, *args)`` on ``executor()``; a future of its result on
     ``loop``. A cancelled future whose operation still ran gives back what
     it made (``dropped``)."""
-    import asyncio
-
     work: Future[Any] = executor().submit(call, op, *args)
-    future = asyncio.wrap_future(work, loop=loop)
-    if op == OPEN:
-        def check(_: object) -> None:
-            # On the loop, after wrap_future copied the result (or did not,
-            # because the future was cancelled first).
-            if future.cancelled() and not work.cancelled() and work.exception() is None:
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def cancelled(_: object) -> None:
+        if future.cancelled():
+            work.cancel()  # not started yet: it never runs
+
+    def deliver() -> None:
+        # On the loop, the one place that decides who owns the result: the
+        # waiter, or nobody (its future was cancelled first). Deciding it
+        # in two callbacks (asyncio.wrap_future's and a "was it cancelled?"
+        # check) let a loop closed between them close a descriptor that
+        # had been delivered.
+        if work.cancelled():
+            return
+        error = work.exception()
+        if future.cancelled():
+            if error is None:
+                dropped(op, work.result())
+        elif error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(work.result())
+
+    def done(_: object) -> None:
+        try:
+            loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the loop is closed: deliver never runs
+            if not work.cancelled() and work.exception() is None:
                 dropped(op, work.result())
 
-        def done(_: object) -> None:
-            try:
-                loop.call_soon_threadsafe(check, None)
-            except RuntimeError:  # the loop is closed: nobody takes it
-                if work.exception() is None:
-                    dropped(op, work.result())
-
-        work.add_done_callback(done)
+    future.add_done_callback(cancelled)
+    work.add_done_callback(done)
     return future

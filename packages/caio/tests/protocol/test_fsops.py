@@ -469,6 +469,42 @@ async def test_cancel_pending_open(backend: str, context: Any, tmp_path: Path) -
     assert sys.getrefcount(fifo) == refs
 
 
+def test_opened_descriptor_survives_the_loop_closing(
+    backend: str, asyncio_module: Any, tmp_path: Path,
+) -> None:
+    """An open whose descriptor was delivered is the caller's, even when its
+    loop closes at once after it: nothing closes it behind the caller's
+    back (that number would go to the next file opened and be closed under
+    it). Tiny thread switch interval: the worker's last steps then overlap
+    the loop's closing."""
+    from caio import _fsops
+
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    closed_under_us = 0
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(300):
+            loop = asyncio.new_event_loop()
+            try:
+                context = asyncio_module.AsyncioContext(loop=loop)
+                fd = loop.run_until_complete(context.open(path, os.O_RDONLY))
+                context.close()
+            finally:
+                loop.close()
+            _fsops.executor().submit(int).result()  # its callbacks have run
+            try:
+                os.fstat(fd)
+            except OSError:
+                closed_under_us += 1
+            else:
+                os.close(fd)
+    finally:
+        sys.setswitchinterval(interval)
+    assert closed_under_us == 0
+
+
 async def test_cancel_many_stats(context: Any, tmp_path: Path) -> None:
     path = bytes(tmp_path)
     refs = sys.getrefcount(path)
