@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = (
     "AT_EMPTY_PATH", "AT_FDCWD", "AT_REMOVEDIR", "AT_SYMLINK_FOLLOW",
     "AT_SYMLINK_NOFOLLOW", "METHODS", "NAMES", "call", "dropped", "executor",
-    "on_thread",
+    "hand_over", "on_thread",
 )
 
 NAMES = (
@@ -130,6 +130,22 @@ def dropped(op: int, value: Any) -> None:
             pass
 
 
+def hand_over(op: int, work: Future[Any], future: Any) -> None:
+    """Give ``work``'s outcome to ``future`` (asyncio's or Trio's), or, if
+    its waiter was cancelled first, give back what it made. In the thread
+    of the future's loop, once per operation."""
+    if work.cancelled():  # cancelled before it started: nothing was made
+        return
+    error = work.exception()
+    if future.cancelled():
+        if error is None:
+            dropped(op, work.result())
+    elif error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(work.result())
+
+
 _executor: ThreadPoolExecutor | None = None
 _executor_made_in = -1
 
@@ -161,27 +177,13 @@ def on_thread(loop: asyncio.AbstractEventLoop, op: int, *args: Any) -> asyncio.F
         if future.cancelled():
             work.cancel()  # not started yet: it never runs
 
-    def deliver() -> None:
-        # On the loop, the one place that decides who owns the result: the
-        # waiter, or nobody (its future was cancelled first). Deciding it
-        # in two callbacks (asyncio.wrap_future's and a "was it cancelled?"
-        # check) let a loop closed between them close a descriptor that
-        # had been delivered.
-        if work.cancelled():
-            return
-        error = work.exception()
-        if future.cancelled():
-            if error is None:
-                dropped(op, work.result())
-        elif error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(work.result())
-
     def done(_: object) -> None:
+        # One callback on the loop decides who owns the result. Deciding it
+        # in two (asyncio.wrap_future's, then a "was it cancelled?" check)
+        # let a loop closed between them close a delivered descriptor.
         try:
-            loop.call_soon_threadsafe(deliver)
-        except RuntimeError:  # the loop is closed: deliver never runs
+            loop.call_soon_threadsafe(hand_over, op, work, future)
+        except RuntimeError:  # the loop is closed: hand_over never runs
             if not work.cancelled() and work.exception() is None:
                 dropped(op, work.result())
 

@@ -319,22 +319,11 @@ class TrioContextBase(AsyncioContextBase):
         token: Any = self._loop
         work = _fsops.executor().submit(_fsops.call, op, *args)
 
-        def settle(_: object) -> None:
-            if future.cancelled():
-                if op == _fsops.OPEN and work.exception() is None:
-                    _fsops.dropped(op, work.result())
-                return
-            exc = work.exception()
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(work.result())
-
         def done(_: object) -> None:
             try:
-                token.run_sync_soon(settle, None)
+                token.run_sync_soon(_fsops.hand_over, op, work, future)
             except trio.RunFinishedError:  # nobody waits any more
-                settle(None)
+                _fsops.hand_over(op, work, future)
 
         work.add_done_callback(done)
         return future
