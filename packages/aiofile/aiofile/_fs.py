@@ -21,6 +21,7 @@ call (see ``docs/performance.md``).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
@@ -35,7 +36,7 @@ from .context import default_context
 if TYPE_CHECKING:
     from caio import AsyncioContextBase
 
-__all__ = ("call", "call_in", "in_kernel", "open_fd")
+__all__ = ("call", "call_in", "in_kernel", "open_fd", "open_on_worker")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,7 +117,7 @@ async def open_fd(
     """
     method = getattr(context, "open", None)
     if method is None:
-        return await call_in(context, executor, None, blocking_open)
+        return await open_on_worker(executor, blocking_open)
     fd: int = await method(path, flags | _CLOEXEC, mode)
     try:
         # fstat of an open descriptor needs no lookup: it does not block.
@@ -125,3 +126,26 @@ async def open_fd(
         os.close(fd)
         raise
     return fd
+
+
+async def open_on_worker(executor: Executor | None, blocking_open: Callable[[], int]) -> int:
+    """``blocking_open()`` (it returns a new descriptor) on a worker thread.
+
+    If the caller is cancelled while it runs, the descriptor it still opens
+    is closed when it arrives instead of leaking (under Trio the call is not
+    abandoned: see ``run_in_thread``). Raises what ``blocking_open`` raises.
+    """
+    loop = running_loop()
+    if loop is None:
+        return await run_in_thread(executor, blocking_open)
+    job = loop.run_in_executor(executor, blocking_open)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        job.add_done_callback(_close_unclaimed)
+        raise
+
+
+def _close_unclaimed(job: asyncio.Future[int]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        os.close(job.result())

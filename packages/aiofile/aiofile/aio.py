@@ -356,7 +356,7 @@ class AIOFile:
         elif self._direct or self._opener is not None:
             # O_DIRECT opening (its fallbacks and messages: aiofile/direct.py)
             # and an opener are our own code: all of it on a worker.
-            fd = await _fs.call_in(context, self._executor, None, self._open_fd)
+            fd = await _fs.open_on_worker(self._executor, self._open_fd)
         else:
             # open() may block (network filesystems, FIFOs): not on the loop;
             # io_uring's OPENAT where the context has it, else the executor.

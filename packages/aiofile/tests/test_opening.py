@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,41 @@ async def test_clone_of_closed_file(tmp_path: Path, context: Any) -> None:
     await f.close()
     with pytest.raises(ValueError, match="closed"):
         await clone(f)
+
+
+async def test_cancelled_open_through_an_opener_leaves_no_descriptor(
+    tmp_path: Path, context: Any,
+) -> None:
+    """An open cancelled while its opener runs on a worker: the descriptor
+    the opener still makes is closed when it arrives, not leaked."""
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    entered, release = threading.Event(), threading.Event()
+    made: list[int] = []
+
+    def opener(name: str, flags: int) -> int:
+        entered.set()
+        release.wait(30)
+        made.append(os.open(name, flags))
+        return made[-1]
+
+    task = asyncio.ensure_future(AIOFile(path, "rb", context=context, opener=opener).open())
+    while not entered.is_set():
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        await asyncio.sleep(0.005)
+        if made and not names_the_file(made[0], path):
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the descriptor leaked"
+
+
+def names_the_file(fd: int, path: Path) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    except FileNotFoundError:  # closed
+        return False
