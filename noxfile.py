@@ -910,8 +910,9 @@ C_MODULES = ("caio.linux_uring", "caio.linux_aio", "caio.thread_aio", "caio._dio
 def lint(session: nox.Session) -> None:
     """ruff over the repository, mypy (strict) over the code we ship, and
     the C modules' stubs against the built extensions (mypy.stubtest)."""
-    # trio: caio.trio_base, aiofile and the Trio example are typed against it.
-    install_packages(session, "ruff", "mypy", "typing_extensions", "trio")
+    # trio: caio.trio_base, aiofile and the Trio example are typed against it;
+    # pytest: caio._pytest_loop, the suites' event-loop fixture.
+    install_packages(session, "ruff", "mypy", "typing_extensions", "trio", "pytest")
     with session.chdir(ROOT):
         session.run("ruff", "check", ".")
         session.run("mypy", "packages/caio/caio", "packages/aiofile/aiofile")
