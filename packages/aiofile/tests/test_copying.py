@@ -366,3 +366,30 @@ def test_copyfile_leaves_the_loop_running(library: str, tmp_path: Path,
 
     assert run_in(library, main) >= 100
     assert dst.stat().st_size > 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_under_anyio(backend: str, tmp_path: Path, small_jobs: None) -> None:
+    anyio = pytest.importorskip("anyio")
+    if backend == "trio":
+        pytest.importorskip("trio")
+    src = tmp_path / "src"
+    data = os.urandom(300_001)
+    src.write_bytes(data)
+    (tmp_path / "into").mkdir()
+
+    async def main() -> tuple[Any, int, int]:
+        copied = await aiofile.copy(src, tmp_path / "into")
+        before = fd_count()
+        with anyio.move_on_after(0.05) as scope:
+            await aiofile.copyfile("/dev/zero", tmp_path / "zeros")
+        assert scope.cancel_called
+        return copied, before, fd_count()
+
+    copied, before, after = anyio.run(main, backend=backend)
+    assert Path(copied) == tmp_path / "into" / "src"
+    assert Path(copied).read_bytes() == data
+    assert after == before
+    size = (tmp_path / "zeros").stat().st_size
+    time.sleep(0.05)
+    assert (tmp_path / "zeros").stat().st_size == size

@@ -289,18 +289,25 @@ def test_write_lock_order_and_cancellation(library: str) -> None:
         asyncio.run(main())
 
 
-TRIO_BACKENDS = {"linux_uring": "uring", "linux_aio": "linux", "thread_aio": "thread",
-                 "python_aio": "python"}
-
-
-@pytest.mark.parametrize("backend", [None, *(
-    TRIO_BACKENDS[module.__name__.rsplit(".", 1)[-1].replace("_asyncio", "")]
+TRIO_BACKENDS = [None, *(
+    {"linux_uring": "uring", "linux_aio": "linux", "thread_aio": "thread",
+     "python_aio": "python"}[module.__name__.rsplit(".", 1)[-1].replace("_asyncio", "")]
     for module in caio.variants_asyncio
-)])
-def test_under_trio(backend: str | None, path: Path) -> None:
-    # The same lock, reads and writes in a Trio run: patching writes of one
-    # block at once, whole-block writes beside them, appends, a truncate.
-    trio = pytest.importorskip("trio")
+)]
+
+
+@pytest.mark.parametrize(("library", "backend"), [
+    *(("trio", backend) for backend in TRIO_BACKENDS),
+    ("anyio-trio", None), ("anyio-asyncio", None),
+])
+def test_under_trio_and_anyio(library: str, backend: str | None, path: Path) -> None:
+    # The same lock, reads and writes in a Trio run (or AnyIO's, on either
+    # backend): patching writes of one block at once, whole-block writes
+    # beside them, appends, a truncate. ``backend``: a Trio context of it,
+    # None: the run's default.
+    anyio = pytest.importorskip("anyio")
+    if library != "anyio-asyncio":
+        pytest.importorskip("trio")
     from caio.trio_base import trio_context_class
 
     pieces = [(i * 10, bytes([65 + i % 26]) * 10) for i in range(100)]
@@ -310,11 +317,11 @@ def test_under_trio(backend: str | None, path: Path) -> None:
     async def main() -> tuple[bytes, int]:
         context = None if backend is None else trio_context_class(backend)()
         async with AIOFile(path, "r+b", context=context, direct=True) as afp:
-            with trio.fail_after(HANG):
-                async with trio.open_nursery() as nursery:
+            with anyio.fail_after(HANG):
+                async with anyio.create_task_group() as group:
                     for offset, data in pieces:
-                        nursery.start_soon(afp.write, data, offset)
-                    nursery.start_soon(afp.write, block, 8192)
+                        group.start_soon(afp.write, data, offset)
+                    group.start_soon(afp.write, block, 8192)
             head = await afp.read(1000, 0)
             await afp.truncate(8192 + 4096 + 5)
         async with async_open(path, "ab", context=context, direct=True) as f:
@@ -324,7 +331,7 @@ def test_under_trio(backend: str | None, path: Path) -> None:
             context.close()
         return head, os.path.getsize(path)
 
-    head, size = trio.run(main)
+    head, size = anyio.run(main, backend=library.removeprefix("anyio-"))
     expected = bytearray(b"\0" * 8192)
     for offset, data in pieces:
         expected[offset:offset + 10] = data
