@@ -289,6 +289,34 @@ def test_write_lock_order_and_cancellation(library: str) -> None:
         asyncio.run(main())
 
 
+async def test_lock_granted_then_cancelled_is_given_back() -> None:
+    # The lock passes to a waiter that is cancelled before it runs again:
+    # it gives the lock back instead of keeping it forever.
+    from aiofile.direct import _SharedLock
+
+    lock = _SharedLock()
+    entered: list[str] = []
+
+    async def wait_for_it() -> None:
+        async with lock.hold(alone=True):
+            entered.append("waiter")
+
+    async with lock.hold(alone=True):
+        task = asyncio.ensure_future(wait_for_it())
+        await asyncio.sleep(0.01)  # queued behind us
+    task.cancel()  # granted by our release, cancelled before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert entered == []
+
+    async def again() -> None:
+        async with lock.hold(alone=True):  # free again
+            entered.append("again")
+
+    await asyncio.wait_for(again(), HANG)
+    assert entered == ["again"]
+
+
 TRIO_BACKENDS = [None, *(
     {"linux_uring": "uring", "linux_aio": "linux", "thread_aio": "thread",
      "python_aio": "python"}[module.__name__.rsplit(".", 1)[-1].replace("_asyncio", "")]
