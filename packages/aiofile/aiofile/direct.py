@@ -13,7 +13,6 @@ takes it alone.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import stat
@@ -23,6 +22,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import caio
+
+from ._running import Waiter
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -76,11 +77,12 @@ def open_direct(name: str | bytes, flags: int) -> int:
 
 
 class _SharedLock:
-    """An asyncio lock held either shared (by many) or alone (by one).
+    """A lock held either shared (by many) or alone (by one), under asyncio
+    or Trio.
 
     First come, first served: a request waits while anyone queued before
     it waits, so a stream of shared holders cannot starve one that wants
-    the lock alone. Not bound to a loop until someone has to wait.
+    the lock alone. Not bound to a loop or run until someone has to wait.
     """
 
     __slots__ = ("_alone", "_shared", "_waiters")
@@ -88,7 +90,7 @@ class _SharedLock:
     def __init__(self) -> None:
         self._shared = 0
         self._alone = False
-        self._waiters: deque[tuple[bool, asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[bool, Waiter]] = deque()
 
     def _free_for(self, alone: bool) -> bool:
         return not self._alone and not (alone and self._shared)
@@ -105,12 +107,12 @@ class _SharedLock:
         if not self._waiters and self._free_for(alone):
             self._take(alone)
         else:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = Waiter()
             self._waiters.append((alone, waiter))
             try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
+                await waiter.wait()
+            except BaseException:  # cancelled
+                if waiter.woken:
                     self._release(alone)  # it was granted meanwhile
                 else:
                     self._wake()  # a request behind this one may go now
@@ -131,14 +133,14 @@ class _SharedLock:
         waiters = self._waiters
         while waiters:
             alone, waiter = waiters[0]
-            if waiter.done():  # cancelled while waiting
+            if waiter.gave_up:  # cancelled while waiting
                 waiters.popleft()
                 continue
             if not self._free_for(alone):
                 return
             waiters.popleft()
             self._take(alone)
-            waiter.set_result(None)
+            waiter.wake()
 
 
 class DirectIO:

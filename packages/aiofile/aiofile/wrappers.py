@@ -21,6 +21,15 @@ from collections.abc import AsyncIterator, Generator, Iterable
 from io import StringIO
 from typing import TYPE_CHECKING, Any
 
+try:  # caio's rules for a buffer the kernel writes into: its readinto's errors
+    from caio._python_args import writable_view
+except ImportError:  # a caio without it: memoryview's own checks
+    def writable_view(buffer: object, what: str = "buffer") -> memoryview:
+        view = memoryview(buffer)  # type: ignore[arg-type]
+        if view.readonly:  # refused before read-ahead data is copied into it
+            raise TypeError(f"{what} must be writable")
+        return view.cast("B")  # TypeError when not C-contiguous
+
 from .aio import DataTypeError
 from .lines import _split_lf_str, make_splitter, split_universal, to_lf
 from .readahead import (
@@ -442,15 +451,7 @@ class BinaryFileWrapper(FileIOWrapperBase[bytes]):
         """
         fh = self._fh
         fd = fh.check_readable()
-        view = memoryview(buffer)
-        if view.readonly:
-            raise TypeError(
-                f"readinto() needs a writable buffer, not a read-only {type(buffer).__name__}",
-            )
-        if view.ndim != 1 or view.itemsize != 1:
-            if not view.c_contiguous:
-                raise BufferError("readinto() needs a C-contiguous buffer")
-            view = view.cast("B")
+        view = writable_view(buffer)  # as the context's readinto checks it
         size = len(view)
         got = 0
         if self._lines is not None or self._tail:

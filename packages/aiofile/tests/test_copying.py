@@ -1,4 +1,6 @@
-"""aiofile.copyfile / aiofile.copy against shutil's results and errors."""
+"""aiofile.copyfile / aiofile.copy against shutil's results and errors,
+under asyncio and under Trio (``library``: each test runs a whole program
+with ``asyncio.run`` or ``trio.run``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,35 +21,59 @@ import pytest
 import aiofile
 from aiofile import copying
 
+TIMEOUT = 30.0
+Run = Callable[..., Any]  # the run fixture: a whole program under the library
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+
+@pytest.fixture(params=["asyncio", "trio"])
+def library(request: pytest.FixtureRequest) -> str:
+    if request.param == "trio":
+        pytest.importorskip("trio")
+    return request.param  # type: ignore[no-any-return]
+
+
+def run_in(
+    library: str, main: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any,
+) -> Any:
+    """``main(*args, **kwargs)`` as a whole program under ``library``."""
+    if kwargs:
+        main = partial(main, **kwargs)
+    if library == "trio":
+        import trio
+
+        return trio.run(main, *args)
+    return asyncio.run(main(*args))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def run(library: str) -> Callable[..., Any]:
+    return partial(run_in, library)
 
 
 @pytest.fixture
 def small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Many jobs, ranges and steps on a small file: the same code paths a
-    # gigabyte takes, in milliseconds.
-    monkeypatch.setattr(copying, "JOB", 64 * 1024)
+    # Many ranges and steps on a small file: the same code paths a gigabyte
+    # takes, in milliseconds.
+    monkeypatch.setattr(copying, "SPLIT", 64 * 1024)
     monkeypatch.setattr(copying, "STEP", 16 * 1024)
     monkeypatch.setattr(copying, "BUFFER", 4096)
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 16 * 1024, 64 * 1024, 64 * 1024 + 1, 1_000_003])
-def test_copyfile_is_byte_exact(tmp_path: Path, small_jobs: None, size: int) -> None:
+def test_copyfile_is_byte_exact(run: Run, tmp_path: Path, small_jobs: None, size: int) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     data = os.urandom(size)
     src.write_bytes(data)
     dst.write_bytes(b"x" * (size + 5000))  # longer: replaced, not patched
-    assert run(aiofile.copyfile(src, dst)) == dst
+    assert run(aiofile.copyfile, src, dst) == dst
     assert dst.read_bytes() == data
 
 
-def test_copyfile_returns_dst_as_given(tmp_path: Path) -> None:
+def test_copyfile_returns_dst_as_given(run: Run, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.write_bytes(b"abc")
     for dst in (str(tmp_path / "s"), os.fsencode(tmp_path / "b"), tmp_path / "p"):
-        assert run(aiofile.copyfile(str(src), dst)) is dst
+        assert run(aiofile.copyfile, str(src), dst) is dst
         assert Path(os.fsdecode(dst)).read_bytes() == b"abc"
 
 
@@ -63,34 +92,37 @@ def other_filesystem() -> Iterator[Path]:
         shutil.rmtree(where)
 
 
-def test_copyfile_across_filesystems(tmp_path: Path, other_filesystem: Path,
-                                     small_jobs: None) -> None:
+def test_copyfile_across_filesystems(
+    run: Run, tmp_path: Path, other_filesystem: Path, small_jobs: None,
+) -> None:
     data = os.urandom(300_001)
     src = tmp_path / "src"
     src.write_bytes(data)
     there = other_filesystem / "dst"
-    run(aiofile.copyfile(src, there))
+    run(aiofile.copyfile, src, there)
     assert there.read_bytes() == data
     back = tmp_path / "back"
-    run(aiofile.copyfile(there, back))
+    run(aiofile.copyfile, there, back)
     assert back.read_bytes() == data
 
 
-def test_copyfile_from_a_special_file_copies_to_its_end(tmp_path: Path) -> None:
+def test_copyfile_from_a_special_file_copies_to_its_end(run: Run, tmp_path: Path) -> None:
     # /proc files report size 0: the copy goes on until the end anyway.
     dst = tmp_path / "dst"
-    run(aiofile.copyfile("/proc/self/status", dst))
+    run(aiofile.copyfile, "/proc/self/status", dst)
     assert dst.read_text().startswith("Name:")
 
 
-def same_error(call: Any, expected: type[BaseException], *args: Any) -> BaseException:
+def same_error(
+    run: Callable[..., Any], call: Any, expected: type[BaseException], *args: Any,
+) -> BaseException:
     with pytest.raises(expected) as ours:
-        run(call(*args))
+        run(call, *args)
     return ours.value
 
 
 @pytest.mark.parametrize("how", ["same path", "hard link", "symlink"])
-def test_same_file_is_refused_and_untouched(tmp_path: Path, how: str) -> None:
+def test_same_file_is_refused_and_untouched(run: Run, tmp_path: Path, how: str) -> None:
     src = tmp_path / "src"
     src.write_bytes(b"keep me")
     dst = {"same path": src, "hard link": tmp_path / "hard", "symlink": tmp_path / "soft"}[how]
@@ -100,51 +132,51 @@ def test_same_file_is_refused_and_untouched(tmp_path: Path, how: str) -> None:
         dst.symlink_to(src)
     with pytest.raises(shutil.SameFileError):
         shutil.copyfile(src, dst)
-    same_error(aiofile.copyfile, shutil.SameFileError, src, dst)
+    same_error(run, aiofile.copyfile, shutil.SameFileError, src, dst)
     assert src.read_bytes() == b"keep me"
 
 
-def test_errors_match_shutil(tmp_path: Path) -> None:
+def test_errors_match_shutil(run: Run, tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     with pytest.raises(FileNotFoundError) as theirs:
         shutil.copyfile(missing, tmp_path / "x")
-    ours = same_error(aiofile.copyfile, FileNotFoundError, missing, tmp_path / "x")
+    ours = same_error(run, aiofile.copyfile, FileNotFoundError, missing, tmp_path / "x")
     assert (ours.errno, ours.filename) == (theirs.value.errno, theirs.value.filename)  # type: ignore[attr-defined]
 
     src = tmp_path / "src"
     src.write_bytes(b"data")
-    ours = same_error(aiofile.copyfile, IsADirectoryError, src, tmp_path)
+    ours = same_error(run, aiofile.copyfile, IsADirectoryError, src, tmp_path)
     assert ours.errno == errno.EISDIR  # type: ignore[attr-defined]
-    ours = same_error(aiofile.copyfile, NotADirectoryError, src, src / "below")
+    ours = same_error(run, aiofile.copyfile, NotADirectoryError, src, src / "below")
     assert ours.errno == errno.ENOTDIR  # type: ignore[attr-defined]
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(shutil.SpecialFileError):
         shutil.copyfile(fifo, tmp_path / "y")
-    same_error(aiofile.copyfile, shutil.SpecialFileError, fifo, tmp_path / "y")
+    same_error(run, aiofile.copyfile, shutil.SpecialFileError, fifo, tmp_path / "y")
     assert not (tmp_path / "y").exists()
 
 
-def test_follow_symlinks_false_copies_the_link(tmp_path: Path) -> None:
+def test_follow_symlinks_false_copies_the_link(run: Run, tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.write_bytes(b"t")
     link = tmp_path / "link"
     link.symlink_to("target")
-    run(aiofile.copyfile(link, tmp_path / "copy", follow_symlinks=False))
+    run(aiofile.copyfile, link, tmp_path / "copy", follow_symlinks=False)
     assert os.readlink(tmp_path / "copy") == "target"
-    run(aiofile.copyfile(link, tmp_path / "followed"))
+    run(aiofile.copyfile, link, tmp_path / "followed")
     assert not (tmp_path / "followed").is_symlink()
     assert (tmp_path / "followed").read_bytes() == b"t"
 
 
-def test_copy_into_a_directory_with_mode(tmp_path: Path) -> None:
+def test_copy_into_a_directory_with_mode(run: Run, tmp_path: Path) -> None:
     src = tmp_path / "tool.sh"
     src.write_bytes(b"#!/bin/sh\n")
     src.chmod(0o751)
     into = tmp_path / "bin"
     into.mkdir()
-    ours = run(aiofile.copy(src, into))
+    ours = run(aiofile.copy, src, into)
     theirs = shutil.copy(src, tmp_path / "ref")
     assert Path(ours) == into / "tool.sh"
     assert Path(ours).read_bytes() == b"#!/bin/sh\n"
@@ -155,48 +187,209 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+async def sleep(seconds: float) -> None:
+    """The running library's sleep."""
+    if copying_under_trio():
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
+def copying_under_trio() -> bool:
+    from aiofile._running import running_loop
+
+    return running_loop() is None
+
+
+async def run_and_cancel(library: str, copy: Callable[[], Awaitable[Any]],
+                         when: Callable[[], bool]) -> bool:
+    """Run ``copy()`` until ``when()`` is true, then cancel it the running
+    library's way; returns whether it was still running then."""
+    deadline = time.monotonic() + TIMEOUT
+    if library == "trio":
+        import trio
+
+        finished = False
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                async def watch() -> None:
+                    while not when() and time.monotonic() < deadline:
+                        await trio.sleep(0.001)
+                    scope.cancel()
+
+                nursery.start_soon(watch)
+                await copy()
+                finished = True
+        assert scope.cancelled_caught or finished
+        return not finished
+    task = asyncio.ensure_future(copy())
+    while not when() and not task.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    running = not task.done()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        assert running
+    return running
+
+
 def test_cancelled_copy_closes_everything_after_the_workers(
-    tmp_path: Path, small_jobs: None,
+    library: str, tmp_path: Path, small_jobs: None,
 ) -> None:
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.write_bytes(os.urandom(4 * 1024 * 1024))
+    # /dev/zero never ends (a character device: the open-ended range, the
+    # pread/pwrite loop): the copy is surely running when it is cancelled.
+    dst = tmp_path / "dst"
 
     async def main() -> None:
         before = fd_count()
-        task = asyncio.ensure_future(aiofile.copyfile(src, dst))
-        while not dst.exists():  # cancel in the middle of the data
-            await asyncio.sleep(0.0005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        running = await run_and_cancel(
+            library, partial(aiofile.copyfile, "/dev/zero", dst),
+            lambda: dst.exists() and dst.stat().st_size >= 256 * 1024,
+        )
+        assert running
         # Not one descriptor left behind, and no worker still writes.
         assert fd_count() == before
         size = dst.stat().st_size
-        await asyncio.sleep(0.05)
-        assert dst.stat().st_size == size
-        assert size < src.stat().st_size
+        await sleep(0.05)
+        assert dst.stat().st_size == size >= 256 * 1024
+        assert dst.read_bytes() == bytes(size)
 
-    run(main())
+    run_in(library, main)
 
 
-def test_copyfile_leaves_the_loop_running(tmp_path: Path, small_jobs: None) -> None:
+def test_cancelling_waits_for_the_workers_then_closes(
+    library: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker held in its range (as in a long system call) when the copy
+    # is cancelled: the copy waits for it with both descriptors open, closes
+    # them once it returned, and the worker copies nothing more.
     src, dst = tmp_path / "src", tmp_path / "dst"
-    src.write_bytes(os.urandom(2 * 1024 * 1024))
+    src.write_bytes(os.urandom(100_000))
+    entered, release = threading.Event(), threading.Event()
+    real = copying._copy_range
+
+    def held(*args: Any) -> None:
+        entered.set()
+        release.wait(TIMEOUT)
+        real(*args)
+
+    monkeypatch.setattr(copying, "_copy_range", held)
+
+    async def main() -> tuple[int, bool, int]:
+        before = fd_count()
+        try:
+            if library == "trio":
+                import trio
+
+                finished = False
+                scope = trio.CancelScope()
+
+                async def copy() -> None:
+                    nonlocal finished
+                    with scope:
+                        await aiofile.copyfile(src, dst)
+                    finished = True
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(copy)
+                    while not entered.is_set():
+                        await trio.sleep(0.001)
+                    scope.cancel()
+                    await trio.sleep(0.05)
+                    still_open, ended = fd_count() - before, finished
+                    release.set()
+                assert scope.cancelled_caught
+            else:
+                task = asyncio.ensure_future(aiofile.copyfile(src, dst))
+                while not entered.is_set():
+                    await asyncio.sleep(0.001)
+                task.cancel()
+                await asyncio.sleep(0.05)
+                still_open, ended = fd_count() - before, task.done()
+                release.set()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        finally:
+            release.set()
+        return still_open, ended, fd_count() - before
+
+    still_open, ended, left_open = run_in(library, main)
+    assert (still_open, ended, left_open) == (2, False, 0)
+    assert dst.stat().st_size == 0
+
+
+def test_cancelled_open_gives_its_descriptor_back(library: str, tmp_path: Path) -> None:
+    path = tmp_path / "opened"
+
+    async def main() -> None:
+        before = fd_count()
+        open_it = partial(copying._open, path, os.O_WRONLY | os.O_CREAT, 0o600)
+        if library == "trio":
+            import trio
+
+            with trio.CancelScope() as scope:
+                scope.cancel()  # the open's thread starts, the wait is cancelled
+                await open_it()
+            assert scope.cancelled_caught
+        else:
+            task = asyncio.ensure_future(open_it())
+            await asyncio.sleep(0)  # the open's thread starts
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        # The open ran (the file is there), and its descriptor was closed.
+        assert path.exists()
+        assert fd_count() == before
+
+    run_in(library, main)
+
+
+def test_copyfile_leaves_the_loop_running(library: str, tmp_path: Path,
+                                          small_jobs: None) -> None:
+    dst = tmp_path / "dst"
 
     async def main() -> int:
         ticks = 0
 
-        async def tick() -> None:
+        def ticked() -> bool:
             nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
+            ticks += 1
+            return ticks >= 100 and dst.exists() and dst.stat().st_size > 0
 
-        ticker = asyncio.ensure_future(tick())
-        await aiofile.copyfile(src, dst)
-        ticker.cancel()
+        # The loop keeps running other tasks (here: the watcher, 100 times
+        # and more) while the workers copy: the copy never ends by itself.
+        assert await run_and_cancel(library, partial(aiofile.copyfile, "/dev/zero", dst), ticked)
         return ticks
 
-    # 32 jobs of 64 KiB, each a trip to a worker: other tasks run meanwhile.
-    assert run(main()) >= 16
-    assert dst.read_bytes() == src.read_bytes()
+    assert run_in(library, main) >= 100
+    assert dst.stat().st_size > 0
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_under_anyio(backend: str, tmp_path: Path, small_jobs: None) -> None:
+    anyio = pytest.importorskip("anyio")
+    if backend == "trio":
+        pytest.importorskip("trio")
+    src = tmp_path / "src"
+    data = os.urandom(300_001)
+    src.write_bytes(data)
+    (tmp_path / "into").mkdir()
+
+    async def main() -> tuple[Any, int, int]:
+        copied = await aiofile.copy(src, tmp_path / "into")
+        before = fd_count()
+        with anyio.move_on_after(0.05) as scope:
+            await aiofile.copyfile("/dev/zero", tmp_path / "zeros")
+        assert scope.cancel_called
+        return copied, before, fd_count()
+
+    copied, before, after = anyio.run(main, backend=backend)
+    assert Path(copied) == tmp_path / "into" / "src"
+    assert Path(copied).read_bytes() == data
+    assert after == before
+    size = (tmp_path / "zeros").stat().st_size
+    time.sleep(0.05)
+    assert (tmp_path / "zeros").stat().st_size == size

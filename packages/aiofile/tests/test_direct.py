@@ -213,7 +213,8 @@ async def test_closed_file(path: Path) -> None:
         await afp.read(1, 0)
 
 
-async def test_write_lock_order_and_cancellation() -> None:
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
+def test_write_lock_order_and_cancellation(library: str) -> None:
     # The per-file lock of direct writes: shared holders run together, one
     # that holds it alone waits for them and blocks later comers, first come
     # first served; a waiter cancelled in the queue blocks nobody.
@@ -221,27 +222,150 @@ async def test_write_lock_order_and_cancellation() -> None:
 
     lock = _SharedLock()
     log: list[str] = []
-    gate = asyncio.Event()
+    first = [("s1", False), ("s2", False)]
+    later = [("x1", True), ("s3", False), ("x2", True), ("s4", False)]
 
-    async def hold(name: str, alone: bool) -> None:
-        async with lock.hold(alone):
-            log.append(f"+{name}")
-            await gate.wait()
-            log.append(f"-{name}")
+    async def with_asyncio() -> list[str]:
+        gate = asyncio.Event()
 
-    first = [asyncio.ensure_future(hold(n, False)) for n in ("s1", "s2")]
-    await asyncio.sleep(0)
-    later = [asyncio.ensure_future(hold(n, a)) for n, a in
-             (("x1", True), ("s3", False), ("x2", True), ("s4", False))]
-    await asyncio.sleep(0.01)
-    assert log == ["+s1", "+s2"]  # s3 waits behind x1 although it is shared
-    later[2].cancel()  # x2, queued: its place goes to s4
-    gate.set()
-    await asyncio.gather(*first, *later, return_exceptions=True)
-    assert later[2].cancelled()
-    assert log == ["+s1", "+s2", "-s1", "-s2", "+x1", "-x1", "+s3", "-s3", "+s4", "-s4"]
-    async with lock.hold(alone=True):  # free again
-        pass
+        async def hold(name: str, alone: bool) -> None:
+            async with lock.hold(alone):
+                log.append(f"+{name}")
+                await gate.wait()
+                log.append(f"-{name}")
+
+        tasks = {name: asyncio.ensure_future(hold(name, alone)) for name, alone in first}
+        await asyncio.sleep(0)
+        for name, alone in later:
+            tasks[name] = asyncio.ensure_future(hold(name, alone))
+        await asyncio.sleep(0.01)
+        before = list(log)
+        tasks["x2"].cancel()  # queued: its place goes to s4
+        gate.set()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        assert tasks["x2"].cancelled()
+        return before
+
+    async def with_trio() -> list[str]:
+        import trio
+        from trio.testing import wait_all_tasks_blocked
+
+        gate = trio.Event()
+        scopes: dict[str, trio.CancelScope] = {}
+
+        async def hold(name: str, alone: bool) -> None:
+            with trio.CancelScope() as scope:
+                scopes[name] = scope
+                async with lock.hold(alone):
+                    log.append(f"+{name}")
+                    await gate.wait()
+                    log.append(f"-{name}")
+
+        async with trio.open_nursery() as nursery:
+            # One at a time: Trio does not promise to start tasks in order.
+            for name, alone in first + later:
+                nursery.start_soon(hold, name, alone)
+                await wait_all_tasks_blocked()
+            before = list(log)
+            scopes["x2"].cancel()
+            await wait_all_tasks_blocked()
+            gate.set()
+        assert scopes["x2"].cancelled_caught
+        return before
+
+    async def main() -> None:
+        before = await (with_trio() if library == "trio" else with_asyncio())
+        assert before == ["+s1", "+s2"]  # s3 waits behind x1 although it is shared
+        at = log.index
+        assert max(at("-s1"), at("-s2")) < at("+x1") < at("-x1") < min(at("+s3"), at("+s4"))
+        assert "+x2" not in log and len(log) == 10
+        async with lock.hold(alone=True):  # free again
+            pass
+
+    if library == "trio":
+        trio = pytest.importorskip("trio")
+        trio.run(main)
+    else:
+        asyncio.run(main())
+
+
+async def test_lock_granted_then_cancelled_is_given_back() -> None:
+    # The lock passes to a waiter that is cancelled before it runs again:
+    # it gives the lock back instead of keeping it forever.
+    from aiofile.direct import _SharedLock
+
+    lock = _SharedLock()
+    entered: list[str] = []
+
+    async def wait_for_it() -> None:
+        async with lock.hold(alone=True):
+            entered.append("waiter")
+
+    async with lock.hold(alone=True):
+        task = asyncio.ensure_future(wait_for_it())
+        await asyncio.sleep(0.01)  # queued behind us
+    task.cancel()  # granted by our release, cancelled before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert entered == []
+
+    async def again() -> None:
+        async with lock.hold(alone=True):  # free again
+            entered.append("again")
+
+    await asyncio.wait_for(again(), HANG)
+    assert entered == ["again"]
+
+
+TRIO_BACKENDS = [None, *(
+    {"linux_uring": "uring", "linux_aio": "linux", "thread_aio": "thread",
+     "python_aio": "python"}[module.__name__.rsplit(".", 1)[-1].replace("_asyncio", "")]
+    for module in caio.variants_asyncio
+)]
+
+
+@pytest.mark.parametrize(("library", "backend"), [
+    *(("trio", backend) for backend in TRIO_BACKENDS),
+    ("anyio-trio", None), ("anyio-asyncio", None),
+])
+def test_under_trio_and_anyio(library: str, backend: str | None, path: Path) -> None:
+    # The same lock, reads and writes in a Trio run (or AnyIO's, on either
+    # backend): patching writes of one block at once, whole-block writes
+    # beside them, appends, a truncate. ``backend``: a Trio context of it,
+    # None: the run's default.
+    anyio = pytest.importorskip("anyio")
+    if library != "anyio-asyncio":
+        pytest.importorskip("trio")
+    from caio.trio_base import trio_context_class
+
+    pieces = [(i * 10, bytes([65 + i % 26]) * 10) for i in range(100)]
+    block = os.urandom(4096)
+    path.write_bytes(b"\0" * 4096)
+
+    async def main() -> tuple[bytes, int]:
+        context = None if backend is None else trio_context_class(backend)()
+        async with AIOFile(path, "r+b", context=context, direct=True) as afp:
+            with anyio.fail_after(HANG):
+                async with anyio.create_task_group() as group:
+                    for offset, data in pieces:
+                        group.start_soon(afp.write, data, offset)
+                    group.start_soon(afp.write, block, 8192)
+            head = await afp.read(1000, 0)
+            await afp.truncate(8192 + 4096 + 5)
+        async with async_open(path, "ab", context=context, direct=True) as f:
+            assert await f.write(b"-tail") == 5
+            assert f.tell() == 8192 + 4096 + 10
+        if context is not None:
+            context.close()
+        return head, os.path.getsize(path)
+
+    head, size = anyio.run(main, backend=library.removeprefix("anyio-"))
+    expected = bytearray(b"\0" * 8192)
+    for offset, data in pieces:
+        expected[offset:offset + 10] = data
+    assert head == bytes(expected[:1000])
+    assert size == 8192 + 4096 + 10
+    assert path.read_bytes() == bytes(expected) + block + b"\0" * 5 + b"-tail"
 
 
 async def test_readinto_any_buffer(context: Any, path: Path) -> None:

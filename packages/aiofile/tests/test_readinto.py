@@ -13,6 +13,9 @@ import io
 import mmap
 import os
 import random
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +127,41 @@ async def test_wrapper_readinto_errors(data_path: Path, context: Any) -> None:
             await w.readinto(bytearray(1))
 
 
+@pytest.mark.parametrize("after_readline", [False, True])
+async def test_wrapper_readinto_refuses_as_the_context_does(
+    tmp_path: Path, context: Any, after_readline: bool,
+) -> None:
+    # The file object checks a buffer with caio's rules: the exception (and
+    # the message of a TypeError) of the context's readinto, with or
+    # without read-ahead data, and nothing consumed.
+    path = tmp_path / "lines"
+    path.write_bytes(b"first\nsecond\n" * 100)
+    bad = [b"read-only", memoryview(b"read-only"), "text", 5,
+           memoryview(bytearray(8))[::2]]
+    async with async_open(path, "rb", context=context) as f:
+        if after_readline:
+            assert await f.readline() == b"first\n"
+        position = f.tell()
+        ctx = f.file._handle().context
+        for buffer in bad:
+            try:
+                await ctx.readinto(buffer, f.file.fileno(), 0)
+            except (TypeError, BufferError) as exc:
+                expected = type(exc), exc.args
+            else:
+                raise AssertionError(f"the context accepted {buffer!r}")
+            try:
+                await f.readinto(buffer)
+            except (TypeError, BufferError) as exc:
+                # BufferError's text is CPython's own on the C backends.
+                assert type(exc) is expected[0], buffer
+                assert exc.args == expected[1] or type(exc) is BufferError, buffer
+            else:
+                raise AssertionError(f"{buffer!r} accepted")
+        assert f.tell() == position
+        assert await f.read(7) == (b"second\n" if after_readline else b"first\ns")
+
+
 async def test_wrapper_readinto_fills_from_a_pipe(context: Any, kernel_aio: bool) -> None:
     r, w = os.pipe()
     if kernel_aio:
@@ -150,3 +188,39 @@ async def test_wrapper_readinto_fills_from_a_pipe(context: Any, kernel_aio: bool
         os.write(w, b"ij")
         os.close(w)
         assert await asyncio.wait_for(f.read(), 10) == b"ghij"
+
+
+WITHOUT_CAIO_CHECKS = textwrap.dedent("""
+    import asyncio, sys
+
+    sys.modules["caio._python_args"] = None  # a caio without it
+    from aiofile import async_open
+
+    async def main():
+        with open(sys.argv[1], "wb") as f:
+            f.write(b"first\\nsecond\\n")
+        async with async_open(sys.argv[1], "rb") as f:
+            assert await f.readline() == b"first\\n"
+            for bad in (b"read-only", "text"):
+                try:
+                    await f.readinto(bad)
+                except TypeError:
+                    pass
+                else:
+                    raise AssertionError(bad)
+            buffer = bytearray(4)
+            assert await f.readinto(buffer) == 4 and buffer == b"seco"
+            rest = bytearray(10)
+            assert await f.readinto(memoryview(rest)) == 3 and rest[:3] == b"nd\\n"
+
+    asyncio.run(main())
+    print("ok")
+""")
+
+
+def test_wrapper_readinto_with_a_caio_without_its_buffer_checks(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CAIO_CHECKS, str(tmp_path / "f")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr

@@ -61,3 +61,63 @@ def test_asyncio_without_trio_or_sniffio_installed(tmp_path: Path) -> None:
 def test_asyncio_imports_no_trio_machinery(tmp_path: Path) -> None:
     # Installed or not, inside its loop an asyncio program imports none of them.
     assert run(tmp_path / "f", "installed") == "none"
+
+
+def test_thread_call_outcome_and_error_under_both_libraries() -> None:
+    import asyncio
+
+    trio = __import__("pytest").importorskip("trio")
+    from aiofile._running import ThreadCall, wait_to_end
+
+    async def main() -> tuple[int, str]:
+        good = ThreadCall(None, sum, [1, 2, 3])
+        bad = ThreadCall(None, int, "x")
+        await wait_to_end(good, bad)
+        assert good.done and bad.done and good.error is None
+        try:
+            await bad.result()
+        except ValueError as exc:
+            return await good.result(), type(bad.error).__name__ + ":" + str(exc)[:7]
+        raise AssertionError("no error")
+
+    assert asyncio.run(main()) == trio.run(main) == (6, "ValueError:invalid")
+
+
+def test_wait_to_end_outlasts_a_second_cancellation() -> None:
+    # asyncio: a task cancelled again while it waits for its worker still
+    # waits until the worker returned, then ends cancelled.
+    import asyncio
+    import threading
+
+    import pytest
+
+    from aiofile._running import ThreadCall, wait_to_end
+
+    release = threading.Event()
+    seen: list[str] = []
+    calls: list[ThreadCall[bool]] = []
+
+    async def holder() -> None:
+        call = ThreadCall(None, release.wait, 30)
+        calls.append(call)
+        try:
+            await call.result()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            await wait_to_end(call)  # raises the second cancellation, after the call
+            seen.append("not reached")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(holder())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        task.cancel()  # again, while it waits for the worker
+        await asyncio.sleep(0.05)
+        assert seen == ["cancelled"] and not task.done() and not calls[0].done
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert seen == ["cancelled"] and calls[0].done and calls[0].outcome() is True
+
+    asyncio.run(main())
