@@ -53,6 +53,15 @@ page cache hot unless named ``cold``):
     direct1-BACKEND     O_DIRECT, ``await ctx.readinto(buffer, fd, off)``
                         into each coroutine's own mmap (page-aligned)
                         buffer; direct1: one at a time
+    pipe64-BACKEND      64 coroutines ``await ctx.readinto(buffer, r, 0)``
+                        of one empty pipe, N reads in all; a writer gives
+                        the pipe 64 bytes once all 64 reads are in the
+                        kernel (4 loop passes after the last batch): the
+                        slow path of the direct rows (future, eventfd,
+                        process_events, task step, batched flush) with
+                        completions that do not depend on timing, so
+                        that ``--callgrind`` counts it (not for linux:
+                        kernel AIO blocks on a pipe)
 
 Data files go to ``$CAIO_PROFILE_DIR`` (default /tmp/caio-profile) and are
 reused.
@@ -249,6 +258,31 @@ async def run_direct(backend: str, fd: int, offs: list[int], in_flight: int) -> 
         ctx.close()
 
 
+async def run_pipe(backend: str, n: int) -> None:
+    """64 readers of an empty pipe, refilled 64 bytes at a time (pipe64)."""
+    ctx = make_context(backend)
+    r, w = os.pipe()
+    rounds = max(1, n // 64)
+
+    async def reader() -> None:
+        readinto, buffer = ctx.readinto, bytearray(1)
+        for _ in range(rounds):
+            await readinto(buffer, r, 0)
+
+    async def writer() -> None:
+        for _ in range(rounds):
+            for _ in range(4):
+                await asyncio.sleep(0)
+            os.write(w, bytes(64))
+
+    try:
+        await asyncio.gather(writer(), *(reader() for _ in range(64)))
+    finally:
+        ctx.close()
+        os.close(r)
+        os.close(w)
+
+
 async def run_lines(path: Path, n: int) -> None:
     """n lines with async_open, starting again at the end of the file."""
     from aiofile import async_open
@@ -314,6 +348,8 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         return lambda: trio.run(run_trio_cold64, backend, fd, offs)
+    if kind == "pipe64" and backend in BACKENDS and backend != "linux":
+        return lambda: asyncio.run(run_pipe(backend, n))
     if kind in ("direct64", "direct1"):
         offs = offsets(n, 3)
         direct_fd = os.open(rand, os.O_RDONLY | os.O_DIRECT)

@@ -238,6 +238,9 @@ class TrioContextBase(AsyncioContextBase):
         """The TrioToken of the run this context is bound to, or None."""
         return self._loop  # type: ignore[return-value]
 
+    # The shared read/write/readinto/... wait for a TrioFuture through this.
+    _AWAIT_FUTURES = False
+
     async def _wait(self, future: Any, fd: Any) -> Any:
         busy = self._busy
         busy[fd] = busy.get(fd, 0) + 1

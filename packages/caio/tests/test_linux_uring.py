@@ -272,6 +272,70 @@ async def test_batching_submits_a_lone_request_at_once(
         context.close()
 
 
+async def test_burst_resubmissions_go_in_the_iteration_they_are_made(
+    event_loop: asyncio.AbstractEventLoop, pipe: Any
+) -> None:
+    # A burst of completions wakes its tasks in the next loop iteration and
+    # each queues its next read there. The flush that submits them must run
+    # in that same iteration (scheduled by process_events behind the
+    # wake-ups), not one iteration later (scheduled by the first of them):
+    # in between, every slot of the burst would sit idle.
+    r, w = pipe
+    log: list[str] = []
+    context = Context(32)
+
+    def call_soon(callback: Any) -> None:
+        def flush() -> None:
+            log.append("flush")
+            callback()
+
+        log.append("scheduled")
+        event_loop.call_soon(flush)
+
+    def tick() -> None:     # one entry per loop iteration
+        log.append("tick")
+        ticking.append(event_loop.call_soon(tick))
+
+    context.set_future_factory(event_loop.create_future, call_soon)
+    event_loop.add_reader(context.fileno, context.process_events)
+    ticking = [event_loop.call_soon(tick)]
+
+    async def reader() -> None:
+        for _ in range(2):
+            await context.read_async(1, r, 0)
+            log.append("resumed")
+
+    try:
+        await pipe_reads(context, r, w)     # batching from here on
+        assert context.batching
+        readers = [asyncio.ensure_future(reader()) for _ in range(16)]
+        for _ in range(4):
+            await asyncio.sleep(0)
+        assert in_flight(context) == 16
+        log.clear()
+        os.write(w, bytes(16))
+        while log.count("resumed") < 16:
+            await asyncio.sleep(0)
+        for _ in range(4):
+            await asyncio.sleep(0)
+        woken = [i for i, entry in enumerate(log) if entry == "resumed"]
+        # Scheduled once, before the tasks ran (they scheduled nothing)...
+        assert log[:woken[0]].count("scheduled") == 1
+        assert log.count("scheduled") == 1
+        # ... and run after the last of them, with no iteration between.
+        after = log[woken[-1] + 1:]
+        assert "flush" in after
+        assert "tick" not in after[:after.index("flush")]
+        assert in_flight(context) == 16
+        os.write(w, bytes(16))
+        await wait_for(asyncio.gather(*readers))
+        assert log.count("resumed") == 32
+    finally:
+        ticking[-1].cancel()
+        event_loop.remove_reader(context.fileno)
+        context.close()
+
+
 async def test_inline_read_returns_bytes_directly(
     event_loop: asyncio.AbstractEventLoop, data_file: tuple[int, bytes]
 ) -> None:

@@ -403,6 +403,25 @@ Py_ssize_t uctx_run_done(UringContext *self)
     return n;
 }
 
+/* While batching, what a burst of completions woke up (the tasks of the
+ * futures just resolved, Operation callbacks' follow-ups) runs in the next
+ * loop iteration, and each usually submits its next request there. A flush
+ * scheduled now is queued behind those wake-ups, so it submits them in that
+ * same iteration; the flush the first of them would schedule runs one
+ * iteration later, with every slot of the burst idle meanwhile. Not for a
+ * single completion that left nothing in flight (one request at a time):
+ * its successor goes in alone, at once (submit_async), without a callback. */
+static void flush_after_wakeups(UringContext *self, Py_ssize_t completed)
+{
+    if (!self->batching || self->flush_scheduled || completed == 0 ||
+        (completed == 1 && self->n_inflight == 0 && self->wait_head == NULL))
+        return;
+    /* Cannot schedule (the loop is closing): the submissions schedule
+     * their own flush, or go in at once when that fails too. */
+    if (uctx_schedule_flush(self) < 0)
+        PyErr_Clear();
+}
+
 /* Reap, refill free slots from the waiting FIFO, submit, until nothing
  * moves. Returns completions, or -1 with an exception (ring failure). */
 Py_ssize_t uctx_pump(UringContext *self)
@@ -414,13 +433,14 @@ Py_ssize_t uctx_pump(UringContext *self)
         n = uctx_reap(self, 1);
         total += n;
         if (self->closed)
-            break;
+            return total;
         moved = refill(self);
         if (uctx_flush(self) < 0)
             return -1;
         if (n == 0 && moved == 0)
             break;
     }
+    flush_after_wakeups(self, total);
     return total;
 }
 
