@@ -22,6 +22,11 @@
 #define BF_HELD 1u
 /* close() gave up waiting for it: its memory must never be freed. */
 #define BF_LEAKED 2u
+/* Times the kernel dropped it (-ECANCELED nobody asked for) and it was
+ * queued again: see complete() in context.c. */
+#define BF_REQUEUE_SHIFT 8
+#define BF_REQUEUED(r) (REQ_BFLAGS(r) >> BF_REQUEUE_SHIFT)
+#define MAX_REQUEUES 16
 
 /* Inline-rate moving average, fixed point. */
 #define AVG_ONE 256
