@@ -432,7 +432,16 @@ static PyObject *ctx_exit_cm(UringContext *self, PyObject *args)
 
 static int ctx_traverse(UringContext *self, visitproc visit, void *arg)
 {
-    /* Not the requests in flight: the kernel owns their buffers. */
+    /* The futures and Operations of the requests (see caio_req_visit); not
+     * their buffers, which the kernel may own. Once closed none is left. */
+    if (!self->closed) {
+        for (unsigned i = 0; i < self->n_inflight; i++)
+            CAIO_VISIT_REQ(self->inflight[i]);
+        for (caio_req *req = self->wait_head; req != NULL; req = req->next)
+            CAIO_VISIT_REQ(req);
+        for (caio_req *req = self->done_head; req != NULL; req = req->next)
+            Py_VISIT(req->owner);   /* done, its reference not yet dropped */
+    }
     return caio_context_traverse((caio_context *)self, visit, arg);
 }
 
