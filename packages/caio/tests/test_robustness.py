@@ -439,15 +439,10 @@ def test_contexts_release_descriptors_and_threads(asyncio_module: Any, fd: int) 
 
 
 def test_unclosed_context_with_operations_in_flight_is_collected(
-    backend: str, asyncio_module: Any, request: pytest.FixtureRequest,
+    backend: str, asyncio_module: Any,
 ) -> None:
     if backend == "linux":
         pytest.skip("kernel AIO refuses reads that would wait on a pipe")
-    if backend == "python":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "the worker threads hold the pool, the pool the operations, and "
-            "they their futures: the cycle through the tasks and the "
-            "AsyncioContext is reachable from the threads")))
     fds = fd_count()
     refs: list[Any] = []
 
