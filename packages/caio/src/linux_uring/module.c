@@ -181,11 +181,15 @@ static PyObject *ctx_cancel_future(UringContext *self, PyObject *fut)
         if (req->future != fut)
             continue;
         caio_fifo_remove(&self->wait_head, &self->wait_tail, req);
+        req->result = -ECANCELED;
+        req->state = CAIO_REQ_DONE;
         if (req->flags & CAIO_REQ_OWNED) {  /* cannot be: owned ones have no future */
-            req->result = -ECANCELED;
-            req->state = CAIO_REQ_DONE;
             caio_fifo_push(&self->done_head, &self->done_tail, req);
         } else {
+            /* A live future (the adapter passes only cancelled ones, which
+             * refuse it quietly) fails with ECANCELED, as on the others. */
+            if (caio_req_resolve_future(req) < 0)
+                PyErr_WriteUnraisable((PyObject *)self);
             caio_req_put(&self->pool, req);
         }
         result = Py_NewRef(Py_True);
