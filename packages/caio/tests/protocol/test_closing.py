@@ -157,5 +157,8 @@ def test_close_from_a_callback(harness: Any) -> None:
         if readable:
             context.process_events()
     assert context.closed
+    # `closed` is set first: a close() still running in a worker may not
+    # have failed the pipe read yet.
+    harness.wait_until(lambda: len(seen) == len(ops))
     assert sorted(seen) == sorted([1] + [-errno.ECANCELED] * (len(ops) - 1))
     assert ops[0].get_value() == 1
