@@ -308,6 +308,43 @@ async def test_batching_needs_a_scheduler(
         context.close()
 
 
+async def test_close_drops_a_batch_the_loop_never_flushed(
+    event_loop: asyncio.AbstractEventLoop, pipe: Any
+) -> None:
+    # A batched write whose flush never ran (its loop stopped first), then
+    # its descriptor closed and the number given to another file: close()
+    # must not hand the write to the kernel, which would resolve the number
+    # to the new file. It fails with ECANCELED instead.
+    r, w = pipe
+    context, scheduled = recording_context(event_loop, explicit=True)
+    fileno = context.fileno
+    old_r, old_w = os.pipe()
+    new_r, new_w = os.pipe()
+    try:
+        await pipe_reads(context, r, w)
+        assert context.batching
+        context.read_async(1, r, 0)     # in flight: the write is not alone
+        scheduled.clear()
+        for _ in range(32):             # one in 16 is a probe, sent at once
+            write = context.write_async(b"x", old_w, 0)
+            if scheduled:
+                break
+        assert scheduled, "no batched write"
+        # No loop iteration from here: the scheduled flush never runs.
+        os.dup2(new_w, old_w)           # the number now names another pipe
+        context.close()
+        os.set_blocking(new_r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(new_r, 10)          # the other file got nothing
+        assert isinstance(write.exception(), OSError)
+        assert write.exception().errno == errno.ECANCELED
+    finally:
+        event_loop.remove_reader(fileno)
+        context.close()
+        for fd in (old_r, old_w, new_r, new_w):
+            os.close(fd)
+
+
 async def test_batching_submits_a_lone_request_at_once(
     event_loop: asyncio.AbstractEventLoop, pipe: Any
 ) -> None:

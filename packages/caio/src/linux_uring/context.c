@@ -409,13 +409,18 @@ Py_ssize_t uctx_reap(UringContext *self, int run_callbacks)
         /* Hand the slot back before any Python code runs (re-entrancy). */
         smp_store_release(cq->khead, head + 1);
 
-        if (ud == UD_CANCEL || ud == UD_CANCEL_ANY) {
-            self->cancels_pending--;
-            if (ud == UD_CANCEL_ANY && res == -EINVAL)
-                self->cancel_any_failed = 1;    /* before 5.19 */
-            else if (ud == UD_CANCEL && res == 0)
-                self->cancels_ok++;
-            continue;
+        if (ud & 3) {   /* not a request: those are aligned */
+            if (ud == UD_CANCEL || ud == UD_CANCEL_ANY) {
+                self->cancels_pending--;
+                if (ud == UD_CANCEL_ANY && res == -EINVAL)
+                    self->cancel_any_failed = 1;    /* before 5.19 */
+                else if (ud == UD_CANCEL && res == 0)
+                    self->cancels_ok++;
+                continue;
+            }
+            /* A request close() turned into a NOP: it never ran. */
+            ud &= ~UD_DROPPED;
+            res = -ECANCELED;
         }
         count += complete(self, (caio_req *)(uintptr_t)ud, res, run_callbacks);
     }
@@ -503,6 +508,29 @@ static void fail_request(UringContext *self, caio_req *req, int keep_buffer)
         caio_req_put(&self->pool, req);
 }
 
+/* SQEs published but not entered yet (a batch whose flush never ran: the
+ * loop stopped first) become NOPs, their requests fail with ECANCELED: the
+ * descriptor numbers in them may name other files by now (see "An
+ * operation is bound to its file" in docs/internals.md). Without SQPOLL
+ * the kernel reads SQEs only inside io_uring_enter, which nobody is in. */
+static void drop_unsubmitted(UringContext *self)
+{
+    struct uring_sq *sq = &self->ring.sq;
+
+    if (self->sqpoll)
+        return;
+    for (unsigned head = smp_load_acquire(sq->khead); head != sq->tail; head++) {
+        struct io_uring_sqe *sqe = &sq->sqes[head & sq->mask];
+        uint64_t ud = sqe->user_data;
+
+        if (ud & 3)
+            continue;   /* a cancel request: it may run */
+        memset(sqe, 0, sizeof(*sqe));
+        sqe->opcode = IORING_OP_NOP;
+        sqe->user_data = ud | UD_DROPPED;
+    }
+}
+
 /* close() proper: every request finishes or is failed; nothing is freed. */
 static void shutdown_ctx(UringContext *self)
 {
@@ -520,6 +548,7 @@ static void shutdown_ctx(UringContext *self)
         }
         fail_request(self, req, 0);
     }
+    drop_unsubmitted(self);
     if (uctx_flush(self) < 0)
         PyErr_WriteUnraisable((PyObject *)self);
     uctx_reap(self, 1);

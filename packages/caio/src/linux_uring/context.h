@@ -13,6 +13,9 @@
  * aligned, so odd values can never be one. */
 #define UD_CANCEL 1ULL
 #define UD_CANCEL_ANY 3ULL
+/* Or'ed into a request's user_data: close() made its SQE, which the kernel
+ * had not seen, a NOP (see drop_unsubmitted in context.c). */
+#define UD_DROPPED 2ULL
 
 /* Backend scratch in caio_req. */
 #define REQ_SLOT(r) ((r)->backend[0])    /* index in ctx->inflight */
