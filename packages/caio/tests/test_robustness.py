@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import tracemalloc
 import weakref
 from collections.abc import Callable, Iterator
@@ -464,6 +465,11 @@ def test_unclosed_context_with_operations_in_flight_is_collected(
         for _ in range(3):
             gc.collect()
         assert [ref() for ref in refs] == [None] * len(refs)
+        # python_aio's pool closes its descriptors when its last worker,
+        # stopped by the finalizer, has exited: soon, on its own thread.
+        deadline = time.monotonic() + HANG
+        while fd_count() != fds and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert fd_count() == fds
     finally:
         # Close what is still alive here, where asyncio's report of the
