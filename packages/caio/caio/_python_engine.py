@@ -27,6 +27,9 @@ from ._python_kernel import FDSYNC, FS, READ, WRITE, execute, make_wakeup, oserr
 
 TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
 if TYPE_CHECKING:
+    import asyncio
+    from typing import Any
+
     from .python_aio import Operation
 
 # Where an operation is.
@@ -71,14 +74,18 @@ class Pool:
     """What the workers share with the context.
 
     The workers hold this, not the Context, so that a Context nobody closed
-    can still be collected (its finalizer then stops the workers).
+    can still be collected (its finalizer then stops the workers). For the
+    same reason nothing here holds a future: a future leads to its task,
+    the task to the adapter, the adapter to the Context. The Context keeps
+    the futures of its operations, by their ``_key`` (the future's id while
+    the Context holds it).
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.jobs: SimpleQueue[Operation | None] = SimpleQueue()
-        # Operations not yet taken by a worker, keyed by their future (fast
-        # path) or by themselves (Operation API). Whoever pops an entry owns
+        # Operations not yet taken by a worker, keyed by their future's id
+        # (fast path) or by themselves (Operation API). Whoever pops an entry owns
         # the operation: a worker runs it, cancel()/close() cancel it. dict
         # pop is atomic, so that needs no lock.
         self.queued: dict[object, Operation] = {}
@@ -160,9 +167,11 @@ class Pool:
             for fd in {self.wake_r, self.wake_w, self.stop_r, self.stop_w}:
                 os.close(fd)
 
-    def drain(self) -> int:
-        """Resolve the futures of finished operations (on the loop thread)."""
+    def drain(self, futures: dict[object, asyncio.Future[Any]]) -> int:
+        """Resolve the futures (``futures``: the context's, by operation
+        key) of finished operations (on the loop thread)."""
         done = self.done
+        take = futures.pop
         count = 0
         errors = _future_errors
         while True:
@@ -171,9 +180,9 @@ class Pool:
             except IndexError:
                 return count
             count += 1
-            future = op._future
-            assert future is not None
-            op._future = None
+            future = take(op._key, None)
+            if future is None:  # failed by close() already
+                continue
             result = op._result
             try:
                 if result < 0:
@@ -204,19 +213,23 @@ def _worker(pool: Pool) -> None:
         op = get()
         if op is None:
             return
-        if take(op._key, None) is None:
+        if take(op._key, None) is not None:
+            op._state = INFLIGHT
+            op._cancel = False
+            key = op._key
+            running[key] = op
+            execute(op, stop_fd)
+            running.pop(key, None)
+            op._state = DONE
+        elif not op._waits:
             # Cancelled meanwhile. Not kept while this worker waits for
             # the next job: it holds its payload (a path, a buffer).
             del op
             continue
-        op._state = INFLIGHT
-        op._cancel = False
-        key = op._key
-        running[key] = op
-        execute(op, stop_fd)
-        running.pop(key, None)
-        op._state = DONE
-        if op._future is not None:
+        # else cancelled meanwhile, and its future failed already; the
+        # loop lets go of that future only now (in drain), so that its id,
+        # this operation's key, is not reused while it was in the queue.
+        if op._waits:
             done.append(op)
             # Wake the loop only if no wakeup is pending. process_events()
             # clears the flag before draining, so an operation appended
@@ -236,7 +249,7 @@ def release_dropped(pool: Pool) -> None:
     (here, in whatever thread collected the context), as in the C pool.
     """
     for op in cancel_queued(pool):
-        if op._future is None:
+        if not op._waits:
             run_callback(op)
     pool.stop(timeout=0)
 
@@ -258,14 +271,14 @@ def cancel_queued(pool: Pool) -> list[Operation]:
         cancelled.append(op)
 
 
-def finish_cancelled(op: Operation) -> None:
-    """End ``op`` with ECANCELED: fail its future or run its callback."""
+def finish_cancelled(op: Operation, future: asyncio.Future[Any] | None) -> None:
+    """End ``op`` with ECANCELED: fail its future (the context's for it,
+    if it has one) or run its callback."""
     op._result = -errno.ECANCELED
     op._state = DONE
     op._release_buffers()
-    future = op._future
-    if future is not None:
-        if not future.done():
+    if op._waits:
+        if future is not None and not future.done():
             try:
                 future.set_exception(oserror(errno.ECANCELED))
             except _future_errors:

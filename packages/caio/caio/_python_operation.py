@@ -35,7 +35,6 @@ from .abstract import AbstractOperation
 # `import caio` slower; type checkers treat this name as True anyway.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable, Sequence
     from typing import Any
 
@@ -56,7 +55,7 @@ class Operation(AbstractOperation):
 
     __slots__ = (
         "_opcode", "_fd", "_offset", "_nbytes", "_priority", "_payload",
-        "_view", "_views", "_state", "_result", "_data", "_callback", "_future", "_key",
+        "_view", "_views", "_state", "_result", "_data", "_callback", "_waits", "_key",
         "_cancel", "_owner", "__weakref__",
     )
 
@@ -72,7 +71,9 @@ class Operation(AbstractOperation):
     _result: int
     _data: Any  # read: bytes; a filesystem operation: its value
     _callback: Callable[[int], Any] | None
-    _future: asyncio.Future[Any] | None
+    # A future waits for it: the Context keeps that future under _key (an
+    # int), out of reach of the workers, which hold the operation.
+    _waits: bool
     _key: object
     _cancel: bool  # set by cancel_future while a worker runs it
     # A weak reference to the Context it was submitted to (None before):
@@ -101,7 +102,7 @@ class Operation(AbstractOperation):
         op._result = 0
         op._data = None
         op._callback = None
-        op._future = None
+        op._waits = False
         op._key = op
         op._owner = None
         return op

@@ -137,6 +137,9 @@ class Context(AbstractContext):
         # would do real disk I/O on the loop thread even with RWF_NOWAIT.
         self._scratch: list[memoryview] = []
         self._ref = weakref.ref(self)  # what its operations point back to
+        # The futures of the operations in the pool, by their _key: here, not
+        # on the operations, which the workers hold (see Pool).
+        self._futures: dict[object, asyncio.Future[Any]] = {}
         self._finalizer = weakref.finalize(self, release_dropped, self._pool)
         self._finalizer.atexit = False  # the exit hook does it, with a timeout
         _live.add(self)
@@ -242,7 +245,7 @@ class Context(AbstractContext):
         queued = self._pool.queued
         for op in ops:
             if queued.pop(op._key, None) is not None:
-                finish_cancelled(op)
+                finish_cancelled(op, None)  # an Operation: no future
                 count += 1
         return count
 
@@ -273,13 +276,13 @@ class Context(AbstractContext):
         errors: list[Exception] = []
         for op in cancel_queued(pool):
             try:
-                finish_cancelled(op)
+                finish_cancelled(op, self._futures.pop(op._key, None))
             except Exception as exc:
                 errors.append(exc)
         pool.stop(timeout)
         while True:
             try:
-                pool.drain()  # takes each operation before resolving it
+                pool.drain(self._futures)  # takes each one before resolving it
                 break
             except Exception as exc:
                 errors.append(exc)
@@ -351,7 +354,7 @@ class Context(AbstractContext):
             pool.consume_wakeup()
         # Clear the flag before draining: see _worker.
         pool.signalled = False
-        return pool.drain()
+        return pool.drain(self._futures)
 
     def poll(self) -> int:
         """Clear the completion descriptor; returns how many wakeups it held.
@@ -371,13 +374,17 @@ class Context(AbstractContext):
 
     def _enqueue(self, op: Operation) -> asyncio.Future[Any]:
         future = self._future_factory()  # type: ignore[misc]  # _usable_in: set
-        op._future = future
-        op._key = future
+        # Unique while the future is in _futures: until drain() takes the
+        # operation, cancelled or not (see _worker).
+        key = id(future)
+        self._futures[key] = future
+        op._waits = True
+        op._key = key
         op._state = WAITING
         pool = self._pool
         if not pool.threads:
             pool.start()
-        pool.queued[future] = op
+        pool.queued[key] = op
         pool.jobs.put(op)
         return future
 
@@ -573,13 +580,17 @@ class Context(AbstractContext):
         socket, which ends with ECANCELED; either way its result is dropped.
         Returns whether it was cancelled before it started.
         """
-        op = self._pool.queued.pop(future, None)
+        # By id: the future of an operation stays in _futures until the
+        # operation has left the pool (drain), so no other object has that
+        # id meanwhile.
+        key = id(future)
+        op = self._pool.queued.pop(key, None)
         if op is None:
-            running = self._pool.running.get(future)
+            running = self._pool.running.get(key)
             if running is not None:
                 running._cancel = True
             return False
-        finish_cancelled(op)
+        finish_cancelled(op, future)
         return True
 
 

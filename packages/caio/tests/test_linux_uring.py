@@ -17,6 +17,9 @@ import mmap
 import os
 import random
 import re
+import select
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,65 @@ async def test_waiting_operations_beyond_max_requests(
     finally:
         event_loop.remove_reader(context.fileno)
         context.close()
+
+
+def deliver_until(context: Any, done: Any) -> None:
+    """process_events() whenever the context is readable, until done()."""
+    deadline = time.monotonic() + TIMEOUT
+    while not done():
+        assert time.monotonic() < deadline, "operations did not finish"
+        if select.select([context.fileno], [], [], 0.01)[0]:
+            context.process_events()
+
+
+def test_requests_outlive_the_thread_that_entered_them() -> None:
+    # io_uring ties a request to the thread whose io_uring_enter took it and
+    # drops it (-ECANCELED) when that thread exits first. In a context
+    # shared by threads, one thread's process_events() moves another's
+    # waiting request into the ring, and a thread may leave before what it
+    # submitted is done: each request must still complete, with its data.
+    context = Context(1)
+    pipes = [os.pipe() for _ in range(3)]
+    results: dict[str, int] = {}
+
+    def operation(name: str, index: int) -> Any:
+        op = Operation.read(3, pipes[index][0], 0)
+        op.set_callback(lambda result: results.__setitem__(name, result))
+        return op
+
+    def in_thread(target: Any) -> None:
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+
+    def drive() -> None:
+        os.write(pipes[0][1], b"one")
+        # Reaps "first", and enters "moved" (it waited for the one slot).
+        deliver_until(context, lambda: "first" in results)
+
+    try:
+        first, moved = operation("first", 0), operation("moved", 1)
+        assert context.submit(first, moved) == 2
+        assert in_flight(context) == 1
+        in_thread(drive)
+        assert in_flight(context) == 1          # "moved", entered by the thread
+        os.write(pipes[1][1], b"two")
+        deliver_until(context, lambda: "moved" in results)
+        assert results == {"first": 3, "moved": 3}
+        assert moved.get_value() == b"two"
+
+        left = operation("left", 2)
+        in_thread(lambda: context.submit(left))  # the thread leaves at once
+        os.write(pipes[2][1], b"six")
+        deliver_until(context, lambda: "left" in results)
+        assert results["left"] == 3
+        assert left.get_value() == b"six"
+    finally:
+        context.close()
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
 
 
 def test_options_are_keyword_only() -> None:
@@ -244,6 +306,43 @@ async def test_batching_needs_a_scheduler(
     finally:
         event_loop.remove_reader(context.fileno)
         context.close()
+
+
+async def test_close_drops_a_batch_the_loop_never_flushed(
+    event_loop: asyncio.AbstractEventLoop, pipe: Any
+) -> None:
+    # A batched write whose flush never ran (its loop stopped first), then
+    # its descriptor closed and the number given to another file: close()
+    # must not hand the write to the kernel, which would resolve the number
+    # to the new file. It fails with ECANCELED instead.
+    r, w = pipe
+    context, scheduled = recording_context(event_loop, explicit=True)
+    fileno = context.fileno
+    old_r, old_w = os.pipe()
+    new_r, new_w = os.pipe()
+    try:
+        await pipe_reads(context, r, w)
+        assert context.batching
+        context.read_async(1, r, 0)     # in flight: the write is not alone
+        scheduled.clear()
+        for _ in range(32):             # one in 16 is a probe, sent at once
+            write = context.write_async(b"x", old_w, 0)
+            if scheduled:
+                break
+        assert scheduled, "no batched write"
+        # No loop iteration from here: the scheduled flush never runs.
+        os.dup2(new_w, old_w)           # the number now names another pipe
+        context.close()
+        os.set_blocking(new_r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(new_r, 10)          # the other file got nothing
+        assert isinstance(write.exception(), OSError)
+        assert write.exception().errno == errno.ECANCELED
+    finally:
+        event_loop.remove_reader(fileno)
+        context.close()
+        for fd in (old_r, old_w, new_r, new_w):
+            os.close(fd)
 
 
 async def test_batching_submits_a_lone_request_at_once(

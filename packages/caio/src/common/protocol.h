@@ -150,6 +150,30 @@ static inline int caio_context_traverse(caio_context *ctx, visitproc visit, void
     return 0;
 }
 
+/* GC of what a request the context holds keeps alive: its future, or its
+ * Operation (submit() took a reference) until that is done (an Operation
+ * finishing in a worker drops the reference after it is marked done).
+ * A context dropped with operations in flight is in a cycle through them
+ * (future -> task -> coroutine -> asyncio adapter -> context): visiting
+ * them lets the collector find it; the context's finalizer then closes it
+ * (every request finished or given up on) before anything is cleared. */
+static inline int caio_req_visit(caio_req *req, visitproc visit, void *arg)
+{
+    if (!(req->flags & CAIO_REQ_OWNED))
+        Py_VISIT(req->future);
+    else if (req->state != CAIO_REQ_DONE)
+        Py_VISIT(req->owner);
+    return 0;
+}
+
+/* caio_req_visit inside a tp_traverse (as Py_VISIT: returns its error). */
+#define CAIO_VISIT_REQ(req)                                 \
+    do {                                                    \
+        int caio_vret_ = caio_req_visit((req), visit, arg); \
+        if (caio_vret_)                                     \
+            return caio_vret_;                              \
+    } while (0)
+
 static inline void caio_context_clear(caio_context *ctx)
 {
     Py_CLEAR(ctx->factory);

@@ -316,8 +316,22 @@ static PyObject *ctx_exit_cm(AioContext *self, PyObject *args)
 
 static int ctx_traverse(AioContext *self, visitproc visit, void *arg)
 {
-    /* Not the futures or operations in flight: the kernel owns their
-     * buffers, they must not be torn down by the collector. */
+    /* The futures of pending requests (see caio_req_visit): each is a key
+     * of self->futures and held by its request too; not their buffers,
+     * which the kernel may own. Only the GIL guards both references (a
+     * request leaves the dict before its future is dropped). Operations in
+     * flight are not visited: an abandoned one keeps its context. */
+    if (self->futures != NULL) {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+
+        while (PyDict_Next(self->futures, &pos, &key, &value)) {
+            caio_req *req = PyLong_AsVoidPtr(value);
+            if (req != NULL && req->future == key)
+                Py_VISIT(req->future);
+        }
+        Py_VISIT(self->futures);
+    }
     return caio_context_traverse((caio_context *)self, visit, arg);
 }
 
@@ -327,17 +341,27 @@ static int ctx_clear(AioContext *self)
     return 0;
 }
 
+/* A context dropped open is closed here, before the collector clears
+ * anything of a cycle it is in (its futures, their tasks). */
+static void ctx_finalize(AioContext *self)
+{
+    caio_saved_error saved;
+
+    if (self->closed)
+        return;
+    saved = caio_error_save();
+    if (aio_ctx_close(self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    caio_error_restore(saved);
+}
+
 static void ctx_dealloc(AioContext *self)
 {
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return;     /* resurrected by a callback that ran while closing */
     PyObject_GC_UnTrack(self);
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (!self->closed) {
-        caio_saved_error saved = caio_error_save();
-        if (aio_ctx_close(self) < 0)
-            PyErr_WriteUnraisable((PyObject *)self);
-        caio_error_restore(saved);
-    }
     if (self->outside == 0)
         aio_ctx_free_pool(self);
     caio_context_clear((caio_context *)self);
@@ -412,6 +436,7 @@ static PyTypeObject AioContext_Type = {
               "kernel refuses (e.g. fs.aio-max-nr reached).",
     .tp_traverse = (traverseproc)ctx_traverse,
     .tp_clear = (inquiry)ctx_clear,
+    .tp_finalize = (destructor)ctx_finalize,
     .tp_weaklistoffset = offsetof(AioContext, weakreflist),
     .tp_methods = ctx_methods,
     .tp_getset = ctx_getset,

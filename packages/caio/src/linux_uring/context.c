@@ -39,6 +39,19 @@
  * its own CQE arrives, whatever the cancel's outcome (0, -EALREADY for a
  * read an io-wq worker is already doing, -ENOENT if it just finished).
  *
+ * Requests belong to the thread that entered them. io_uring ties a request
+ * to the task whose io_uring_enter took its SQE (its io-wq workers, its
+ * task work); when that thread exits first, the kernel drops the request
+ * with -ECANCELED before doing it (a poll that fires later, io-wq work not
+ * started yet). A context shared by threads enters requests from whichever
+ * thread drives it: process_events() moves other threads' waiting
+ * requests into the ring, a flush takes what another thread published. So
+ * a -ECANCELED that no cancel of ours asked for (CAIO_REQ_CANCEL_ASKED,
+ * close) means "not done, its thread went away": complete() puts the
+ * request back at the head of the waiting FIFO, to be entered again by a
+ * live thread, at most MAX_REQUEUES times (a file system that really
+ * answers ECANCELED then gets its answer through).
+ *
  * CQ overflow. At most `limit` (<= SQ size) requests are in flight and
  * each has at most one cancel in flight, and the CQ is twice the SQ: it
  * cannot overflow. Should the kernel flag IORING_SQ_CQ_OVERFLOW anyway,
@@ -321,16 +334,34 @@ static void run_owned(UringContext *self, caio_req *req)
     Py_DECREF(op);
 }
 
-/* The kernel is done with req. */
-static void complete(UringContext *self, caio_req *req, int res, int run_callbacks)
+/* The kernel dropped req because the thread that entered it exited (see
+ * the top comment): queue it again, first in line. 1 if it was. */
+static int requeue_dropped(UringContext *self, caio_req *req)
+{
+    if ((req->flags & CAIO_REQ_CANCEL_ASKED) || self->closed ||
+        BF_REQUEUED(req) >= MAX_REQUEUES)
+        return 0;
+    REQ_BFLAGS(req) += 1u << BF_REQUEUE_SHIFT;
+    req->state = CAIO_REQ_WAITING;
+    caio_fifo_push_front(&self->wait_head, &self->wait_tail, req);
+    /* process_events() refills the ring from the FIFO. */
+    uctx_signal(self);
+    return 1;
+}
+
+/* The kernel is done with req. Returns 1, or 0 when req is not done
+ * after all (queued again, or no longer ours). */
+static int complete(UringContext *self, caio_req *req, int res, int run_callbacks)
 {
     unsigned slot = (unsigned)REQ_SLOT(req);
 
     /* A request close() gave up on (and leaked) may still complete while an
      * outer reap loop runs: it is no longer ours to touch. */
     if (slot >= self->n_inflight || self->inflight[slot] != req)
-        return;
+        return 0;
     inflight_remove(self, req);
+    if (res == -ECANCELED && requeue_dropped(self, req))
+        return 0;
     req->result = res;
     req->state = CAIO_REQ_DONE;
     if (req->flags & CAIO_REQ_OWNED) {
@@ -345,6 +376,7 @@ static void complete(UringContext *self, caio_req *req, int res, int run_callbac
             PyErr_WriteUnraisable(req->future);
         caio_req_put(&self->pool, req);
     }
+    return 1;
 }
 
 /* Take every CQE there is. Returns how many requests completed. With
@@ -377,16 +409,20 @@ Py_ssize_t uctx_reap(UringContext *self, int run_callbacks)
         /* Hand the slot back before any Python code runs (re-entrancy). */
         smp_store_release(cq->khead, head + 1);
 
-        if (ud == UD_CANCEL || ud == UD_CANCEL_ANY) {
-            self->cancels_pending--;
-            if (ud == UD_CANCEL_ANY && res == -EINVAL)
-                self->cancel_any_failed = 1;    /* before 5.19 */
-            else if (ud == UD_CANCEL && res == 0)
-                self->cancels_ok++;
-            continue;
+        if (ud & 3) {   /* not a request: those are aligned */
+            if (ud == UD_CANCEL || ud == UD_CANCEL_ANY) {
+                self->cancels_pending--;
+                if (ud == UD_CANCEL_ANY && res == -EINVAL)
+                    self->cancel_any_failed = 1;    /* before 5.19 */
+                else if (ud == UD_CANCEL && res == 0)
+                    self->cancels_ok++;
+                continue;
+            }
+            /* A request close() turned into a NOP: it never ran. */
+            ud &= ~UD_DROPPED;
+            res = -ECANCELED;
         }
-        complete(self, (caio_req *)(uintptr_t)ud, res, run_callbacks);
-        count++;
+        count += complete(self, (caio_req *)(uintptr_t)ud, res, run_callbacks);
     }
     return count;
 }
@@ -492,6 +528,29 @@ static void fail_request(UringContext *self, caio_req *req, int keep_buffer)
         caio_req_put(&self->pool, req);
 }
 
+/* SQEs published but not entered yet (a batch whose flush never ran: the
+ * loop stopped first) become NOPs, their requests fail with ECANCELED: the
+ * descriptor numbers in them may name other files by now (see "An
+ * operation is bound to its file" in docs/internals.md). Without SQPOLL
+ * the kernel reads SQEs only inside io_uring_enter, which nobody is in. */
+static void drop_unsubmitted(UringContext *self)
+{
+    struct uring_sq *sq = &self->ring.sq;
+
+    if (self->sqpoll)
+        return;
+    for (unsigned head = smp_load_acquire(sq->khead); head != sq->tail; head++) {
+        struct io_uring_sqe *sqe = &sq->sqes[head & sq->mask];
+        uint64_t ud = sqe->user_data;
+
+        if (ud & 3)
+            continue;   /* a cancel request: it may run */
+        memset(sqe, 0, sizeof(*sqe));
+        sqe->opcode = IORING_OP_NOP;
+        sqe->user_data = ud | UD_DROPPED;
+    }
+}
+
 /* close() proper: every request finishes or is failed; nothing is freed. */
 static void shutdown_ctx(UringContext *self)
 {
@@ -499,8 +558,17 @@ static void shutdown_ctx(UringContext *self)
     caio_req *req;
     int per_request = 0, ms;
 
-    while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL)
+    while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {
+        if (REQ_BFLAGS(req) & BF_HELD) {
+            /* Queued again during its own *_async call (the kernel dropped
+             * it), which is still running: that call takes the result. */
+            req->result = -ECANCELED;
+            req->state = CAIO_REQ_DONE;
+            continue;
+        }
         fail_request(self, req, 0);
+    }
+    drop_unsubmitted(self);
     if (uctx_flush(self) < 0)
         PyErr_WriteUnraisable((PyObject *)self);
     uctx_reap(self, 1);
@@ -558,7 +626,7 @@ static void forget_requests(UringContext *self)
     while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {
         if (req->flags & CAIO_REQ_OWNED)
             Py_DECREF(req->owner);
-        else
+        else if (!(REQ_BFLAGS(req) & BF_HELD))
             caio_req_put(&self->pool, req);
     }
     while ((req = caio_fifo_pop(&self->done_head, &self->done_tail)) != NULL)

@@ -13,6 +13,9 @@
  * aligned, so odd values can never be one. */
 #define UD_CANCEL 1ULL
 #define UD_CANCEL_ANY 3ULL
+/* Or'ed into a request's user_data: close() made its SQE, which the kernel
+ * had not seen, a NOP (see drop_unsubmitted in context.c). */
+#define UD_DROPPED 2ULL
 
 /* Backend scratch in caio_req. */
 #define REQ_SLOT(r) ((r)->backend[0])    /* index in ctx->inflight */
@@ -22,6 +25,11 @@
 #define BF_HELD 1u
 /* close() gave up waiting for it: its memory must never be freed. */
 #define BF_LEAKED 2u
+/* Times the kernel dropped it (-ECANCELED nobody asked for) and it was
+ * queued again: see complete() in context.c. */
+#define BF_REQUEUE_SHIFT 8
+#define BF_REQUEUED(r) (REQ_BFLAGS(r) >> BF_REQUEUE_SHIFT)
+#define MAX_REQUEUES 16
 
 /* Inline-rate moving average, fixed point. */
 #define AVG_ONE 256

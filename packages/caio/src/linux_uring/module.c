@@ -181,11 +181,15 @@ static PyObject *ctx_cancel_future(UringContext *self, PyObject *fut)
         if (req->future != fut)
             continue;
         caio_fifo_remove(&self->wait_head, &self->wait_tail, req);
+        req->result = -ECANCELED;
+        req->state = CAIO_REQ_DONE;
         if (req->flags & CAIO_REQ_OWNED) {  /* cannot be: owned ones have no future */
-            req->result = -ECANCELED;
-            req->state = CAIO_REQ_DONE;
             caio_fifo_push(&self->done_head, &self->done_tail, req);
         } else {
+            /* A live future (the adapter passes only cancelled ones, which
+             * refuse it quietly) fails with ECANCELED, as on the others. */
+            if (caio_req_resolve_future(req) < 0)
+                PyErr_WriteUnraisable((PyObject *)self);
             caio_req_put(&self->pool, req);
         }
         result = Py_NewRef(Py_True);
@@ -432,7 +436,16 @@ static PyObject *ctx_exit_cm(UringContext *self, PyObject *args)
 
 static int ctx_traverse(UringContext *self, visitproc visit, void *arg)
 {
-    /* Not the requests in flight: the kernel owns their buffers. */
+    /* The futures and Operations of the requests (see caio_req_visit); not
+     * their buffers, which the kernel may own. Once closed none is left. */
+    if (!self->closed) {
+        for (unsigned i = 0; i < self->n_inflight; i++)
+            CAIO_VISIT_REQ(self->inflight[i]);
+        for (caio_req *req = self->wait_head; req != NULL; req = req->next)
+            CAIO_VISIT_REQ(req);
+        for (caio_req *req = self->done_head; req != NULL; req = req->next)
+            Py_VISIT(req->owner);   /* done, its reference not yet dropped */
+    }
     return caio_context_traverse((caio_context *)self, visit, arg);
 }
 

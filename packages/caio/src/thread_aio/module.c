@@ -307,9 +307,30 @@ static PyObject *ctx_exit_cm(ThreadContext *self, PyObject *args)
     return ctx_close(self, NULL);
 }
 
+struct visit_args {
+    visitproc visit;
+    void *arg;
+};
+
+static int visit_pool_req(caio_req *req, void *data)
+{
+    struct visit_args *va = data;
+
+    return caio_req_visit(req, va->visit, va->arg);
+}
+
 static int ctx_traverse(ThreadContext *self, visitproc visit, void *arg)
 {
-    /* Not the requests in flight: their buffers belong to the workers. */
+    /* The futures and Operations of the requests in the pool (see
+     * caio_req_visit); not their buffers, which the workers own. Not in a
+     * forked child (a parent's worker may have held the pool's lock at
+     * fork time) nor once closed (none is left). */
+    if (!self->closed && self->pool != NULL && self->fork_gen == caio_fork_generation()) {
+        struct visit_args va = {visit, arg};
+        int ret = caio_pool_visit(self->pool, visit_pool_req, &va);
+        if (ret)
+            return ret;
+    }
     return caio_context_traverse((caio_context *)self, visit, arg);
 }
 
@@ -319,16 +340,28 @@ static int ctx_clear(ThreadContext *self)
     return 0;
 }
 
+/* A context dropped open is closed here, before the collector clears
+ * anything of a cycle it is in (its futures, their tasks). */
+static void ctx_finalize(ThreadContext *self)
+{
+    caio_saved_error saved;
+
+    if (self->closed)
+        return;
+    saved = caio_error_save();
+    thread_ctx_shutdown(self, 0);
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable((PyObject *)self);
+    caio_error_restore(saved);
+}
+
 static void ctx_dealloc(ThreadContext *self)
 {
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return;     /* resurrected by a callback that ran while closing */
     PyObject_GC_UnTrack(self);
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (!self->closed) {
-        caio_saved_error saved = caio_error_save();
-        thread_ctx_shutdown(self, 0);
-        caio_error_restore(saved);
-    }
     thread_ctx_live_unlink(self);
     if (self->pool != NULL)
         caio_pool_release(self->pool);
@@ -421,6 +454,7 @@ static PyTypeObject ThreadContext_Type = {
               "Raises TypeError, ValueError (out of range), OSError.",
     .tp_traverse = (traverseproc)ctx_traverse,
     .tp_clear = (inquiry)ctx_clear,
+    .tp_finalize = (destructor)ctx_finalize,
     .tp_weaklistoffset = offsetof(ThreadContext, weakreflist),
     .tp_methods = ctx_methods,
     .tp_getset = ctx_getset,

@@ -79,6 +79,12 @@ caio_req *caio_pool_stop(caio_pool *p);
  * it will not touch Python objects or the completion list any more. */
 size_t caio_pool_join(caio_pool *p, double timeout, caio_req **stuck, size_t cap);
 
+/* Call fn(req, arg) for every request the pool holds (queued, running,
+ * finished and not yet taken), under its lock: fn must not block or call
+ * into the pool. Stops at the first non-zero return and returns it. For
+ * the context's garbage-collector traversal. */
+int caio_pool_visit(caio_pool *p, int (*fn)(caio_req *req, void *arg), void *arg);
+
 /* Drop the owner's reference; the pool is freed (fds closed) when no
  * worker uses it any more. */
 void caio_pool_release(caio_pool *p);

@@ -95,6 +95,27 @@ caio_req *caio_pool_take_done(caio_pool *p)
     return head;
 }
 
+int caio_pool_visit(caio_pool *p, int (*fn)(caio_req *req, void *arg), void *arg)
+{
+    caio_req *req;
+    int ret = 0;
+
+    /* Never held by a thread that waits for the GIL: safe to wait for. A
+     * request is in exactly one place under the lock (a worker publishes
+     * what it finished and drops `current` in one critical section). */
+    pthread_mutex_lock(&p->lock);
+    for (req = p->qhead; req != NULL && ret == 0; req = req->next)
+        ret = fn(req, arg);
+    for (unsigned i = 0; i < p->max_threads && ret == 0; i++) {
+        if (p->workers[i].current != NULL)
+            ret = fn(p->workers[i].current, arg);
+    }
+    for (req = p->dhead; req != NULL && ret == 0; req = req->next)
+        ret = fn(req, arg);
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
 void caio_pool_close_fds(caio_pool *p)
 {
     pthread_mutex_lock(&p->lock);

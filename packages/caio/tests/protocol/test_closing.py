@@ -111,6 +111,28 @@ def test_context_in_a_cycle_is_collected(
         os.fstat(fileno)
 
 
+def test_context_in_a_cycle_through_its_futures_is_collected(harness: Any) -> None:
+    # context -> pending future -> its callback -> context: the cycle of a
+    # context dropped with operations in flight (through a task, its
+    # coroutine and the asyncio adapter in real life). Only the collector
+    # can free it, and only if the context traverses the futures it holds.
+    loop = asyncio.new_event_loop()
+    context = harness.Context(1)
+    context.set_future_factory(loop.create_future)
+    held = harness.hold(context)
+    future = context.fdsync_async(harness.fd)       # waits for the slot
+    assert isinstance(future, asyncio.Future)
+    future.add_done_callback(lambda done, keep=context: None)
+    refs = [weakref.ref(context), weakref.ref(future)]
+    # Closed first: a callback scheduled on a live loop would keep the
+    # context (the finalizer's close() fails the future).
+    loop.close()
+    del context, future
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+    held.release()
+
+
 def test_close_from_a_callback(harness: Any) -> None:
     context = harness.Context(4)
     seen: list[int] = []
@@ -135,5 +157,8 @@ def test_close_from_a_callback(harness: Any) -> None:
         if readable:
             context.process_events()
     assert context.closed
+    # `closed` is set first: a close() still running in a worker may not
+    # have failed the pipe read yet.
+    harness.wait_until(lambda: len(seen) == len(ops))
     assert sorted(seen) == sorted([1] + [-errno.ECANCELED] * (len(ops) - 1))
     assert ops[0].get_value() == 1

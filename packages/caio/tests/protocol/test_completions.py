@@ -152,14 +152,10 @@ def test_cancel_future(harness: Any, event_loop: asyncio.AbstractEventLoop) -> N
 
 
 def test_cancel_future_fails_a_live_future(
-    harness: Any, event_loop: asyncio.AbstractEventLoop, request: pytest.FixtureRequest,
+    harness: Any, event_loop: asyncio.AbstractEventLoop,
 ) -> None:
     # Cancelling the operation of a future nobody cancelled fails that
     # future with ECANCELED (the adapter only ever passes cancelled ones).
-    if harness.backend == "uring":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "linux_uring.cancel_future() takes a waiting request off its queue "
-            "and returns True but never resolves the future: it stays pending")))
     context = harness.Context(1)
     fd = harness.fd
     try:

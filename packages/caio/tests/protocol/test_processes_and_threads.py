@@ -256,12 +256,6 @@ def test_threads_each_with_their_own_context(harness: Any, tmp_path: Path) -> No
 def test_one_context_shared_by_threads(harness: Any, tmp_path: Path) -> None:
     # Operations submitted from four threads at once, completions reaped by
     # all of them: nothing may be lost or corrupted.
-    profile = os.environ.get("CAIO_KERNEL_PROFILE")
-    if harness.backend == "uring" and profile not in (None, "current"):
-        # Seen under the 5.10 profile (no SUBMIT_ALL, COOP_TASKRUN, EXT_ARG):
-        # some writes complete with -ECANCELED. Not understood yet: open
-        # question in issue 11's note; the real kernel passes.
-        pytest.xfail("uring under an old-kernel profile: -ECANCELED writes (under study)")
     path = tmp_path / "shared.bin"
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     context = harness.Context(8)
@@ -278,9 +272,10 @@ def test_one_context_shared_by_threads(harness: Any, tmp_path: Path) -> None:
                 op.set_callback(mine.append)
                 assert context.submit(op) == 1
                 context.process_events()
-            # Stay until this thread's writes are done: io_uring cancels
-            # (-ECANCELED) what a thread submitted and the kernel's workers
-            # still hold when that thread exits.
+            # Each thread reaps until its own writes are done, and so also
+            # enters the others' waiting writes into the kernel (io_uring
+            # then ties them to this thread, which may exit before they
+            # are done: test_linux_uring.py has that case on its own).
             harness.until(context, lambda: len(mine) == 3000)
         except BaseException as exc:
             errors.append(exc)
