@@ -235,8 +235,13 @@ class ReadAhead(Generic[T]):
                 continue
             for line in lines:
                 yield line
-            if self._lines is lines:
-                self._lines = None
+                if self._lines is not lines:
+                    # Replaced while the consumer had the line (seek(),
+                    # read(), readline() past this chunk): take the new one.
+                    break
+            else:
+                if self._lines is lines:
+                    self._lines = None
 
     async def _readline(self) -> T:
         """The next line (with its separator), "" / b"" at end of file."""
