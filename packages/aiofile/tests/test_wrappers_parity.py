@@ -246,6 +246,8 @@ def test_newline_chunk_boundaries_as_open(
     try:
         assert loop.run_until_complete(asyncio.wait_for(ours(), 10)) == expected
     finally:
+        # The pure Python fallback's async generators left at a line.
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
