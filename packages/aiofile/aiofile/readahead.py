@@ -8,8 +8,8 @@ Speed notes, because they shape the code:
 
 * Lines are cut from large chunks (``LINE_CHUNK_SIZE``) by the splitters of
   ``aiofile.lines`` and kept as an *iterator* over a pre-split list. The
-  async iterator behind ``async for`` (an async generator where that is
-  fastest, see ``ReadAhead._iter_lines``) and the fast path of
+  async iterator behind ``async for`` (caio's C ``LineIterator`` where
+  caio has it, see ``ReadAhead._iter_lines``) and the fast path of
   ``readline()`` both take from that same iterator, so their per-line cost
   is one ``next()``, and they can be mixed freely. Whatever is read from
   the disk but not handed out yet is "pending": the iterator, then
