@@ -293,3 +293,26 @@ def test_a_cycle_through_the_reader_is_collected() -> None:
     del reader
     gc.collect()
     assert ref() is None
+
+
+def test_a_stop_iteration_held_elsewhere_is_not_changed() -> None:
+    # From 3.12 on the iterator raises its last StopIteration again when
+    # nothing else holds it: one kept (or seen with a traceback) by Python
+    # code keeps its line.
+    reader = SlotReader([])
+    reader._lines = iter(["a\n", "b\n", "c\n", "d\n"])
+    iterator = _lines.LineIterator(reader, reader._readline)
+    with pytest.raises(StopIteration) as first:
+        next(iterator)
+    with pytest.raises(StopIteration) as second:
+        next(iterator)
+    assert (first.value.value, second.value.value) == ("a\n", "b\n")
+    assert first.value is not second.value
+    stops = []
+    for _ in range(2):
+        try:
+            iterator.send(None)
+        except StopIteration as exc:
+            stops.append(exc)
+    assert [stop.value for stop in stops] == ["c\n", "d\n"]
+    assert (first.value.value, second.value.value) == ("a\n", "b\n")

@@ -149,6 +149,7 @@ typedef struct {
     PyObject *reader;       /* the ReadAhead whose lines are iterated */
     PyObject *readline;     /* reader._readline: a coroutine function */
     PyObject *pending;      /* the coroutine a step waits on, or NULL */
+    PyObject *stop;         /* a StopIteration to raise again, or NULL */
     Py_ssize_t lines_offset;  /* where reader keeps _lines, or -1: getattr */
 } LineIter;
 
@@ -196,6 +197,7 @@ static PyObject *LineIter_new(PyTypeObject *type, PyObject *args, PyObject *kwar
     self->reader = Py_NewRef(reader);
     self->readline = Py_NewRef(readline);
     self->pending = NULL;
+    self->stop = NULL;
     self->lines_offset = lines_slot_offset(reader);
     return (PyObject *)self;
 }
@@ -205,6 +207,7 @@ static int LineIter_traverse(LineIter *self, visitproc visit, void *arg)
     Py_VISIT(self->reader);
     Py_VISIT(self->readline);
     Py_VISIT(self->pending);
+    Py_VISIT(self->stop);
     return 0;
 }
 
@@ -213,6 +216,7 @@ static int LineIter_clear(LineIter *self)
     Py_CLEAR(self->reader);
     Py_CLEAR(self->readline);
     Py_CLEAR(self->pending);
+    Py_CLEAR(self->stop);
     return 0;
 }
 
@@ -305,22 +309,48 @@ static PySendResult LineIter_am_send(LineIter *self, PyObject *arg, PyObject **r
     return after_pending(self, status, result);
 }
 
-/* The step's outcome as a Python call returns it: the yielded value, or
- * NULL with StopIteration(line) (the step is done) or another error. */
-static PyObject *as_call_result(PySendResult status, PyObject *result)
+/* Raise StopIteration carrying value (a reference stolen). From 3.12 on,
+ * `await` ends every step this way (tp_iternext): building a
+ * StopIteration(line) per line cost more than the rest of the step, so
+ * the iterator keeps the last one and raises it again with the new value
+ * when nothing else holds it (the interpreter took the value and let go)
+ * and nothing was added to it (traceback, context, cause, notes,
+ * attributes: it was seen by Python code). */
+static void raise_stop(LineIter *self, PyObject *value)
 {
-    if (status == PYGEN_NEXT)
-        return result;
-    if (status == PYGEN_ERROR)
-        return NULL;
-    /* StopIteration(line): built explicitly, so that a value that is a
-     * tuple or an exception is not taken for the arguments. */
-    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, result);
-    Py_DECREF(result);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = self->stop;
+    PyBaseExceptionObject *base = (PyBaseExceptionObject *)exc;
+    if (exc == NULL || Py_REFCNT(exc) != 1 || base->traceback || base->context ||
+        base->cause || base->notes || base->dict) {
+        /* Built without arguments: a value that is a tuple or an
+         * exception is not taken for them. */
+        if ((exc = PyObject_CallNoArgs(PyExc_StopIteration)) == NULL) {
+            Py_DECREF(value);
+            return;
+        }
+        Py_XSETREF(self->stop, exc);
+    }
+    Py_XSETREF(((PyStopIterationObject *)exc)->value, value);
+    PyErr_SetRaisedException(Py_NewRef(exc));
+#else
+    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
     if (exc != NULL) {
         PyErr_SetObject(PyExc_StopIteration, exc);
         Py_DECREF(exc);
     }
+#endif
+}
+
+/* The step's outcome as a Python call returns it: the yielded value, or
+ * NULL with StopIteration(line) (the step is done) or another error. */
+static PyObject *as_call_result(LineIter *self, PySendResult status, PyObject *result)
+{
+    if (status == PYGEN_NEXT)
+        return result;
+    if (status == PYGEN_RETURN)
+        raise_stop(self, result);
     return NULL;
 }
 
@@ -328,14 +358,14 @@ static PyObject *LineIter_iternext(LineIter *self)
 {
     PyObject *result;
     PySendResult status = LineIter_am_send(self, Py_None, &result);
-    return as_call_result(status, result);
+    return as_call_result(self, status, result);
 }
 
 static PyObject *LineIter_send(LineIter *self, PyObject *arg)
 {
     PyObject *result;
     PySendResult status = LineIter_am_send(self, arg, &result);
-    return as_call_result(status, result);
+    return as_call_result(self, status, result);
 }
 
 static PyObject *LineIter_throw(LineIter *self, PyObject *args)
@@ -381,7 +411,7 @@ static PyObject *LineIter_throw(LineIter *self, PyObject *args)
             status = PYGEN_RETURN;
     }
     status = after_pending(self, status, &result);
-    return as_call_result(status, result);
+    return as_call_result(self, status, result);
 }
 
 static PyObject *LineIter_close(LineIter *self, PyObject *unused)
