@@ -86,12 +86,19 @@ def _split_lf_bytes_py(tail: bytes, chunk: bytes) -> list[bytes]:
 
 _split_lf_str: Callable[[str, str], list[str]] = _split_lf_str_py
 _split_lf_bytes: Callable[[bytes, bytes], list[bytes]] = _split_lf_bytes_py
+#: caio's split_lf, where the "\n" splitters are it; None without caio._lines.
+_split_lf_c: Callable[..., list[Any]] | None = None
+#: caio's cut_lf(tail, chunk) -> (iterator of the complete lines, rest): the
+#: lines made one at a time as they are taken (ReadAhead._fill uses it where
+#: the splitter is split_lf).
+cut_lf: Callable[[Any, Any], tuple[Any, Any]] | None = None
 try:
-    from caio._lines import split_lf as _split_lf_c
+    from caio import _lines
 except ImportError:  # pragma: no cover - the C module is built everywhere we test
     pass
 else:
-    _split_lf_str = _split_lf_bytes = _split_lf_c
+    _split_lf_str = _split_lf_bytes = _split_lf_c = _lines.split_lf
+    cut_lf = _lines.cut_lf
 
 
 def _split_crlf_str(tail: str, chunk: str) -> list[str]:

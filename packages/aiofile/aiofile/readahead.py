@@ -28,6 +28,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from . import lines as _lines_module
 from .lines import make_splitter
 
 # caio's C line iterator; a caio without it (older, or built without a
@@ -132,6 +133,11 @@ class ReadAhead(Generic[T]):
         read = (fh.context or fh.bind_context()).read
         decoder = self._decoder
         split = self._split
+        # Only "\n" ends a line and nothing is translated: caio cuts the
+        # lines as they are taken (memory: the chunk and the current line).
+        cut = _lines_module.cut_lf
+        if cut is not None and split is not _lines_module._split_lf_c:
+            cut = None
         sep = self._line_sep
         cr = self._cr
         size = self._chunk_size
@@ -175,6 +181,10 @@ class ReadAhead(Generic[T]):
                 if parts:
                     tail = empty.join(parts)
                     parts.clear()
+                if cut is not None:
+                    # The chunk holds a "\n" (checked above): a line at least.
+                    self._lines, self._tail = cut(tail, chunk)
+                    return True
                 lines = split(tail, chunk)
                 tail = lines.pop()
                 if lines:

@@ -1,11 +1,18 @@
 """aiofile's line splitting and async line iterator, in C (optional)."""
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, AnyStr, final
+from typing import Any, AnyStr, Generic, final
 
 from typing_extensions import Self
 
 def split_lf(tail: AnyStr, chunk: AnyStr, /) -> list[AnyStr]: ...
+def cut_lf(tail: AnyStr, chunk: AnyStr, /) -> tuple[LineCutter[AnyStr] | None, AnyStr]: ...
+@final
+class LineCutter(Generic[AnyStr]):
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> AnyStr: ...
+    def __length_hint__(self) -> int: ...
+
 @final
 class LineIterator:
     def __new__(cls, reader: object, readline: Callable[[], Awaitable[Any]], /) -> Self: ...

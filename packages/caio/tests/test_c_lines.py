@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import operator
 import sys
 import weakref
 from collections.abc import Iterator
@@ -316,3 +317,51 @@ def test_a_stop_iteration_held_elsewhere_is_not_changed() -> None:
             stops.append(exc)
     assert [stop.value for stop in stops] == ["c\n", "d\n"]
     assert (first.value.value, second.value.value) == ("a\n", "b\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tail=st.lists(CHARS, max_size=6).map("".join),
+    chunk=st.lists(CHARS, max_size=30).map("".join),
+    binary=st.booleans(),
+)
+def test_cut_lf_as_split_lf(tail: str, chunk: str, binary: bool) -> None:
+    # The same lines and rest as split_lf, made one at a time; the count
+    # left is right before and after each.
+    tail = tail.replace("\n", "")
+    args: tuple[Any, Any] = (
+        (tail.encode(), chunk.encode()) if binary else (tail, chunk)
+    )
+    *lines, rest = _lines.split_lf(*args)
+    cutter, got_rest = _lines.cut_lf(*args)
+    assert got_rest == rest
+    if not lines:
+        assert cutter is None
+        assert rest == args[0] + args[1]
+        return
+    got = []
+    while True:
+        assert operator.length_hint(cutter) == len(lines) - len(got)
+        line = next(cutter, None)
+        if line is None:
+            break
+        got.append(line)
+    assert got == lines
+    assert iter(cutter) is cutter
+    assert next(cutter, None) is None   # stays exhausted
+
+
+def test_cut_lf_keeps_only_what_is_left() -> None:
+    # Each line is a new object; the chunk is let go with the last line.
+    chunk = "".join(f"line {i}\n" for i in range(100)) + "rest"
+    cutter, rest = _lines.cut_lf("", chunk)
+    before = sys.getrefcount(chunk)
+    lines = list(cutter)
+    assert sys.getrefcount(chunk) == before - 1
+    assert lines == chunk.splitlines(True)[:-1] and rest == "rest"
+
+
+@pytest.mark.parametrize("args", [("", b"x\n"), (b"", "x\n"), (1, "x"), ("x",)])
+def test_cut_lf_argument_errors(args: tuple[Any, ...]) -> None:
+    with pytest.raises(TypeError):
+        _lines.cut_lf(*args)

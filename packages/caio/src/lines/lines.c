@@ -142,6 +142,174 @@ fail:
     return NULL;
 }
 
+/* __iter__, __aiter__ and __await__ of the iterators here. */
+static PyObject *return_self(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+/* ------------------------------------------------------------- LineCutter */
+
+/* The complete lines of a chunk, each cut when it is asked for: only the
+ * chunk and the line handed out are alive, and each line is made while its
+ * bytes are in the cache (a pre-split list makes them all, then hands them
+ * out from memory written long before). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *chunk;    /* str or bytes; NULL once every line is out */
+    PyObject *prefix;   /* the previous chunk's tail, for the first line */
+    Py_ssize_t pos;     /* where the next line starts */
+    Py_ssize_t end;     /* just past the chunk's last "\n" */
+} LineCutter;
+
+static PyTypeObject LineCutter_Type;
+
+static void LineCutter_dealloc(LineCutter *self)
+{
+    Py_XDECREF(self->chunk);
+    Py_XDECREF(self->prefix);
+    PyObject_Free(self);
+}
+
+static PyObject *LineCutter_next(LineCutter *self)
+{
+    PyObject *chunk = self->chunk;
+    if (chunk == NULL)
+        return NULL;
+    int text = PyUnicode_CheckExact(chunk);
+    int kind = text ? PyUnicode_KIND(chunk) : PyUnicode_1BYTE_KIND;
+    const void *data = text ? PyUnicode_DATA(chunk) : (const void *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t start = self->pos;
+    /* There is a "\n" before end: end is just past the last one. */
+    Py_ssize_t nl = find_lf(kind, data, start, self->end);
+    PyObject *line = text
+        ? PyUnicode_Substring(chunk, start, nl + 1)
+        : PyBytes_FromStringAndSize((const char *)data + start, nl + 1 - start);
+    if (line == NULL)
+        return NULL;
+    self->pos = nl + 1;
+    if (self->prefix != NULL) {
+        PyObject *joined = text ? PyUnicode_Concat(self->prefix, line)
+                                : PyNumber_Add(self->prefix, line);
+        Py_DECREF(line);
+        Py_CLEAR(self->prefix);
+        line = joined;   /* NULL on error: the line is lost with the error */
+    }
+    if (self->pos >= self->end)
+        Py_CLEAR(self->chunk);   /* all out: the chunk can go */
+    return line;
+}
+
+static PyObject *LineCutter_length_hint(LineCutter *self, PyObject *unused)
+{
+    Py_ssize_t count = 0;
+    PyObject *chunk = self->chunk;
+    if (chunk != NULL) {
+        int text = PyUnicode_CheckExact(chunk);
+        int kind = text ? PyUnicode_KIND(chunk) : PyUnicode_1BYTE_KIND;
+        const void *data = text ? PyUnicode_DATA(chunk)
+                                : (const void *)PyBytes_AS_STRING(chunk);
+        for (Py_ssize_t at = self->pos, nl;
+             (nl = find_lf(kind, data, at, self->end)) >= 0; at = nl + 1)
+            count++;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+static PyMethodDef LineCutter_methods[] = {
+    {"__length_hint__", (PyCFunction)LineCutter_length_hint, METH_NOARGS,
+     "How many lines are left."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LineCutter_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._lines.LineCutter",
+    .tp_basicsize = sizeof(LineCutter),
+    .tp_dealloc = (destructor)LineCutter_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The complete lines of a chunk, cut one at a time (cut_lf makes it).",
+    .tp_iter = return_self,
+    .tp_iternext = (iternextfunc)LineCutter_next,
+    .tp_methods = LineCutter_methods,
+};
+
+/* The position of the last "\n" of data[0:size], or -1. */
+static Py_ssize_t rfind_lf(int kind, const void *data, Py_ssize_t size)
+{
+    switch (kind) {
+    case PyUnicode_1BYTE_KIND: {
+        /* Not memrchr: a GNU extension. The last line end of a chunk is
+         * at most a line's length from its end. */
+        const unsigned char *p = (const unsigned char *)data;
+        for (Py_ssize_t i = size - 1; i >= 0; i--)
+            if (p[i] == '\n')
+                return i;
+        return -1;
+    }
+    case PyUnicode_2BYTE_KIND: {
+        const Py_UCS2 *p = (const Py_UCS2 *)data;
+        for (Py_ssize_t i = size - 1; i >= 0; i--)
+            if (p[i] == '\n')
+                return i;
+        return -1;
+    }
+    default: {
+        const Py_UCS4 *p = (const Py_UCS4 *)data;
+        for (Py_ssize_t i = size - 1; i >= 0; i--)
+            if (p[i] == '\n')
+                return i;
+        return -1;
+    }
+    }
+}
+
+static PyObject *cut_lf(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "cut_lf() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *tail = args[0], *chunk = args[1];
+    int text = PyUnicode_CheckExact(chunk);
+    if (text ? !PyUnicode_CheckExact(tail)
+             : !(PyBytes_CheckExact(chunk) && PyBytes_CheckExact(tail))) {
+        PyErr_SetString(PyExc_TypeError, "cut_lf() takes two str or two bytes objects");
+        return NULL;
+    }
+    int kind = text ? PyUnicode_KIND(chunk) : PyUnicode_1BYTE_KIND;
+    const void *data = text ? PyUnicode_DATA(chunk) : (const void *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t size = text ? PyUnicode_GET_LENGTH(chunk) : PyBytes_GET_SIZE(chunk);
+    Py_ssize_t last = rfind_lf(kind, data, size);
+    if (last < 0) {   /* no complete line: all of it is the new tail */
+        PyObject *all = text ? PyUnicode_Concat(tail, chunk) : PyNumber_Add(tail, chunk);
+        if (all == NULL)
+            return NULL;
+        PyObject *result = PyTuple_Pack(2, Py_None, all);
+        Py_DECREF(all);
+        return result;
+    }
+    PyObject *rest = text ? PyUnicode_Substring(chunk, last + 1, size)
+                          : PyBytes_FromStringAndSize((const char *)data + last + 1,
+                                                      size - last - 1);
+    if (rest == NULL)
+        return NULL;
+    LineCutter *cutter = PyObject_New(LineCutter, &LineCutter_Type);
+    if (cutter == NULL) {
+        Py_DECREF(rest);
+        return NULL;
+    }
+    Py_ssize_t tail_size = text ? PyUnicode_GET_LENGTH(tail) : PyBytes_GET_SIZE(tail);
+    cutter->chunk = Py_NewRef(chunk);
+    cutter->prefix = tail_size ? Py_NewRef(tail) : NULL;
+    cutter->pos = 0;
+    cutter->end = last + 1;
+    PyObject *result = PyTuple_Pack(2, (PyObject *)cutter, rest);
+    Py_DECREF(cutter);
+    Py_DECREF(rest);
+    return result;
+}
+
 /* ----------------------------------------------------------- LineIterator */
 
 typedef struct {
@@ -425,11 +593,6 @@ static PyObject *LineIter_close(LineIter *self, PyObject *unused)
     return r;
 }
 
-static PyObject *LineIter_self(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
 static PyObject *LineIter_anext(LineIter *self)
 {
     if (self->pending != NULL) {
@@ -441,8 +604,8 @@ static PyObject *LineIter_anext(LineIter *self)
 }
 
 static PyAsyncMethods LineIter_as_async = {
-    .am_await = LineIter_self,
-    .am_aiter = LineIter_self,
+    .am_await = return_self,
+    .am_aiter = return_self,
     .am_anext = (unaryfunc)LineIter_anext,
     .am_send = (sendfunc)LineIter_am_send,
 };
@@ -471,7 +634,7 @@ static PyTypeObject LineIter_Type = {
               "suspending, or awaits readline() (an empty line ends it).",
     .tp_traverse = (traverseproc)LineIter_traverse,
     .tp_clear = (inquiry)LineIter_clear,
-    .tp_iter = LineIter_self,
+    .tp_iter = return_self,
     .tp_iternext = (iternextfunc)LineIter_iternext,
     .tp_methods = LineIter_methods,
     .tp_new = LineIter_new,
@@ -485,6 +648,12 @@ static PyMethodDef lines_methods[] = {
      "chunk (str or bytes, like tail) cut after each \"\\n\": the complete\n"
      "lines, the first prefixed with tail, then the rest (the new tail,\n"
      "maybe empty). TypeError for other types."},
+    {"cut_lf", (PyCFunction)(void (*)(void))cut_lf, METH_FASTCALL,
+     "cut_lf($module, tail, chunk, /)\n--\n\n"
+     "(lines, rest): an iterator over the complete lines of chunk (str or\n"
+     "bytes, like tail), cut after each \"\\n\" when asked for, the first\n"
+     "prefixed with tail; rest follows the last \"\\n\". (None, tail + chunk)\n"
+     "when chunk has no \"\\n\". TypeError for other types."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -500,7 +669,7 @@ PyMODINIT_FUNC PyInit__lines(void)
 {
     if (str_lines == NULL && (str_lines = PyUnicode_InternFromString("_lines")) == NULL)
         return NULL;
-    if (PyType_Ready(&LineIter_Type) < 0)
+    if (PyType_Ready(&LineIter_Type) < 0 || PyType_Ready(&LineCutter_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&lines_module);
     if (m == NULL)
