@@ -187,14 +187,16 @@ static PyObject *LineCutter_next(LineCutter *self)
         : PyBytes_FromStringAndSize((const char *)data + start, nl + 1 - start);
     if (line == NULL)
         return NULL;
-    self->pos = nl + 1;
     if (self->prefix != NULL) {
         PyObject *joined = text ? PyUnicode_Concat(self->prefix, line)
                                 : PyNumber_Add(self->prefix, line);
         Py_DECREF(line);
+        if (joined == NULL)   /* nothing taken: the next call tries again */
+            return NULL;
         Py_CLEAR(self->prefix);
-        line = joined;   /* NULL on error: the line is lost with the error */
+        line = joined;
     }
+    self->pos = nl + 1;
     if (self->pos >= self->end)
         Py_CLEAR(self->chunk);   /* all out: the chunk can go */
     return line;
