@@ -676,7 +676,8 @@ PyMODINIT_FUNC PyInit__lines(void)
     PyObject *m = PyModule_Create(&lines_module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "LineIterator", (PyObject *)&LineIter_Type) < 0) {
+    if (PyModule_AddObjectRef(m, "LineIterator", (PyObject *)&LineIter_Type) < 0 ||
+        PyModule_AddObjectRef(m, "LineCutter", (PyObject *)&LineCutter_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }
