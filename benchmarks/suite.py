@@ -374,7 +374,7 @@ TARGETS: tuple[Target, ...] = (
     Target("random 4K reads, 1 in flight, time/op", "rand_read_1", "caio-python", "<=", 15.0),
     Target("async_open stream, 1 MiB chunks, MB/s", "stream_1m", "default", ">=", 0.85),
     Target("async_open stream, 64 KiB chunks, MB/s", "stream_64k", "default", ">=", 0.6),
-    Target("async for line, lines/s", "lines", "default", ">=", 0.5),
+    Target("async for line, lines/s", "lines", "default", ">=", 0.8),
     Target(
         "iter_chunked(1 MiB) peak RSS growth, MiB",
         "mem_stream",

@@ -41,6 +41,8 @@ page cache hot unless named ``cold``):
              python, linux
     lines-stdlib        ``for line in open(path)`` (N lines, 16 MiB file of
     lines-aiofile       short lines) / ``async for line in async_open(path)``
+    blines-stdlib       the same in binary mode (``"rb"``)
+    blines-aiofile
     chunks-stdlib       ``open(path, "rb", buffering=0).read(65536)`` (N chunks)
     chunks-aiofile      ``async_open(path, "rb").iter_chunked(65536)``
     cold64-BACKEND      64 coroutines, N reads in all (N <= 16384: each block
@@ -283,13 +285,13 @@ async def run_pipe(backend: str, n: int) -> None:
         os.close(w)
 
 
-async def run_lines(path: Path, n: int) -> None:
+async def run_lines(path: Path, n: int, mode: str = "r") -> None:
     """n lines with async_open, starting again at the end of the file."""
     from aiofile import async_open
 
     got = 0
     while got < n:
-        async with async_open(path, "r") as f:
+        async with async_open(path, mode) as f:
             async for _ in f:
                 got += 1
                 if got == n:
@@ -310,11 +312,11 @@ async def run_chunks(path: Path, n: int) -> None:
                     break
 
 
-def stdlib_lines(path: Path, n: int) -> None:
+def stdlib_lines(path: Path, n: int, mode: str = "r") -> None:
     """n lines with the built-in open."""
     got = 0
     while got < n:
-        with open(path, encoding="utf-8") as f:
+        with open(path, mode, encoding=None if "b" in mode else "utf-8") as f:
             for _ in f:
                 got += 1
                 if got == n:
@@ -398,6 +400,8 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
     runners: dict[str, Callable[[], object]] = {
         "lines-stdlib": lambda: stdlib_lines(lines, n),
         "lines-aiofile": lambda: asyncio.run(run_lines(lines, n)),
+        "blines-stdlib": lambda: stdlib_lines(lines, n, "rb"),
+        "blines-aiofile": lambda: asyncio.run(run_lines(lines, n, "rb")),
         "chunks-stdlib": lambda: stdlib_chunks(rand, n),
         "chunks-aiofile": lambda: asyncio.run(run_chunks(rand, n)),
     }

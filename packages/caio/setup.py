@@ -109,6 +109,10 @@ def extensions() -> list:
         # src/common. Optional like the rest: caio/_direct.py reads sysfs
         # where it is missing.
         built.append(extension("_dio", "dio", shared=False))
+    if not only or "_lines" in only:
+        # aiofile's line splitting and async line iterator; optional too:
+        # aiofile keeps its pure Python path where it is missing.
+        built.append(extension("_lines", "lines", shared=False))
     return built
 
 

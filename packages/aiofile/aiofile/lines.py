@@ -17,6 +17,11 @@ code runs per line.
   ``in`` (memchr speed); only a chunk where it would split differently
   takes the exact path.
 - Anything else: ``split`` and the separator added back to each piece.
+
+Where caio has its C module ``caio._lines``, the ``"\\n"`` splitters are
+its ``split_lf``: the same contract, one memchr pass and one object per
+line; ``StringIO`` copies the text to 4-byte characters and back, which
+cost about 400 instructions per short line (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def _exact(tail: AnyStr_, chunk: AnyStr_, sep: AnyStr_) -> list[AnyStr_]:
     return lines
 
 
-def _split_lf_str(tail: str, chunk: str) -> list[str]:
+def _split_lf_str_py(tail: str, chunk: str) -> list[str]:
     # StringIO with newline="\n" breaks only at "\n" and translates
     # nothing: exact by construction, and a little faster than
     # str.splitlines plus its check.
@@ -68,7 +73,7 @@ def _split_lf_str(tail: str, chunk: str) -> list[str]:
     return lines
 
 
-def _split_lf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
+def _split_lf_bytes_py(tail: bytes, chunk: bytes) -> list[bytes]:
     # BytesIO shares the chunk's buffer, breaks only at b"\n" and finds it
     # with memchr: about three times faster than bytes.splitlines.
     lines = BytesIO(chunk).readlines()
@@ -77,6 +82,23 @@ def _split_lf_bytes(tail: bytes, chunk: bytes) -> list[bytes]:
     if chunk[-1] == 10:  # b"\n"
         lines.append(b"")
     return lines
+
+
+_split_lf_str: Callable[[str, str], list[str]] = _split_lf_str_py
+_split_lf_bytes: Callable[[bytes, bytes], list[bytes]] = _split_lf_bytes_py
+#: caio's split_lf, where the "\n" splitters are it; None without caio._lines.
+_split_lf_c: Callable[..., list[Any]] | None = None
+#: caio's cut_lf(tail, chunk) -> (iterator of the complete lines, rest): the
+#: lines made one at a time as they are taken (ReadAhead._fill uses it where
+#: the splitter is split_lf).
+cut_lf: Callable[[Any, Any], tuple[Any, Any]] | None = None
+try:
+    from caio import _lines
+except ImportError:  # pragma: no cover - the C module is built everywhere we test
+    pass
+else:
+    _split_lf_str = _split_lf_bytes = _split_lf_c = _lines.split_lf
+    cut_lf = _lines.cut_lf
 
 
 def _split_crlf_str(tail: str, chunk: str) -> list[str]:

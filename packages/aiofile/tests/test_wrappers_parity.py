@@ -161,9 +161,34 @@ OPERATIONS = st.lists(
         st.tuples(st.just("readline"), st.integers(-1, 9)),
         st.tuples(st.just("readlines"), st.integers(-1, 12)),
         st.tuples(st.just("next"), st.just(0)),
+        # One iterator kept across the calls, as `async for` keeps it.
+        st.tuples(st.just("iter"), st.just(0)),
     ),
     min_size=1, max_size=12,
 )
+
+
+@pytest.fixture(params=["c", "python-generator", "python-class"])
+def line_code(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Line iteration and "\\n" splitting by caio's C module, and by each
+    pure Python fallback (a caio without the C module: the async generator
+    up to 3.11, the ``__anext__`` class from 3.12)."""
+    import aiofile.lines
+    import aiofile.readahead
+    import aiofile.wrappers
+
+    if request.param == "c":
+        if aiofile.readahead._CLineIterator is None:
+            pytest.skip("caio._lines is not built")
+        return "c"
+    monkeypatch.setattr(aiofile.readahead, "_CLineIterator", None)
+    monkeypatch.setattr(
+        aiofile.readahead, "_ASYNC_GENERATORS_FAST", request.param == "python-generator",
+    )
+    for module in (aiofile.lines, aiofile.wrappers):
+        monkeypatch.setattr(module, "_split_lf_str", aiofile.lines._split_lf_str_py)
+    monkeypatch.setattr(aiofile.lines, "_split_lf_bytes", aiofile.lines._split_lf_bytes_py)
+    return request.param
 
 
 @pytest.mark.parametrize("backend", BACKEND_MODULES)
@@ -177,18 +202,20 @@ OPERATIONS = st.lists(
     reseek=st.booleans(),
 )
 def test_newline_chunk_boundaries_as_open(
-    tmp_path: Path, backend: Any, text: str, newline: str | None, encoding: str,
-    chunk_size: int, operations: list[tuple[str, int]], reseek: bool,
+    tmp_path: Path, backend: Any, line_code: str, text: str, newline: str | None,
+    encoding: str, chunk_size: int, operations: list[tuple[str, int]], reseek: bool,
 ) -> None:
     """Random reads on random chunk sizes: what open() gives, "\\r\\n" split
     between two chunks included; seek(tell()) after each call (``reseek``)
-    changes nothing, so tell() counts the pending data exactly."""
+    changes nothing, so tell() counts the pending data exactly. Line
+    iteration, by a new iterator per line (``next``) or one kept across
+    the other calls (``iter``), mixes with them as on a built-in file."""
     path = tmp_path / "h"
     write_raw(path, text, encoding)
     expected = []
     with open(path, newline=newline, encoding=encoding) as fp:
         for name, arg in operations:
-            if name == "next":
+            if name in ("next", "iter"):
                 expected.append(next(fp, ""))
             else:
                 expected.append(getattr(fp, name)(arg))
@@ -200,9 +227,12 @@ def test_newline_chunk_boundaries_as_open(
             await afp.open()
             f = TextFileWrapper(afp, chunk_size=chunk_size, newline=newline)
             got: list[Any] = []
+            kept = aiter(f)
             for name, arg in operations:
                 if name == "next":
                     got.append(await anext(aiter(f), ""))
+                elif name == "iter":
+                    got.append(await anext(kept, ""))
                 else:
                     got.append(await getattr(f, name)(arg))
                 if reseek:
@@ -216,6 +246,8 @@ def test_newline_chunk_boundaries_as_open(
     try:
         assert loop.run_until_complete(asyncio.wait_for(ours(), 10)) == expected
     finally:
+        # The pure Python fallback's async generators left at a line.
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
