@@ -57,6 +57,8 @@ def check_priority(priority: object) -> None:
 
 def payload_view(payload: object) -> memoryview:
     """A flat byte view of a C-contiguous buffer (held until released)."""
+    if payload.__class__ is bytes:  # the usual payload: flat already
+        return memoryview(payload)
     try:
         view = memoryview(payload)  # type: ignore[arg-type]
     except TypeError:
