@@ -407,7 +407,9 @@ async def test_many_operations_with_random_cancellation(
             assert result == BLOCK, (i, result)
             assert block == expected, i
     assert completed > count // 3
-    assert cancelled > count // 20
+    # Most cancel() calls land on finished tasks: about 400-550 of 10 000
+    # tasks are cancelled, fewer on a faster disk. Enough to mean something.
+    assert cancelled > count // 50
 
 
 # ---- closing with operations in flight ----------------------------------------
