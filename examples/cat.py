@@ -9,9 +9,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import select
 import sys
+from typing import BinaryIO
 
 from aiofile import async_open
+
+
+def write_all(out: BinaryIO, data: bytes) -> None:
+    """Write all of ``data``: under ``python -u`` (or PYTHONUNBUFFERED)
+    ``sys.stdout.buffer`` is a raw file, whose write() may take only part
+    of it (a pipe, interrupted by a signal) and says how much."""
+    done = out.write(data) or 0
+    while done < len(data):
+        # (typeshed says int; a raw file says None when it would block)
+        written: int | None = out.write(memoryview(data)[done:])
+        if written is None:  # a non-blocking stdout, full: wait for room
+            select.select([], [out], [])
+        else:
+            done += written
 
 
 async def cat(paths: list[str]) -> None:
@@ -19,7 +35,7 @@ async def cat(paths: list[str]) -> None:
     for path in paths:
         async with async_open(path, "rb") as src:
             async for line in src:
-                out.write(line)
+                write_all(out, line)
     out.flush()
 
 

@@ -36,6 +36,29 @@ def test_cat_prints_files_byte_exact(tmp_path: Path) -> None:
     assert done.stdout == first.read_bytes() + second.read_bytes()
 
 
+def test_cat_writes_all_of_each_line_to_a_raw_stdout(tmp_path: Path) -> None:
+    # Under -u sys.stdout.buffer is a raw file whose write() may take part
+    # of a line. A non-blocking pipe makes that happen on every full pipe
+    # (a blocking one only when a signal interrupts the write, as it did
+    # once in CI): nothing may be lost.
+    path = tmp_path / "lines"
+    path.write_bytes(b"".join(b"%d " % i * (i % 97) + b"\n" for i in range(20000)))
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-u", str(EXAMPLES / "cat.py"), str(path)],
+            stdout=write_end, stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        got = pipe.read()
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert got == path.read_bytes()
+
+
 def test_cat_missing_file(tmp_path: Path) -> None:
     done = run("cat.py", tmp_path / "missing")
     assert done.returncode == 1
