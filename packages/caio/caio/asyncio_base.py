@@ -13,6 +13,7 @@ import asyncio
 import errno
 from asyncio import CancelledError
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._direct import aligned_buffer, dio_alignment, direct_span, is_direct
@@ -58,6 +59,16 @@ _NOT_RUNNING = _NotRunning()
 def _name(loop: asyncio.AbstractEventLoop) -> str:
     # Not repr(loop): it shows the loop's state, which changes.
     return f"<{type(loop).__name__} at {id(loop):#x}>"
+
+
+def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Future[Any]]:
+    """What makes ``loop``'s futures, one call per suspended operation. The
+    stock loops' ``create_future`` is a Python method around the C future
+    type: calling the type directly saves that frame (about 400 of 18 000
+    instructions per read). A loop with its own futures keeps its method."""
+    if type(loop).create_future is asyncio.BaseEventLoop.create_future:
+        return partial(asyncio.Future, loop=loop)
+    return loop.create_future
 
 
 class AsyncioContextBase(FsOperations):
@@ -164,7 +175,7 @@ class AsyncioContextBase(FsOperations):
         """Have ``loop`` make the futures and call process_events() when the
         context's descriptor is readable (the Trio adapter does it its way)."""
         context = self.context
-        context.set_future_factory(loop.create_future, loop.call_soon)
+        context.set_future_factory(_future_factory(loop), loop.call_soon)
         self._fileno = context.fileno
         # The number is fresh, so a registration the loop still holds under it
         # is stale: a descriptor closed without remove_reader (as a forked

@@ -457,3 +457,49 @@ def test_released_at_interpreter_exit(backend_module: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["closed", "threads []"]
     assert "Exception ignored" not in proc.stderr
+
+
+
+async def pending_read_future(context: Any) -> tuple[asyncio.Future[Any], bytes]:
+    """The future a pipe read waits on, and what the read returned."""
+    r, w = os.pipe()
+    try:
+        task = asyncio.ensure_future(context.read(1, r, 0))
+        waiter = None
+        for _ in range(100):
+            await asyncio.sleep(0)
+            waiter = getattr(task, "_fut_waiter", None)
+            if waiter is not None:
+                break
+        assert waiter is not None, "the read never waited"
+        os.write(w, b"x")
+        return waiter, await task
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_futures_come_from_the_loop(asyncio_module: Any) -> None:
+    """A pending operation's future is the loop's: an asyncio.Future bound to
+    it on a stock loop, and one the loop's own create_future made on a loop
+    that overrides it."""
+    if asyncio_module.__name__.endswith("linux_aio_asyncio"):
+        pytest.skip("kernel AIO cannot wait on pipes")
+    made: list[asyncio.Future[Any]] = []
+
+    class CountingLoop(asyncio.SelectorEventLoop):
+        def create_future(self) -> asyncio.Future[Any]:
+            future = super().create_future()
+            made.append(future)
+            return future
+
+    for loop, own in ((asyncio.new_event_loop(), False), (CountingLoop(), True)):
+        try:
+            context = asyncio_module.AsyncioContext(loop=loop)
+            waiter, data = loop.run_until_complete(pending_read_future(context))
+            context.close()
+            assert data == b"x"
+            assert isinstance(waiter, asyncio.Future) and waiter.get_loop() is loop
+            assert (waiter in made) is own
+        finally:
+            loop.close()

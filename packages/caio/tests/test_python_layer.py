@@ -122,7 +122,13 @@ def test_adapter_passes_the_loops_call_soon(event_loop: Any) -> None:
 
     context = Adapter(loop=event_loop)
     context.close()
-    assert seen == [(event_loop.create_future, event_loop.call_soon)]
+    [(factory, call_soon)] = seen
+    assert call_soon == event_loop.call_soon
+    # The loop's futures (on a stock loop made without its create_future
+    # method: see test_futures_come_from_the_loop).
+    future = factory()
+    assert isinstance(future, asyncio.Future) and future.get_loop() is event_loop
+    future.cancel()
 
 
 def test_one_registry_holds_adapters_and_python_contexts(event_loop: Any) -> None:
