@@ -359,7 +359,7 @@ static int start_worker(caio_worker *w)
 int caio_pool_submit(caio_pool *p, caio_req *req)
 {
     caio_worker *w = NULL;
-    int err;
+    int err, wake = 0;
 
     caio_thread_ext_of(req)->pool = p;
     pthread_mutex_lock(&p->lock);
@@ -370,7 +370,7 @@ int caio_pool_submit(caio_pool *p, caio_req *req)
     queue_push(p, req);
     if (p->idle > p->wakeups) {
         p->wakeups++;
-        pthread_cond_signal(&p->work);
+        wake = 1;
     } else if (p->nthreads < p->max_threads) {
         for (unsigned i = 0; i < p->max_threads; i++) {
             if (p->workers[i].state == WORKER_FREE) {
@@ -385,6 +385,16 @@ int caio_pool_submit(caio_pool *p, caio_req *req)
         }
     }
     pthread_mutex_unlock(&p->lock);
+    /* Signalled after the unlock, so that the woken worker does not find
+     * the lock still held and sleep on it again (one read at a time: two
+     * futex calls and a context switch per read). No wake-up is lost: the
+     * idle worker counted above is inside pthread_cond_wait (it counted
+     * itself and released the lock in one step), or was woken already and
+     * looks at the queue once it has the lock, where it finds this
+     * request. The pool outlives this call (the caller holds its
+     * reference). */
+    if (wake)
+        pthread_cond_signal(&p->work);
 
     if (w != NULL && (err = start_worker(w)) != 0) {
         pthread_mutex_lock(&p->lock);

@@ -59,11 +59,12 @@ int caio_pool_kick(caio_pool *p, caio_req *req);
 int caio_pool_kick_future(caio_pool *p, PyObject *future);
 
 /* Empty the completion list (and the wake-up fd): a NULL-terminated list
- * linked by req->next, oldest first. */
+ * linked by req->next, oldest first. With the GIL held, like
+ * caio_pool_close_fds (the fd is read outside the pool's lock). */
 caio_req *caio_pool_take_done(caio_pool *p);
 
-/* After caio_pool_join: close the descriptors now if no worker is left
- * (else they stay open until the pool is freed). */
+/* After caio_pool_join, with the GIL held: close the descriptors now if
+ * no worker is left (else they stay open until the pool is freed). */
 void caio_pool_close_fds(caio_pool *p);
 
 /* Stop accepting requests and return the ones still queued (never started),

@@ -83,12 +83,17 @@ caio_req *caio_pool_take_done(caio_pool *p)
 {
     caio_req *head;
 
-    pthread_mutex_lock(&p->lock);
     /* Drain first, then swap: a completion pushed after the swap wakes us
-     * again (spurious at worst), never gets lost. Under the lock only so
-     * that caio_pool_close_fds cannot close the fd under our feet. */
+     * again (spurious at worst), never gets lost. The drain is a system
+     * call and stays outside the lock: the worker that wrote the fd takes
+     * the lock right after, and found it held by this read on most wake-ups
+     * (a futex sleep and wake-up on both sides per completion). No lock is
+     * needed for the fd: the callers (process_events, close) hold the GIL,
+     * as does caio_pool_close_fds's only caller, so the fd cannot be closed
+     * meanwhile. */
     if (p->done.rfd >= 0)
         caio_notifier_drain(&p->done);
+    pthread_mutex_lock(&p->lock);
     head = p->dhead;
     p->dhead = p->dtail = NULL;
     pthread_mutex_unlock(&p->lock);
