@@ -46,11 +46,16 @@ async def copy_in_kernel(src_path: str, dst_path: str) -> None:
     one file.
     """
     await copyfile(src_path, dst_path)
-    # As the chunked copy's close does: the copy is on disk on return.
-    loop = asyncio.get_running_loop()
-    fd = await loop.run_in_executor(None, os.open, dst_path, os.O_RDONLY)
+    # As the chunked copy's close does: the copy is on disk on return. One
+    # call on a worker (open, sync, close), not one per system call.
+    await asyncio.get_running_loop().run_in_executor(None, sync_data, dst_path)
+
+
+def sync_data(path: str) -> None:
+    """fdatasync the file at ``path`` (blocks: run it on a worker)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        await loop.run_in_executor(None, os.fdatasync, fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
 
