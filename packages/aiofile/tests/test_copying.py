@@ -142,6 +142,56 @@ def test_a_copy_is_one_call_on_one_worker(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "two").stat().st_mode) == 0o640
 
 
+def fs_type(path: Path) -> str | None:
+    return copying._fs_type(os.stat(path).st_dev)
+
+
+def test_fs_type_names_the_filesystem(tmp_path: Path) -> None:
+    assert fs_type(Path("/proc")) == "proc"
+    if Path("/dev/shm").is_dir() and os.statvfs("/dev/shm").f_fsid != os.statvfs("/").f_fsid:
+        assert fs_type(Path("/dev/shm")) == "tmpfs"
+    assert copying._fs_type(os.makedev(4095, 1048575)) is None  # no such mount
+
+
+def test_preallocates_on_ext4_only(tmp_path: Path, small_jobs: None) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(os.urandom(STEP + 1))
+    with open(src, "rb") as a, open(dst, "wb") as b:
+        allocated = copying._preallocate(a.fileno(), b.fileno())
+        if fs_type(tmp_path) == "ext4":
+            # Size set and blocks allocated before any byte is copied.
+            assert allocated == STEP + 1 == os.fstat(b.fileno()).st_size
+            assert os.fstat(b.fileno()).st_blocks * 512 >= STEP + 1
+        else:
+            assert allocated == 0 == os.fstat(b.fileno()).st_size
+    (tmp_path / "small").write_bytes(b"s" * (STEP - 1))  # below one step: not worth it
+    with open(tmp_path / "small", "rb") as a, open(dst, "wb") as b:
+        assert copying._preallocate(a.fileno(), b.fileno()) == 0
+    with open(src, "rb") as a, open("/dev/null", "wb") as b:  # not a regular file
+        assert copying._preallocate(a.fileno(), b.fileno()) == 0
+
+
+def test_a_cancelled_copy_keeps_only_what_it_copied(
+    library: str, tmp_path: Path, small_jobs: None,
+) -> None:
+    # Preallocation (ext4) sets the size at once: a copy that ends short
+    # must leave the bytes it copied and nothing after them, not the
+    # source's size in zeros.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    data = os.urandom(64 << 20)
+    src.write_bytes(data)
+
+    async def main() -> bool:
+        return await run_and_cancel(
+            library, partial(aiofile.copyfile, src, dst), lambda: dst.exists(),
+        )
+
+    assert run_in(library, main)
+    got = dst.read_bytes()
+    assert len(got) < len(data)
+    assert got == data[: len(got)]
+
+
 def test_copyfile_returns_dst_as_given(run: Run, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.write_bytes(b"abc")
