@@ -165,7 +165,7 @@ WORKLOADS: tuple[Workload, ...] = (
         higher_is_better=True,
         participants=(BASELINE, *CAIO_BACKENDS),
         how={
-            "stdlib": "shutil.copyfile + fdatasync (cp.py's close syncs too)",
+            "stdlib": "shutil.copyfile (neither side syncs)",
             "caio": "examples/cp.py SRC DST run in-process (runpy)",
         },
     ),

@@ -1,11 +1,13 @@
-"""Copy a file: ``python examples/cp.py SRC DST [--chunk-size N]``.
+"""Copy a file: ``python examples/cp.py SRC DST [--chunk-size N] [--sync]``.
 
 By default the kernel copies (``aiofile.copyfile``: ``copy_file_range`` on
-worker threads, the data never passes through Python). With
+a worker thread, the data never passes through Python) and, like ``cp``
+and ``shutil.copyfile``, leaves the copy in the page cache for the kernel
+to write back: ``--sync`` waits until it is on disk (fdatasync). With
 ``--chunk-size`` the copy goes through aiofile reads and writes instead:
 the next chunk is read while the previous one is being written, so the
-source and the destination are busy at the same time. Either way the copy
-is on disk (fdatasync) when the command returns.
+source and the destination are busy at the same time; aiofile's close
+makes it durable, with or without ``--sync``.
 """
 
 from __future__ import annotations
@@ -39,18 +41,23 @@ def check_not_same(src_fd: int, dst_path: str) -> None:
         raise SameFileError(f"{dst_path!r} is the same file as the source")
 
 
-async def copy_in_kernel(src_path: str, dst_path: str) -> None:
-    """Copy with ``aiofile.copyfile``, then make the copy durable.
+async def copy_in_kernel(src_path: str, dst_path: str, sync: bool = False) -> None:
+    """Copy with ``aiofile.copyfile``; with ``sync``, make the copy durable.
 
     Raises shutil.SameFileError, leaving the file untouched, if both name
     one file.
     """
     await copyfile(src_path, dst_path)
-    # As the chunked copy's close does: the copy is on disk on return.
-    loop = asyncio.get_running_loop()
-    fd = await loop.run_in_executor(None, os.open, dst_path, os.O_RDONLY)
+    if sync:
+        # One call on a worker (open, sync, close), not one per system call.
+        await asyncio.get_running_loop().run_in_executor(None, sync_data, dst_path)
+
+
+def sync_data(path: str) -> None:
+    """fdatasync the file at ``path`` (blocks: run it on a worker)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        await loop.run_in_executor(None, os.fdatasync, fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
 
@@ -95,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk-size", type=positive, default=None, metavar="N",
         help="copy through aiofile reads and writes of N bytes (default: in the kernel)",
     )
+    parser.add_argument(
+        "--sync", action="store_true",
+        help="return once the copy is on disk (fdatasync; the chunked copy always is)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.chunk_size is None:
-            asyncio.run(copy_in_kernel(args.src, args.dst))
+            asyncio.run(copy_in_kernel(args.src, args.dst, args.sync))
         else:
             asyncio.run(copy(args.src, args.dst, args.chunk_size))
     except OSError as exc:

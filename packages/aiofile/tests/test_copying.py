@@ -12,6 +12,7 @@ import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,16 @@ def run(library: str) -> Callable[..., Any]:
 def small_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     # Many ranges and steps on a small file: the same code paths a gigabyte
     # takes, in milliseconds.
-    monkeypatch.setattr(copying, "SPLIT", 64 * 1024)
     monkeypatch.setattr(copying, "STEP", 16 * 1024)
     monkeypatch.setattr(copying, "BUFFER", 4096)
 
 
-@pytest.mark.parametrize("size", [0, 1, 4095, 16 * 1024, 64 * 1024, 64 * 1024 + 1, 1_000_003])
+STEP = 16 * 1024  # small_jobs' step
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 4095, STEP - 1, STEP, STEP + 1, 3 * STEP, 3 * STEP + 1, 1_000_003],
+)
 def test_copyfile_is_byte_exact(run: Run, tmp_path: Path, small_jobs: None, size: int) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     data = os.urandom(size)
@@ -67,6 +72,125 @@ def test_copyfile_is_byte_exact(run: Run, tmp_path: Path, small_jobs: None, size
     dst.write_bytes(b"x" * (size + 5000))  # longer: replaced, not patched
     assert run(aiofile.copyfile, src, dst) == dst
     assert dst.read_bytes() == data
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, copying.STEP + 1])
+def test_copyfile_is_byte_exact_around_the_real_step(
+    tmp_path: Path, extra: int,
+) -> None:
+    # The step the copies really use: a call that ends exactly at the end
+    # of the file, one byte before it and one after.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    size = copying.STEP + extra
+    block = os.urandom(1 << 20)
+    with open(src, "wb") as out:
+        for i in range(size >> 20):
+            out.write(i.to_bytes(4, "little") + block[4:])
+        out.write(block[: size & ((1 << 20) - 1)])
+    asyncio.run(aiofile.copyfile(src, dst))
+    assert dst.stat().st_size == size
+    assert dst.read_bytes() == src.read_bytes()
+
+
+def test_sparse_file_copies_byte_exact(run: Run, tmp_path: Path, small_jobs: None) -> None:
+    # Holes read as zeros: the copy has the same bytes and the same size,
+    # the trailing hole included.
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    with open(src, "wb") as out:
+        out.write(b"head")
+        out.seek(5 * STEP + 3)
+        out.write(b"middle")
+        out.truncate(9 * STEP + 7)
+    run(aiofile.copyfile, src, dst)
+    assert dst.stat().st_size == 9 * STEP + 7
+    assert dst.read_bytes() == src.read_bytes()
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """A real thread pool that counts the calls handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4)
+        self.calls = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_copy_is_one_call_on_one_worker(tmp_path: Path) -> None:
+    # Each hand-over to a worker and back costs two wake-ups: the checks,
+    # the opens, the data (one range, however big the file) and the closes
+    # are one call, and copy's copymode goes with them.
+    src = tmp_path / "src"
+    data = os.urandom(3 * copying.STEP // 2)
+    src.write_bytes(data)
+    src.chmod(0o640)
+
+    async def main() -> list[int]:
+        pool = CountingExecutor()
+        asyncio.get_running_loop().set_default_executor(pool)
+        counts = []
+        await aiofile.copyfile(src, tmp_path / "one")
+        counts.append(pool.calls)
+        await aiofile.copy(src, tmp_path / "two")
+        counts.append(pool.calls)
+        return counts
+
+    assert asyncio.run(main()) == [1, 2]
+    assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes() == data
+    assert stat.S_IMODE((tmp_path / "two").stat().st_mode) == 0o640
+
+
+def fs_type(path: Path) -> str | None:
+    return copying._fs_type(os.stat(path).st_dev)
+
+
+def test_fs_type_names_the_filesystem(tmp_path: Path) -> None:
+    assert fs_type(Path("/proc")) == "proc"
+    if Path("/dev/shm").is_dir() and os.statvfs("/dev/shm").f_fsid != os.statvfs("/").f_fsid:
+        assert fs_type(Path("/dev/shm")) == "tmpfs"
+    assert copying._fs_type(os.makedev(4095, 1048575)) is None  # no such mount
+
+
+def test_preallocates_on_ext4_only(tmp_path: Path, small_jobs: None) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(os.urandom(STEP + 1))
+    with open(src, "rb") as a, open(dst, "wb") as b:
+        allocated = copying._preallocate(a.fileno(), b.fileno())
+        if fs_type(tmp_path) == "ext4":
+            # Size set and blocks allocated before any byte is copied.
+            assert allocated == STEP + 1 == os.fstat(b.fileno()).st_size
+            assert os.fstat(b.fileno()).st_blocks * 512 >= STEP + 1
+        else:
+            assert allocated == 0 == os.fstat(b.fileno()).st_size
+    (tmp_path / "small").write_bytes(b"s" * (STEP - 1))  # below one step: not worth it
+    with open(tmp_path / "small", "rb") as a, open(dst, "wb") as b:
+        assert copying._preallocate(a.fileno(), b.fileno()) == 0
+    with open(src, "rb") as a, open("/dev/null", "wb") as b:  # not a regular file
+        assert copying._preallocate(a.fileno(), b.fileno()) == 0
+
+
+def test_a_cancelled_copy_keeps_only_what_it_copied(
+    library: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Preallocation (ext4) sets the size at once: a copy that ends short
+    # must leave the bytes it copied and nothing after them, not the
+    # source's size in zeros. 16 384 steps: still copying when cancelled.
+    monkeypatch.setattr(copying, "STEP", 4096)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    data = os.urandom(64 << 20)
+    src.write_bytes(data)
+
+    async def main() -> bool:
+        return await run_and_cancel(
+            library, partial(aiofile.copyfile, src, dst), lambda: dst.exists(),
+        )
+
+    assert run_in(library, main)
+    got = dst.read_bytes()
+    assert len(got) < len(data)
+    assert got == data[: len(got)]
 
 
 def test_copyfile_returns_dst_as_given(run: Run, tmp_path: Path) -> None:
@@ -104,11 +228,38 @@ def test_copyfile_across_filesystems(
     back = tmp_path / "back"
     run(aiofile.copyfile, there, back)
     assert back.read_bytes() == data
+    # Onto a longer file there: sendfile writes where the file position is,
+    # which must be the start of the (truncated) file.
+    (other_filesystem / "long").write_bytes(b"y" * 400_000)
+    run(aiofile.copyfile, src, other_filesystem / "long")
+    assert (other_filesystem / "long").read_bytes() == data
 
 
-def test_copyfile_from_a_special_file_copies_to_its_end(run: Run, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [0, STEP, 2 * STEP + 1])
+def test_copyfile_across_filesystems_at_step_boundaries(
+    run: Run, tmp_path: Path, other_filesystem: Path, small_jobs: None, size: int,
+) -> None:
+    data = os.urandom(size)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    run(aiofile.copyfile, src, other_filesystem / "dst")
+    assert (other_filesystem / "dst").read_bytes() == data
+
+
+def test_copyfile_from_a_special_file_copies_to_its_end(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # /proc files report size 0: the copy goes on until the end anyway.
+    # This one refuses copy_file_range and sendfile, so the pread/pwrite
+    # loop copies it, in buffers of 7 bytes: many, none aligned.
+    environ = Path("/proc/self/environ").read_bytes()
+    if len(environ) < 100:
+        pytest.skip("too small an environment")
+    monkeypatch.setattr(copying, "BUFFER", 7)
     dst = tmp_path / "dst"
+    dst.write_bytes(b"z" * (len(environ) + 10))
+    run(aiofile.copyfile, "/proc/self/environ", dst)
+    assert dst.read_bytes() == environ
     run(aiofile.copyfile, "/proc/self/status", dst)
     assert dst.read_text().startswith("Name:")
 
@@ -239,8 +390,9 @@ async def run_and_cancel(library: str, copy: Callable[[], Awaitable[Any]],
 def test_cancelled_copy_closes_everything_after_the_workers(
     library: str, tmp_path: Path, small_jobs: None,
 ) -> None:
-    # /dev/zero never ends (a character device: the open-ended range, the
-    # pread/pwrite loop): the copy is surely running when it is cancelled.
+    # /dev/zero never ends (a character device of size 0, refused by
+    # copy_file_range: the sendfile way): the copy is surely running when
+    # it is cancelled.
     dst = tmp_path / "dst"
 
     async def main() -> None:
@@ -263,20 +415,20 @@ def test_cancelled_copy_closes_everything_after_the_workers(
 def test_cancelling_waits_for_the_workers_then_closes(
     library: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A worker held in its range (as in a long system call) when the copy
-    # is cancelled: the copy waits for it with both descriptors open, closes
-    # them once it returned, and the worker copies nothing more.
+    # The worker held in its copy (as in a long system call) when the copy
+    # is cancelled: the copy waits for it with both descriptors open, they
+    # are closed once it returned, and the worker copies nothing more.
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.write_bytes(os.urandom(100_000))
     entered, release = threading.Event(), threading.Event()
-    real = copying._copy_range
+    real = copying._copy_data
 
     def held(*args: Any) -> None:
         entered.set()
         release.wait(TIMEOUT)
         real(*args)
 
-    monkeypatch.setattr(copying, "_copy_range", held)
+    monkeypatch.setattr(copying, "_copy_data", held)
 
     async def main() -> tuple[int, bool, int]:
         before = fd_count()
@@ -321,28 +473,33 @@ def test_cancelling_waits_for_the_workers_then_closes(
     assert dst.stat().st_size == 0
 
 
-def test_cancelled_open_gives_its_descriptor_back(library: str, tmp_path: Path) -> None:
-    path = tmp_path / "opened"
+def test_a_copy_cancelled_at_once_gives_its_descriptors_back(
+    library: str, tmp_path: Path,
+) -> None:
+    # Cancelled before or while its worker opens: the worker still closes
+    # what it opened, and nothing is copied after the cancellation.
+    dst = tmp_path / "dst"
 
     async def main() -> None:
         before = fd_count()
-        open_it = partial(copying._open, path, os.O_WRONLY | os.O_CREAT, 0o600)
+        copy_it = partial(aiofile.copyfile, "/dev/zero", dst)
         if library == "trio":
             import trio
 
             with trio.CancelScope() as scope:
-                scope.cancel()  # the open's thread starts, the wait is cancelled
-                await open_it()
+                scope.cancel()  # the worker starts, the wait is cancelled
+                await copy_it()
             assert scope.cancelled_caught
         else:
-            task = asyncio.ensure_future(open_it())
-            await asyncio.sleep(0)  # the open's thread starts
+            task = asyncio.ensure_future(copy_it())
+            await asyncio.sleep(0)  # the worker starts
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        # The open ran (the file is there), and its descriptor was closed.
-        assert path.exists()
         assert fd_count() == before
+        size = dst.stat().st_size if dst.exists() else 0
+        await sleep(0.05)
+        assert (dst.stat().st_size if dst.exists() else 0) == size
 
     run_in(library, main)
 
@@ -360,7 +517,7 @@ def test_copyfile_leaves_the_loop_running(library: str, tmp_path: Path,
             return ticks >= 100 and dst.exists() and dst.stat().st_size > 0
 
         # The loop keeps running other tasks (here: the watcher, 100 times
-        # and more) while the workers copy: the copy never ends by itself.
+        # and more) while the worker copies: the copy never ends by itself.
         assert await run_and_cancel(library, partial(aiofile.copyfile, "/dev/zero", dst), ticked)
         return ticks
 

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,50 @@ def test_cp_chunk_size_and_overwrite(tmp_path: Path) -> None:
     assert dst.read_bytes() == src.read_bytes()
     bad = run("cp.py", src, dst, "--chunk-size", "0")
     assert bad.returncode == 2 and b"positive" in bad.stderr
+
+
+def strace_works() -> bool:
+    """strace is installed and may trace here (a container may forbid ptrace)."""
+    if shutil.which("strace") is None:
+        return False
+    done = subprocess.run(
+        ["strace", "-o", os.devnull, sys.executable, "-c", "pass"],
+        capture_output=True, timeout=60, check=False,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not strace_works(), reason="strace cannot trace here")
+@pytest.mark.parametrize(
+    ("args", "syncs"),
+    [
+        ((), 0),
+        (("--sync",), 1),
+        (("--chunk-size", "4096"), 1),
+        (("--chunk-size", "4096", "--sync"), 1),
+    ],
+)
+def test_cp_syncs_when_asked_or_chunked(
+    tmp_path: Path, args: tuple[str, ...], syncs: int,
+) -> None:
+    # The kernel copy leaves writeback to the kernel, as shutil.copyfile
+    # does; --sync waits for the disk, and the chunked copy's aiofile close
+    # always does. Counted in the system calls of the whole process tree
+    # (io_uring's fsync is no system call: the chunked copy runs on the
+    # thread backend here).
+    src, dst, log = tmp_path / "src", tmp_path / "dst", tmp_path / "trace"
+    data = os.urandom(100_001)
+    src.write_bytes(data)
+    done = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(log),
+         sys.executable, str(EXAMPLES / "cp.py"), str(src), str(dst), *args],
+        capture_output=True, timeout=240, check=False,
+        env={**os.environ, "CAIO_IMPL": "thread"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert dst.read_bytes() == data
+    calls = [line for line in log.read_text().splitlines() if "sync(" in line]
+    assert len(calls) == syncs, calls
 
 
 def test_hash_matches_hashlib(tmp_path: Path) -> None:
