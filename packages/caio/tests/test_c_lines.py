@@ -365,3 +365,86 @@ def test_cut_lf_keeps_only_what_is_left() -> None:
 def test_cut_lf_argument_errors(args: tuple[Any, ...]) -> None:
     with pytest.raises(TypeError):
         _lines.cut_lf(*args)
+
+
+def step_now(iterator: Any) -> Any:
+    """One step of ``async for`` that must complete without suspending."""
+    awaitable = iterator.__anext__()
+    with pytest.raises(StopIteration) as stop:
+        awaitable.send(None)
+    return stop.value.value
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tail=st.lists(CHARS, max_size=6).map("".join),
+    chunk=st.lists(CHARS, max_size=30).map("".join),
+    binary=st.booleans(),
+    takers=st.lists(st.booleans(), max_size=40),
+)
+def test_iterator_and_next_share_a_cutter(
+    tail: str, chunk: str, binary: bool, takers: list[bool]
+) -> None:
+    # The step cuts the reader's cutter itself (not through next()): the
+    # iterator and another consumer of _lines, interleaved, get every line
+    # once and in order, and the count left stays right.
+    tail = tail.replace("\n", "")
+    args: tuple[Any, Any] = (tail.encode(), chunk.encode()) if binary else (tail, chunk)
+    *lines, _ = _lines.split_lf(*args)
+    cutter, _ = _lines.cut_lf(*args)
+    if cutter is None:
+        return
+    reader = SlotReader([])
+    reader._lines = cutter
+    iterator = _lines.LineIterator(reader, reader._readline)
+    got = []
+    for by_iterator in takers:
+        if len(got) == len(lines):
+            break
+        got.append(step_now(iterator) if by_iterator else next(cutter))
+        assert operator.length_hint(cutter) == len(lines) - len(got)
+    got += [step_now(iterator) for _ in range(len(lines) - len(got))]
+    assert got == lines
+    assert all(type(line) is type(args[1]) for line in got)
+    assert reader.reads == 0
+    assert next(cutter, None) is None
+
+
+@pytest.mark.parametrize("kind", [SlotReader, PlainReader])
+async def test_iterator_reads_when_the_cutter_is_used_up(kind: Any) -> None:
+    # The slot (and the name lookup of a reader without one) hold a cutter:
+    # its lines, its prefix first, then the reads.
+    reader = kind([["c\n"]])
+    reader._lines, rest = _lines.cut_lf(b"<", b"a\nb\nrest")
+    assert rest == b"rest"
+    iterator = _lines.LineIterator(reader, reader._readline)
+    assert await anext(iterator) == b"<a\n"
+    assert await anext(iterator) == b"b\n"
+    assert await anext(iterator) == "c\n"
+    with pytest.raises(StopAsyncIteration):
+        await anext(iterator)
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_iterator_lets_the_chunk_go_with_the_last_line(text: bool) -> None:
+    chunk: Any = "".join(f"line {i}\n" for i in range(50)) + "rest"
+    if not text:
+        chunk = chunk.encode()
+    reader = SlotReader([])
+    reader._lines, _ = _lines.cut_lf(chunk[:0], chunk)
+    iterator = _lines.LineIterator(reader, reader._readline)
+    held = sys.getrefcount(chunk)
+    lines = [step_now(iterator) for _ in range(49)]
+    assert sys.getrefcount(chunk) == held   # a line left: the cutter keeps it
+    lines.append(step_now(iterator))
+    assert sys.getrefcount(chunk) == held - 1
+    assert lines == chunk.splitlines(True)[:-1]
+
+
+@pytest.mark.parametrize("name", ["split_lf", "cut_lf"])
+def test_argument_errors_name_the_function(name: str) -> None:
+    function = getattr(_lines, name)
+    with pytest.raises(TypeError, match=rf"^{name}\(\) takes 2 arguments \(1 given\)$"):
+        function("x")
+    with pytest.raises(TypeError, match=rf"^{name}\(\) takes two str or two bytes objects$"):
+        function("x", b"y")

@@ -26,6 +26,16 @@
 
 #include <string.h>
 
+#ifndef Py_NO_INLINE   /* 3.10 */
+#if defined(__GNUC__) || defined(__clang__)
+#define Py_NO_INLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define Py_NO_INLINE __declspec(noinline)
+#else
+#define Py_NO_INLINE
+#endif
+#endif
+
 #ifndef Py_T_OBJECT_EX   /* the names before 3.12 */
 #define Py_T_OBJECT_EX T_OBJECT_EX
 #define Py_READONLY READONLY
@@ -72,31 +82,62 @@ static int append_steal(PyObject *list, PyObject *item)
     return rc;
 }
 
-static PyObject *split_lf(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The arguments of split_lf and cut_lf: two str or two bytes objects,
+ * (tail, chunk). Fills *text, and the chunk's character width, data and
+ * length; 0, or -1 with TypeError. */
+typedef struct {
+    PyObject *tail, *chunk;
+    int text;            /* str (1) or bytes (0) */
+    int kind;            /* the chunk's character width; 1 for bytes */
+    const void *data;
+    Py_ssize_t size;     /* in characters */
+    Py_ssize_t tail_size;
+} SplitArgs;
+
+static int split_args(const char *name, PyObject *const *args, Py_ssize_t nargs,
+                      SplitArgs *a)
 {
     if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "split_lf() takes 2 arguments (%zd given)", nargs);
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 arguments (%zd given)", name, nargs);
+        return -1;
     }
     PyObject *tail = args[0], *chunk = args[1];
-    int text = PyUnicode_CheckExact(chunk);
-    if (text ? !PyUnicode_CheckExact(tail)
-             : !(PyBytes_CheckExact(chunk) && PyBytes_CheckExact(tail))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "split_lf() takes two str or two bytes objects");
-        return NULL;
+    a->tail = tail;
+    a->chunk = chunk;
+    a->text = PyUnicode_CheckExact(chunk);
+    if (a->text ? !PyUnicode_CheckExact(tail)
+                : !(PyBytes_CheckExact(chunk) && PyBytes_CheckExact(tail))) {
+        PyErr_Format(PyExc_TypeError, "%s() takes two str or two bytes objects", name);
+        return -1;
     }
-    int kind = 1;
-    const void *data;
-    Py_ssize_t size;
-    if (text) {
-        kind = PyUnicode_KIND(chunk);
-        data = PyUnicode_DATA(chunk);
-        size = PyUnicode_GET_LENGTH(chunk);
+    if (a->text) {
+#if PY_VERSION_HEX < 0x030C0000
+        /* A legacy (not ready) str has no canonical data yet. */
+        if (PyUnicode_READY(chunk) < 0 || PyUnicode_READY(tail) < 0)
+            return -1;
+#endif
+        a->kind = PyUnicode_KIND(chunk);
+        a->data = PyUnicode_DATA(chunk);
+        a->size = PyUnicode_GET_LENGTH(chunk);
+        a->tail_size = PyUnicode_GET_LENGTH(tail);
     } else {
-        data = PyBytes_AS_STRING(chunk);
-        size = PyBytes_GET_SIZE(chunk);
+        a->kind = PyUnicode_1BYTE_KIND;
+        a->data = PyBytes_AS_STRING(chunk);
+        a->size = PyBytes_GET_SIZE(chunk);
+        a->tail_size = PyBytes_GET_SIZE(tail);
     }
+    return 0;
+}
+
+static PyObject *split_lf(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    SplitArgs a;
+    if (split_args("split_lf", args, nargs, &a) < 0)
+        return NULL;
+    PyObject *tail = a.tail, *chunk = a.chunk;
+    int text = a.text, kind = a.kind;
+    const void *data = a.data;
+    Py_ssize_t size = a.size;
     PyObject *lines = PyList_New(0);
     if (lines == NULL)
         return NULL;
@@ -106,15 +147,11 @@ static PyObject *split_lf(PyObject *module, PyObject *const *args, Py_ssize_t na
         PyObject *line = text
             ? PyUnicode_Substring(chunk, start, end + 1)
             : PyBytes_FromStringAndSize((const char *)data + start, end + 1 - start);
-        if (first && line != NULL) {
+        if (first && line != NULL && a.tail_size) {
             /* The incomplete line of the previous chunk begins this one. */
-            Py_ssize_t n = text ? PyUnicode_GET_LENGTH(tail) : PyBytes_GET_SIZE(tail);
-            if (n) {
-                PyObject *joined = text ? PyUnicode_Concat(tail, line)
-                                        : PyNumber_Add(tail, line);
-                Py_DECREF(line);
-                line = joined;
-            }
+            PyObject *joined = text ? PyUnicode_Concat(tail, line) : PyNumber_Add(tail, line);
+            Py_DECREF(line);
+            line = joined;
         }
         if (append_steal(lines, line) < 0)
             goto fail;
@@ -158,8 +195,11 @@ typedef struct {
     PyObject_HEAD
     PyObject *chunk;    /* str or bytes; NULL once every line is out */
     PyObject *prefix;   /* the previous chunk's tail, for the first line */
+    const void *data;   /* the chunk's characters (chunk keeps them alive) */
     Py_ssize_t pos;     /* where the next line starts */
     Py_ssize_t end;     /* just past the chunk's last "\n" */
+    int text;           /* chunk is a str (else bytes) */
+    int kind;           /* its character width; 1 for bytes */
 } LineCutter;
 
 static PyTypeObject LineCutter_Type;
@@ -171,48 +211,58 @@ static void LineCutter_dealloc(LineCutter *self)
     PyObject_Free(self);
 }
 
-static PyObject *LineCutter_next(LineCutter *self)
+/* line (a reference stolen) after the previous chunk's tail: the first
+ * line of a chunk, once. NULL on error, the prefix kept for the next try.
+ * Out of line: the step that inlines cut_next() stays small. */
+static Py_NO_INLINE PyObject *join_prefix(LineCutter *self, PyObject *line)
 {
-    PyObject *chunk = self->chunk;
-    if (chunk == NULL)
-        return NULL;
-    int text = PyUnicode_CheckExact(chunk);
-    int kind = text ? PyUnicode_KIND(chunk) : PyUnicode_1BYTE_KIND;
-    const void *data = text ? PyUnicode_DATA(chunk) : (const void *)PyBytes_AS_STRING(chunk);
-    Py_ssize_t start = self->pos;
-    /* There is a "\n" before end: end is just past the last one. */
-    Py_ssize_t nl = find_lf(kind, data, start, self->end);
-    PyObject *line = text
-        ? PyUnicode_Substring(chunk, start, nl + 1)
-        : PyBytes_FromStringAndSize((const char *)data + start, nl + 1 - start);
+    PyObject *joined = self->text ? PyUnicode_Concat(self->prefix, line)
+                                  : PyNumber_Add(self->prefix, line);
+    Py_DECREF(line);
+    if (joined != NULL)
+        Py_CLEAR(self->prefix);
+    return joined;
+}
+
+/* The next line of a cutter that has one (chunk != NULL). Runs no Python
+ * code (only bytes and str are made and freed), which is what lets
+ * LineIter_am_send call it on the reader's cutter without a reference. */
+static inline PyObject *cut_next(LineCutter *self)
+{
+    Py_ssize_t start = self->pos, length;
+    PyObject *line;
+    /* There is a "\n" before end: end is just past the last one. (Only
+     * the length lives across the calls: fewer registers to save.) */
+    if (!self->text) {
+        const char *p = (const char *)self->data + start;
+        length = (const char *)memchr(p, '\n', (size_t)(self->end - start)) + 1 - p;
+        line = PyBytes_FromStringAndSize(p, length);
+    } else {
+        length = find_lf(self->kind, self->data, start, self->end) + 1 - start;
+        line = PyUnicode_Substring(self->chunk, start, start + length);
+    }
     if (line == NULL)
         return NULL;
-    if (self->prefix != NULL) {
-        PyObject *joined = text ? PyUnicode_Concat(self->prefix, line)
-                                : PyNumber_Add(self->prefix, line);
-        Py_DECREF(line);
-        if (joined == NULL)   /* nothing taken: the next call tries again */
-            return NULL;
-        Py_CLEAR(self->prefix);
-        line = joined;
-    }
-    self->pos = nl + 1;
-    if (self->pos >= self->end)
+    if (self->prefix != NULL && (line = join_prefix(self, line)) == NULL)
+        return NULL;   /* nothing taken: the next call tries again */
+    if ((self->pos += length) >= self->end)
         Py_CLEAR(self->chunk);   /* all out: the chunk can go */
     return line;
+}
+
+static PyObject *LineCutter_next(LineCutter *self)
+{
+    if (self->chunk == NULL)
+        return NULL;
+    return cut_next(self);
 }
 
 static PyObject *LineCutter_length_hint(LineCutter *self, PyObject *unused)
 {
     Py_ssize_t count = 0;
-    PyObject *chunk = self->chunk;
-    if (chunk != NULL) {
-        int text = PyUnicode_CheckExact(chunk);
-        int kind = text ? PyUnicode_KIND(chunk) : PyUnicode_1BYTE_KIND;
-        const void *data = text ? PyUnicode_DATA(chunk)
-                                : (const void *)PyBytes_AS_STRING(chunk);
+    if (self->chunk != NULL) {
         for (Py_ssize_t at = self->pos, nl;
-             (nl = find_lf(kind, data, at, self->end)) >= 0; at = nl + 1)
+             (nl = find_lf(self->kind, self->data, at, self->end)) >= 0; at = nl + 1)
             count++;
     }
     return PyLong_FromSsize_t(count);
@@ -268,32 +318,22 @@ static Py_ssize_t rfind_lf(int kind, const void *data, Py_ssize_t size)
 
 static PyObject *cut_lf(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "cut_lf() takes 2 arguments (%zd given)", nargs);
+    SplitArgs a;
+    if (split_args("cut_lf", args, nargs, &a) < 0)
         return NULL;
-    }
-    PyObject *tail = args[0], *chunk = args[1];
-    int text = PyUnicode_CheckExact(chunk);
-    if (text ? !PyUnicode_CheckExact(tail)
-             : !(PyBytes_CheckExact(chunk) && PyBytes_CheckExact(tail))) {
-        PyErr_SetString(PyExc_TypeError, "cut_lf() takes two str or two bytes objects");
-        return NULL;
-    }
-    int kind = text ? PyUnicode_KIND(chunk) : PyUnicode_1BYTE_KIND;
-    const void *data = text ? PyUnicode_DATA(chunk) : (const void *)PyBytes_AS_STRING(chunk);
-    Py_ssize_t size = text ? PyUnicode_GET_LENGTH(chunk) : PyBytes_GET_SIZE(chunk);
-    Py_ssize_t last = rfind_lf(kind, data, size);
+    PyObject *tail = a.tail, *chunk = a.chunk;
+    Py_ssize_t last = rfind_lf(a.kind, a.data, a.size);
     if (last < 0) {   /* no complete line: all of it is the new tail */
-        PyObject *all = text ? PyUnicode_Concat(tail, chunk) : PyNumber_Add(tail, chunk);
+        PyObject *all = a.text ? PyUnicode_Concat(tail, chunk) : PyNumber_Add(tail, chunk);
         if (all == NULL)
             return NULL;
         PyObject *result = PyTuple_Pack(2, Py_None, all);
         Py_DECREF(all);
         return result;
     }
-    PyObject *rest = text ? PyUnicode_Substring(chunk, last + 1, size)
-                          : PyBytes_FromStringAndSize((const char *)data + last + 1,
-                                                      size - last - 1);
+    PyObject *rest = a.text
+        ? PyUnicode_Substring(chunk, last + 1, a.size)
+        : PyBytes_FromStringAndSize((const char *)a.data + last + 1, a.size - last - 1);
     if (rest == NULL)
         return NULL;
     LineCutter *cutter = PyObject_New(LineCutter, &LineCutter_Type);
@@ -301,11 +341,13 @@ static PyObject *cut_lf(PyObject *module, PyObject *const *args, Py_ssize_t narg
         Py_DECREF(rest);
         return NULL;
     }
-    Py_ssize_t tail_size = text ? PyUnicode_GET_LENGTH(tail) : PyBytes_GET_SIZE(tail);
     cutter->chunk = Py_NewRef(chunk);
-    cutter->prefix = tail_size ? Py_NewRef(tail) : NULL;
+    cutter->prefix = a.tail_size ? Py_NewRef(tail) : NULL;
+    cutter->data = a.data;
     cutter->pos = 0;
     cutter->end = last + 1;
+    cutter->text = a.text;
+    cutter->kind = a.kind;
     PyObject *result = PyTuple_Pack(2, (PyObject *)cutter, rest);
     Py_DECREF(cutter);
     Py_DECREF(rest);
@@ -457,7 +499,9 @@ static PySendResult after_pending(LineIter *self, PySendResult status, PyObject 
     return finish(line, result);
 }
 
-static PySendResult LineIter_am_send(LineIter *self, PyObject *arg, PyObject **result)
+/* The general step: a line from whatever _lines is, else a read (or the
+ * read it waits on goes on). */
+static Py_NO_INLINE PySendResult step(LineIter *self, PyObject *arg, PyObject **result)
 {
     *result = NULL;
     if (self->pending == NULL) {
@@ -477,6 +521,24 @@ static PySendResult LineIter_am_send(LineIter *self, PyObject *arg, PyObject **r
     PySendResult status = PyIter_Send(pending, arg, result);
     Py_DECREF(pending);
     return after_pending(self, status, result);
+}
+
+static PySendResult LineIter_am_send(LineIter *self, PyObject *arg, PyObject **result)
+{
+    /* Most steps: _lines is cut_lf's cutter with a line left. It is cut
+     * right here, without the generic next() and without a reference to
+     * the cutter: cut_next() runs no Python code, so nothing can replace
+     * _lines (and free the cutter) meanwhile. */
+    if (self->pending == NULL && self->lines_offset >= 0) {
+        PyObject *lines = *(PyObject **)((char *)self->reader + self->lines_offset);
+        if (lines != NULL && Py_IS_TYPE(lines, &LineCutter_Type) &&
+            ((LineCutter *)lines)->chunk != NULL) {
+            PyObject *line = cut_next((LineCutter *)lines);
+            *result = line;
+            return line != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+        }
+    }
+    return step(self, arg, result);
 }
 
 /* Raise StopIteration carrying value (a reference stolen). From 3.12 on,
