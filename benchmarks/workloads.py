@@ -128,8 +128,17 @@ def batched(items: Sequence[int], size: int) -> list[Sequence[int]]:
 
 
 def shares(items: Sequence[int], parts: int) -> list[Sequence[int]]:
-    """Deal items round-robin into ``parts`` shares, one per coroutine."""
-    return [items[i::parts] for i in range(parts)]
+    """Cut items into ``parts`` consecutive shares, one per coroutine.
+
+    Consecutive, not dealt round-robin: a coroutine whose operations finish
+    during the call (page-cache hits) runs its whole share before the next
+    one starts, and a round-robin share visits the list's int objects 64
+    apart in memory. That alone made a plain ``os.pread`` loop 12-15 %
+    slower than over the same offsets in order (a cache miss per offset),
+    a cost the stdlib loop, which reads them in order, did not pay.
+    """
+    count = len(items)
+    return [items[i * count // parts : (i + 1) * count // parts] for i in range(parts)]
 
 
 def proc_status_kib(field: str) -> int:
@@ -198,12 +207,14 @@ async def caio_random(
 ) -> tuple[int, float]:
     read, write = ctx.read, ctx.write
     batch_size = 256 if in_flight == 1 else 16
+    # Cut before the clock starts, as sync_random's batches are.
+    work = [batched(share, batch_size) for share in shares(offsets, in_flight)]
     start = perf_counter()
     deadline = start + budget
 
-    async def worker(share: Sequence[int]) -> int:
+    async def worker(batches: list[Sequence[int]]) -> int:
         done = 0
-        for batch in batched(share, batch_size):
+        for batch in batches:
             if payload is None:
                 for offset in batch:
                     await read(BLOCK, fd, offset)
@@ -216,9 +227,9 @@ async def caio_random(
         return done
 
     if in_flight == 1:
-        done = await worker(offsets)
+        done = await worker(work[0])
     else:
-        done = sum(await asyncio.gather(*(worker(s) for s in shares(offsets, in_flight))))
+        done = sum(await asyncio.gather(*(worker(batches) for batches in work)))
     return done, perf_counter() - start
 
 
@@ -227,6 +238,7 @@ async def aiofiles_random(
 ) -> tuple[int, float]:
     # aiofiles has no pread: each task owns its file object, so seek+read
     # (two thread hops) is never interleaved with another task's seek.
+    parts = shares(offsets, len(files))
     start = perf_counter()
     deadline = start + budget
 
@@ -244,7 +256,6 @@ async def aiofiles_random(
                 break
         return done
 
-    parts = shares(offsets, len(files))
     done = sum(await asyncio.gather(*(worker(f, s) for f, s in zip(files, parts, strict=True))))
     return done, perf_counter() - start
 
@@ -790,7 +801,7 @@ async def caio_direct(
             buffer[:] = os.urandom(block)
     call = "write" if job.write else ("readinto" if readinto is not None else "read")
     batch_size = 256 if job.in_flight == 1 else 16
-
+    parts = shares(offsets, job.in_flight)
     start = perf_counter()
     deadline = start + budget
 
@@ -811,7 +822,6 @@ async def caio_direct(
                 break
         return done
 
-    parts = shares(offsets, job.in_flight)
     done = sum(
         await asyncio.gather(*(worker(b, s) for b, s in zip(buffers, parts, strict=True)))
     )
