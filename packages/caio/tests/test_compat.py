@@ -320,12 +320,14 @@ def test_process_events_keywords_and_poll(backend: str, fd: int) -> None:
     context = module.Context(8)
     try:
         context.set_future_factory(loop.create_future)
-        futures = []
-        for _ in range(3):
+
+        def dirty_then_fdsync() -> Any:
             # Dirty data to make durable: an fdatasync with nothing to do can
             # finish during the call (kernel AIO reaps right after submitting).
             os.pwrite(fd, os.urandom(1 << 20), 0)
-            futures.append(context.fdsync_async(fd))
+            return context.fdsync_async(fd)
+
+        futures = [dirty_then_fdsync() for _ in range(3)]
         futures = [f for f in futures if f is not None]
         assert futures, "every fdatasync finished during the call"
         # A backend may resolve earlier futures inside later calls (io_uring
@@ -336,12 +338,13 @@ def test_process_events_keywords_and_poll(backend: str, fd: int) -> None:
         got = context.process_events(
             max_requests=1, min_requests=len(pending), timeout=TIMEOUT,
         )
-        # Failed once under heavy load (not reproduced): say what was seen.
         assert got == len(pending), (got, len(futures), [f.done() for f in pending])
         assert all(f.done() and f.result() is None for f in futures)
         assert context.process_events(max_requests=0, min_requests=0, timeout=0) == 0
-        # The first fdatasync that does not finish during the call.
-        waiting = next(f for f in (context.fdsync_async(fd) for _ in range(100)) if f)
+        # The first fdatasync that does not finish during the call: the file
+        # is dirtied first for the reason above (on a clean file kernel AIO
+        # finished all 100 during the call in one CI run: StopIteration).
+        waiting = next(f for f in (dirty_then_fdsync() for _ in range(100)) if f)
         assert _readable(context.fileno)
         assert context.poll() >= 1
         got = context.process_events(min_requests=1, timeout=TIMEOUT)
