@@ -199,6 +199,19 @@ static inline void caio_error_restore(caio_saved_error saved)
 #endif
 }
 
+/* The body of a context's tp_finalize: the statement `close` (it may run
+ * callbacks, which may raise) runs with the exception being raised set
+ * aside; what it leaves raised is reported as unraisable, as from any
+ * finalizer. One macro for every backend's finalizer. */
+#define CAIO_CLOSE_IN_FINALIZER(self, close)                \
+    do {                                                    \
+        caio_saved_error caio_saved_ = caio_error_save();   \
+        close;                                              \
+        if (PyErr_Occurred())                               \
+            PyErr_WriteUnraisable((PyObject *)(self));      \
+        caio_error_restore(caio_saved_);                    \
+    } while (0)
+
 /* True once the interpreter is exiting (threads are stopped where they
  * stand: a lock a daemon thread held may never be released). */
 static inline int caio_interpreter_finalizing(void)

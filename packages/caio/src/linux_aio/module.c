@@ -345,14 +345,8 @@ static int ctx_clear(AioContext *self)
  * anything of a cycle it is in (its futures, their tasks). */
 static void ctx_finalize(AioContext *self)
 {
-    caio_saved_error saved;
-
-    if (self->closed)
-        return;
-    saved = caio_error_save();
-    if (aio_ctx_close(self) < 0)
-        PyErr_WriteUnraisable((PyObject *)self);
-    caio_error_restore(saved);
+    if (!self->closed)
+        CAIO_CLOSE_IN_FINALIZER(self, (void)aio_ctx_close(self));
 }
 
 static void ctx_dealloc(AioContext *self)

@@ -457,16 +457,8 @@ static int ctx_clear(UringContext *self)
 
 static void ctx_finalize(UringContext *self)
 {
-    /* Closing may run callbacks: keep any exception being raised. */
-    caio_saved_error saved;
-
-    if (self->closed)
-        return;
-    saved = caio_error_save();
-    uctx_close(self);
-    if (PyErr_Occurred())
-        PyErr_WriteUnraisable((PyObject *)self);
-    caio_error_restore(saved);
+    if (!self->closed)
+        CAIO_CLOSE_IN_FINALIZER(self, uctx_close(self));
 }
 
 static void ctx_dealloc(UringContext *self)

@@ -344,15 +344,8 @@ static int ctx_clear(ThreadContext *self)
  * anything of a cycle it is in (its futures, their tasks). */
 static void ctx_finalize(ThreadContext *self)
 {
-    caio_saved_error saved;
-
-    if (self->closed)
-        return;
-    saved = caio_error_save();
-    thread_ctx_shutdown(self, 0);
-    if (PyErr_Occurred())
-        PyErr_WriteUnraisable((PyObject *)self);
-    caio_error_restore(saved);
+    if (!self->closed)
+        CAIO_CLOSE_IN_FINALIZER(self, thread_ctx_shutdown(self, 0));
 }
 
 static void ctx_dealloc(ThreadContext *self)
