@@ -23,13 +23,14 @@ from . import _fork
 TYPE_CHECKING = False  # see caio/__init__.py: typing is not imported
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
     from concurrent.futures import Future, ThreadPoolExecutor
     from typing import Any
 
 __all__ = (
     "AT_EMPTY_PATH", "AT_FDCWD", "AT_REMOVEDIR", "AT_SYMLINK_FOLLOW",
-    "AT_SYMLINK_NOFOLLOW", "METHODS", "NAMES", "call", "dropped", "executor",
-    "hand_over", "on_thread",
+    "AT_SYMLINK_NOFOLLOW", "METHODS", "NAMES", "HandOver", "call", "deliver",
+    "dropped", "executor", "on_thread", "orphaned",
 )
 
 NAMES = (
@@ -130,20 +131,72 @@ def dropped(op: int, value: Any) -> None:
             pass
 
 
-def hand_over(op: int, work: Future[Any], future: Any) -> None:
-    """Give ``work``'s outcome to ``future`` (asyncio's or Trio's), or, if
-    its waiter was cancelled first, give back what it made. In the thread
-    of the future's loop, once per operation."""
-    if work.cancelled():  # cancelled before it started: nothing was made
-        return
-    error = work.exception()
-    if future.cancelled():
-        if error is None:
-            dropped(op, work.result())
-    elif error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(work.result())
+def orphaned(op: int, work: Future[Any]) -> None:
+    """``work`` is done and nobody will ever take its result (its waiter
+    was cancelled, its loop is closed, its Trio run is over): give back
+    what it made (nothing, if it was cancelled before it started)."""
+    if not work.cancelled() and work.exception() is None:
+        dropped(op, work.result())
+
+
+class HandOver:
+    """The one callback, on the loop of ``future`` (asyncio's or Trio's),
+    that gives ``work``'s outcome to ``future``, or, if its waiter was
+    cancelled first, gives back what it made.
+
+    A loop closed with it still queued (asyncio's close() discards its
+    ready callbacks) never calls it: then dropping it gives back what the
+    work made, as nobody can take that any more.
+    """
+
+    __slots__ = ("_args",)
+
+    def __init__(self, op: int, work: Future[Any], future: Any) -> None:
+        self._args: tuple[int, Future[Any], Any] | None = (op, work, future)
+
+    def __call__(self) -> None:
+        args, self._args = self._args, None
+        if args is None:
+            return
+        op, work, future = args
+        if future.cancelled() or work.cancelled():
+            orphaned(op, work)
+        elif (error := work.exception()) is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(work.result())
+
+    def orphan(self) -> None:
+        """It will never be called: give back what the work made."""
+        args, self._args = self._args, None
+        if args is not None:
+            orphaned(args[0], args[1])
+
+    def __del__(self) -> None:
+        self.orphan()
+
+
+def deliver(
+    schedule: Callable[[HandOver], object], op: int, work: Future[Any], future: Any,
+) -> None:
+    """Once ``work`` is done, ``schedule`` (a thread-safe "call soon" of
+    ``future``'s loop: ``loop.call_soon_threadsafe``,
+    ``TrioToken.run_sync_soon``) a ``HandOver`` of its outcome to
+    ``future``. A loop that refuses it (closed: RuntimeError; Trio's
+    RunFinishedError is one) never will: what the work made is given back.
+    """
+
+    def done(_: object) -> None:
+        # One callback on the loop decides who owns the result. Deciding it
+        # in two (asyncio.wrap_future's, then a "was it cancelled?" check)
+        # let a loop closed between them close a delivered descriptor.
+        handover = HandOver(op, work, future)
+        try:
+            schedule(handover)
+        except RuntimeError:
+            handover.orphan()
+
+    work.add_done_callback(done)
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -169,7 +222,8 @@ def executor() -> ThreadPoolExecutor:
 def on_thread(loop: asyncio.AbstractEventLoop, op: int, *args: Any) -> asyncio.Future[Any]:
     """Run ``call(op, *args)`` on ``executor()``; a future of its result on
     ``loop``. A cancelled future whose operation still ran gives back what
-    it made (``dropped``)."""
+    it made (``dropped``), and so does an operation that ends after its
+    loop closed (``deliver``)."""
     work: Future[Any] = executor().submit(call, op, *args)
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -177,16 +231,6 @@ def on_thread(loop: asyncio.AbstractEventLoop, op: int, *args: Any) -> asyncio.F
         if future.cancelled():
             work.cancel()  # not started yet: it never runs
 
-    def done(_: object) -> None:
-        # One callback on the loop decides who owns the result. Deciding it
-        # in two (asyncio.wrap_future's, then a "was it cancelled?" check)
-        # let a loop closed between them close a delivered descriptor.
-        try:
-            loop.call_soon_threadsafe(hand_over, op, work, future)
-        except RuntimeError:  # the loop is closed: hand_over never runs
-            if not work.cancelled() and work.exception() is None:
-                dropped(op, work.result())
-
     future.add_done_callback(cancelled)
-    work.add_done_callback(done)
+    deliver(loop.call_soon_threadsafe, op, work, future)
     return future

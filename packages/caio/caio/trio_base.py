@@ -295,7 +295,9 @@ class TrioContextBase(AsyncioContextBase):
             def from_thread(result: int) -> None:
                 try:
                     token.run_sync_soon(future.offer, result)  # type: ignore[union-attr]
-                except trio.RunFinishedError:  # nobody waits any more
+                except trio.RunFinishedError:
+                    # Nobody waits any more, and nothing is to be given
+                    # back: a read, write or sync makes only a count.
                     pass
 
             op.set_callback(from_thread)
@@ -319,16 +321,11 @@ class TrioContextBase(AsyncioContextBase):
         if self.context.closed:
             raise ValueError("I/O operation on closed context")
         future = TrioFuture()
-        token: Any = self._loop
         work = _fsops.executor().submit(_fsops.call, op, *args)
-
-        def done(_: object) -> None:
-            try:
-                token.run_sync_soon(_fsops.hand_over, op, work, future)
-            except trio.RunFinishedError:  # nobody waits any more
-                _fsops.hand_over(op, work, future)
-
-        work.add_done_callback(done)
+        # Every run_sync_soon that does not raise RunFinishedError is run
+        # before the run ends; one that does gives back what the work made.
+        token: Any = self._loop
+        _fsops.deliver(token.run_sync_soon, op, work, future)
         return future
 
     def close(self) -> None:

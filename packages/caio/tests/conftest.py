@@ -13,12 +13,15 @@ only what that backend alone has (its options and mechanisms).
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
 import random
 import resource
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -239,3 +242,59 @@ def mounted(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for point in points:
         subprocess.run(["umount", str(point)], check=False)
+
+
+class Fifo:
+    """A FIFO: opening it for reading blocks until a writer comes, so an
+    open of it stays in flight as long as a test needs."""
+
+    TIMEOUT = 10.0
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / "fifo")
+        os.mkfifo(self.path)
+        self.writers: list[int] = []
+
+    def readers(self) -> list[int]:
+        """This process's descriptors open on the FIFO, writers excepted."""
+        found = []
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{name}") == self.path:
+                    found.append(int(name))
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+        return [fd for fd in found if fd not in self.writers]
+
+    def open_writer(self) -> None:
+        """Let a pending open for reading finish: open the writing end
+        (ENXIO until a reader waits in open(2): try again)."""
+        deadline = time.monotonic() + self.TIMEOUT
+        while True:
+            try:
+                self.writers.append(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError as exc:
+                assert exc.errno == errno.ENXIO, exc
+            assert time.monotonic() < deadline, "no reader came to the FIFO"
+            time.sleep(0.005)
+
+    def wait_for_no_reader(self) -> None:
+        """Until no descriptor of this process reads the FIFO (or fail)."""
+        deadline = time.monotonic() + self.TIMEOUT
+        while True:
+            gc.collect()
+            left = self.readers()
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"descriptors left open on the FIFO: {left}"
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[Fifo]:
+    """A :class:`Fifo` in tmp_path; its writers are closed after the test."""
+    made = Fifo(tmp_path)
+    yield made
+    for descriptor in made.writers:
+        os.close(descriptor)

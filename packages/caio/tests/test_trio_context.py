@@ -376,6 +376,44 @@ def test_future_refuses_a_result_after_cancellation() -> None:
     assert cancelled.done()
 
 
+@pytest.mark.parametrize("waiter", ["system-task", "cancel-scope", "none"])
+def test_open_in_flight_when_the_run_ends_is_given_back(fifo: Any, waiter: str) -> None:
+    """linux_aio's open runs on caio's executor. A Trio run that ends while
+    one is blocked (a FIFO nobody writes to) leaves nobody to take the
+    descriptor it makes once a writer comes: it is closed. Its waiter was
+    a system task (cancelled by the run's end), a task whose cancel scope
+    ran out, or nobody at all (the adapter's future, never awaited)."""
+    if caio.linux_aio_asyncio is None:
+        pytest.skip("kernel AIO cannot be used here")
+    path = fifo.path.encode()
+
+    async def opener(ctx: Any) -> None:
+        await ctx.open(path, os.O_RDONLY)
+        raise AssertionError("the open finished without a writer")
+
+    async def main() -> None:
+        ctx = trio_context_class("linux")()
+        assert not ctx.in_kernel("open")  # the executor's
+        if waiter == "system-task":
+            trio.lowlevel.spawn_system_task(opener, ctx)
+            await trio.sleep(0.02)
+        elif waiter == "cancel-scope":
+            with trio.move_on_after(0.02):
+                await opener(ctx)
+        else:
+            from caio import _fsops
+
+            future = ctx._fs_thread(
+                _fsops.OPEN, _fsops.AT_FDCWD, path, None, _fsops.AT_FDCWD,
+                os.O_RDONLY | os.O_CLOEXEC, 0, 0, 0,
+            )
+            assert type(future) is TrioFuture
+
+    trio.run(main)
+    fifo.open_writer()  # the open ends after the run
+    fifo.wait_for_no_reader()
+
+
 def test_selected_backend_is_caio_trio_context() -> None:
     assert caio.TrioContext is trio_context_class()
     assert caio.TrioContextBase is TrioContextBase

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -503,6 +504,52 @@ def test_opened_descriptor_survives_the_loop_closing(
     finally:
         sys.setswitchinterval(interval)
     assert closed_under_us == 0
+
+
+class LoopSeeingThreads(asyncio.SelectorEventLoop):
+    """The stdlib loop, telling when another thread queued a callback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued = threading.Event()
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        handle = super().call_soon_threadsafe(*args, **kwargs)
+        self.queued.set()
+        return handle
+
+
+@pytest.mark.parametrize("closed", ["before-the-open-ends", "with-its-result-queued"])
+@pytest.mark.parametrize("cancelled", [False, True], ids=["awaited", "cancelled"])
+def test_open_ending_after_its_loop_closed_is_given_back(
+    fifo: Any, closed: str, cancelled: bool,
+) -> None:
+    """An open on caio's executor (linux_aio's, uring's where the kernel
+    lacks openat) that ends after its loop closed: nobody can take the
+    descriptor any more, so it is closed, whether the loop refused the
+    hand-over (closed first) or discarded it queued (asyncio's close()
+    drops its ready callbacks)."""
+    from caio import _fsops
+
+    loop = LoopSeeingThreads()
+    try:
+        future = _fsops.on_thread(
+            loop, _fsops.OPEN, _fsops.AT_FDCWD, fifo.path.encode(), None,
+            _fsops.AT_FDCWD, os.O_RDONLY | os.O_CLOEXEC, 0, 0, 0,
+        )
+        if closed == "before-the-open-ends":
+            if cancelled:
+                future.cancel()
+            loop.close()
+            fifo.open_writer()
+        else:
+            fifo.open_writer()
+            assert loop.queued.wait(TIMEOUT)
+            if cancelled:  # as asyncio.run() does before it closes the loop
+                future.cancel()
+    finally:
+        loop.close()
+    fifo.wait_for_no_reader()
 
 
 async def test_cancel_many_stats(context: Any, tmp_path: Path) -> None:
