@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import shutil
 import stat
+import threading
 from typing import Any, TypeVar
 
 from ._running import ThreadCall, wait_to_end
@@ -91,19 +93,94 @@ def _copy_data(src: int, dst: int, stop: _Stop) -> None:
         stop.copied = at
 
 
+class _MountTypes:
+    """``st_dev`` -> filesystem type, from /proc/self/mountinfo, kept until
+    the mount table changes.
+
+    Reading the table costs tens of microseconds per few dozen mounts,
+    for every copy of STEP bytes or more. A device's type does not change
+    while it stays mounted, but once unmounted its number is given to the
+    next filesystem mounted (an anonymous one: tmpfs, overlay), so answers
+    are kept only until the table changes: the kernel makes a descriptor
+    open on mountinfo poll with POLLPRI once after every change of its
+    mount namespace. Table and changes are read through that one
+    descriptor, so both are of the same namespace (the one this process
+    had when it first asked); a device mounted only in another namespace
+    is not found (None), as before. Each poll reports a change once: one
+    lock keeps the poll, the forgetting and the lookup together.
+    """
+
+    #: Devices remembered at most (a copy's destination is one).
+    KEPT = 16
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.types: dict[int, str | None] = {}
+        self.fd = -1
+        self.changes: select.poll | None = None
+
+    def type_of(self, device: int) -> str | None:
+        with self.lock:
+            if self.changes is None:
+                try:
+                    self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    return None
+                self.changes = select.poll()
+                self.changes.register(self.fd, select.POLLPRI)
+            elif self.changes.poll(0):
+                self.types.clear()
+            else:
+                try:
+                    return self.types[device]
+                except KeyError:
+                    pass
+            try:
+                found = self._read(device)
+            except OSError:
+                return None
+            if len(self.types) >= self.KEPT:
+                self.types.clear()
+            self.types[device] = found
+            return found
+
+    def _read(self, device: int) -> str | None:
+        wanted = f"{os.major(device)}:{os.minor(device)}"
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(self.fd, 65536):
+            chunks.append(chunk)
+        for line in b"".join(chunks).decode("utf-8", "replace").splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == wanted and " - " in line:
+                return line.split(" - ", 1)[1].split()[0]
+        return None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+_mount_types = _MountTypes()
+
+
+def _forget_mount_types() -> None:
+    # In a forked child: the descriptor is shared with the parent, whose
+    # polls would take the changes this process must see, and the lock may
+    # have been held by a thread that does not exist here.
+    global _mount_types
+    _mount_types.close()
+    _mount_types = _MountTypes()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_mount_types)
+
+
 def _fs_type(device: int) -> str | None:
     """The type of the filesystem mounted from ``device`` (``st_dev``), or
     None where /proc/self/mountinfo does not say."""
-    wanted = f"{os.major(device)}:{os.minor(device)}"
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) > 2 and fields[2] == wanted and " - " in line:
-                    return line.split(" - ", 1)[1].split()[0]
-    except OSError:
-        pass
-    return None
+    return _mount_types.type_of(device)
 
 
 def _preallocate(src: int, dst: int) -> int:

@@ -8,7 +8,9 @@ import asyncio
 import errno
 import os
 import shutil
+import signal
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -151,6 +153,56 @@ def test_fs_type_names_the_filesystem(tmp_path: Path) -> None:
     if Path("/dev/shm").is_dir() and os.statvfs("/dev/shm").f_fsid != os.statvfs("/").f_fsid:
         assert fs_type(Path("/dev/shm")) == "tmpfs"
     assert copying._fs_type(os.makedev(4095, 1048575)) is None  # no such mount
+
+
+def mount(fstype: str, point: Path) -> None:
+    done = subprocess.run(
+        ["mount", "-t", fstype, "-o", "size=1m", fstype, str(point)],
+        capture_output=True, check=False,
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount {fstype} here: {done.stderr.decode().strip()}")
+
+
+def test_fs_type_follows_the_mount_table(tmp_path: Path) -> None:
+    """Answers are kept, but not past a change of the mount table: a
+    device number freed by an unmount goes to the next filesystem mounted
+    (here usually the very same number), whose type is another."""
+    point = tmp_path / "point"
+    point.mkdir()
+    mount("tmpfs", point)
+    try:
+        assert fs_type(point) == fs_type(point) == "tmpfs"
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+    mount("ramfs", point)
+    try:
+        assert fs_type(point) == "ramfs"
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+    assert fs_type(tmp_path) == fs_type(tmp_path) is not None
+
+
+def test_fs_type_keeps_few_answers() -> None:
+    for minor in range(3 * copying._MountTypes.KEPT):
+        assert copying._fs_type(os.makedev(4095, minor)) is None  # no such mount
+    assert 0 < len(copying._mount_types.types) <= copying._MountTypes.KEPT
+
+
+def test_fs_type_in_a_child_forked_while_another_thread_asked(tmp_path: Path) -> None:
+    """The child does not inherit a lock held by a thread it lacks, nor the
+    parent's descriptor (whose polls would take the child's changes)."""
+    expected = fs_type(tmp_path)
+    inherited = copying._mount_types
+    with inherited.lock:  # as a thread asking while the parent forks
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 with the right answer, soon
+            signal.alarm(10)
+            ok = fs_type(tmp_path) == expected and copying._mount_types is not inherited
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert fs_type(tmp_path) == expected  # the parent's, untouched
 
 
 def test_preallocates_on_ext4_only(tmp_path: Path, small_jobs: None) -> None:
