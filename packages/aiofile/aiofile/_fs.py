@@ -26,7 +26,7 @@ import errno
 import os
 import stat
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -35,6 +35,13 @@ from .context import default_context
 
 if TYPE_CHECKING:
     from caio import AsyncioContextBase
+
+_deliver: Callable[..., None] | None
+try:  # caio's hand-over of a worker's result to a loop: see open_on_worker
+    from caio._fsops import OPEN as _OPEN
+    from caio._fsops import deliver as _deliver
+except ImportError:  # an older caio
+    _deliver = None
 
 __all__ = ("call", "call_in", "in_kernel", "open_fd", "open_on_worker")
 
@@ -138,12 +145,31 @@ async def open_on_worker(executor: Executor | None, blocking_open: Callable[[], 
     loop = running_loop()
     if loop is None:
         return await run_in_thread(executor, blocking_open)
-    job = loop.run_in_executor(executor, blocking_open)
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        job.add_done_callback(_close_unclaimed)
-        raise
+    if _deliver is None:
+        job = loop.run_in_executor(executor, blocking_open)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_close_unclaimed)
+            raise
+    # Not run_in_executor's future: once its loop is closed, the result
+    # of a call still running is dropped, with the descriptor it opens.
+    # caio's hand-over closes one nobody can take (its waiter cancelled,
+    # its loop closed, even with the hand-over already queued).
+    work: Future[int] = Future()
+
+    def run() -> None:
+        if work.set_running_or_notify_cancel():
+            try:
+                work.set_result(blocking_open())
+            except BaseException as exc:  # as concurrent.futures does
+                work.set_exception(exc)
+
+    loop.run_in_executor(executor, run)
+    future: asyncio.Future[int] = loop.create_future()
+    future.add_done_callback(lambda _: work.cancel())  # not started yet: never runs
+    _deliver(loop.call_soon_threadsafe, _OPEN, work, future)
+    return await future
 
 
 def _close_unclaimed(job: asyncio.Future[int]) -> None:

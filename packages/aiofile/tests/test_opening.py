@@ -9,6 +9,8 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -116,35 +118,76 @@ async def test_clone_of_closed_file(tmp_path: Path, context: Any) -> None:
         await clone(f)
 
 
+class HeldOpener:
+    """An opener that waits for ``release`` before it opens, once
+    ``entered``; ``made``: the descriptors it opened."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "f"
+        self.path.write_bytes(b"")
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.made: list[int] = []
+
+    def opener(self, name: str, flags: int) -> int:
+        self.entered.set()
+        self.release.wait(30)
+        self.made.append(os.open(name, flags))
+        return self.made[-1]
+
+    def left_open(self) -> bool:
+        """True until the opener made its descriptor and it was closed."""
+        return not self.made or names_the_file(self.made[0], self.path)
+
+
 async def test_cancelled_open_through_an_opener_leaves_no_descriptor(
     tmp_path: Path, context: Any,
 ) -> None:
     """An open cancelled while its opener runs on a worker: the descriptor
     the opener still makes is closed when it arrives, not leaked."""
-    path = tmp_path / "f"
-    path.write_bytes(b"")
-    entered, release = threading.Event(), threading.Event()
-    made: list[int] = []
-
-    def opener(name: str, flags: int) -> int:
-        entered.set()
-        release.wait(30)
-        made.append(os.open(name, flags))
-        return made[-1]
-
-    task = asyncio.ensure_future(AIOFile(path, "rb", context=context, opener=opener).open())
-    while not entered.is_set():
+    held = HeldOpener(tmp_path)
+    task = asyncio.ensure_future(
+        AIOFile(held.path, "rb", context=context, opener=held.opener).open(),
+    )
+    while not held.entered.is_set():
         await asyncio.sleep(0.001)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    release.set()
+    held.release.set()
     deadline = asyncio.get_running_loop().time() + 10
     while True:
         await asyncio.sleep(0.005)
-        if made and not names_the_file(made[0], path):
+        if not held.left_open():
             break
         assert asyncio.get_running_loop().time() < deadline, "the descriptor leaked"
+
+
+@pytest.mark.parametrize("cancelled", [False, True], ids=["awaited", "cancelled"])
+def test_open_through_an_opener_ending_after_its_loop_closed_leaves_no_descriptor(
+    tmp_path: Path, cancelled: bool,
+) -> None:
+    """An opener still running on a worker when its loop is closed (by
+    hand, without asyncio.run's wait for the default executor): nobody
+    can take the descriptor it makes any more, so it is closed."""
+    held = HeldOpener(tmp_path)
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(1)
+    try:
+        loop.set_default_executor(executor)
+        task = loop.create_task(AIOFile(held.path, "rb", opener=held.opener).open())
+        while not held.entered.is_set():
+            loop.run_until_complete(asyncio.sleep(0.001))
+        if cancelled:
+            task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    held.release.set()
+    executor.shutdown(wait=True)  # the opener has returned
+    deadline = time.monotonic() + 10
+    while held.left_open():
+        assert time.monotonic() < deadline, "the descriptor leaked"
+        time.sleep(0.005)
 
 
 def names_the_file(fd: int, path: Path) -> bool:
