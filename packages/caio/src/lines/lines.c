@@ -26,6 +26,8 @@
 
 #include <string.h>
 
+#include "awaitable.h"
+
 #ifndef Py_NO_INLINE   /* 3.10 */
 #if defined(__GNUC__) || defined(__clang__)
 #define Py_NO_INLINE __attribute__((noinline))
@@ -541,109 +543,28 @@ static PySendResult LineIter_am_send(LineIter *self, PyObject *arg, PyObject **r
     return step(self, arg, result);
 }
 
-/* Raise StopIteration carrying value (a reference stolen). From 3.12 on,
- * `await` ends every step this way (tp_iternext): building a
- * StopIteration(line) per line cost more than the rest of the step, so
- * the iterator keeps the last one and raises it again with the new value
- * when nothing else holds it (the interpreter took the value and let go)
- * and nothing was added to it (traceback, context, cause, notes,
- * attributes: it was seen by Python code). */
-static void raise_stop(LineIter *self, PyObject *value)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = self->stop;
-    PyBaseExceptionObject *base = (PyBaseExceptionObject *)exc;
-    if (exc == NULL || Py_REFCNT(exc) != 1 || base->traceback || base->context ||
-        base->cause || base->notes || base->dict) {
-        /* Built without arguments: a value that is a tuple or an
-         * exception is not taken for them. */
-        if ((exc = PyObject_CallNoArgs(PyExc_StopIteration)) == NULL) {
-            Py_DECREF(value);
-            return;
-        }
-        Py_XSETREF(self->stop, exc);
-    }
-    Py_XSETREF(((PyStopIterationObject *)exc)->value, value);
-    PyErr_SetRaisedException(Py_NewRef(exc));
-#else
-    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
-    Py_DECREF(value);
-    if (exc != NULL) {
-        PyErr_SetObject(PyExc_StopIteration, exc);
-        Py_DECREF(exc);
-    }
-#endif
-}
-
-/* The step's outcome as a Python call returns it: the yielded value, or
- * NULL with StopIteration(line) (the step is done) or another error. */
-static PyObject *as_call_result(LineIter *self, PySendResult status, PyObject *result)
-{
-    if (status == PYGEN_NEXT)
-        return result;
-    if (status == PYGEN_RETURN)
-        raise_stop(self, result);
-    return NULL;
-}
-
 static PyObject *LineIter_iternext(LineIter *self)
 {
     PyObject *result;
     PySendResult status = LineIter_am_send(self, Py_None, &result);
-    return as_call_result(self, status, result);
+    return caio_send_result(&self->stop, status, result);
 }
 
 static PyObject *LineIter_send(LineIter *self, PyObject *arg)
 {
     PyObject *result;
     PySendResult status = LineIter_am_send(self, arg, &result);
-    return as_call_result(self, status, result);
+    return caio_send_result(&self->stop, status, result);
 }
 
 static PyObject *LineIter_throw(LineIter *self, PyObject *args)
 {
-    if (self->pending == NULL) {
-        /* Not waiting on anything: the exception comes out as thrown. */
-        PyObject *typ = PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0) : NULL;
-        PyObject *val = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : Py_None;
-        if (typ == NULL) {
-            PyErr_SetString(PyExc_TypeError, "throw() takes at least 1 argument");
-        } else if (PyExceptionInstance_Check(typ)) {
-            PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
-        } else if (PyExceptionClass_Check(typ)) {
-            PyErr_SetObject(typ, val);
-        } else {
-            PyErr_SetString(PyExc_TypeError,
-                            "exceptions must be classes or instances deriving from BaseException");
-        }
-        return NULL;
-    }
-    PyObject *pending = Py_NewRef(self->pending);
-    PyObject *throw = PyObject_GetAttrString(pending, "throw");
-    PyObject *result = throw ? PyObject_Call(throw, args, NULL) : NULL;
-    Py_XDECREF(throw);
-    Py_DECREF(pending);
-    if (result != NULL)
-        return result;   /* it yielded again: still waiting */
-    PySendResult status = PYGEN_ERROR;
-    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        /* It returned (caught the exception and went on): that line. */
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *value = PyErr_GetRaisedException();
-#else
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-#endif
-        result = value ? PyObject_GetAttrString(value, "value") : NULL;
-        Py_XDECREF(value);
-        if (result != NULL)
-            status = PYGEN_RETURN;
-    }
+    if (self->pending == NULL)
+        return caio_throw_here(args);   /* not waiting on anything */
+    PyObject *result;
+    PySendResult status = caio_throw_into(self->pending, args, &result);
     status = after_pending(self, status, &result);
-    return as_call_result(self, status, result);
+    return caio_send_result(&self->stop, status, result);
 }
 
 static PyObject *LineIter_close(LineIter *self, PyObject *unused)

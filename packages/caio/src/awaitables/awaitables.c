@@ -1,0 +1,694 @@
+/* caio._awaitables: the adapter's read/write without a coroutine when the
+ * kernel finishes during the call.
+ *
+ * `await ctx.read(n, fd, off)` on a page-cache hit is one backend call that
+ * returns the bytes at once; as an `async def` it also makes, runs and frees
+ * a coroutine and its frame: a fifth of the user-space instructions of the
+ * whole read. Here the adapter class's `read` is an OperationMethod (a
+ * method descriptor) whose call makes an OperationCall: a small object
+ * holding the arguments. Awaiting it does, on its first step, what the
+ * coroutine's body did up to its first real wait:
+ *
+ *   - the loop check: the context's OperationState (its `_fast` slot, set
+ *     when it binds to a loop) is missing, or the bound loop's _thread_id
+ *     is None (it does not run: the call comes from another loop) -> the
+ *     whole operation is the adapter's coroutine (`slow`), awaited through
+ *     this object;
+ *   - r = the backend's *_async method (from the state) called with the
+ *     arguments;
+ *   - r of the finished type (bytes for read, int for the rest) -> the
+ *     await returns r: no coroutine, no future, no suspension;
+ *   - r a future -> awaits pending(ctx, r, bounced, *args), the adapter's
+ *     coroutine that files it in flight, cancels it in the kernel when
+ *     cancelled, and goes on to `bounced` (the O_DIRECT retry) on OSError;
+ *   - an OSError or RuntimeError from the call -> awaits
+ *     failed(ctx, exc, bounced, *args) (the retry, or the loop check's
+ *     error naming both loops); anything else is raised as it is.
+ *
+ * The call does nothing but keep the arguments, as calling a coroutine
+ * function does: an operation never awaited never runs. Keyword arguments
+ * or an unusual argument count go to `slow` at once (its own TypeError).
+ * Python registers OperationCall as a collections.abc.Coroutine, so
+ * asyncio.create_task, ensure_future, gather and trio accept it. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include "awaitable.h"
+
+#ifndef Py_T_OBJECT   /* the names before 3.12 */
+#define Py_T_OBJECT T_OBJECT
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_READONLY READONLY
+#endif
+
+#define MAX_ARGS 4   /* (data, fd, offset, priority) */
+
+#define N_SUBMIT 5    /* read, write, readinto, readv, writev */
+
+static PyObject *str_thread_id;
+
+/* Where a context keeps its OperationState: the `_fast` slot of the
+ * adapter's base class (set_state_slot), read at its offset. */
+static PyTypeObject *slot_type;
+static Py_ssize_t slot_offset = -1;
+
+/* ------------------------------------------------------------- the state */
+
+/* What one bound context's operations need: the bound loop (its
+ * _thread_id is None while it does not run; NULL: always running, as in a
+ * Trio run), its in-flight bookkeeping and the backend's methods. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *owner;
+    PyObject *inflight;        /* ctx._inflight, or NULL: `pending` waits */
+    PyObject *cancel_future;   /* the backend's cancel_future */
+    PyObject *submit[N_SUBMIT];
+} OpState;
+
+static PyObject *OpState_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *owner, *inflight, *cancel_future, *submit[N_SUBMIT];
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "OperationState() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "OperationState", N_SUBMIT + 3, N_SUBMIT + 3, &owner,
+                           &inflight, &cancel_future, &submit[0], &submit[1], &submit[2],
+                           &submit[3], &submit[4]))
+        return NULL;
+    if (inflight != Py_None && !PyDict_Check(inflight)) {
+        PyErr_SetString(PyExc_TypeError, "inflight must be a dict or None");
+        return NULL;
+    }
+    OpState *self = (OpState *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->owner = owner == Py_None ? NULL : Py_NewRef(owner);
+    self->inflight = inflight == Py_None ? NULL : Py_NewRef(inflight);
+    self->cancel_future = Py_NewRef(cancel_future);
+    for (int i = 0; i < N_SUBMIT; i++)
+        self->submit[i] = Py_NewRef(submit[i]);
+    return (PyObject *)self;
+}
+
+static int OpState_traverse(OpState *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->owner);
+    Py_VISIT(self->inflight);
+    Py_VISIT(self->cancel_future);
+    for (int i = 0; i < N_SUBMIT; i++)
+        Py_VISIT(self->submit[i]);
+    return 0;
+}
+
+static int OpState_clear(OpState *self)
+{
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->inflight);
+    Py_CLEAR(self->cancel_future);
+    for (int i = 0; i < N_SUBMIT; i++)
+        Py_CLEAR(self->submit[i]);
+    return 0;
+}
+
+static void OpState_dealloc(OpState *self)
+{
+    PyObject_GC_UnTrack(self);
+    OpState_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject OpState_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.OperationState",
+    .tp_basicsize = sizeof(OpState),
+    .tp_dealloc = (destructor)OpState_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "OperationState(owner, inflight, cancel_future, read_async, write_async, "
+              "readinto_async, readv_async, writev_async, /)\n--\n\n"
+              "What a bound context's OperationMethods call: kept in its _fast slot.\n"
+              "owner: the bound loop (None: always running); inflight:\n"
+              "the context's _inflight, where a pending future is filed while awaited\n"
+              "here (None: the adapter's pending coroutine awaits it).",
+    .tp_traverse = (traverseproc)OpState_traverse,
+    .tp_clear = (inquiry)OpState_clear,
+    .tp_new = OpState_new,
+};
+
+static PyObject *set_state_slot(PyObject *module, PyObject *descr)
+{
+    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyErr_SetString(PyExc_TypeError, "expected a __slots__ member descriptor");
+        return NULL;
+    }
+    PyMemberDescrObject *member = (PyMemberDescrObject *)descr;
+    if (member->d_member->type != Py_T_OBJECT_EX) {
+        PyErr_SetString(PyExc_TypeError, "expected an object slot");
+        return NULL;
+    }
+    Py_XSETREF(slot_type, (PyTypeObject *)Py_NewRef((PyObject *)PyDescr_TYPE(member)));
+    slot_offset = member->d_member->offset;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------ the method */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *slow;       /* async def (ctx, *args): the whole operation */
+    Py_ssize_t which;     /* its *_async method: an index into OpState.submit */
+    PyObject *pending;    /* async def (ctx, future, bounced, *args) */
+    PyObject *failed;     /* async def (ctx, exc, bounced, *args) */
+    PyObject *bounced;    /* passed on to pending and failed */
+    PyTypeObject *done;   /* what *_async returns for a finished operation */
+    Py_ssize_t min_args;  /* positional arguments after ctx: min_args..MAX_ARGS */
+    PyObject *stop;       /* a StopIteration to raise again (3.12+), or NULL */
+    PyObject *dict;       /* __doc__, __name__, __wrapped__, ... */
+} OpMethod;
+
+typedef struct {
+    PyObject_HEAD
+    OpMethod *method;
+    PyObject *waiting;    /* the coroutine (or future iterator) this call awaits, or NULL */
+    OpState *state;       /* while awaiting a backend future itself: */
+    PyObject *future;     /* that future, filed in state->inflight */
+    char started;         /* the first step ran: never again */
+    Py_ssize_t nargs;     /* ctx and the arguments in args */
+    PyObject *args[MAX_ARGS + 1];
+} OpCall;
+
+static PyTypeObject OpMethod_Type, OpCall_Type;
+
+static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || nargs < self->min_args + 1 ||
+        nargs > MAX_ARGS + 1)
+        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+    OpCall *call = PyObject_GC_New(OpCall, &OpCall_Type);
+    if (call == NULL)
+        return NULL;
+    call->method = (OpMethod *)Py_NewRef(self);
+    call->waiting = NULL;
+    call->state = NULL;
+    call->future = NULL;
+    call->started = 0;
+    call->nargs = nargs;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        call->args[i] = Py_NewRef(args[i]);
+    PyObject_GC_Track(call);
+    return (PyObject *)call;
+}
+
+static PyObject *OpMethod_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"slow", "which", "pending", "failed", "bounced", "done",
+                             "min_args", NULL};
+    PyObject *slow, *pending, *failed, *bounced;
+    PyTypeObject *done;
+    Py_ssize_t which, min_args;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnOOOO!n:OperationMethod", kwlist, &slow,
+                                     &which, &pending, &failed, &bounced, &PyType_Type, &done,
+                                     &min_args))
+        return NULL;
+    if (min_args < 0 || min_args > MAX_ARGS || which < 0 || which >= N_SUBMIT) {
+        PyErr_Format(PyExc_ValueError, "min_args must be in 0..%d, which in 0..%d", MAX_ARGS,
+                     N_SUBMIT - 1);
+        return NULL;
+    }
+    OpMethod *self = (OpMethod *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = (vectorcallfunc)OpMethod_vectorcall;
+    self->slow = Py_NewRef(slow);
+    self->which = which;
+    self->pending = Py_NewRef(pending);
+    self->failed = Py_NewRef(failed);
+    self->bounced = Py_NewRef(bounced);
+    self->done = (PyTypeObject *)Py_NewRef((PyObject *)done);
+    self->min_args = min_args;
+    return (PyObject *)self;
+}
+
+static int OpMethod_traverse(OpMethod *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->slow);
+    Py_VISIT(self->pending);
+    Py_VISIT(self->failed);
+    Py_VISIT(self->bounced);
+    Py_VISIT(self->done);
+    Py_VISIT(self->stop);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int OpMethod_clear(OpMethod *self)
+{
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->failed);
+    Py_CLEAR(self->bounced);
+    Py_CLEAR(self->done);
+    Py_CLEAR(self->stop);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void OpMethod_dealloc(OpMethod *self)
+{
+    PyObject_GC_UnTrack(self);
+    OpMethod_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *OpMethod_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    /* ctx.read without a call (the call itself skips this: see
+     * Py_TPFLAGS_METHOD_DESCRIPTOR): a bound method, as for a function. */
+    if (obj == NULL || obj == Py_None)
+        return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static PyMemberDef OpMethod_members[] = {
+    {"slow", Py_T_OBJECT, offsetof(OpMethod, slow), Py_READONLY,
+     "The coroutine function that does the whole operation."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef OpMethod_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject OpMethod_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.OperationMethod",
+    .tp_basicsize = sizeof(OpMethod),
+    .tp_dealloc = (destructor)OpMethod_dealloc,
+    .tp_vectorcall_offset = offsetof(OpMethod, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "OperationMethod(slow, which, pending, failed, bounced, done, min_args)\n--\n\n"
+              "A method of an adapter class whose call returns an awaitable Operation\n"
+              "call: see the module's documentation.",
+    .tp_traverse = (traverseproc)OpMethod_traverse,
+    .tp_clear = (inquiry)OpMethod_clear,
+    .tp_members = OpMethod_members,
+    .tp_getset = OpMethod_getset,
+    .tp_descr_get = OpMethod_get,
+    .tp_dictoffset = offsetof(OpMethod, dict),
+    .tp_new = OpMethod_new,
+};
+
+/* -------------------------------------------------------------- the call */
+
+static PySendResult settle(OpCall *self, PySendResult status, PyObject **result);
+
+/* Step the coroutine (or future iterator) this call awaits (a reference
+ * is held while it runs: a throw() from inside it could otherwise free it
+ * under us). */
+static PySendResult forward(OpCall *self, PyObject *arg, PyObject **result)
+{
+    PyObject *waiting = Py_NewRef(self->waiting);
+    PySendResult status = PyIter_Send(waiting, arg, result);
+    Py_DECREF(waiting);
+    if (status == PYGEN_NEXT)
+        return status;
+    Py_CLEAR(self->waiting);
+    return self->future != NULL ? settle(self, status, result) : status;
+}
+
+/* function(ctx, first[, bounced], *args), a coroutine to await; first is
+ * stolen. */
+static PyObject *call_with(OpCall *self, PyObject *function, PyObject *first, int with_bounced)
+{
+    PyObject *stack[MAX_ARGS + 3];
+    Py_ssize_t n = 0;
+    stack[n++] = self->args[0];
+    stack[n++] = first;
+    if (with_bounced)
+        stack[n++] = self->method->bounced;
+    for (Py_ssize_t i = 1; i < self->nargs; i++)
+        stack[n++] = self->args[i];
+    PyObject *coroutine = PyObject_Vectorcall(function, stack, (size_t)n, NULL);
+    Py_DECREF(first);
+    return coroutine;
+}
+
+/* Take the raised exception (normalized, with its traceback). */
+static PyObject *take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL && exc != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return exc;
+#endif
+}
+
+static void restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+static PyObject *cancelled_error;   /* asyncio.CancelledError */
+
+/* The backend future is no longer awaited here: out of inflight (what
+ * wait_idle scans), any raised exception kept as it is. */
+static void unfile(OpCall *self)
+{
+    PyObject *future = self->future;
+    OpState *state = self->state;
+    self->future = NULL;
+    self->state = NULL;
+    PyObject *exc = PyErr_Occurred() ? take_exception() : NULL;
+    /* No inflight: the collector cleared the state first (a cycle). */
+    if (state->inflight != NULL && PyDict_DelItem(state->inflight, future) < 0)
+        PyErr_Clear();   /* not there: nothing to undo */
+    if (exc != NULL)
+        restore_exception(exc);
+    Py_DECREF(future);
+    Py_DECREF(state);
+}
+
+/* The backend future this call awaited is done (status from its
+ * iterator): the body of the adapter's _pending after its await. */
+static PySendResult settle(OpCall *self, PySendResult status, PyObject **result)
+{
+    if (status == PYGEN_ERROR && PyErr_ExceptionMatches(cancelled_error)) {
+        /* The kernel may still write into the buffer: the backend keeps
+         * it until the completion arrives. */
+        PyObject *exc = take_exception();
+        PyObject *r = PyObject_CallOneArg(self->state->cancel_future, self->future);
+        if (r != NULL) {
+            Py_DECREF(r);
+            restore_exception(exc);
+        } else {
+            Py_DECREF(exc);   /* cancel_future's own error goes up instead */
+        }
+    }
+    unfile(self);
+    if (status != PYGEN_ERROR || !PyErr_ExceptionMatches(PyExc_OSError))
+        return status;
+    /* The O_DIRECT retry, or the error raised again. */
+    PyObject *waiting = call_with(self, self->method->bounced, take_exception(), 0);
+    if (waiting == NULL)
+        return PYGEN_ERROR;
+    self->waiting = waiting;
+    return forward(self, Py_None, result);
+}
+
+/* Await backend future r (stolen) here, filed in state->inflight under
+ * the descriptor (the second argument). */
+static PySendResult await_future(OpCall *self, OpState *state, PyObject *r, PyObject **result)
+{
+    PyAsyncMethods *am = Py_TYPE(r)->tp_as_async;
+    PyObject *iter = NULL;
+    if (am == NULL || am->am_await == NULL) {
+        PyErr_Format(PyExc_TypeError, "the backend returned %.100s, not a future",
+                     Py_TYPE(r)->tp_name);
+    } else if (PyDict_SetItem(state->inflight, r, self->args[2]) == 0) {
+        if ((iter = am->am_await(r)) == NULL && PyDict_DelItem(state->inflight, r) < 0)
+            PyErr_Clear();   /* keeps am_await's error */
+    }
+    if (iter == NULL) {
+        Py_DECREF(r);
+        return PYGEN_ERROR;
+    }
+    self->future = r;
+    self->state = (OpState *)Py_NewRef((PyObject *)state);
+    self->waiting = iter;
+    return forward(self, Py_None, result);
+}
+
+/* The context's OperationState (a new reference) when it is bound and
+ * its loop runs, else NULL (with an error set if looking failed). */
+static OpState *running_state(PyObject *ctx)
+{
+    if (slot_offset < 0 || !PyObject_TypeCheck(ctx, slot_type))
+        return NULL;
+    PyObject *state = *(PyObject **)((char *)ctx + slot_offset);
+    if (state == NULL || !Py_IS_TYPE(state, &OpState_Type))
+        return NULL;   /* not bound (None), or not a state: the slow way */
+    PyObject *owner = ((OpState *)state)->owner;
+    if (owner != NULL) {
+        /* An attribute lookup, not the loop's __dict__: making that dict
+         * would cost asyncio's own code more, in every loop iteration,
+         * than the lookup costs here (its instances keep attributes
+         * without one). */
+        PyObject *thread_id = PyObject_GetAttr(owner, str_thread_id);
+        if (thread_id == NULL)
+            return NULL;
+        Py_DECREF(thread_id);   /* only compared: the loop holds it */
+        if (thread_id == Py_None)
+            return NULL;
+    }
+    return (OpState *)Py_NewRef(state);
+}
+
+/* The first step: see the module's documentation. */
+static PySendResult start(OpCall *self, PyObject *arg, PyObject **result)
+{
+    OpMethod *method = self->method;
+    *result = NULL;
+    self->started = 1;
+    if (arg != Py_None) {
+        PyErr_SetString(PyExc_TypeError,
+                        "can't send non-None value to a just-started coroutine");
+        return PYGEN_ERROR;
+    }
+    PyObject *waiting;
+    OpState *state = running_state(self->args[0]);
+    if (state == NULL) {
+        if (PyErr_Occurred())
+            return PYGEN_ERROR;
+        waiting = PyObject_Vectorcall(method->slow, self->args, (size_t)self->nargs, NULL);
+    } else {
+        PyObject *r = PyObject_Vectorcall(state->submit[method->which], self->args + 1,
+                                          (size_t)self->nargs - 1, NULL);
+        if (r != NULL && Py_IS_TYPE(r, method->done)) {
+            Py_DECREF(state);
+            *result = r;   /* finished during the call */
+            return PYGEN_RETURN;
+        }
+        if (r != NULL && state->inflight != NULL) {
+            PySendResult status = await_future(self, state, r, result);
+            Py_DECREF(state);
+            return status;
+        }
+        Py_DECREF(state);
+        if (r != NULL)
+            waiting = call_with(self, method->pending, r, 1);
+        else if (PyErr_ExceptionMatches(PyExc_OSError) ||
+                 PyErr_ExceptionMatches(PyExc_RuntimeError))
+            waiting = call_with(self, method->failed, take_exception(), 1);
+        else
+            waiting = NULL;
+    }
+    if (waiting == NULL)
+        return PYGEN_ERROR;
+    self->waiting = waiting;
+    return forward(self, Py_None, result);   /* a coroutine starts with None */
+}
+
+static PySendResult OpCall_am_send(OpCall *self, PyObject *arg, PyObject **result)
+{
+    if (self->waiting != NULL)
+        return forward(self, arg, result);
+    if (!self->started)
+        return start(self, arg, result);
+    *result = NULL;
+    PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+    return PYGEN_ERROR;
+}
+
+static PyObject *OpCall_iternext(OpCall *self)
+{
+    PyObject *result;
+    PySendResult status = OpCall_am_send(self, Py_None, &result);
+    return caio_send_result(&self->method->stop, status, result);
+}
+
+static PyObject *OpCall_send(OpCall *self, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult status = OpCall_am_send(self, arg, &result);
+    return caio_send_result(&self->method->stop, status, result);
+}
+
+static PyObject *OpCall_throw(OpCall *self, PyObject *args)
+{
+    if (self->waiting == NULL) {
+        /* Not started (it never will be: as a coroutine thrown into before
+         * its first step), or done: the exception comes out as thrown. */
+        self->started = 1;
+        return caio_throw_here(args);
+    }
+    PyObject *result;
+    PySendResult status = caio_throw_into(self->waiting, args, &result);
+    if (status != PYGEN_NEXT) {
+        Py_CLEAR(self->waiting);
+        if (self->future != NULL)
+            status = settle(self, status, &result);
+    }
+    return caio_send_result(&self->method->stop, status, result);
+}
+
+static PyObject *OpCall_close(OpCall *self, PyObject *unused)
+{
+    self->started = 1;
+    PyObject *waiting = self->waiting;
+    if (waiting == NULL)
+        Py_RETURN_NONE;
+    self->waiting = NULL;
+    PyObject *r = PyObject_CallMethod(waiting, "close", NULL);
+    Py_DECREF(waiting);
+    if (self->future != NULL)
+        unfile(self);
+    return r;
+}
+
+static PyObject *OpCall_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static int OpCall_traverse(OpCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->method);
+    Py_VISIT(self->waiting);
+    Py_VISIT(self->state);
+    Py_VISIT(self->future);
+    for (Py_ssize_t i = 0; i < self->nargs; i++)
+        Py_VISIT(self->args[i]);
+    return 0;
+}
+
+static int OpCall_clear(OpCall *self)
+{
+    if (self->future != NULL)
+        unfile(self);   /* as a coroutine's finally would */
+    Py_CLEAR(self->waiting);
+    for (Py_ssize_t i = 0; i < self->nargs; i++)
+        Py_CLEAR(self->args[i]);
+    self->nargs = 0;
+    return 0;
+}
+
+static void OpCall_dealloc(OpCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    OpCall_clear(self);
+    Py_CLEAR(self->method);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *OpCall_get_name(OpCall *self, void *closure)
+{
+    return PyObject_GetAttrString(self->method->slow, "__qualname__");
+}
+
+static PyObject *OpCall_get_await(OpCall *self, void *closure)
+{
+    return Py_NewRef(self->waiting ? self->waiting : Py_None);
+}
+
+static PyGetSetDef OpCall_getset[] = {
+    {"__qualname__", (getter)OpCall_get_name, NULL, "The operation's name.", NULL},
+    {"cr_await", (getter)OpCall_get_await, NULL,
+     "The coroutine this operation awaits, or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyAsyncMethods OpCall_as_async = {
+    .am_await = OpCall_await,
+    .am_send = (sendfunc)OpCall_am_send,
+};
+
+static PyMethodDef OpCall_methods[] = {
+    {"send", (PyCFunction)OpCall_send, METH_O,
+     "send($self, value, /)\n--\n\nStep the operation (as a coroutine's send)."},
+    {"throw", (PyCFunction)OpCall_throw, METH_VARARGS,
+     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
+     "Raise in what the operation waits on (as a coroutine's throw)."},
+    {"close", (PyCFunction)OpCall_close, METH_NOARGS,
+     "close($self, /)\n--\n\nClose what the operation waits on, if anything."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject OpCall_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.OperationCall",
+    .tp_basicsize = sizeof(OpCall),
+    .tp_dealloc = (destructor)OpCall_dealloc,
+    .tp_as_async = &OpCall_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One call of an OperationMethod: await it (once).",
+    .tp_traverse = (traverseproc)OpCall_traverse,
+    .tp_clear = (inquiry)OpCall_clear,
+    .tp_iter = OpCall_await,
+    .tp_iternext = (iternextfunc)OpCall_iternext,
+    .tp_methods = OpCall_methods,
+    .tp_getset = OpCall_getset,
+};
+
+/* ----------------------------------------------------------------- module */
+
+static PyMethodDef awaitables_methods[] = {
+    {"set_state_slot", (PyCFunction)set_state_slot, METH_O,
+     "set_state_slot($module, descriptor, /)\n--\n\n"
+     "The __slots__ member where contexts keep their OperationState."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef awaitables_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "caio._awaitables",
+    .m_doc = "The asyncio adapter's read/write without a coroutine per finished operation.",
+    .m_size = -1,
+    .m_methods = awaitables_methods,
+};
+
+PyMODINIT_FUNC PyInit__awaitables(void)
+{
+    if (cancelled_error == NULL) {
+        PyObject *exceptions = PyImport_ImportModule("asyncio.exceptions");
+        if (exceptions == NULL)
+            return NULL;
+        cancelled_error = PyObject_GetAttrString(exceptions, "CancelledError");
+        Py_DECREF(exceptions);
+        if (cancelled_error == NULL)
+            return NULL;
+    }
+    if (str_thread_id == NULL &&
+        (str_thread_id = PyUnicode_InternFromString("_thread_id")) == NULL)
+        return NULL;
+    if (PyType_Ready(&OpMethod_Type) < 0 || PyType_Ready(&OpCall_Type) < 0 ||
+        PyType_Ready(&OpState_Type) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&awaitables_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "OperationMethod", (PyObject *)&OpMethod_Type) < 0 ||
+        PyModule_AddObjectRef(m, "OperationCall", (PyObject *)&OpCall_Type) < 0 ||
+        PyModule_AddObjectRef(m, "OperationState", (PyObject *)&OpState_Type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,105 @@
+/* What a C awaitable that may wait on a coroutine of its own needs, for
+ * caio._lines' line iterator and caio._awaitables' operations: ending a
+ * step the way Python 3.12+ wants it (StopIteration), and throw() into
+ * the coroutine waited on, or into nothing. Header only: static inline,
+ * included by modules that do not link src/common. */
+#ifndef CAIO_AWAITABLE_H
+#define CAIO_AWAITABLE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Raise StopIteration carrying value (a reference stolen). From 3.12 on,
+ * `await` ends every step this way (tp_iternext): building a
+ * StopIteration per step costs more than the rest of a fast step, so the
+ * caller keeps the last one in *cache and it is raised again with the new
+ * value when nothing else holds it (the interpreter took the value and
+ * let go) and nothing was added to it (traceback, context, cause, notes,
+ * attributes: Python code saw it). */
+static inline void caio_raise_stop(PyObject **cache, PyObject *value)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = *cache;
+    PyBaseExceptionObject *base = (PyBaseExceptionObject *)exc;
+    if (exc == NULL || Py_REFCNT(exc) != 1 || base->traceback || base->context ||
+        base->cause || base->notes || base->dict) {
+        /* Built without arguments: a value that is a tuple or an
+         * exception is not taken for them. */
+        if ((exc = PyObject_CallNoArgs(PyExc_StopIteration)) == NULL) {
+            Py_DECREF(value);
+            return;
+        }
+        Py_XSETREF(*cache, exc);
+    }
+    Py_XSETREF(((PyStopIterationObject *)exc)->value, value);
+    PyErr_SetRaisedException(Py_NewRef(exc));
+#else
+    (void)cache;
+    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, exc);
+        Py_DECREF(exc);
+    }
+#endif
+}
+
+/* A step's outcome as a Python call (send(), __next__) returns it: the
+ * yielded value, or NULL with StopIteration(value) or another error. */
+static inline PyObject *caio_send_result(PyObject **cache, PySendResult status, PyObject *result)
+{
+    if (status == PYGEN_NEXT)
+        return result;
+    if (status == PYGEN_RETURN)
+        caio_raise_stop(cache, result);
+    return NULL;
+}
+
+/* throw(typ, val=None, tb=None) into an awaitable that waits on nothing:
+ * the exception comes out as thrown. Always NULL. */
+static inline PyObject *caio_throw_here(PyObject *args)
+{
+    PyObject *typ = PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0) : NULL;
+    PyObject *val = PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : Py_None;
+    if (typ == NULL) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes at least 1 argument");
+    } else if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    } else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+    }
+    return NULL;
+}
+
+/* throw(*args) into `pending` (a coroutine or anything with a throw
+ * method): PYGEN_NEXT with what it yielded, PYGEN_RETURN with its return
+ * value (it caught the exception and finished), else PYGEN_ERROR. */
+static inline PySendResult caio_throw_into(PyObject *pending, PyObject *args, PyObject **result)
+{
+    Py_INCREF(pending);   /* kept alive while it runs */
+    PyObject *throw = PyObject_GetAttrString(pending, "throw");
+    *result = throw ? PyObject_Call(throw, args, NULL) : NULL;
+    Py_XDECREF(throw);
+    Py_DECREF(pending);
+    if (*result != NULL)
+        return PYGEN_NEXT;   /* it yielded again: still waiting */
+    if (!PyErr_ExceptionMatches(PyExc_StopIteration))
+        return PYGEN_ERROR;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *value = PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    *result = value ? PyObject_GetAttrString(value, "value") : NULL;
+    Py_XDECREF(value);
+    return *result != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+#endif
