@@ -905,6 +905,7 @@ def build(session: nox.Session) -> None:
 #: The C modules whose stubs stubtest compares with the built extensions.
 C_MODULES = (
     "caio.linux_uring", "caio.linux_aio", "caio.thread_aio", "caio._dio", "caio._lines",
+    "caio._awaitables",
 )
 
 

@@ -109,6 +109,11 @@ def extensions() -> list:
         # src/common. Optional like the rest: caio/_direct.py reads sysfs
         # where it is missing.
         built.append(extension("_dio", "dio", shared=False))
+    if not only or "_awaitables" in only:
+        # The asyncio adapter's read/write without a coroutine per finished
+        # operation; optional: caio/asyncio_base.py keeps its coroutines
+        # where it is missing.
+        built.append(extension("_awaitables", "awaitables", shared=False))
     if not only or "_lines" in only:
         # aiofile's line splitting and async line iterator; optional too:
         # aiofile keeps its pure Python path where it is missing.

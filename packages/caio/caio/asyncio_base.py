@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import inspect
 from asyncio import CancelledError
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._direct import aligned_buffer, dio_alignment, direct_span, is_direct
@@ -26,6 +29,15 @@ from .abstract import AbstractContext, AbstractOperation
 if TYPE_CHECKING:
 
     from typing_extensions import Buffer, Self
+
+_awaitables: ModuleType | None
+try:
+    from . import _awaitables
+except ImportError:  # built without it: the coroutines below do it all
+    _awaitables = None
+else:
+    # What asyncio.create_task, ensure_future, gather and trio accept.
+    Coroutine.register(_awaitables.OperationCall)  # type: ignore[union-attr]
 
 __all__ = ("AsyncioContextBase", "NotSubmittedError", "OperationTypeError")
 
@@ -71,6 +83,31 @@ def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Fut
     return loop.create_future
 
 
+#: The *_async methods an OperationState holds, in its order.
+_FAST_OPERATIONS = ("read", "write", "readinto", "readv", "writev")
+
+
+def _operation(
+    slow: Callable[..., Any], pending: Callable[..., Any],
+    failed: Callable[..., Any], bounced: Callable[..., Any], done: type,
+) -> Any:
+    """``slow`` (read, write, ...) as a caio._awaitables.OperationMethod:
+    awaiting its call runs the backend's *_async method from C and, when
+    that finished the operation (a ``done`` instance), returns it without a
+    coroutine. Looks like ``slow`` to help(), inspect.signature() and
+    iscoroutinefunction()."""
+    code = slow.__code__
+    required = code.co_argcount - 1 - len(slow.__defaults__ or ())
+    which = _FAST_OPERATIONS.index(slow.__name__)
+    assert _awaitables is not None
+    method = _awaitables.OperationMethod(slow, which, pending, failed, bounced, done, required)
+    functools.update_wrapper(method, slow)
+    method._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)
+    if hasattr(inspect, "markcoroutinefunction"):  # 3.12+
+        inspect.markcoroutinefunction(method)
+    return method
+
+
 class AsyncioContextBase(FsOperations):
     """asyncio front of one backend context.
 
@@ -90,6 +127,10 @@ class AsyncioContextBase(FsOperations):
     Filesystem operations (``stat``, ``open``, ``rename``, ...) come from
     ``caio._fs_asyncio.FsOperations``.
     """
+
+    # _fast: the caio._awaitables.OperationState of a bound context (None
+    # before), read by its OperationMethods at the slot's offset.
+    __slots__ = ("_fast",)
 
     MAX_REQUESTS_DEFAULT: ClassVar[int] = MAX_REQUESTS_DEFAULT
     # The backend's low-level classes. Typed loosely: the C types follow the
@@ -116,6 +157,7 @@ class AsyncioContextBase(FsOperations):
         # `not max_requests`: 0.0 or "" must reach the backend's TypeError.
         if max_requests is None or (isinstance(max_requests, int) and max_requests == 0):
             max_requests = self.MAX_REQUESTS_DEFAULT
+        self._fast: Any = None
         self.context: AbstractContext = self.CONTEXT_CLASS(max_requests, **backend_options)
         self._loop: asyncio.AbstractEventLoop | None = None
         # The per-operation loop check, in two halves that cost no call and
@@ -203,13 +245,24 @@ class AsyncioContextBase(FsOperations):
         self._readinto_async = context.readinto_async
         self._readv_async = context.readv_async
         self._writev_async = context.writev_async
+        owner = self._owner
+        if _awaitables is not None and owner is not _NOT_RUNNING:
+            # A loop without _thread_id (not asyncio's) keeps the coroutines:
+            # they check it with get_running_loop(). Trio's stand-in's
+            # thread id is never None: it needs no check.
+            self._fast = _awaitables.OperationState(
+                owner if isinstance(owner, asyncio.BaseEventLoop) else None,
+                self._inflight if self._AWAIT_FUTURES else None,
+                self._cancel_future,
+                *(getattr(context, f"{name}_async") for name in _FAST_OPERATIONS),
+            )
 
     def _bind_first(self, method: Any) -> Any:
         def first_call(*args: Any) -> Any:
             if self._loop is None:
                 self._check_loop()  # binds to the running loop
             return method(*args)
-        first_call.__name__ = method.__name__  # what _counted_failed asks
+        first_call.__name__ = method.__name__  # what _bounced_for asks
         return first_call
 
     def _check_loop(self) -> None:
@@ -311,19 +364,9 @@ class AsyncioContextBase(FsOperations):
             return await self._read_bounced(exc, nbytes, fd, offset, priority)
         if r.__class__ is bytes:  # finished during the call: no suspension
             return r
-        # _wait's body, inline: one coroutine less per suspended read.
-        inflight = self._inflight
-        inflight[r] = fd
-        try:
-            return await (r if self._AWAIT_FUTURES else self._wait(r, fd))  # type: ignore[no-any-return]
-        except CancelledError:
-            self._cancel_future(r)
-            raise
-        except OSError as exc:
-            failed = exc
-        finally:
-            del inflight[r]
-        return await self._read_bounced(failed, nbytes, fd, offset, priority)
+        return await self._pending(  # type: ignore[no-any-return]
+            r, AsyncioContextBase._read_bounced, nbytes, fd, offset, priority,
+        )
 
     async def write(self, payload: Buffer, fd: Any, offset: int, priority: int = 0) -> int:
         """Write ``payload`` at ``offset``; returns the bytes written.
@@ -345,18 +388,57 @@ class AsyncioContextBase(FsOperations):
             return await self._write_bounced(exc, payload, fd, offset, priority)
         if r.__class__ is int:
             return r
-        inflight = self._inflight   # as in read()
-        inflight[r] = fd
-        try:
-            return await (r if self._AWAIT_FUTURES else self._wait(r, fd))  # type: ignore[no-any-return]
-        except CancelledError:
-            self._cancel_future(r)
-            raise
-        except OSError as exc:
-            failed = exc
-        finally:
-            del inflight[r]
-        return await self._write_bounced(failed, payload, fd, offset, priority)
+        return await self._pending(  # type: ignore[no-any-return]
+            r, AsyncioContextBase._write_bounced, payload, fd, offset, priority,
+        )
+
+    # What read(), write(), readinto(), readv() and writev() do when the
+    # *_async call did not finish the operation (_pending) or raised
+    # (_failed). With caio._awaitables (see _operation) these calls are
+    # OperationMethods: they await the backend's asyncio future themselves,
+    # in C, and come here only for Trio's futures and on errors.
+
+    async def _pending(
+        self, r: Any, bounced: Callable[..., Any], data: Any, fd: Any, offset: int,
+        priority: int = 0,
+    ) -> Any:
+        """Wait for the backend future ``r`` of an operation on ``fd``; on
+        cancellation ask the kernel to cancel; an OSError goes to
+        ``bounced`` (the O_DIRECT retry, or raised again)."""
+        if self._AWAIT_FUTURES:
+            inflight = self._inflight  # as in read()
+            inflight[r] = fd
+            try:
+                return await r
+            except CancelledError:
+                self._cancel_future(r)
+                raise
+            except OSError as exc:
+                failed = exc
+            finally:
+                del inflight[r]
+        else:
+            try:
+                return await self._wait(r, fd)
+            except OSError as exc:
+                failed = exc
+        return await bounced(self, failed, data, fd, offset, priority)
+
+    async def _failed(
+        self, exc: BaseException, bounced: Callable[..., Any], data: Any, fd: Any,
+        offset: int, priority: int = 0,
+    ) -> Any:
+        """The *_async call raised ``exc`` (an OSError or RuntimeError)."""
+        if isinstance(exc, RuntimeError):
+            self._check_loop()  # from another loop's thread: name both loops
+            raise exc
+        return await bounced(self, exc, data, fd, offset, priority)
+
+    async def _not_bounced(
+        self, exc: BaseException, data: Any, fd: Any, offset: int, priority: int = 0,
+    ) -> Any:
+        # readv and writev fail as the kernel said.
+        raise exc
 
     # O_DIRECT through read() and write(). The kernel refuses (EINVAL) a
     # direct transfer whose memory, offset or length is not aligned, and
@@ -374,7 +456,7 @@ class AsyncioContextBase(FsOperations):
         return r
 
     async def _read_bounced(
-        self, exc: OSError, nbytes: int, fd: Any, offset: int, priority: int,
+        self, exc: OSError, nbytes: int, fd: Any, offset: int, priority: int = 0,
     ) -> bytes:
         """The O_DIRECT retry of a read that failed with ``exc``: exactly the
         requested bytes (fewer at end of file). Any other failure is raised
@@ -384,7 +466,7 @@ class AsyncioContextBase(FsOperations):
         return bytes(await self._read_aligned(nbytes, fd, offset, priority))
 
     async def _readinto_bounced(
-        self, exc: OSError, buffer: Buffer, fd: Any, offset: int, priority: int,
+        self, exc: OSError, buffer: Buffer, fd: Any, offset: int, priority: int = 0,
     ) -> int:
         """The O_DIRECT retry of a readinto that failed with ``exc``: the
         read of _read_bounced, copied into ``buffer`` (which the backend
@@ -409,7 +491,7 @@ class AsyncioContextBase(FsOperations):
         return buffer[head:max(head, min(got, head + nbytes))]
 
     async def _write_bounced(
-        self, exc: OSError, payload: Buffer, fd: Any, offset: int, priority: int,
+        self, exc: OSError, payload: Buffer, fd: Any, offset: int, priority: int = 0,
     ) -> int:
         """The O_DIRECT retry of a write that failed with ``exc``.
 
@@ -484,31 +566,28 @@ class AsyncioContextBase(FsOperations):
             self._check_loop()  # from another loop's thread: name both loops
             raise
         except OSError as exc:
-            return await self._counted_failed(exc, method, buffers, fd, offset, priority)
+            bounced = self._bounced_for(method)
+            return await bounced(self, exc, buffers, fd, offset, priority)  # type: ignore[no-any-return]
         if r.__class__ is int:  # finished during the call: no suspension
             return r
-        # as in read()
-        inflight = self._inflight
-        inflight[r] = fd
-        try:
-            return await (r if self._AWAIT_FUTURES else self._wait(r, fd))  # type: ignore[no-any-return]
-        except CancelledError:
-            self._cancel_future(r)
-            raise
-        except OSError as exc:
-            failed = exc
-        finally:
-            del inflight[r]
-        return await self._counted_failed(failed, method, buffers, fd, offset, priority)
+        return await self._pending(  # type: ignore[no-any-return]
+            r, self._bounced_for(method), buffers, fd, offset, priority,
+        )
 
-    async def _counted_failed(
-        self, exc: OSError, method: Any, buffers: Any, fd: Any, offset: int, priority: int,
-    ) -> int:
+    @staticmethod
+    def _bounced_for(method: Any) -> Callable[..., Any]:
         # readinto on an O_DIRECT descriptor goes again through an aligned
         # buffer, as read does; readv and writev fail as the kernel said.
-        if getattr(method, "__name__", None) != "readinto_async":
-            raise exc
-        return await self._readinto_bounced(exc, buffers, fd, offset, priority)
+        if getattr(method, "__name__", None) == "readinto_async":
+            return AsyncioContextBase._readinto_bounced
+        return AsyncioContextBase._not_bounced
+
+    if _awaitables is not None and not TYPE_CHECKING:
+        read = _operation(read, _pending, _failed, _read_bounced, bytes)
+        write = _operation(write, _pending, _failed, _write_bounced, int)
+        readinto = _operation(readinto, _pending, _failed, _readinto_bounced, int)
+        readv = _operation(readv, _pending, _failed, _not_bounced, int)
+        writev = _operation(writev, _pending, _failed, _not_bounced, int)
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""
@@ -680,3 +759,7 @@ class AsyncioContextBase(FsOperations):
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+if _awaitables is not None:
+    _awaitables.set_state_slot(AsyncioContextBase.__dict__["_fast"])
