@@ -181,6 +181,13 @@ typedef struct {
 
 static PyTypeObject OpMethod_Type, OpCall_Type;
 
+/* Calls freed and kept for the next ones: one operation after another
+ * reuses the same memory, and a call that never waits costs no
+ * allocation. */
+#define MAX_SPARE 16
+static OpCall *spare[MAX_SPARE];
+static int n_spare;
+
 static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size_t nargsf,
                                      PyObject *kwnames)
 {
@@ -188,9 +195,13 @@ static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size
     if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || nargs < self->min_args + 1 ||
         nargs > MAX_ARGS + 1)
         return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
-    OpCall *call = PyObject_GC_New(OpCall, &OpCall_Type);
-    if (call == NULL)
+    OpCall *call;
+    if (n_spare > 0) {
+        call = spare[--n_spare];
+        Py_SET_REFCNT(call, 1);
+    } else if ((call = PyObject_GC_New(OpCall, &OpCall_Type)) == NULL) {
         return NULL;
+    }
     call->method = (OpMethod *)Py_NewRef(self);
     call->waiting = NULL;
     call->state = NULL;
@@ -199,7 +210,9 @@ static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size
     call->nargs = nargs;
     for (Py_ssize_t i = 0; i < nargs; i++)
         call->args[i] = Py_NewRef(args[i]);
-    PyObject_GC_Track(call);
+    /* Not tracked by the collector yet: a call that finishes during its
+     * first step holds nothing that can lead back to it. It is tracked
+     * when it starts to wait (see awaiting()). */
     return (PyObject *)call;
 }
 
@@ -309,6 +322,16 @@ static PyTypeObject OpMethod_Type = {
 
 static PySendResult settle(OpCall *self, PySendResult status, PyObject **result);
 
+/* From here the call waits on `waiting` (a reference stolen): now it can
+ * be part of a cycle (a task, its coroutine, this call, the future, the
+ * future's callback, the task), which the collector must see. */
+static void awaiting(OpCall *self, PyObject *waiting)
+{
+    self->waiting = waiting;
+    if (!PyObject_GC_IsTracked((PyObject *)self))
+        PyObject_GC_Track(self);
+}
+
 /* Step the coroutine (or future iterator) this call awaits (a reference
  * is held while it runs: a throw() from inside it could otherwise free it
  * under us). */
@@ -409,7 +432,7 @@ static PySendResult settle(OpCall *self, PySendResult status, PyObject **result)
     PyObject *waiting = call_with(self, self->method->bounced, take_exception(), 0);
     if (waiting == NULL)
         return PYGEN_ERROR;
-    self->waiting = waiting;
+    awaiting(self, waiting);
     return forward(self, Py_None, result);
 }
 
@@ -432,7 +455,7 @@ static PySendResult await_future(OpCall *self, OpState *state, PyObject *r, PyOb
     }
     self->future = r;
     self->state = (OpState *)Py_NewRef((PyObject *)state);
-    self->waiting = iter;
+    awaiting(self, iter);
     return forward(self, Py_None, result);
 }
 
@@ -502,7 +525,7 @@ static PySendResult start(OpCall *self, PyObject *arg, PyObject **result)
     }
     if (waiting == NULL)
         return PYGEN_ERROR;
-    self->waiting = waiting;
+    awaiting(self, waiting);
     return forward(self, Py_None, result);   /* a coroutine starts with None */
 }
 
@@ -592,9 +615,14 @@ static int OpCall_clear(OpCall *self)
 
 static void OpCall_dealloc(OpCall *self)
 {
-    PyObject_GC_UnTrack(self);
+    if (PyObject_GC_IsTracked((PyObject *)self))
+        PyObject_GC_UnTrack(self);
     OpCall_clear(self);
     Py_CLEAR(self->method);
+    if (n_spare < MAX_SPARE && Py_IS_TYPE(self, &OpCall_Type)) {
+        spare[n_spare++] = self;
+        return;
+    }
     PyObject_GC_Del(self);
 }
 

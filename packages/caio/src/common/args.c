@@ -12,6 +12,14 @@ int caio_parse_args(const char *funcname, const char *const *names,
 {
     Py_ssize_t i;
 
+    if (kwnames == NULL && nargs >= required && nargs <= nnames) {
+        /* The adapter's calls: positional, nothing to match or check. */
+        for (i = 0; i < nargs; i++)
+            out[i] = args[i];
+        for (; i < nnames; i++)
+            out[i] = NULL;
+        return 0;
+    }
     if (nargs > nnames) {
         PyErr_Format(PyExc_TypeError,
                      "%s() takes at most %zd arguments (%zd given)",
