@@ -36,8 +36,7 @@
 
 #include "awaitable.h"
 
-#ifndef Py_T_OBJECT   /* the names before 3.12 */
-#define Py_T_OBJECT T_OBJECT
+#ifndef Py_T_OBJECT_EX   /* the names before 3.12 */
 #define Py_T_OBJECT_EX T_OBJECT_EX
 #define Py_READONLY READONLY
 #endif
@@ -287,7 +286,7 @@ static PyObject *OpMethod_get(PyObject *self, PyObject *obj, PyObject *type)
 }
 
 static PyMemberDef OpMethod_members[] = {
-    {"slow", Py_T_OBJECT, offsetof(OpMethod, slow), Py_READONLY,
+    {"slow", Py_T_OBJECT_EX, offsetof(OpMethod, slow), Py_READONLY,
      "The coroutine function that does the whole operation."},
     {NULL, 0, 0, 0, NULL},
 };
