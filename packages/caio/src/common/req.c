@@ -23,11 +23,54 @@ static const char *const transfer_funcs[] = {
     [CAIO_READINTO] = "readinto", [CAIO_READV] = "readv", [CAIO_WRITEV] = "writev",
 };
 
+/* The value of an exact int of one digit (every fd, and every size and
+ * offset under 2**30): without the generic conversion, which handles any
+ * length. 0 when ob is something else (a bool, a subclass, a big int):
+ * the generic path then decides. */
+static inline int small_int(PyObject *ob, long long *out)
+{
+    if (!PyLong_CheckExact(ob))
+        return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)ob))
+        return 0;
+    *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)ob);
+    return 1;
+#else
+    switch (Py_SIZE(ob)) {
+    case 0:
+        *out = 0;
+        return 1;
+    case 1:
+        *out = (long long)((PyLongObject *)ob)->ob_digit[0];
+        return 1;
+    case -1:
+        *out = -(long long)((PyLongObject *)ob)->ob_digit[0];
+        return 1;
+    default:
+        return 0;
+    }
+#endif
+}
+
+/* PyObject_AsFileDescriptor, without its generic conversion for an int. */
+static int as_fd(PyObject *ob)
+{
+    long long value;
+    if (small_int(ob, &value) && value >= 0 && value <= INT_MAX)
+        return (int)value;
+    return PyObject_AsFileDescriptor(ob);
+}
+
 static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is_memory)
 {
     int overflow = 0;
     long long value;
 
+    if (small_int(ob, &value) && value >= 0) {
+        *out = (int64_t)value;
+        return 0;
+    }
     if (!PyLong_Check(ob)) {
         PyErr_Format(PyExc_TypeError, "%s must be int, not %.100s", what,
                      Py_TYPE(ob)->tp_name);
@@ -279,7 +322,7 @@ transfer_args:
         if (opcode == CAIO_READ &&
             parse_int64(ob[0], "nbytes", &nbytes, 1) < 0)
             return -1;
-        if ((fd = PyObject_AsFileDescriptor(ob[1])) < 0)
+        if ((fd = as_fd(ob[1])) < 0)
             return -1;
         if (parse_int64(ob[2], "offset", &offset, 0) < 0)
             return -1;
@@ -291,7 +334,7 @@ transfer_args:
         if (caio_parse_args(opcode == CAIO_FSYNC ? "fsync" : "fdsync",
                             sync_names, 2, 1, args, nargs, kwnames, ob) < 0)
             return -1;
-        if ((fd = PyObject_AsFileDescriptor(ob[0])) < 0)
+        if ((fd = as_fd(ob[0])) < 0)
             return -1;
         if (parse_priority(ob[1], &priority) < 0)
             return -1;
