@@ -30,7 +30,6 @@ class OperationMethod:
         cls,
         slow: Callable[..., Any],
         which: int,
-        pending: Callable[..., Any],
         failed: Callable[..., Any],
         bounced: Callable[..., Any],
         done: type,

@@ -88,8 +88,8 @@ _FAST_OPERATIONS = ("read", "write", "readinto", "readv", "writev")
 
 
 def _operation(
-    slow: Callable[..., Any], pending: Callable[..., Any],
-    failed: Callable[..., Any], bounced: Callable[..., Any], done: type,
+    slow: Callable[..., Any], failed: Callable[..., Any], bounced: Callable[..., Any],
+    done: type,
 ) -> Any:
     """``slow`` (read, write, ...) as a caio._awaitables.OperationMethod:
     awaiting its call runs the backend's *_async method from C and, when
@@ -100,7 +100,7 @@ def _operation(
     required = code.co_argcount - 1 - len(slow.__defaults__ or ())
     which = _FAST_OPERATIONS.index(slow.__name__)
     assert _awaitables is not None
-    method = _awaitables.OperationMethod(slow, which, pending, failed, bounced, done, required)
+    method = _awaitables.OperationMethod(slow, which, failed, bounced, done, required)
     functools.update_wrapper(method, slow)
     method._is_coroutine = getattr(asyncio.coroutines, "_is_coroutine", None)
     if hasattr(inspect, "markcoroutinefunction"):  # 3.12+
@@ -583,11 +583,11 @@ class AsyncioContextBase(FsOperations):
         return AsyncioContextBase._not_bounced
 
     if _awaitables is not None and not TYPE_CHECKING:
-        read = _operation(read, _pending, _failed, _read_bounced, bytes)
-        write = _operation(write, _pending, _failed, _write_bounced, int)
-        readinto = _operation(readinto, _pending, _failed, _readinto_bounced, int)
-        readv = _operation(readv, _pending, _failed, _not_bounced, int)
-        writev = _operation(writev, _pending, _failed, _not_bounced, int)
+        read = _operation(read, _failed, _read_bounced, bytes)
+        write = _operation(write, _failed, _write_bounced, int)
+        readinto = _operation(readinto, _failed, _readinto_bounced, int)
+        readv = _operation(readv, _failed, _not_bounced, int)
+        writev = _operation(writev, _failed, _not_bounced, int)
 
     async def fsync(self, fd: Any, priority: int = 0) -> None:
         """fsync(fd). Raises OSError, TypeError, ValueError (also once closed)."""

@@ -18,9 +18,11 @@
  *     arguments;
  *   - r of the finished type (bytes for read, int for the rest) -> the
  *     await returns r: no coroutine, no future, no suspension;
- *   - r a future -> awaits pending(ctx, r, bounced, *args), the adapter's
- *     coroutine that files it in flight, cancels it in the kernel when
- *     cancelled, and goes on to `bounced` (the O_DIRECT retry) on OSError;
+ *   - r a future -> awaits it here: filed in the context's _inflight,
+ *     cancelled in the kernel when the await is cancelled, and on OSError
+ *     on to `bounced` (the O_DIRECT retry), as the adapter's _pending
+ *     coroutine does; a state without _inflight (Trio's futures) awaits
+ *     ctx._pending(r, bounced, *args) instead;
  *   - an OSError or RuntimeError from the call -> awaits
  *     failed(ctx, exc, bounced, *args) (the retry, or the loop check's
  *     error naming both loops); anything else is raised as it is.
@@ -45,7 +47,7 @@
 
 #define N_SUBMIT 5    /* read, write, readinto, readv, writev */
 
-static PyObject *str_thread_id;
+static PyObject *str_thread_id, *str_pending;
 
 /* Where a context keeps its OperationState: the `_fast` slot of the
  * adapter's base class (set_state_slot), read at its offset. */
@@ -60,7 +62,7 @@ static Py_ssize_t slot_offset = -1;
 typedef struct {
     PyObject_HEAD
     PyObject *owner;
-    PyObject *inflight;        /* ctx._inflight, or NULL: `pending` waits */
+    PyObject *inflight;        /* ctx._inflight, or NULL: ctx._pending waits */
     PyObject *cancel_future;   /* the backend's cancel_future */
     PyObject *submit[N_SUBMIT];
 } OpState;
@@ -158,9 +160,8 @@ typedef struct {
     vectorcallfunc vectorcall;
     PyObject *slow;       /* async def (ctx, *args): the whole operation */
     Py_ssize_t which;     /* its *_async method: an index into OpState.submit */
-    PyObject *pending;    /* async def (ctx, future, bounced, *args) */
     PyObject *failed;     /* async def (ctx, exc, bounced, *args) */
-    PyObject *bounced;    /* passed on to pending and failed */
+    PyObject *bounced;    /* passed on to _pending and failed */
     PyTypeObject *done;   /* what *_async returns for a finished operation */
     Py_ssize_t min_args;  /* positional arguments after ctx: min_args..MAX_ARGS */
     PyObject *stop;       /* a StopIteration to raise again (3.12+), or NULL */
@@ -217,13 +218,12 @@ static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size
 
 static PyObject *OpMethod_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"slow", "which", "pending", "failed", "bounced", "done",
-                             "min_args", NULL};
-    PyObject *slow, *pending, *failed, *bounced;
+    static char *kwlist[] = {"slow", "which", "failed", "bounced", "done", "min_args", NULL};
+    PyObject *slow, *failed, *bounced;
     PyTypeObject *done;
     Py_ssize_t which, min_args;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnOOOO!n:OperationMethod", kwlist, &slow,
-                                     &which, &pending, &failed, &bounced, &PyType_Type, &done,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnOOO!n:OperationMethod", kwlist, &slow,
+                                     &which, &failed, &bounced, &PyType_Type, &done,
                                      &min_args))
         return NULL;
     if (min_args < 0 || min_args > MAX_ARGS || which < 0 || which >= N_SUBMIT) {
@@ -237,7 +237,6 @@ static PyObject *OpMethod_new(PyTypeObject *type, PyObject *args, PyObject *kwar
     self->vectorcall = (vectorcallfunc)OpMethod_vectorcall;
     self->slow = Py_NewRef(slow);
     self->which = which;
-    self->pending = Py_NewRef(pending);
     self->failed = Py_NewRef(failed);
     self->bounced = Py_NewRef(bounced);
     self->done = (PyTypeObject *)Py_NewRef((PyObject *)done);
@@ -248,7 +247,6 @@ static PyObject *OpMethod_new(PyTypeObject *type, PyObject *args, PyObject *kwar
 static int OpMethod_traverse(OpMethod *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->slow);
-    Py_VISIT(self->pending);
     Py_VISIT(self->failed);
     Py_VISIT(self->bounced);
     Py_VISIT(self->done);
@@ -260,7 +258,6 @@ static int OpMethod_traverse(OpMethod *self, visitproc visit, void *arg)
 static int OpMethod_clear(OpMethod *self)
 {
     Py_CLEAR(self->slow);
-    Py_CLEAR(self->pending);
     Py_CLEAR(self->failed);
     Py_CLEAR(self->bounced);
     Py_CLEAR(self->done);
@@ -305,7 +302,7 @@ static PyTypeObject OpMethod_Type = {
     .tp_call = PyVectorcall_Call,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
                 Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_doc = "OperationMethod(slow, which, pending, failed, bounced, done, min_args)\n--\n\n"
+    .tp_doc = "OperationMethod(slow, which, failed, bounced, done, min_args)\n--\n\n"
               "A method of an adapter class whose call returns an awaitable Operation\n"
               "call: see the module's documentation.",
     .tp_traverse = (traverseproc)OpMethod_traverse,
@@ -359,6 +356,21 @@ static PyObject *call_with(OpCall *self, PyObject *function, PyObject *first, in
         stack[n++] = self->args[i];
     PyObject *coroutine = PyObject_Vectorcall(function, stack, (size_t)n, NULL);
     Py_DECREF(first);
+    return coroutine;
+}
+
+/* The context's _pending(r, bounced, *args), looked up on its class (a
+ * subclass may wait its own way: Trio's does), for a future not awaited
+ * here; r is stolen. */
+static PyObject *call_pending(OpCall *self, PyObject *r)
+{
+    PyObject *pending = PyObject_GetAttr((PyObject *)Py_TYPE(self->args[0]), str_pending);
+    if (pending == NULL) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    PyObject *coroutine = call_with(self, pending, r, 1);
+    Py_DECREF(pending);
     return coroutine;
 }
 
@@ -515,7 +527,7 @@ static PySendResult start(OpCall *self, PyObject *arg, PyObject **result)
         }
         Py_DECREF(state);
         if (r != NULL)
-            waiting = call_with(self, method->pending, r, 1);
+            waiting = call_pending(self, r);
         else if (PyErr_ExceptionMatches(PyExc_OSError) ||
                  PyErr_ExceptionMatches(PyExc_RuntimeError))
             waiting = call_with(self, method->failed, take_exception(), 1);
@@ -702,6 +714,8 @@ PyMODINIT_FUNC PyInit__awaitables(void)
         if (cancelled_error == NULL)
             return NULL;
     }
+    if (str_pending == NULL && (str_pending = PyUnicode_InternFromString("_pending")) == NULL)
+        return NULL;
     if (str_thread_id == NULL &&
         (str_thread_id = PyUnicode_InternFromString("_thread_id")) == NULL)
         return NULL;
