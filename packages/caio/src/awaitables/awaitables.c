@@ -164,7 +164,6 @@ typedef struct {
     PyObject *bounced;    /* passed on to _pending and failed */
     PyTypeObject *done;   /* what *_async returns for a finished operation */
     Py_ssize_t min_args;  /* positional arguments after ctx: min_args..MAX_ARGS */
-    PyObject *stop;       /* a StopIteration to raise again (3.12+), or NULL */
     PyObject *dict;       /* __doc__, __name__, __wrapped__, ... */
 } OpMethod;
 
@@ -250,7 +249,6 @@ static int OpMethod_traverse(OpMethod *self, visitproc visit, void *arg)
     Py_VISIT(self->failed);
     Py_VISIT(self->bounced);
     Py_VISIT(self->done);
-    Py_VISIT(self->stop);
     Py_VISIT(self->dict);
     return 0;
 }
@@ -261,7 +259,6 @@ static int OpMethod_clear(OpMethod *self)
     Py_CLEAR(self->failed);
     Py_CLEAR(self->bounced);
     Py_CLEAR(self->done);
-    Py_CLEAR(self->stop);
     Py_CLEAR(self->dict);
     return 0;
 }
@@ -551,18 +548,21 @@ static PySendResult OpCall_am_send(OpCall *self, PyObject *arg, PyObject **resul
     return PYGEN_ERROR;
 }
 
+/* Results leave through caio_send_result without a kept StopIteration
+ * (NULL): one kept per method would hold the last result, maybe a large
+ * bytes, until the next operation. */
 static PyObject *OpCall_iternext(OpCall *self)
 {
     PyObject *result;
     PySendResult status = OpCall_am_send(self, Py_None, &result);
-    return caio_send_result(&self->method->stop, status, result);
+    return caio_send_result(NULL, status, result);
 }
 
 static PyObject *OpCall_send(OpCall *self, PyObject *arg)
 {
     PyObject *result;
     PySendResult status = OpCall_am_send(self, arg, &result);
-    return caio_send_result(&self->method->stop, status, result);
+    return caio_send_result(NULL, status, result);
 }
 
 static PyObject *OpCall_throw(OpCall *self, PyObject *args)
@@ -580,7 +580,7 @@ static PyObject *OpCall_throw(OpCall *self, PyObject *args)
         if (self->future != NULL)
             status = settle(self, status, &result);
     }
-    return caio_send_result(&self->method->stop, status, result);
+    return caio_send_result(NULL, status, result);
 }
 
 static PyObject *OpCall_close(OpCall *self, PyObject *unused)

@@ -11,14 +11,23 @@
 
 /* Raise StopIteration carrying value (a reference stolen). From 3.12 on,
  * `await` ends every step this way (tp_iternext): building a
- * StopIteration per step costs more than the rest of a fast step, so the
- * caller keeps the last one in *cache and it is raised again with the new
- * value when nothing else holds it (the interpreter took the value and
- * let go) and nothing was added to it (traceback, context, cause, notes,
- * attributes: Python code saw it). */
+ * StopIteration per step costs more than the rest of a fast step, so a
+ * caller may keep the last one in *cache (cache not NULL) and it is
+ * raised again with the new value when nothing else holds it (the
+ * interpreter took the value and let go) and nothing was added to it
+ * (traceback, context, cause, notes, attributes: Python code saw it).
+ * The cache keeps the last value alive until the next step: only for an
+ * owner that does not outlive its values by much (a line iterator). */
 static inline void caio_raise_stop(PyObject **cache, PyObject *value)
 {
 #if PY_VERSION_HEX >= 0x030C0000
+    if (cache == NULL) {
+        PyObject *fresh = PyObject_CallOneArg(PyExc_StopIteration, value);
+        Py_DECREF(value);
+        if (fresh != NULL)
+            PyErr_SetRaisedException(fresh);
+        return;
+    }
     PyObject *exc = *cache;
     PyBaseExceptionObject *base = (PyBaseExceptionObject *)exc;
     if (exc == NULL || Py_REFCNT(exc) != 1 || base->traceback || base->context ||
