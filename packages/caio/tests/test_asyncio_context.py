@@ -263,7 +263,7 @@ async def test_cancellation_keeps_data_and_context(context: Any, fd: int) -> Non
             # part of each; Linux does not order them.
             got = task.result()
             assert len(got) == BLOCK
-            assert all(b in (o, n) for b, o, n in zip(got, old[i], new[i]))
+            assert all(b in (o, n) for b, o, n in zip(got, old[i], new[i], strict=True))
 
     # The context still works, and no slot was leaked: fill every one.
     again = await asyncio.gather(
