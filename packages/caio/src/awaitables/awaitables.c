@@ -38,9 +38,8 @@
 
 #include "awaitable.h"
 
-#ifndef Py_T_OBJECT_EX   /* the names before 3.12 */
+#ifndef Py_T_OBJECT_EX   /* the name before 3.12 */
 #define Py_T_OBJECT_EX T_OBJECT_EX
-#define Py_READONLY READONLY
 #endif
 
 #define MAX_ARGS 4   /* (data, fd, offset, priority) */
@@ -279,12 +278,6 @@ static PyObject *OpMethod_get(PyObject *self, PyObject *obj, PyObject *type)
     return PyMethod_New(self, obj);
 }
 
-static PyMemberDef OpMethod_members[] = {
-    {"slow", Py_T_OBJECT_EX, offsetof(OpMethod, slow), Py_READONLY,
-     "The coroutine function that does the whole operation."},
-    {NULL, 0, 0, 0, NULL},
-};
-
 static PyGetSetDef OpMethod_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -304,7 +297,6 @@ static PyTypeObject OpMethod_Type = {
               "call: see the module's documentation.",
     .tp_traverse = (traverseproc)OpMethod_traverse,
     .tp_clear = (inquiry)OpMethod_clear,
-    .tp_members = OpMethod_members,
     .tp_getset = OpMethod_getset,
     .tp_descr_get = OpMethod_get,
     .tp_dictoffset = offsetof(OpMethod, dict),
@@ -371,32 +363,6 @@ static PyObject *call_pending(OpCall *self, PyObject *r)
     return coroutine;
 }
 
-/* Take the raised exception (normalized, with its traceback). */
-static PyObject *take_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-    if (tb != NULL && exc != NULL)
-        PyException_SetTraceback(exc, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return exc;
-#endif
-}
-
-static void restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
-
 static PyObject *cancelled_error;   /* asyncio.CancelledError */
 
 /* The backend future is no longer awaited here: out of inflight (what
@@ -407,12 +373,11 @@ static void unfile(OpCall *self)
     OpState *state = self->state;
     self->future = NULL;
     self->state = NULL;
-    PyObject *exc = PyErr_Occurred() ? take_exception() : NULL;
+    caio_saved_error saved = caio_error_save();
     /* No inflight: the collector cleared the state first (a cycle). */
     if (state->inflight != NULL && PyDict_DelItem(state->inflight, future) < 0)
         PyErr_Clear();   /* not there: nothing to undo */
-    if (exc != NULL)
-        restore_exception(exc);
+    caio_error_restore(saved);
     Py_DECREF(future);
     Py_DECREF(state);
 }
@@ -424,11 +389,11 @@ static PySendResult settle(OpCall *self, PySendResult status, PyObject **result)
     if (status == PYGEN_ERROR && PyErr_ExceptionMatches(cancelled_error)) {
         /* The kernel may still write into the buffer: the backend keeps
          * it until the completion arrives. */
-        PyObject *exc = take_exception();
+        PyObject *exc = caio_fetch_exception();
         PyObject *r = PyObject_CallOneArg(self->state->cancel_future, self->future);
         if (r != NULL) {
             Py_DECREF(r);
-            restore_exception(exc);
+            caio_restore_exception(exc);
         } else {
             Py_DECREF(exc);   /* cancel_future's own error goes up instead */
         }
@@ -437,7 +402,7 @@ static PySendResult settle(OpCall *self, PySendResult status, PyObject **result)
     if (status != PYGEN_ERROR || !PyErr_ExceptionMatches(PyExc_OSError))
         return status;
     /* The O_DIRECT retry, or the error raised again. */
-    PyObject *waiting = call_with(self, self->method->bounced, take_exception(), 0);
+    PyObject *waiting = call_with(self, self->method->bounced, caio_fetch_exception(), 0);
     if (waiting == NULL)
         return PYGEN_ERROR;
     awaiting(self, waiting);
@@ -527,7 +492,7 @@ static PySendResult start(OpCall *self, PyObject *arg, PyObject **result)
             waiting = call_pending(self, r);
         else if (PyErr_ExceptionMatches(PyExc_OSError) ||
                  PyErr_ExceptionMatches(PyExc_RuntimeError))
-            waiting = call_with(self, method->failed, take_exception(), 1);
+            waiting = call_with(self, method->failed, caio_fetch_exception(), 1);
         else
             waiting = NULL;
     }

@@ -6,8 +6,7 @@
 #ifndef CAIO_AWAITABLE_H
 #define CAIO_AWAITABLE_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "pyerr.h"
 
 /* Raise StopIteration carrying value (a reference stolen). From 3.12 on,
  * `await` ends every step this way (tp_iternext): building a
@@ -97,15 +96,7 @@ static inline PySendResult caio_throw_into(PyObject *pending, PyObject *args, Py
         return PYGEN_NEXT;   /* it yielded again: still waiting */
     if (!PyErr_ExceptionMatches(PyExc_StopIteration))
         return PYGEN_ERROR;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *value = PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-#endif
+    PyObject *value = caio_fetch_exception();
     *result = value ? PyObject_GetAttrString(value, "value") : NULL;
     Py_XDECREF(value);
     return *result != NULL ? PYGEN_RETURN : PYGEN_ERROR;

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pyerr.h"   /* caio_fetch_exception, caio_error_save, ... */
+
 #define CAIO_API __attribute__((visibility("hidden")))
 
 /* CAIO_MAX_IO_SIZE (the kernel's cap on one read or write: asking for more
@@ -170,34 +172,6 @@ CAIO_API int caio_req_resolve_future(caio_req *req);
 /* Fail a future with exc; a future cancelled meanwhile is left alone.
  * Returns 0, or -1 with an exception set. */
 CAIO_API int caio_future_set_exception(PyObject *fut, PyObject *exc);
-
-/* The exception being raised, as an instance (normalized, with its
- * traceback), cleared from the error indicator; NULL if none. */
-CAIO_API PyObject *caio_fetch_exception(void);
-
-/* Set aside the exception being raised (if any) while cleanup code that
- * may raise runs, then put it back: PyErr_Fetch/Restore before 3.12. */
-typedef struct { PyObject *type, *value, *tb; } caio_saved_error;
-
-static inline caio_saved_error caio_error_save(void)
-{
-    caio_saved_error saved = {NULL, NULL, NULL};
-#if PY_VERSION_HEX >= 0x030C0000
-    saved.value = PyErr_GetRaisedException();
-#else
-    PyErr_Fetch(&saved.type, &saved.value, &saved.tb);
-#endif
-    return saved;
-}
-
-static inline void caio_error_restore(caio_saved_error saved)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(saved.value);
-#else
-    PyErr_Restore(saved.type, saved.value, saved.tb);
-#endif
-}
 
 /* The body of a context's tp_finalize: the statement `close` (it may run
  * callbacks, which may raise) runs with the exception being raised set

@@ -503,22 +503,6 @@ int caio_futures_init(void)
     return invalid_state_error == NULL ? -1 : 0;
 }
 
-PyObject *caio_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
 /* True when fut belongs to a loop that is closed (asks fut.get_loop()). */
 static int future_loop_closed(PyObject *fut)
 {

@@ -8,18 +8,6 @@
 
 ThreadContext *thread_live_contexts = NULL;
 
-void thread_restore_error(PyObject *exc)
-{
-    if (exc == NULL)
-        return;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
-                  PyException_GetTraceback(exc));
-#endif
-}
-
 void thread_ctx_live_link(ThreadContext *self)
 {
     self->live_prev = NULL;

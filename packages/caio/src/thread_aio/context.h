@@ -63,8 +63,6 @@ static inline caio_req *operation_req(PyObject *ob)
     return &((CaioOperation *)ob)->req;
 }
 
-/* Raise again an exception taken with caio_fetch_exception (stolen). */
-CAIO_API void thread_restore_error(PyObject *exc);
 /* OSError(err), or ValueError when the pool refused because of close(). */
 CAIO_API PyObject *thread_ctx_submit_error(ThreadContext *self, int err);
 /* A fast-path request is back (result set): undo the fast path's advance,

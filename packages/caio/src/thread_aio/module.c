@@ -189,7 +189,7 @@ static PyObject *ctx_process_events(ThreadContext *self, PyObject *unused)
         }
     }
     if (first_error != NULL) {
-        thread_restore_error(first_error);
+        caio_restore_exception(first_error);
         return NULL;
     }
     return PyLong_FromLong(count);
