@@ -24,8 +24,6 @@ class OperationState:
 
 @final
 class OperationMethod:
-    @property
-    def slow(self) -> Callable[..., Any]: ...
     def __new__(
         cls,
         slow: Callable[..., Any],

@@ -140,10 +140,10 @@ class AsyncioContextBase(FsOperations):
     #: Whether Operation callbacks run on the loop thread (inside
     #: process_events) or in worker threads; see submit().
     CALLBACKS_IN_LOOP: ClassVar[bool] = False
-    #: Whether read/write/readinto/readv/writev await a backend future
-    #: themselves (asyncio futures) or through _wait (Trio's, whose waiting,
-    #: cancellation and idle bookkeeping are its own: the entry they make
-    #: in _inflight is then unused).
+    #: Whether the backend's futures are asyncio's, which read/write/
+    #: readinto/readv/writev await themselves (from C, or in _pending) and
+    #: file in _inflight; False for Trio's, whose subclass waits its own
+    #: way (its _pending and _wait).
     _AWAIT_FUTURES: ClassVar[bool] = True
 
     def __init__(
@@ -310,9 +310,9 @@ class AsyncioContextBase(FsOperations):
         the call). It files the future under ``fd`` for wait_idle: one
         dict store and one delete, the least that bookkeeping can cost on
         this path (a count per descriptor took four dict operations).
-        read(), write() and readinto()/readv()/writev() do the same inline
-        (unless _AWAIT_FUTURES is false): this coroutine and a resume
-        through it cost about a tenth of a suspended operation's
+        read(), write() and readinto()/readv()/writev() do the same from C,
+        or in _pending without caio._awaitables: this coroutine and a
+        resume through it cost about a tenth of a suspended operation's
         instructions at 64 in flight.
         """
         inflight = self._inflight
@@ -404,24 +404,20 @@ class AsyncioContextBase(FsOperations):
     ) -> Any:
         """Wait for the backend future ``r`` of an operation on ``fd``; on
         cancellation ask the kernel to cancel; an OSError goes to
-        ``bounced`` (the O_DIRECT retry, or raised again)."""
-        if self._AWAIT_FUTURES:
-            inflight = self._inflight  # as in read()
-            inflight[r] = fd
-            try:
-                return await r
-            except CancelledError:
-                self._cancel_future(r)
-                raise
-            except OSError as exc:
-                failed = exc
-            finally:
-                del inflight[r]
-        else:
-            try:
-                return await self._wait(r, fd)
-            except OSError as exc:
-                failed = exc
+        ``bounced`` (the O_DIRECT retry, or raised again). _wait's body
+        inline: one coroutine less per suspended operation (Trio's
+        subclass has its own)."""
+        inflight = self._inflight
+        inflight[r] = fd
+        try:
+            return await r
+        except CancelledError:
+            self._cancel_future(r)
+            raise
+        except OSError as exc:
+            failed = exc
+        finally:
+            del inflight[r]
         return await bounced(self, failed, data, fd, offset, priority)
 
     async def _failed(
