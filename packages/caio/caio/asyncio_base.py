@@ -73,14 +73,22 @@ def _name(loop: asyncio.AbstractEventLoop) -> str:
     return f"<{type(loop).__name__} at {id(loop):#x}>"
 
 
-def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Future[Any]]:
-    """What makes ``loop``'s futures, one call per suspended operation. The
-    stock loops' ``create_future`` is a Python method around the C future
-    type: calling the type directly saves that frame (about 400 of 18 000
-    instructions per read). A loop with its own futures keeps its method."""
-    if type(loop).create_future is asyncio.BaseEventLoop.create_future:
-        return partial(asyncio.Future, loop=loop)
-    return loop.create_future
+def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
+    """What makes ``loop``'s futures, one call per suspended operation.
+
+    On the stock loops, caio._awaitables' FutureFactory: its futures wake
+    the tasks of a burst of completions with one ``call_soon`` for all,
+    where an asyncio future takes a Python ``call_soon`` and a ``Handle``
+    each (docs/internals.md, "Waking the tasks"). Without that module,
+    the C future type itself (calling it directly saves the frame of the
+    Python ``create_future``). A loop with its own futures keeps its
+    method.
+    """
+    if type(loop).create_future is not asyncio.BaseEventLoop.create_future:
+        return loop.create_future
+    if _awaitables is not None:
+        return _awaitables.FutureFactory(loop)  # type: ignore[no-any-return]
+    return partial(asyncio.Future, loop=loop)
 
 
 #: The *_async methods an OperationState holds, in its order.

@@ -485,9 +485,9 @@ async def pending_read_future(context: Any) -> tuple[asyncio.Future[Any], bytes]
 
 
 def test_futures_come_from_the_loop(asyncio_module: Any) -> None:
-    """A pending operation's future is the loop's: an asyncio.Future bound to
-    it on a stock loop, and one the loop's own create_future made on a loop
-    that overrides it."""
+    """A pending operation's future is the loop's: a future bound to it on a
+    stock loop (caio._awaitables.Future when built, else asyncio.Future),
+    and one the loop's own create_future made on a loop that overrides it."""
     if asyncio_module.__name__.endswith("linux_aio_asyncio"):
         pytest.skip("kernel AIO cannot wait on pipes")
     made: list[asyncio.Future[Any]] = []
@@ -504,7 +504,7 @@ def test_futures_come_from_the_loop(asyncio_module: Any) -> None:
             waiter, data = loop.run_until_complete(pending_read_future(context))
             context.close()
             assert data == b"x"
-            assert isinstance(waiter, asyncio.Future) and waiter.get_loop() is loop
+            assert asyncio.isfuture(waiter) and waiter.get_loop() is loop
             assert (waiter in made) is own
         finally:
             loop.close()

@@ -127,8 +127,8 @@ def test_adapter_passes_the_loops_call_soon(event_loop: Any) -> None:
     # The loop's futures (on a stock loop made without its create_future
     # method: see test_futures_come_from_the_loop).
     future = factory()
-    assert isinstance(future, asyncio.Future) and future.get_loop() is event_loop
-    future.cancel()
+    assert asyncio.isfuture(future) and future.get_loop() is event_loop
+    assert future.cancel() and future.cancelled()
 
 
 def test_one_registry_holds_adapters_and_python_contexts(event_loop: Any) -> None:

@@ -37,6 +37,7 @@
 #include <structmember.h>
 
 #include "awaitable.h"
+#include "future.h"
 
 #ifndef Py_T_OBJECT_EX   /* the name before 3.12 */
 #define Py_T_OBJECT_EX T_OBJECT_EX
@@ -364,6 +365,7 @@ static PyObject *call_pending(OpCall *self, PyObject *r)
 }
 
 static PyObject *cancelled_error;   /* asyncio.CancelledError */
+static PyObject *invalid_state_error;   /* asyncio.InvalidStateError */
 
 /* The backend future is no longer awaited here: out of inflight (what
  * wait_idle scans), any raised exception kept as it is. */
@@ -555,7 +557,17 @@ static PyObject *OpCall_close(OpCall *self, PyObject *unused)
     if (waiting == NULL)
         Py_RETURN_NONE;
     self->waiting = NULL;
-    PyObject *r = PyObject_CallMethod(waiting, "close", NULL);
+    /* A future (ours has no close(): nothing to close) or a coroutine. */
+    PyObject *close = PyObject_GetAttrString(waiting, "close"), *r;
+    if (close != NULL) {
+        r = PyObject_CallNoArgs(close);
+        Py_DECREF(close);
+    } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        r = Py_NewRef(Py_None);
+    } else {
+        r = NULL;
+    }
     Py_DECREF(waiting);
     if (self->future != NULL)
         unfile(self);
@@ -675,9 +687,13 @@ PyMODINIT_FUNC PyInit__awaitables(void)
         if (exceptions == NULL)
             return NULL;
         cancelled_error = PyObject_GetAttrString(exceptions, "CancelledError");
+        invalid_state_error = PyObject_GetAttrString(exceptions, "InvalidStateError");
         Py_DECREF(exceptions);
-        if (cancelled_error == NULL)
+        if (cancelled_error == NULL || invalid_state_error == NULL) {
+            Py_CLEAR(cancelled_error);
+            Py_CLEAR(invalid_state_error);
             return NULL;
+        }
     }
     if (str_pending == NULL && (str_pending = PyUnicode_InternFromString("_pending")) == NULL)
         return NULL;
@@ -692,7 +708,8 @@ PyMODINIT_FUNC PyInit__awaitables(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "OperationMethod", (PyObject *)&OpMethod_Type) < 0 ||
         PyModule_AddObjectRef(m, "OperationCall", (PyObject *)&OpCall_Type) < 0 ||
-        PyModule_AddObjectRef(m, "OperationState", (PyObject *)&OpState_Type) < 0) {
+        PyModule_AddObjectRef(m, "OperationState", (PyObject *)&OpState_Type) < 0 ||
+        caio_future_types_init(m, cancelled_error, invalid_state_error) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -82,13 +82,21 @@ static inline PyObject *caio_throw_here(PyObject *args)
     return NULL;
 }
 
-/* throw(*args) into `pending` (a coroutine or anything with a throw
- * method): PYGEN_NEXT with what it yielded, PYGEN_RETURN with its return
+/* throw(*args) into `pending` (a coroutine, or any iterator: one without
+ * a throw method gets the exception raised here): PYGEN_NEXT with what it yielded, PYGEN_RETURN with its return
  * value (it caught the exception and finished), else PYGEN_ERROR. */
 static inline PySendResult caio_throw_into(PyObject *pending, PyObject *args, PyObject **result)
 {
     Py_INCREF(pending);   /* kept alive while it runs */
     PyObject *throw = PyObject_GetAttrString(pending, "throw");
+    if (throw == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        /* An iterator without throw() (a caio._awaitables.Future): the
+         * exception comes out at the await, as `yield from` has it. */
+        PyErr_Clear();
+        Py_DECREF(pending);
+        *result = caio_throw_here(args);
+        return PYGEN_ERROR;
+    }
     *result = throw ? PyObject_Call(throw, args, NULL) : NULL;
     Py_XDECREF(throw);
     Py_DECREF(pending);

@@ -1,0 +1,689 @@
+/* caio._awaitables' futures: what a backend resolves when an operation
+ * finishes after its *_async call, for the asyncio adapter on asyncio's
+ * own loops.
+ *
+ * An asyncio.Future wakes its task through the loop's Python call_soon:
+ * per completion, call_soon, _check_closed, _call_soon, a Handle and its
+ * __init__, then the loop running Handle._run; at 64 operations in flight
+ * that is most of the interpreter's work per operation besides the task's
+ * own step. A Future here keeps the protocol a Task awaits through
+ * (_asyncio_future_blocking, get_loop, add_done_callback, result, cancel)
+ * and leaves out that per-completion path: a finished Future goes into
+ * its FutureFactory's queue, and the first one queued schedules, with one
+ * call_soon, a run of every queued Future's callbacks. A burst of
+ * completions reaped by one process_events() costs one Handle, not one
+ * each. The callbacks run in the next loop iteration, in completion
+ * order, each in its own context (as asyncio runs them), and a failing
+ * callback goes to the loop's exception handler (as Handle._run does).
+ *
+ * Only the adapter and the Task awaiting an operation ever see these
+ * objects: ctx.read() and friends return their result, not the future. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "awaitable.h"
+#include "future.h"
+
+enum { PENDING, FINISHED, CANCELLED };
+
+typedef struct Future Future;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    PyObject *call_soon;      /* loop.call_soon */
+    PyObject *run;            /* this factory's run(), what call_soon runs */
+    Future *head, *tail;      /* finished futures whose callbacks are due */
+    int scheduled;            /* run() is scheduled: exactly when head */
+} Factory;
+
+struct Future {
+    PyObject_HEAD
+    Factory *factory;
+    PyObject *value;          /* result, exception, or cancel message */
+    PyObject *callback;       /* the first callback (the usual only one) */
+    PyObject *context;        /* and its context */
+    PyObject *more;           /* further (callback, context) tuples, or NULL */
+    Future *next;             /* in the factory's queue (a reference) */
+    unsigned char state;
+    unsigned char failed;     /* value is the exception it finished with */
+    unsigned char blocking;   /* _asyncio_future_blocking */
+    unsigned char queued;
+};
+
+static PyObject *cancelled_error, *invalid_state_error;
+
+/* -------------------------------------------------------------- the queue */
+
+static void drop_queue(Factory *q);
+
+/* Put f (finished, with callbacks) in its factory's queue; the first one
+ * queued schedules run(). */
+static int enqueue(Future *f)
+{
+    Factory *q = f->factory;
+    if (f->queued)
+        return 0;
+    f->queued = 1;
+    f->next = NULL;
+    Py_INCREF(f);
+    if (q->tail != NULL)
+        q->tail->next = f;
+    else
+        q->head = f;
+    q->tail = f;
+    if (q->scheduled)
+        return 0;
+    /* Not scheduled: the queue held nothing before f. */
+    PyObject *handle = PyObject_CallOneArg(q->call_soon, q->run);
+    if (handle == NULL) {
+        /* The loop is closed: nobody will run anything. */
+        q->head = q->tail = NULL;
+        f->queued = 0;
+        Py_DECREF(f);
+        return -1;
+    }
+    Py_DECREF(handle);
+    q->scheduled = 1;
+    return 0;
+}
+
+/* The first callback still due on f, taken out (references passed to
+ * the caller); 0 when none is left. */
+static int take_callback(Future *f, PyObject **callback, PyObject **context)
+{
+    if (f->callback != NULL) {
+        *callback = f->callback;
+        *context = f->context;
+        f->callback = f->context = NULL;
+        return 1;
+    }
+    if (f->more == NULL || PyList_GET_SIZE(f->more) == 0)
+        return 0;
+    PyObject *pair = PyList_GET_ITEM(f->more, 0);
+    *callback = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+    *context = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
+    if (PySequence_DelItem(f->more, 0) < 0) {
+        PyErr_Clear();   /* a list's first item always goes */
+    }
+    return 1;
+}
+
+/* An exception from a callback, for the loop's exception handler (what
+ * Handle._run does with it). */
+static void report(Factory *q, Future *f, PyObject *callback)
+{
+    PyObject *exc = caio_fetch_exception();
+    PyObject *message = PyUnicode_FromFormat("Exception in callback %R", callback);
+    PyObject *info = message == NULL ? NULL : Py_BuildValue(
+        "{sOsOsO}", "message", message, "exception", exc ? exc : Py_None, "future", (PyObject *)f);
+    PyObject *r = info == NULL ? NULL
+        : PyObject_CallMethod(q->loop, "call_exception_handler", "O", info);
+    if (r == NULL)
+        PyErr_WriteUnraisable(callback);
+    Py_XDECREF(r);
+    Py_XDECREF(info);
+    Py_XDECREF(message);
+    Py_XDECREF(exc);
+}
+
+/* Run f's due callbacks: 0, or -1 with SystemExit or KeyboardInterrupt
+ * raised (the callbacks not run yet stay on f). */
+static int run_callbacks(Future *f)
+{
+    PyObject *callback, *context;
+    while (take_callback(f, &callback, &context)) {
+        PyObject *r = NULL;
+        if (PyContext_Enter(context) == 0) {
+            r = PyObject_CallOneArg(callback, (PyObject *)f);
+            caio_saved_error saved = caio_error_save();
+            if (PyContext_Exit(context) < 0)
+                PyErr_WriteUnraisable(context);
+            caio_error_restore(saved);
+        }
+        Py_DECREF(context);
+        if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+                PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+                Py_DECREF(callback);
+                return -1;
+            }
+            report(f->factory, f, callback);
+        }
+        Py_XDECREF(r);
+        Py_DECREF(callback);
+    }
+    return 0;
+}
+
+/* Put chain (futures linked by next, references held) back at the front
+ * of q's queue and schedule run() for it; for a run cut short. */
+static void requeue_front(Factory *q, Future *chain)
+{
+    if (chain == NULL)
+        return;
+    Future *last = chain;
+    while (last->next != NULL)
+        last = last->next;
+    last->next = q->head;
+    if (q->head == NULL)
+        q->tail = last;
+    q->head = chain;
+    if (q->scheduled)
+        return;
+    caio_saved_error saved = caio_error_save();
+    PyObject *handle = PyObject_CallOneArg(q->call_soon, q->run);
+    if (handle != NULL) {
+        Py_DECREF(handle);
+        q->scheduled = 1;
+    } else {
+        drop_queue(q);   /* the loop is closed: nothing will run them */
+    }
+    PyErr_Clear();
+    caio_error_restore(saved);
+}
+
+/* FutureFactory.run(): every queued future's callbacks, in the order the
+ * futures finished. Futures finishing meanwhile are for the next run (the
+ * next loop iteration, as asyncio's call_soon has it). */
+static PyObject *Factory_run(Factory *q, PyObject *unused)
+{
+    Future *f = q->head;
+    q->head = q->tail = NULL;
+    q->scheduled = 0;
+    while (f != NULL) {
+        Future *next = f->next;
+        f->next = NULL;
+        f->queued = 0;
+        if (run_callbacks(f) < 0) {
+            /* SystemExit or KeyboardInterrupt goes up now; what is left
+             * runs first in the next run. f goes again unless a callback
+             * queued it anew meanwhile (or none is left on it). */
+            if (!f->queued && (f->callback != NULL || f->more != NULL)) {
+                f->queued = 1;
+                f->next = next;
+                next = f;
+            } else {
+                Py_DECREF(f);
+            }
+            requeue_front(q, next);
+            return NULL;
+        }
+        Py_DECREF(f);
+        f = next;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------- the future */
+
+static PyTypeObject Future_Type;
+
+static PyObject *Future_repr(Future *f)
+{
+    static const char *const states[] = {"pending", "finished", "cancelled"};
+    return PyUnicode_FromFormat("<caio._awaitables.Future %s at %p>", states[f->state], f);
+}
+
+static int Future_traverse(Future *f, visitproc visit, void *arg)
+{
+    Py_VISIT(f->factory);
+    Py_VISIT(f->value);
+    Py_VISIT(f->callback);
+    Py_VISIT(f->context);
+    Py_VISIT(f->more);
+    return 0;
+}
+
+static int Future_clear(Future *f)
+{
+    Py_CLEAR(f->value);
+    Py_CLEAR(f->callback);
+    Py_CLEAR(f->context);
+    Py_CLEAR(f->more);
+    return 0;
+}
+
+static void Future_dealloc(Future *f)
+{
+    PyObject_GC_UnTrack(f);
+    Future_clear(f);
+    Py_CLEAR(f->factory);
+    PyObject_GC_Del(f);
+}
+
+/* Finish a pending f with value (a new reference taken) in state. */
+static PyObject *finish(Future *f, PyObject *value, unsigned char state)
+{
+    if (f->state != PENDING) {
+        Py_XDECREF(value);
+        PyErr_Format(invalid_state_error, "invalid state: %R", (PyObject *)f);
+        return NULL;
+    }
+    f->state = state;
+    f->value = value;
+    if (f->callback != NULL || f->more != NULL) {
+        if (enqueue(f) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Future_set_result(Future *f, PyObject *result)
+{
+    return finish(f, Py_NewRef(result), FINISHED);
+}
+
+static PyObject *Future_set_exception(Future *f, PyObject *exc)
+{
+    if (PyExceptionClass_Check(exc))
+        exc = PyObject_CallNoArgs(exc);
+    else
+        Py_INCREF(exc);
+    if (exc == NULL)
+        return NULL;
+    if (!PyExceptionInstance_Check(exc)) {
+        PyErr_Format(PyExc_TypeError, "invalid exception object %R", exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    if (PyErr_GivenExceptionMatches(exc, PyExc_StopIteration)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "StopIteration interacts badly with generators "
+                        "and cannot be raised into a Future");
+        Py_DECREF(exc);
+        return NULL;
+    }
+    if (f->state != PENDING) {
+        Py_DECREF(exc);
+        PyErr_Format(invalid_state_error, "invalid state: %R", (PyObject *)f);
+        return NULL;
+    }
+    f->failed = 1;
+    return finish(f, exc, FINISHED);
+}
+
+static PyObject *Future_cancel(Future *f, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"msg", NULL};
+    PyObject *msg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:cancel", kwlist, &msg))
+        return NULL;
+    if (f->state != PENDING)
+        Py_RETURN_FALSE;
+    PyObject *r = finish(f, Py_NewRef(msg), CANCELLED);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_TRUE;
+}
+
+static int is_exception(Future *f)
+{
+    return f->state == FINISHED && f->failed;
+}
+
+/* Raise f's CancelledError; NULL. */
+static PyObject *raise_cancelled(Future *f)
+{
+    PyObject *exc = f->value == Py_None ? PyObject_CallNoArgs(cancelled_error)
+                                        : PyObject_CallOneArg(cancelled_error, f->value);
+    if (exc != NULL) {
+        PyErr_SetObject(cancelled_error, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static PyObject *Future_result(Future *f, PyObject *unused)
+{
+    if (f->state == CANCELLED)
+        return raise_cancelled(f);
+    if (f->state == PENDING) {
+        PyErr_SetString(invalid_state_error, "Result is not ready.");
+        return NULL;
+    }
+    if (is_exception(f)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(f->value), f->value);
+        return NULL;
+    }
+    return Py_NewRef(f->value);
+}
+
+static PyObject *Future_exception(Future *f, PyObject *unused)
+{
+    if (f->state == CANCELLED)
+        return raise_cancelled(f);
+    if (f->state == PENDING) {
+        PyErr_SetString(invalid_state_error, "Exception is not set.");
+        return NULL;
+    }
+    return Py_NewRef(is_exception(f) ? f->value : Py_None);
+}
+
+static PyObject *Future_done(Future *f, PyObject *unused)
+{
+    return PyBool_FromLong(f->state != PENDING);
+}
+
+static PyObject *Future_cancelled(Future *f, PyObject *unused)
+{
+    return PyBool_FromLong(f->state == CANCELLED);
+}
+
+static PyObject *Future_get_loop(Future *f, PyObject *unused)
+{
+    return Py_NewRef(f->factory->loop);
+}
+
+/* add_done_callback(fn, /, *, context=None), parsed by hand: a Task calls
+ * it with context= for every operation that waits. */
+static PyObject *Future_add_done_callback(Future *f, PyObject *const *args, size_t nargsf,
+                                          PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *fn, *context = Py_None;
+    if (nargs != 1 || nkw > 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context") != 0)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "add_done_callback() takes one positional argument and context=");
+        return NULL;
+    }
+    fn = args[0];
+    if (nkw == 1)
+        context = args[1];
+    if (context != Py_None && !PyContext_CheckExact(context)) {
+        PyErr_Format(PyExc_TypeError, "context must be a contextvars.Context, not %.100s",
+                     Py_TYPE(context)->tp_name);
+        return NULL;
+    }
+    if (context == Py_None) {
+        if ((context = PyContext_CopyCurrent()) == NULL)
+            return NULL;
+    } else {
+        Py_INCREF(context);
+    }
+    if (f->callback == NULL && (f->more == NULL || PyList_GET_SIZE(f->more) == 0)) {
+        f->callback = Py_NewRef(fn);
+        f->context = context;
+    } else {
+        PyObject *pair = PyTuple_Pack(2, fn, context);
+        Py_DECREF(context);
+        if (pair == NULL)
+            return NULL;
+        if (f->more == NULL && (f->more = PyList_New(0)) == NULL) {
+            Py_DECREF(pair);
+            return NULL;
+        }
+        int rc = PyList_Append(f->more, pair);
+        Py_DECREF(pair);
+        if (rc < 0)
+            return NULL;
+    }
+    if (f->state != PENDING && enqueue(f) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Future_remove_done_callback(Future *f, PyObject *fn)
+{
+    Py_ssize_t removed = 0;
+    if (f->callback != NULL) {
+        int eq = PyObject_RichCompareBool(f->callback, fn, Py_EQ);
+        if (eq < 0)
+            return NULL;
+        if (eq) {
+            Py_CLEAR(f->callback);
+            Py_CLEAR(f->context);
+            removed++;
+        }
+    }
+    if (f->more != NULL) {
+        Py_ssize_t i = 0;
+        while (i < PyList_GET_SIZE(f->more)) {
+            PyObject *pair = Py_NewRef(PyList_GET_ITEM(f->more, i));
+            int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(pair, 0), fn, Py_EQ);
+            Py_DECREF(pair);
+            if (eq < 0)
+                return NULL;
+            if (eq && i < PyList_GET_SIZE(f->more)) {
+                if (PySequence_DelItem(f->more, i) < 0)
+                    return NULL;
+                removed++;
+            } else {
+                i++;
+            }
+        }
+    }
+    return PyLong_FromSsize_t(removed);
+}
+
+static PyObject *Future_get_blocking(Future *f, void *closure)
+{
+    return PyBool_FromLong(f->blocking);
+}
+
+static int Future_set_blocking(Future *f, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _asyncio_future_blocking");
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    if (truth < 0)
+        return -1;
+    f->blocking = (unsigned char)truth;
+    return 0;
+}
+
+/* Awaiting: the future is its own iterator (it holds no iteration state:
+ * pending -> yields itself for the task to wait on; done -> the result).
+ * No send/throw/close methods: asyncio would take it for a coroutine; an
+ * exception thrown into an await of it is raised at the await, as for
+ * any iterator without throw(). */
+static PySendResult Future_am_send(Future *f, PyObject *arg, PyObject **result)
+{
+    if (f->state == PENDING) {
+        f->blocking = 1;
+        *result = Py_NewRef(f);
+        return PYGEN_NEXT;
+    }
+    *result = Future_result(f, NULL);
+    return *result != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+static PyObject *Future_iternext(Future *f)
+{
+    PyObject *result;
+    PySendResult status = Future_am_send(f, Py_None, &result);
+    return caio_send_result(NULL, status, result);
+}
+
+static PyObject *Future_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyGetSetDef Future_getset[] = {
+    {"_asyncio_future_blocking", (getter)Future_get_blocking, (setter)Future_set_blocking,
+     "What a Task reads and clears when the future is yielded to it.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyAsyncMethods Future_as_async = {
+    .am_await = Future_await,
+    .am_send = (sendfunc)Future_am_send,
+};
+
+static PyMethodDef Future_methods[] = {
+    {"set_result", (PyCFunction)Future_set_result, METH_O,
+     "set_result($self, result, /)\n--\n\nFinish with result (InvalidStateError if done)."},
+    {"set_exception", (PyCFunction)Future_set_exception, METH_O,
+     "set_exception($self, exception, /)\n--\n\nFinish with exception (InvalidStateError if done)."},
+    {"cancel", (PyCFunction)(void (*)(void))Future_cancel, METH_VARARGS | METH_KEYWORDS,
+     "cancel($self, msg=None)\n--\n\nCancel if pending; whether it was."},
+    {"result", (PyCFunction)Future_result, METH_NOARGS,
+     "result($self, /)\n--\n\nThe result; raises the exception, CancelledError or InvalidStateError."},
+    {"exception", (PyCFunction)Future_exception, METH_NOARGS,
+     "exception($self, /)\n--\n\nThe exception or None; CancelledError or InvalidStateError."},
+    {"done", (PyCFunction)Future_done, METH_NOARGS,
+     "done($self, /)\n--\n\nWhether it finished or was cancelled."},
+    {"cancelled", (PyCFunction)Future_cancelled, METH_NOARGS,
+     "cancelled($self, /)\n--\n\nWhether it was cancelled."},
+    {"get_loop", (PyCFunction)Future_get_loop, METH_NOARGS,
+     "get_loop($self, /)\n--\n\nThe event loop."},
+    {"add_done_callback", (PyCFunction)(void (*)(void))Future_add_done_callback,
+     METH_FASTCALL | METH_KEYWORDS,
+     "add_done_callback($self, fn, /, *, context=None)\n--\n\n"
+     "Call fn(future) in a later loop iteration once done (in context)."},
+    {"remove_done_callback", (PyCFunction)Future_remove_done_callback, METH_O,
+     "remove_done_callback($self, fn, /)\n--\n\nRemove fn's pending calls; how many."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Future_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.Future",
+    .tp_basicsize = sizeof(Future),
+    .tp_dealloc = (destructor)Future_dealloc,
+    .tp_repr = (reprfunc)Future_repr,
+    .tp_as_async = &Future_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "An operation's future on an asyncio loop: made by a FutureFactory.",
+    .tp_traverse = (traverseproc)Future_traverse,
+    .tp_clear = (inquiry)Future_clear,
+    .tp_iter = Future_await,
+    .tp_iternext = (iternextfunc)Future_iternext,
+    .tp_methods = Future_methods,
+    .tp_getset = Future_getset,
+};
+
+/* ------------------------------------------------------------ the factory */
+
+static PyMethodDef run_def = {
+    "run", (PyCFunction)Factory_run, METH_NOARGS,
+    "run($self, /)\n--\n\nRun the callbacks of the futures finished since the last run.",
+};
+
+static PyObject *Factory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *loop;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "FutureFactory() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O:FutureFactory", &loop))
+        return NULL;
+    PyObject *call_soon = PyObject_GetAttrString(loop, "call_soon");
+    if (call_soon == NULL)
+        return NULL;
+    Factory *q = (Factory *)type->tp_alloc(type, 0);
+    if (q == NULL) {
+        Py_DECREF(call_soon);
+        return NULL;
+    }
+    q->loop = Py_NewRef(loop);
+    q->call_soon = call_soon;
+    if ((q->run = PyCFunction_New(&run_def, (PyObject *)q)) == NULL) {
+        Py_DECREF(q);
+        return NULL;
+    }
+    return (PyObject *)q;
+}
+
+/* factory(): a new pending future. */
+static PyObject *Factory_call(Factory *q, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) || (kwargs != NULL && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "FutureFactory() takes no arguments");
+        return NULL;
+    }
+    Future *f = PyObject_GC_New(Future, &Future_Type);
+    if (f == NULL)
+        return NULL;
+    f->factory = (Factory *)Py_NewRef((PyObject *)q);
+    f->value = f->callback = f->context = f->more = NULL;
+    f->next = NULL;
+    f->state = PENDING;
+    f->failed = f->blocking = f->queued = 0;
+    PyObject_GC_Track(f);
+    return (PyObject *)f;
+}
+
+/* Drop the queue (references it holds). */
+static void drop_queue(Factory *q)
+{
+    Future *f = q->head;
+    q->head = q->tail = NULL;
+    while (f != NULL) {
+        Future *next = f->next;
+        f->next = NULL;
+        f->queued = 0;
+        Py_DECREF(f);
+        f = next;
+    }
+}
+
+static int Factory_traverse(Factory *q, visitproc visit, void *arg)
+{
+    Py_VISIT(q->loop);
+    Py_VISIT(q->call_soon);
+    Py_VISIT(q->run);
+    for (Future *f = q->head; f != NULL; f = f->next)
+        Py_VISIT((PyObject *)f);
+    return 0;
+}
+
+static int Factory_clear(Factory *q)
+{
+    drop_queue(q);
+    Py_CLEAR(q->loop);
+    Py_CLEAR(q->call_soon);
+    Py_CLEAR(q->run);
+    return 0;
+}
+
+static void Factory_dealloc(Factory *q)
+{
+    PyObject_GC_UnTrack(q);
+    Factory_clear(q);
+    Py_TYPE(q)->tp_free((PyObject *)q);
+}
+
+static PyObject *Factory_get_loop(Factory *q, void *closure)
+{
+    return Py_NewRef(q->loop ? q->loop : Py_None);
+}
+
+static PyGetSetDef Factory_getset[] = {
+    {"loop", (getter)Factory_get_loop, NULL, "The loop the futures belong to.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject Factory_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.FutureFactory",
+    .tp_basicsize = sizeof(Factory),
+    .tp_dealloc = (destructor)Factory_dealloc,
+    .tp_call = (ternaryfunc)Factory_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "FutureFactory(loop): call it for a new Future of loop's; finished\n"
+              "futures wake their awaiters in batches, one call_soon per batch.",
+    .tp_traverse = (traverseproc)Factory_traverse,
+    .tp_clear = (inquiry)Factory_clear,
+    .tp_getset = Factory_getset,
+    .tp_new = Factory_new,
+};
+
+int caio_future_types_init(PyObject *module, PyObject *cancelled, PyObject *invalid_state)
+{
+    cancelled_error = cancelled;
+    invalid_state_error = invalid_state;
+    if (PyType_Ready(&Future_Type) < 0 || PyType_Ready(&Factory_Type) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(module, "Future", (PyObject *)&Future_Type) < 0 ||
+        PyModule_AddObjectRef(module, "FutureFactory", (PyObject *)&Factory_Type) < 0)
+        return -1;
+    return 0;
+}
