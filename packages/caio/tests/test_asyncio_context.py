@@ -23,6 +23,13 @@ import pytest
 
 import caio
 
+try:
+    import caio._awaitables
+except ImportError:  # built without it: the adapter's Python coroutines
+    HAVE_AWAITABLES = False
+else:
+    HAVE_AWAITABLES = True
+
 BLOCK = 4096
 
 
@@ -279,7 +286,13 @@ async def test_a_pending_operation_awaits_the_backend_future_itself(
     # No coroutine per operation between the caller's and the backend's
     # future: each would be made and resumed once per suspended operation
     # (a tenth of its instructions at 64 in flight). The bookkeeping of
-    # cancellation and wait_idle still holds.
+    # cancellation and wait_idle still holds. Without caio._awaitables the
+    # adapter's coroutines favour page-cache hits instead: one helper
+    # coroutine (_pending) on the pending path, rather than one more frame
+    # on every hit (measured: 3 219 -> 3 637 instructions per cached read
+    # with uring for a single shared coroutine, 18 488 against 19 519 per
+    # pending one; with the pure Python backend, the one that needs no
+    # compiler, a pending read costs ~60 000).
     if backend == "linux":
         pytest.skip("a kernel AIO read of an empty pipe blocks inside io_submit")
     r, w = os.pipe()
@@ -290,6 +303,9 @@ async def test_a_pending_operation_awaits_the_backend_future_itself(
             for _ in range(3):
                 await asyncio.sleep(0)
             awaited = task.get_coro().cr_await     # the future's iterator
+            if not HAVE_AWAITABLES:
+                assert asyncio.iscoroutine(awaited) and awaited.cr_code.co_name == "_pending"
+                awaited = awaited.cr_await
             assert awaited is not None and not asyncio.iscoroutine(awaited), awaited
             idle = asyncio.ensure_future(context.wait_idle(r))
             await asyncio.sleep(0)
