@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
     #: A file descriptor argument: an int or an object with fileno().
     FileDescriptor: TypeAlias = Any
-    #: A future factory, usually ``loop.create_future``.
+    #: A future factory: the asyncio adapter's (caio._awaitables.FutureFactory
+    #: on asyncio's own loops, else ``loop.create_future``) or Trio's. The
+    #: backends use set_result, set_exception, done and get_loop; the type
+    #: names asyncio's future, whose protocol the others follow.
     FutureFactory: TypeAlias = Callable[[], asyncio.Future[Any]]
 
 __all__ = ("AbstractContext", "AbstractOperation", "PayloadTypeError")

@@ -2,9 +2,9 @@
 
 A backend context reports completions through a descriptor (``fileno``)
 that the event loop watches with ``add_reader``; its ``process_events()``
-then resolves futures made by ``loop.create_future``. Nothing here runs per
-operation beyond the ``*_async`` call and, when the kernel did not finish
-during that call, one ``await``.
+then resolves the futures of the operations that did not finish during
+their ``*_async`` call (see _future_factory for whose futures). Nothing
+here runs per operation beyond that call and, for those, one ``await``.
 """
 
 from __future__ import annotations
