@@ -74,8 +74,11 @@ static int enqueue(Future *f)
     q->tail = f;
     if (q->scheduled)
         return 0;
-    /* Not scheduled: the queue held nothing before f. */
-    PyObject *handle = PyObject_CallOneArg(q->call_soon, q->run);
+    /* Not scheduled: the queue held nothing before f. (No run: the
+     * collector cleared the factory, whose loop is unreachable.) */
+    PyObject *handle = q->run == NULL
+        ? (PyErr_SetString(PyExc_RuntimeError, "the event loop is gone"), NULL)
+        : PyObject_CallOneArg(q->call_soon, q->run);
     if (handle == NULL) {
         /* The loop is closed: nobody will run anything. */
         q->head = q->tail = NULL;
@@ -172,7 +175,7 @@ static void requeue_front(Factory *q, Future *chain)
     if (q->scheduled)
         return;
     caio_saved_error saved = caio_error_save();
-    PyObject *handle = PyObject_CallOneArg(q->call_soon, q->run);
+    PyObject *handle = q->run == NULL ? NULL : PyObject_CallOneArg(q->call_soon, q->run);
     if (handle != NULL) {
         Py_DECREF(handle);
         q->scheduled = 1;
@@ -635,11 +638,12 @@ static int Factory_traverse(Factory *q, visitproc visit, void *arg)
     return 0;
 }
 
+/* Breaks the factory's cycles (run is bound to it; queued futures lead
+ * to tasks that may lead back); loop and call_soon stay until dealloc, for
+ * the futures that still ask for them. */
 static int Factory_clear(Factory *q)
 {
     drop_queue(q);
-    Py_CLEAR(q->loop);
-    Py_CLEAR(q->call_soon);
     Py_CLEAR(q->run);
     return 0;
 }
@@ -648,12 +652,14 @@ static void Factory_dealloc(Factory *q)
 {
     PyObject_GC_UnTrack(q);
     Factory_clear(q);
+    Py_CLEAR(q->loop);
+    Py_CLEAR(q->call_soon);
     Py_TYPE(q)->tp_free((PyObject *)q);
 }
 
 static PyObject *Factory_get_loop(Factory *q, void *closure)
 {
-    return Py_NewRef(q->loop ? q->loop : Py_None);
+    return Py_NewRef(q->loop);
 }
 
 static PyGetSetDef Factory_getset[] = {
