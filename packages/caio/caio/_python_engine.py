@@ -38,7 +38,7 @@ STATE_NAMES = ("new", "waiting", "in flight", "done")
 
 __all__ = (
     "DONE", "INFLIGHT", "NEW", "STATE_NAMES", "WAITING", "Pool", "cancel_queued",
-    "expect_asyncio", "finish_cancelled", "release_dropped", "run_callback",
+    "expect_asyncio", "fail_stuck", "finish_cancelled", "release_dropped", "run_callback",
 )
 
 # What setting a future's result may raise: the future was cancelled
@@ -55,13 +55,14 @@ def expect_asyncio() -> None:
     _future_errors = (InvalidStateError, RuntimeError)
 
 
-def run_callback(op: Operation) -> None:
-    """Run ``op``'s callback, if any, with its raw result; log its errors."""
+def run_callback(op: Operation, result: int | None = None) -> None:
+    """Run ``op``'s callback, if any, with its raw result (or ``result``);
+    log its errors."""
     callback = op._callback
     if callback is None:
         return
     try:
-        callback(op._result)
+        callback(op._result if result is None else result)
     except BaseException:  # one failing callback must not kill the worker
         import logging
 
@@ -157,9 +158,24 @@ class Pool:
             signal(self.stop_r, self.stop_w)
         for _ in threads:
             self.jobs.put(None)
+        import time  # (not at import: `import caio` stays light)
+
+        # One deadline for all: stuck workers must not add up their waits.
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
             if thread is not threading.current_thread():
-                thread.join(timeout)
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def give_up(self) -> list[Operation]:
+        """After stop(): the operations workers still run, taken from them
+        (a worker drops what it finishes of these); the caller ends them
+        with fail_stuck(). Nothing when every worker is gone."""
+        if not any(thread.is_alive() for thread in self.threads):
+            return []
+        with self.lock:
+            stuck = list(self.running.values())
+            self.running.clear()
+        return stuck
 
     def close_fds(self) -> None:
         if self.fds_open:
@@ -209,6 +225,7 @@ def _worker(pool: Pool) -> None:
     running = pool.running
     done = pool.done
     stop_fd = pool.stop_r
+    lock = pool.lock
     while True:
         op = get()
         if op is None:
@@ -219,18 +236,32 @@ def _worker(pool: Pool) -> None:
             key = op._key
             running[key] = op
             execute(op, stop_fd)
-            running.pop(key, None)
-            op._state = DONE
+            with lock:
+                # Still ours unless close() gave up on it meanwhile (and
+                # ended it with ECANCELED): appended under the lock, so that
+                # close()'s drain after give_up() sees it.
+                mine = running.pop(key, None) is not None
+                if mine:
+                    op._state = DONE
+                    if op._waits:
+                        done.append(op)
+            if not mine:
+                # Nobody takes what it made: an opened descriptor goes back.
+                if op._opcode == FS and op._result >= 0:
+                    dropped(op._payload[0], op._data)
+                del op
+                continue
         elif not op._waits:
             # Cancelled meanwhile. Not kept while this worker waits for
             # the next job: it holds its payload (a path, a buffer).
             del op
             continue
-        # else cancelled meanwhile, and its future failed already; the
-        # loop lets go of that future only now (in drain), so that its id,
-        # this operation's key, is not reused while it was in the queue.
-        if op._waits:
+        else:
+            # Cancelled meanwhile, and its future failed already; the loop
+            # lets go of that future only now (in drain), so that its id,
+            # this operation's key, is not reused while it was in the queue.
             done.append(op)
+        if op._waits:
             # Wake the loop only if no wakeup is pending. process_events()
             # clears the flag before draining, so an operation appended
             # after the drain sees the flag cleared and wakes it again.
@@ -269,6 +300,19 @@ def cancel_queued(pool: Pool) -> list[Operation]:
         op._state = DONE
         op._release_buffers()
         cancelled.append(op)
+
+
+def fail_stuck(op: Operation, future: asyncio.Future[Any] | None) -> None:
+    """End ``op``, which close() gave up on, with ECANCELED: its future
+    (the context's for it) or its callback. Nothing of ``op`` changes: its
+    worker may still write it."""
+    if not op._waits:
+        run_callback(op, -errno.ECANCELED)
+    elif future is not None and not future.done():
+        try:
+            future.set_exception(oserror(errno.ECANCELED))
+        except _future_errors:
+            pass
 
 
 def finish_cancelled(op: Operation, future: asyncio.Future[Any] | None) -> None:

@@ -42,6 +42,7 @@ from ._python_engine import (
     Pool,
     cancel_queued,
     expect_asyncio,
+    fail_stuck,
     finish_cancelled,
     release_dropped,
 )
@@ -101,17 +102,30 @@ class Context(AbstractContext):
     """python_aio context: a pool of ``pool_size`` worker threads (at most
     ``max_requests``), pure Python.
 
-    ``Context(max_requests=512, pool_size=8)``; ``max_requests`` None or 0
-    means 512. Raises TypeError for non-int sizes, ValueError for a
-    ``max_requests`` outside 1..65536 or a ``pool_size`` below 1.
+    ``Context(max_requests=512, pool_size=8, close_timeout=10.0)``;
+    ``max_requests`` None or 0 means 512. close() waits ``close_timeout``
+    seconds for running operations, then gives up on them (as thread_aio
+    does): a worker stuck in a system call that nothing interrupts, such as
+    open(2) of a FIFO without a writer, must not hang close(). Raises
+    TypeError for non-int sizes or a non-number timeout, ValueError for a
+    ``max_requests`` outside 1..65536, a ``pool_size`` below 1 or a
+    negative timeout.
     """
 
-    def __init__(self, max_requests: int | None = MAX_REQUESTS_DEFAULT, pool_size: int = 8) -> None:
+    def __init__(
+        self, max_requests: int | None = MAX_REQUESTS_DEFAULT, pool_size: int = 8,
+        close_timeout: float = 10.0,
+    ) -> None:
         if max_requests is None:  # like the C backends: None is the default
             max_requests = MAX_REQUESTS_DEFAULT
         for name, value in (("max_requests", max_requests), ("pool_size", pool_size)):
             if not isinstance(value, int):
                 raise TypeError(f"{name} must be int, not {type(value).__name__}")
+        if not isinstance(close_timeout, (int, float)) or isinstance(close_timeout, bool):
+            raise TypeError(f"close_timeout must be a number, not {type(close_timeout).__name__}")
+        if not close_timeout >= 0:  # also NaN
+            raise ValueError("close_timeout must be >= 0")
+        self._close_timeout = float(close_timeout)
         if max_requests == 0:
             max_requests = MAX_REQUESTS_DEFAULT
         if not 1 <= max_requests <= MAX_REQUESTS_LIMIT:
@@ -250,13 +264,16 @@ class Context(AbstractContext):
         return count
 
     def close(self) -> None:
-        """Cancel queued operations, wait for running ones, stop the pool.
+        """Cancel queued operations, wait for running ones (``close_timeout``
+        seconds at most), stop the pool.
 
         Idempotent. Futures still pending get OSError(ECANCELED); callbacks
-        of cancelled operations get -ECANCELED. In a forked child it only
-        forgets the parent's pool.
+        of cancelled operations get -ECANCELED, as do those of operations
+        given up on (a worker that finishes one later drops its result,
+        closing a descriptor it opened). In a forked child it only forgets
+        the parent's pool.
         """
-        self._shutdown(timeout=None)
+        self._shutdown(timeout=self._close_timeout)
 
     def _shutdown(self, timeout: float | None) -> None:
         if self._closed:
@@ -280,6 +297,14 @@ class Context(AbstractContext):
             except Exception as exc:
                 errors.append(exc)
         pool.stop(timeout)
+        # Workers still running past the timeout are given up on: what they
+        # were running ends with ECANCELED here, and whatever they finish
+        # later is dropped by the worker (see _worker).
+        for op in pool.give_up():
+            try:
+                fail_stuck(op, self._futures.pop(op._key, None))
+            except Exception as exc:
+                errors.append(exc)
         while True:
             try:
                 pool.drain(self._futures)  # takes each one before resolving it
@@ -288,8 +313,8 @@ class Context(AbstractContext):
                 errors.append(exc)
         if not any(thread.is_alive() for thread in pool.threads):
             pool.close_fds()
-        # else: a worker is stuck in a syscall past the exit timeout; it may
-        # still write the wakeup fd, so that fd must not be reused.
+        # else: a worker is stuck in a syscall; it may still write the
+        # wakeup fd, so that fd must not be reused.
         if errors:
             raise errors[0]
 
