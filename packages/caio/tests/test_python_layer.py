@@ -245,54 +245,6 @@ def test_fork_generation_is_the_python_backends_counter(fd: int) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def fifo_descriptors(path: Path) -> list[int]:
-    """This process's descriptors open on ``path``."""
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{name}") == str(path):
-                found.append(int(name))
-        except OSError:  # the listing's own descriptor, gone by now
-            pass
-    return found
-
-
-async def test_close_gives_up_on_a_worker_stuck_in_a_system_call(tmp_path: Path) -> None:
-    # open(2) of a FIFO without a writer waits for one, and nothing
-    # interrupts it: close() must not wait for it for ever.
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    context = caio.python_aio_asyncio.AsyncioContext(close_timeout=0.2)
-    task = asyncio.ensure_future(context.open(fifo, os.O_RDONLY))
-    pool = context.context._pool
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if pool.running:
-            break
-    assert pool.running, "the open never reached a worker"
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    context.close()
-    assert loop.time() - started < 5
-    with pytest.raises(OSError) as info:
-        await asyncio.wait_for(task, 5)
-    assert info.value.errno == errno.ECANCELED
-    # A writer lets the worker's open(2) finish: the descriptor it made
-    # goes back, nobody can take it any more.
-    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    try:
-        for _ in range(1000):
-            if fifo_descriptors(fifo) == [writer]:
-                break
-            await asyncio.sleep(0.01)
-        assert fifo_descriptors(fifo) == [writer]
-    finally:
-        os.close(writer)
-    for thread in pool.threads:
-        thread.join(10)
-        assert not thread.is_alive()
-
-
 @pytest.mark.parametrize("value", [-1.0, float("nan")])
 def test_close_timeout_must_be_a_non_negative_number(value: float) -> None:
     with pytest.raises(ValueError, match="close_timeout"):

@@ -42,6 +42,7 @@
  * detached worker never touches freed memory.
  */
 #include "pool_impl.h"
+#include "fsops.h"
 
 static atomic_int python_exiting = 0;
 /* The worker running on this thread (to notice close() from a callback). */
@@ -313,9 +314,12 @@ static void *worker_main(void *arg)
         } else {
             pthread_mutex_lock(&p->lock);
             /* Abandoned: close() failed the future and leaked the request;
-             * it is not ours to publish any more. */
+             * it is not ours to publish any more, and what it made (a
+             * descriptor an open returned) goes back: nobody can take it. */
             if (!p->abandoned)
                 notify = done_push(p, req);
+            else if (req->opcode == CAIO_FS)
+                caio_fs_dropped(req);
         }
         w->current = NULL;
         if (p->stopping)

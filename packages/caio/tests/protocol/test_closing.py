@@ -162,3 +162,71 @@ def test_close_from_a_callback(harness: Any) -> None:
     harness.wait_until(lambda: len(seen) == len(ops))
     assert sorted(seen) == sorted([1] + [-errno.ECANCELED] * (len(ops) - 1))
     assert ops[0].get_value() == 1
+
+
+# open(2)'s system call number, to see a worker in it (/proc/self/task/*/syscall).
+_OPENAT = {"x86_64": 257, "aarch64": 56, "ppc64le": 286, "s390x": 288}.get(os.uname().machine)
+
+
+def _in_openat() -> bool:
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/syscall") as f:
+                if f.read().split(" ", 1)[0] == str(_OPENAT):
+                    return True
+        except OSError:  # the thread is gone
+            pass
+    return False
+
+
+def _descriptors_of(path: Any) -> list[int]:
+    """This process's descriptors open on ``path``."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == str(path):
+                found.append(int(name))
+        except OSError:  # the listing's own descriptor, gone by now
+            pass
+    return found
+
+
+@pytest.mark.parametrize("module", ["thread_aio_asyncio", "python_aio_asyncio"])
+async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: str) -> None:
+    # open(2) of a FIFO without a writer waits for one, and nothing
+    # interrupts it: close() must give up on it after close_timeout, and the
+    # descriptor the worker gets once a writer comes must not leak.
+    import importlib
+
+    if _OPENAT is None:
+        pytest.skip("open(2)'s system call number is not known for this machine")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    context = importlib.import_module(f"caio.{module}").AsyncioContext(close_timeout=0.2)
+    task = asyncio.ensure_future(context.open(fifo, os.O_RDONLY))
+    for _ in range(1000):
+        await asyncio.sleep(0.01)
+        if _in_openat():
+            break
+    assert _in_openat(), "no worker reached open(2)"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    context.close()
+    assert loop.time() - started < 5
+    with pytest.raises(OSError) as info:
+        await asyncio.wait_for(task, 5)
+    assert info.value.errno == errno.ECANCELED
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)   # lets the open finish
+    try:
+        for _ in range(1000):
+            if _descriptors_of(fifo) == [writer]:
+                break
+            await asyncio.sleep(0.01)
+        assert _descriptors_of(fifo) == [writer]
+    finally:
+        os.close(writer)
+    for _ in range(1000):   # the detached worker is gone too
+        if not _in_openat():
+            break
+        await asyncio.sleep(0.01)
+    assert not _in_openat()
