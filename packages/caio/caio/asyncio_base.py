@@ -225,7 +225,13 @@ class AsyncioContextBase(FsOperations):
         """Have ``loop`` make the futures and call process_events() when the
         context's descriptor is readable (the Trio adapter does it its way)."""
         context = self.context
-        context.set_future_factory(_future_factory(loop), loop.call_soon)
+        factory = _future_factory(loop)
+        context.set_future_factory(factory, loop.call_soon)
+        reader = context.process_events
+        if _awaitables is not None and isinstance(factory, _awaitables.FutureFactory):
+            # process_events(), then the tasks of what it finished, in this
+            # loop iteration (docs/internals.md, "Waking the tasks").
+            reader = factory.reaper(reader)
         self._fileno = context.fileno
         # The number is fresh, so a registration the loop still holds under it
         # is stale: a descriptor closed without remove_reader (as a forked
@@ -234,7 +240,7 @@ class AsyncioContextBase(FsOperations):
         # callback and never watch our descriptor: drop the stale entry first
         # (the epoll's DEL of our own, unregistered descriptor is a no-op).
         loop.remove_reader(self._fileno)
-        loop.add_reader(self._fileno, context.process_events)
+        loop.add_reader(self._fileno, reader)
         if isinstance(loop, asyncio.BaseEventLoop):
             self._owner = loop
 

@@ -259,3 +259,47 @@ async def test_the_adapter_uses_them_for_suspended_operations(context: Any, back
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_the_reaper_runs_the_callbacks_of_what_it_finished_at_once(loop: Any) -> None:
+    make = _awaitables.FutureFactory(loop)
+    f, g, later = make(), make(), make()
+    seen: list[Any] = []
+    f.add_done_callback(lambda fut: (seen.append(fut), later.set_result(3)))
+    g.add_done_callback(seen.append)
+    later.add_done_callback(seen.append)
+
+    def process_events() -> int:
+        f.set_result(1)
+        g.set_result(2)
+        assert seen == []           # not while it runs
+        return 2
+
+    reaper = make.reaper(process_events)
+    before = loop.calls
+    assert reaper() == 2
+    # f's and g's callbacks ran when it returned, in order, without a
+    # call_soon; what a callback finished waits for the next iteration.
+    assert seen == [f, g]
+    assert loop.calls == before + 1
+    loop.run_until_complete(asyncio.sleep(0))
+    assert seen == [f, g, later]
+    with pytest.raises(TypeError):
+        make.reaper(None)
+
+
+def test_a_failing_reap_still_wakes_what_it_finished(loop: Any) -> None:
+    make = _awaitables.FutureFactory(loop)
+    f = make()
+    seen: list[Any] = []
+    f.add_done_callback(seen.append)
+
+    def process_events() -> None:
+        f.set_result(1)
+        raise OSError(5, "the ring is stuck")
+
+    with pytest.raises(OSError, match="stuck"):
+        make.reaper(process_events)()
+    assert seen == []
+    loop.run_until_complete(asyncio.sleep(0))
+    assert seen == [f]

@@ -34,7 +34,8 @@ typedef struct {
     PyObject *call_soon;      /* loop.call_soon */
     PyObject *run;            /* this factory's run(), what call_soon runs */
     Future *head, *tail;      /* finished futures whose callbacks are due */
-    int scheduled;            /* run() is scheduled: exactly when head */
+    int scheduled;            /* run() is scheduled (head, not reaping) */
+    int reaping;              /* a Reaper's process_events() runs */
 } Factory;
 
 struct Future {
@@ -72,8 +73,8 @@ static int enqueue(Future *f)
     else
         q->head = f;
     q->tail = f;
-    if (q->scheduled)
-        return 0;
+    if (q->scheduled || q->reaping)
+        return 0;   /* the Reaper runs the queue when process_events returns */
     /* Not scheduled: the queue held nothing before f. (No run: the
      * collector cleared the factory, whose loop is unreachable.) */
     PyObject *handle = q->run == NULL
@@ -159,20 +160,21 @@ static int run_callbacks(Future *f)
     return 0;
 }
 
-/* Put chain (futures linked by next, references held) back at the front
- * of q's queue and schedule run() for it; for a run cut short. */
+/* Put chain (futures linked by next, references held; or NULL) back at
+ * the front of q's queue and schedule run() for what is queued: for a run
+ * cut short, or a reap that failed. */
 static void requeue_front(Factory *q, Future *chain)
 {
-    if (chain == NULL)
-        return;
-    Future *last = chain;
-    while (last->next != NULL)
-        last = last->next;
-    last->next = q->head;
-    if (q->head == NULL)
-        q->tail = last;
-    q->head = chain;
-    if (q->scheduled)
+    if (chain != NULL) {
+        Future *last = chain;
+        while (last->next != NULL)
+            last = last->next;
+        last->next = q->head;
+        if (q->head == NULL)
+            q->tail = last;
+        q->head = chain;
+    }
+    if (q->scheduled || q->head == NULL)
         return;
     caio_saved_error saved = caio_error_save();
     PyObject *handle = q->run == NULL ? NULL : PyObject_CallOneArg(q->call_soon, q->run);
@@ -217,6 +219,75 @@ static PyObject *Factory_run(Factory *q, PyObject *unused)
     }
     Py_RETURN_NONE;
 }
+
+/* ------------------------------------------------------------- the reaper */
+
+/* What the loop calls when the backend's descriptor is readable:
+ * process_events(), then at once the callbacks of the futures it finished,
+ * instead of in the next loop iteration (one loop iteration less per
+ * completion for an operation at a time; the tasks of a burst still run
+ * in completion order). */
+typedef struct {
+    PyObject_HEAD
+    Factory *factory;
+    PyObject *process_events;
+} Reaper;
+
+static PyObject *Reaper_call(Reaper *self, PyObject *args, PyObject *kwargs)
+{
+    Factory *q = self->factory;
+    q->reaping++;
+    PyObject *r = PyObject_CallNoArgs(self->process_events);
+    q->reaping--;
+    if (q->reaping > 0 || q->head == NULL || q->scheduled)
+        return r;
+    if (r == NULL) {
+        /* The futures it finished still wake their tasks: next iteration. */
+        requeue_front(q, NULL);
+        return NULL;
+    }
+    PyObject *ran = Factory_run(q, NULL);
+    if (ran == NULL) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    Py_DECREF(ran);
+    return r;
+}
+
+static int Reaper_traverse(Reaper *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->factory);
+    Py_VISIT(self->process_events);
+    return 0;
+}
+
+static int Reaper_clear(Reaper *self)
+{
+    Py_CLEAR(self->process_events);
+    return 0;
+}
+
+static void Reaper_dealloc(Reaper *self)
+{
+    PyObject_GC_UnTrack(self);
+    Reaper_clear(self);
+    Py_CLEAR(self->factory);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject Reaper_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.Reaper",
+    .tp_basicsize = sizeof(Reaper),
+    .tp_dealloc = (destructor)Reaper_dealloc,
+    .tp_call = (ternaryfunc)Reaper_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "FutureFactory.reaper(process_events)(): process_events(), then the\n"
+              "callbacks of the futures it finished.",
+    .tp_traverse = (traverseproc)Reaper_traverse,
+    .tp_clear = (inquiry)Reaper_clear,
+};
 
 /* ------------------------------------------------------------- the future */
 
@@ -564,6 +635,29 @@ static PyTypeObject Future_Type = {
 
 /* ------------------------------------------------------------ the factory */
 
+static PyObject *Factory_reaper(Factory *q, PyObject *process_events)
+{
+    if (!PyCallable_Check(process_events)) {
+        PyErr_SetString(PyExc_TypeError, "process_events must be callable");
+        return NULL;
+    }
+    Reaper *self = PyObject_GC_New(Reaper, &Reaper_Type);
+    if (self == NULL)
+        return NULL;
+    self->factory = (Factory *)Py_NewRef((PyObject *)q);
+    self->process_events = Py_NewRef(process_events);
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyMethodDef Factory_methods[] = {
+    {"reaper", (PyCFunction)Factory_reaper, METH_O,
+     "reaper($self, process_events, /)\n--\n\n"
+     "What the loop calls when the backend's descriptor is readable:\n"
+     "process_events(), then at once the callbacks of the futures it finished."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMethodDef run_def = {
     "run", (PyCFunction)Factory_run, METH_NOARGS,
     "run($self, /)\n--\n\nRun the callbacks of the futures finished since the last run.",
@@ -679,6 +773,7 @@ static PyTypeObject Factory_Type = {
     .tp_traverse = (traverseproc)Factory_traverse,
     .tp_clear = (inquiry)Factory_clear,
     .tp_getset = Factory_getset,
+    .tp_methods = Factory_methods,
     .tp_new = Factory_new,
 };
 
@@ -686,10 +781,12 @@ int caio_future_types_init(PyObject *module, PyObject *cancelled, PyObject *inva
 {
     cancelled_error = cancelled;
     invalid_state_error = invalid_state;
-    if (PyType_Ready(&Future_Type) < 0 || PyType_Ready(&Factory_Type) < 0)
+    if (PyType_Ready(&Future_Type) < 0 || PyType_Ready(&Factory_Type) < 0 ||
+        PyType_Ready(&Reaper_Type) < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "Future", (PyObject *)&Future_Type) < 0 ||
-        PyModule_AddObjectRef(module, "FutureFactory", (PyObject *)&Factory_Type) < 0)
+        PyModule_AddObjectRef(module, "FutureFactory", (PyObject *)&Factory_Type) < 0 ||
+        PyModule_AddObjectRef(module, "Reaper", (PyObject *)&Reaper_Type) < 0)
         return -1;
     return 0;
 }
