@@ -12,7 +12,8 @@
  * its FutureFactory's queue, and the first one queued schedules, with one
  * call_soon, a run of every queued Future's callbacks. A burst of
  * completions reaped by one process_events() costs one Handle, not one
- * each. The callbacks run in the next loop iteration, in completion
+ * each. The callbacks run in the next loop iteration (or, for what the
+ * loop's reader reaped, as the Reaper below returns), in completion
  * order, each in its own context (as asyncio runs them), and a failing
  * callback goes to the loop's exception handler (as Handle._run does).
  *
@@ -326,8 +327,9 @@ static void Future_dealloc(Future *f)
     PyObject_GC_Del(f);
 }
 
-/* Finish a pending f with value (a new reference taken) in state. */
-static PyObject *finish(Future *f, PyObject *value, unsigned char state)
+/* Finish a pending f with value (a new reference taken) in state; failed:
+ * value is the exception it finished with. */
+static PyObject *finish(Future *f, PyObject *value, unsigned char state, unsigned char failed)
 {
     if (f->state != PENDING) {
         Py_XDECREF(value);
@@ -336,6 +338,7 @@ static PyObject *finish(Future *f, PyObject *value, unsigned char state)
     }
     f->state = state;
     f->value = value;
+    f->failed = failed;
     if (f->callback != NULL || f->more != NULL) {
         if (enqueue(f) < 0)
             return NULL;
@@ -345,7 +348,7 @@ static PyObject *finish(Future *f, PyObject *value, unsigned char state)
 
 static PyObject *Future_set_result(Future *f, PyObject *result)
 {
-    return finish(f, Py_NewRef(result), FINISHED);
+    return finish(f, Py_NewRef(result), FINISHED, 0);
 }
 
 static PyObject *Future_set_exception(Future *f, PyObject *exc)
@@ -368,13 +371,7 @@ static PyObject *Future_set_exception(Future *f, PyObject *exc)
         Py_DECREF(exc);
         return NULL;
     }
-    if (f->state != PENDING) {
-        Py_DECREF(exc);
-        PyErr_Format(invalid_state_error, "invalid state: %R", (PyObject *)f);
-        return NULL;
-    }
-    f->failed = 1;
-    return finish(f, exc, FINISHED);
+    return finish(f, exc, FINISHED, 1);
 }
 
 static PyObject *Future_cancel(Future *f, PyObject *args, PyObject *kwargs)
@@ -385,7 +382,7 @@ static PyObject *Future_cancel(Future *f, PyObject *args, PyObject *kwargs)
         return NULL;
     if (f->state != PENDING)
         Py_RETURN_FALSE;
-    PyObject *r = finish(f, Py_NewRef(msg), CANCELLED);
+    PyObject *r = finish(f, Py_NewRef(msg), CANCELLED, 0);
     if (r == NULL)
         return NULL;
     Py_DECREF(r);
