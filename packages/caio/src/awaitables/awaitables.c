@@ -557,18 +557,7 @@ static PyObject *OpCall_close(OpCall *self, PyObject *unused)
     if (waiting == NULL)
         Py_RETURN_NONE;
     self->waiting = NULL;
-    /* A future (ours has no close(): nothing to close) or a coroutine. */
-    PyObject *close = PyObject_GetAttrString(waiting, "close"), *r;
-    if (close != NULL) {
-        r = PyObject_CallNoArgs(close);
-        Py_DECREF(close);
-    } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-        r = Py_NewRef(Py_None);
-    } else {
-        r = NULL;
-    }
-    Py_DECREF(waiting);
+    PyObject *r = caio_close_pending(waiting);
     if (self->future != NULL)
         unfile(self);
     return r;

@@ -83,8 +83,9 @@ static inline PyObject *caio_throw_here(PyObject *args)
 }
 
 /* throw(*args) into `pending` (a coroutine, or any iterator: one without
- * a throw method gets the exception raised here): PYGEN_NEXT with what it yielded, PYGEN_RETURN with its return
- * value (it caught the exception and finished), else PYGEN_ERROR. */
+ * a throw method gets the exception raised here): PYGEN_NEXT with what it
+ * yielded, PYGEN_RETURN with its return value (it caught the exception
+ * and finished), else PYGEN_ERROR. */
 static inline PySendResult caio_throw_into(PyObject *pending, PyObject *args, PyObject **result)
 {
     Py_INCREF(pending);   /* kept alive while it runs */
@@ -108,6 +109,26 @@ static inline PySendResult caio_throw_into(PyObject *pending, PyObject *args, Py
     *result = value ? PyObject_GetAttrString(value, "value") : NULL;
     Py_XDECREF(value);
     return *result != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+/* close() of `pending` (a reference stolen), what an awaitable being
+ * closed waits on: a coroutine is closed; an iterator without close (a
+ * caio._awaitables.Future) has nothing to close, as `yield from` has it.
+ * None, or NULL with close()'s error. */
+static inline PyObject *caio_close_pending(PyObject *pending)
+{
+    PyObject *close = PyObject_GetAttrString(pending, "close"), *r;
+    if (close != NULL) {
+        r = PyObject_CallNoArgs(close);
+        Py_DECREF(close);
+    } else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        r = Py_NewRef(Py_None);
+    } else {
+        r = NULL;
+    }
+    Py_DECREF(pending);
+    return r;
 }
 
 #endif

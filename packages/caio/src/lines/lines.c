@@ -573,9 +573,7 @@ static PyObject *LineIter_close(LineIter *self, PyObject *unused)
     if (pending == NULL)
         Py_RETURN_NONE;
     self->pending = NULL;
-    PyObject *r = PyObject_CallMethod(pending, "close", NULL);
-    Py_DECREF(pending);
-    return r;
+    return caio_close_pending(pending);
 }
 
 static PyObject *LineIter_anext(LineIter *self)
