@@ -303,9 +303,9 @@ def cancel_queued(pool: Pool) -> list[Operation]:
 
 
 def fail_stuck(op: Operation, future: asyncio.Future[Any] | None) -> None:
-    """End ``op``, which close() gave up on, with ECANCELED: its future
-    (the context's for it) or its callback. Nothing of ``op`` changes: its
-    worker may still write it."""
+    """End ``op`` with ECANCELED: its future (the context's for it) or its
+    callback. Nothing of ``op`` changes: for one close() gave up on, its
+    worker may still write it (finish_cancelled sets it first)."""
     if not op._waits:
         run_callback(op, -errno.ECANCELED)
     elif future is not None and not future.done():
@@ -321,11 +321,4 @@ def finish_cancelled(op: Operation, future: asyncio.Future[Any] | None) -> None:
     op._result = -errno.ECANCELED
     op._state = DONE
     op._release_buffers()
-    if op._waits:
-        if future is not None and not future.done():
-            try:
-                future.set_exception(oserror(errno.ECANCELED))
-            except _future_errors:
-                pass
-    else:
-        run_callback(op)
+    fail_stuck(op, future)

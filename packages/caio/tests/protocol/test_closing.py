@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import importlib
 import os
 import select
 import weakref
@@ -196,8 +197,6 @@ async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: s
     # open(2) of a FIFO without a writer waits for one, and nothing
     # interrupts it: close() must give up on it after close_timeout, and the
     # descriptor the worker gets once a writer comes must not leak.
-    import importlib
-
     if _OPENAT is None:
         pytest.skip("open(2)'s system call number is not known for this machine")
     fifo = tmp_path / "fifo"
