@@ -371,7 +371,29 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def task_names() -> list[str]:
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:  # the thread ended meanwhile
+            pass
+    return names
+
+
 def task_count() -> int:
+    """The process's threads once linux_aio's close helpers are gone.
+
+    A closed kernel AIO context is destroyed on a short-lived thread
+    (io_destroy waits for an RCU grace period, tens of ms, longer on a
+    loaded machine): wait for those, so that what is left is what a
+    context keeps.
+    """
+    deadline = time.monotonic() + 10
+    while "caio-aio-close" in task_names():
+        assert time.monotonic() < deadline, "linux_aio's close helpers never ended"
+        time.sleep(0.01)
     return len(os.listdir("/proc/self/task"))
 
 

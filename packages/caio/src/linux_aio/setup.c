@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -107,8 +108,14 @@ int aio_destroy_context(aio_context_t *aio, struct aio_ring_header **ring, int *
 
 static unsigned destroy_helpers;
 
+/* Its name shows in top -H and /proc/<pid>/task/<tid>/comm: the thread
+ * outlives close() by a grace period, and whoever counts threads (a test,
+ * a leak hunt) can tell it apart from a leak. */
+#define AIO_DESTROY_HELPER_NAME "caio-aio-close"
+
 static void *destroy_helper(void *arg)
 {
+    prctl(PR_SET_NAME, AIO_DESTROY_HELPER_NAME, 0, 0, 0);
     aio_sys_destroy((aio_context_t)(uintptr_t)arg);
     __atomic_sub_fetch(&destroy_helpers, 1, __ATOMIC_RELAXED);
     return NULL;
