@@ -161,6 +161,9 @@ class Pool:
         import time  # (not at import: `import caio` stays light)
 
         # One deadline for all: stuck workers must not add up their waits.
+        # Past TIMEOUT_MAX (an infinite close_timeout) join() overflows: wait.
+        if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+            timeout = None
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
             if thread is not threading.current_thread():

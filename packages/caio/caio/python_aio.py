@@ -121,11 +121,14 @@ class Context(AbstractContext):
         for name, value in (("max_requests", max_requests), ("pool_size", pool_size)):
             if not isinstance(value, int):
                 raise TypeError(f"{name} must be int, not {type(value).__name__}")
-        if not isinstance(close_timeout, (int, float)) or isinstance(close_timeout, bool):
-            raise TypeError(f"close_timeout must be a number, not {type(close_timeout).__name__}")
-        if not close_timeout >= 0:  # also NaN
+        # thread_aio's rule: a real number (__float__ or __index__), not a bool.
+        kind = type(close_timeout)
+        if kind is bool or not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+            raise TypeError(f"close_timeout must be a number, not {kind.__name__}")
+        timeout = float(close_timeout)
+        if not timeout >= 0:  # also NaN
             raise ValueError("close_timeout must be >= 0")
-        self._close_timeout = float(close_timeout)
+        self._close_timeout = timeout
         if max_requests == 0:
             max_requests = MAX_REQUESTS_DEFAULT
         if not 1 <= max_requests <= MAX_REQUESTS_LIMIT:

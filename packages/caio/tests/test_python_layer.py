@@ -245,9 +245,3 @@ def test_fork_generation_is_the_python_backends_counter(fd: int) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-@pytest.mark.parametrize("value", [-1.0, float("nan")])
-def test_close_timeout_must_be_a_non_negative_number(value: float) -> None:
-    with pytest.raises(ValueError, match="close_timeout"):
-        Context(close_timeout=value)
-    with pytest.raises(TypeError, match="close_timeout"):
-        Context(close_timeout="1")  # type: ignore[arg-type]

@@ -237,26 +237,50 @@ static int parse_pool_size(PyObject *ob, int *out)
     return 0;
 }
 
+/* The rule python_aio's Context follows too: a real number (int, float,
+ * anything with __float__ or __index__) but not a bool, which is a flag
+ * passed by mistake, and >= 0. */
+static int parse_close_timeout(PyObject *ob, double *out)
+{
+    double value;
+
+    if (ob == NULL)
+        return 0;
+    if (PyBool_Check(ob) || (Py_TYPE(ob)->tp_as_number == NULL) ||
+        (Py_TYPE(ob)->tp_as_number->nb_float == NULL &&
+         Py_TYPE(ob)->tp_as_number->nb_index == NULL)) {
+        PyErr_Format(PyExc_TypeError, "close_timeout must be a number, not %.100s",
+                     Py_TYPE(ob)->tp_name);
+        return -1;
+    }
+    value = PyFloat_AsDouble(ob);
+    if (value == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(value >= 0)) {    /* also NaN */
+        PyErr_SetString(PyExc_ValueError, "close_timeout must be >= 0");
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
 static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"max_requests", "pool_size", "close_timeout", "stat_cached",
                              NULL};
-    PyObject *max_ob = NULL, *size_ob = NULL;
+    PyObject *max_ob = NULL, *size_ob = NULL, *timeout_ob = NULL;
     double close_timeout = DEFAULT_CLOSE_TIMEOUT;
     unsigned max_requests;
     int pool_size, err = 0, stat_cached = 1;
     ThreadContext *self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOd$p:Context", kwlist,
-                                     &max_ob, &size_ob, &close_timeout, &stat_cached))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO$p:Context", kwlist,
+                                     &max_ob, &size_ob, &timeout_ob, &stat_cached))
         return NULL;
     if (caio_parse_max_requests(max_ob, CAIO_MAX_REQUESTS_DEFAULT, &max_requests) < 0 ||
-        parse_pool_size(size_ob, &pool_size) < 0)
+        parse_pool_size(size_ob, &pool_size) < 0 ||
+        parse_close_timeout(timeout_ob, &close_timeout) < 0)
         return NULL;
-    if (!(close_timeout >= 0)) {    /* also NaN */
-        PyErr_SetString(PyExc_ValueError, "close_timeout must be >= 0");
-        return NULL;
-    }
 
     self = (ThreadContext *)type->tp_alloc(type, 0);
     if (self == NULL)

@@ -16,6 +16,7 @@ import gc
 import importlib
 import os
 import select
+import threading
 import weakref
 from typing import Any
 
@@ -192,22 +193,34 @@ def _descriptors_of(path: Any) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("module", ["thread_aio_asyncio", "python_aio_asyncio"])
-async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: str) -> None:
-    # open(2) of a FIFO without a writer waits for one, and nothing
-    # interrupts it: close() must give up on it after close_timeout, and the
-    # descriptor the worker gets once a writer comes must not leak.
+async def open_stuck_on_a_fifo(
+    tmp_path: Any, module: str, close_timeout: float,
+) -> tuple[Any, asyncio.Future[int], Any]:
+    """A context of ``module`` whose worker waits in open(2) of a FIFO
+    without a writer (nothing interrupts that wait): the context, the
+    open's task, and the FIFO's path."""
     if _OPENAT is None:
         pytest.skip("open(2)'s system call number is not known for this machine")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    context = importlib.import_module(f"caio.{module}").AsyncioContext(close_timeout=0.2)
+    context = importlib.import_module(f"caio.{module}").AsyncioContext(
+        close_timeout=close_timeout,
+    )
     task = asyncio.ensure_future(context.open(fifo, os.O_RDONLY))
     for _ in range(1000):
         await asyncio.sleep(0.01)
         if _in_openat():
             break
     assert _in_openat(), "no worker reached open(2)"
+    return context, task, fifo
+
+
+@pytest.mark.parametrize("module", ["thread_aio_asyncio", "python_aio_asyncio"])
+async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: str) -> None:
+    # open(2) of a FIFO without a writer waits for one, and nothing
+    # interrupts it: close() must give up on it after close_timeout, and the
+    # descriptor the worker gets once a writer comes must not leak.
+    context, task, fifo = await open_stuck_on_a_fifo(tmp_path, module, 0.2)
     loop = asyncio.get_running_loop()
     started = loop.time()
     context.close()
@@ -229,3 +242,44 @@ async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: s
             break
         await asyncio.sleep(0.01)
     assert not _in_openat()
+
+
+class Seconds:
+    """Not an int or a float, but a number: __float__."""
+
+    def __float__(self) -> float:
+        return 0.25
+
+
+@pytest.mark.parametrize("module", ["thread_aio", "python_aio"])
+def test_close_timeout_is_a_non_negative_real_number(module: str) -> None:
+    # The two backends with worker threads share one rule.
+    Context = importlib.import_module(f"caio.{module}").Context
+    for good in (0, 2, 0.5, Seconds()):
+        Context(close_timeout=good).close()
+    for bad_value in (-1, -0.5, float("nan")):
+        with pytest.raises(ValueError, match="close_timeout"):
+            Context(close_timeout=bad_value)
+    for bad_type in (True, "1", None, b"1", [1]):
+        with pytest.raises(TypeError, match="close_timeout"):
+            Context(close_timeout=bad_type)
+
+
+@pytest.mark.parametrize("module", ["thread_aio_asyncio", "python_aio_asyncio"])
+async def test_an_infinite_close_timeout_waits_for_the_worker(tmp_path: Any, module: str) -> None:
+    context, task, fifo = await open_stuck_on_a_fifo(tmp_path, module, float("inf"))
+    writer: list[int] = []
+    opener = threading.Timer(0.2, lambda: writer.append(os.open(fifo, os.O_WRONLY)))
+    opener.start()
+    try:
+        context.close()     # waits for the worker: its open ends once the writer comes
+        # Given up on, the open would fail with ECANCELED.
+        fd = await asyncio.wait_for(task, 5)
+        try:
+            assert os.path.samestat(os.fstat(fd), os.stat(fifo))
+        finally:
+            os.close(fd)
+    finally:
+        opener.join()
+        for fd in writer:
+            os.close(fd)
