@@ -640,3 +640,96 @@ async def test_fs_op_waits_for_a_slot(tmp_path: Path) -> None:
         os.close(r)
         os.close(w)
 
+
+
+# ---- the short wait for a lone miss (batch.c) --------------------------------
+
+
+async def test_lone_misses_are_waited_for_until_the_waits_keep_failing(
+    wire: Any, pipe: Any
+) -> None:
+    # A read alone in flight that does not complete inline is waited for a
+    # little in the call. A pipe nobody writes to never answers in time:
+    # after a few failed waits the context stops waiting (but for a probe
+    # now and then), and every read still gets its data through the loop.
+    r, w = pipe
+    context = wire(Context(8))
+    assert context.lone_wait
+    started = time.perf_counter()
+    first = context.read_async(1, r, 0)
+    took = time.perf_counter() - started
+    assert took >= 100e-6, "the first lone miss was not waited for"
+    os.write(w, b"a")
+    assert await wait_for(first) == b"a"
+    for i in range(40):
+        pending = context.read_async(1, r, 0)
+        os.write(w, bytes([i]))
+        assert await wait_for(pending) == bytes([i])
+    assert not context.lone_wait
+
+
+async def test_a_lone_miss_does_not_wait_beside_others(wire: Any, pipe: Any) -> None:
+    # With another read in flight the loop has work to overlap: no wait. A
+    # failed wait would count against waiting (see the test above); twenty
+    # misses beside another read leave the context as one failed wait did.
+    r, w = pipe
+    context = wire(Context(8))
+    pending = context.read_async(1, r, 0)   # alone: waited for, in vain
+    for i in range(20):
+        other = context.read_async(1, r, 0)
+        os.write(w, bytes([i]))
+        done, (pending,) = await wait_for(
+            asyncio.wait([pending, other], return_when=asyncio.FIRST_COMPLETED)
+        )
+        assert [f.result() for f in done] == [bytes([i])]
+    assert context.lone_wait
+    os.write(w, b"z")
+    assert await wait_for(pending) == b"z"
+
+
+def cold_direct_file(tmp_path: Path, blocks: int) -> tuple[int, bytes]:
+    """An O_DIRECT descriptor on a file of ``blocks`` random 4 KiB blocks."""
+    content = random.Random(3).randbytes(blocks * 4096)
+    (tmp_path / "cold").write_bytes(content)
+    try:
+        return os.open(tmp_path / "cold", os.O_RDONLY | os.O_DIRECT), content
+    except OSError:
+        pytest.skip("no O_DIRECT on this file system")
+
+
+def disk_latency(fd: int, blocks: int) -> float:
+    """Median seconds of a synchronous 4 KiB O_DIRECT read on fd."""
+    memory = mmap.mmap(-1, 4096)
+    took = []
+    for i in range(0, blocks, max(1, blocks // 16)):
+        started = time.perf_counter()
+        os.preadv(fd, [memory], i * 4096)
+        took.append(time.perf_counter() - started)
+    return sorted(took)[len(took) // 2]
+
+
+async def test_a_lone_read_from_a_fast_disk_completes_in_the_call(
+    tmp_path: Path, wire: Any
+) -> None:
+    # O_DIRECT reads one at a time always go to the disk: where it answers
+    # well within the wait, most come back as bytes from the call itself,
+    # with no future and no trip through the loop.
+    fd, content = cold_direct_file(tmp_path, 64)
+    try:
+        if disk_latency(fd, 64) > 75e-6:   # half the wait: most reads make it
+            pytest.skip("this disk takes longer than 75 us per read")
+        context = wire(Context(8))
+        memory = mmap.mmap(-1, 4096)
+        direct = 0
+        for i in range(64):
+            result = context.readinto_async(memory, fd, i * 4096)
+            if type(result) is int:
+                direct += 1
+            else:
+                result = await wait_for(result)
+            assert result == 4096
+            assert memory[:] == content[i * 4096:(i + 1) * 4096]
+        assert direct >= 32, direct
+        assert context.lone_wait
+    finally:
+        os.close(fd)
