@@ -5,8 +5,15 @@
 #include "context.h"
 #include "notify.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/stat.h>
+
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
 
 #define AIO_BATCH 64   /* iocbs per io_submit, events per io_getevents */
 
@@ -17,10 +24,41 @@ void aio_wake(AioContext *ctx)
 
 /* ---- iocbs ---------------------------------------------------------------- */
 
+/* The type bits (S_IFMT) of fd's file and its size, or -errno.
+ *
+ * statx asking for these alone, not fstat: since Linux 6.13 (multigrain
+ * timestamps) a stat that reports mtime/ctime marks them as seen, and the
+ * next write must stamp the inode with a fresh fine-grained time, dirtying
+ * it in the journal. With one fstat per write a 4 KiB buffered write to
+ * ext4 took twice as long (pwrite loop 3.2 -> 7 us measured on 6.18). */
+static int file_type(int fd, long long *size)
+{
+    struct stat st;
+
+#ifdef SYS_statx
+    struct statx stx;
+
+    if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE, &stx) == 0) {
+        if ((stx.stx_mask & (STATX_TYPE | STATX_SIZE)) == (STATX_TYPE | STATX_SIZE)) {
+            if (size != NULL)
+                *size = (long long)stx.stx_size;
+            return stx.stx_mode & S_IFMT;
+        }
+    } else if (errno != ENOSYS && errno != EPERM) {   /* no statx, or seccomp */
+        return -errno;
+    }
+#endif
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (size != NULL)
+        *size = (long long)st.st_size;
+    return (int)(st.st_mode & S_IFMT);
+}
+
 int aio_req_prep(AioContext *ctx, caio_req *req)
 {
     struct iocb *cb = aio_req_iocb(req);
-    struct stat st;
+    int type;
 
     memset(cb, 0, sizeof(*cb));
     cb->aio_data = (uint64_t)(uintptr_t)req;
@@ -44,9 +82,9 @@ int aio_req_prep(AioContext *ctx, caio_req *req)
     case CAIO_WRITE:
     case CAIO_WRITEV:
         cb->aio_lio_opcode = req->opcode == CAIO_WRITE ? IOCB_CMD_PWRITE : IOCB_CMD_PWRITEV;
-        if (fstat(req->fd, &st) < 0)
-            return -errno;
-        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        if ((type = file_type(req->fd, NULL)) < 0)
+            return type;
+        if (!S_ISREG(type) && !S_ISBLK(type))
             cb->aio_rw_flags = RWF_NOWAIT;
         break;
     case CAIO_FSYNC:
@@ -92,8 +130,7 @@ static void req_prep_retry(caio_req *req)
 /* A refusal straight from io_submit: the clearest errno and message. */
 static void req_set_error(caio_req *req, long long res, int from_submit)
 {
-    struct stat st;
-    int err = (int)-res;
+    int err = (int)-res, type;
 
     if (from_submit && (req->opcode == CAIO_FSYNC || req->opcode == CAIO_FDSYNC) &&
         err == EINVAL) {
@@ -102,7 +139,7 @@ static void req_set_error(caio_req *req, long long res, int from_submit)
                (err == EINVAL || err == EOPNOTSUPP)) {
         /* A directory has no read_iter: the kernel says EINVAL where
          * read(2) says EISDIR. */
-        if (fstat(req->fd, &st) == 0 && S_ISDIR(st.st_mode))
+        if ((type = file_type(req->fd, NULL)) > 0 && S_ISDIR(type))
             err = EISDIR;
         else
             req->flags |= AIO_REQ_REJECTED;
@@ -122,26 +159,27 @@ static int req_complete(caio_req *req, long long res, int allow_retry, int from_
 {
     struct iocb *cb = aio_req_iocb(req);
     long long done = req->result;
-    struct stat st;
 
     if (cb->aio_rw_flags & RWF_NOWAIT) {
         int would_block = res == -EAGAIN || res == -EOPNOTSUPP;
         int short_read = caio_opcode_reads(req->opcode) && res > 0 &&
                          (unsigned long long)(done + res) < req->nbytes;
+        long long size = 0;
+        int type = would_block || short_read ? file_type(req->fd, &size) : -1;
 
-        if ((would_block || short_read) && fstat(req->fd, &st) == 0) {
-            if (S_ISDIR(st.st_mode) && would_block) {
+        if (type > 0) {
+            if (S_ISDIR(type) && would_block) {
                 req->result = -EISDIR;
                 return 1;
             }
-            if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
+            if (S_ISREG(type) || S_ISBLK(type)) {
                 /* Not cached (or the driver has no non-blocking mode):
                  * a regular file is worth waiting for. A short answer
                  * at the end of a regular file is simply the end. */
                 if (res > 0) {
                     done += res;
                     req->result = done;
-                    if (S_ISREG(st.st_mode) && req->offset + done >= st.st_size)
+                    if (S_ISREG(type) && req->offset + done >= size)
                         return 1;
                 }
                 if (allow_retry) {
