@@ -645,48 +645,6 @@ async def test_fs_op_waits_for_a_slot(tmp_path: Path) -> None:
 # ---- the short wait for a lone miss (batch.c) --------------------------------
 
 
-async def test_lone_misses_are_waited_for_until_the_waits_keep_failing(
-    wire: Any, pipe: Any
-) -> None:
-    # A read alone in flight that does not complete inline is waited for a
-    # little in the call. A pipe nobody writes to never answers in time:
-    # after a few failed waits the context stops waiting (but for a probe
-    # now and then), and every read still gets its data through the loop.
-    r, w = pipe
-    context = wire(Context(8))
-    assert context.lone_wait
-    started = time.perf_counter()
-    first = context.read_async(1, r, 0)
-    took = time.perf_counter() - started
-    assert took >= 100e-6, "the first lone miss was not waited for"
-    os.write(w, b"a")
-    assert await wait_for(first) == b"a"
-    for i in range(40):
-        pending = context.read_async(1, r, 0)
-        os.write(w, bytes([i]))
-        assert await wait_for(pending) == bytes([i])
-    assert not context.lone_wait
-
-
-async def test_a_lone_miss_does_not_wait_beside_others(wire: Any, pipe: Any) -> None:
-    # With another read in flight the loop has work to overlap: no wait. A
-    # failed wait would count against waiting (see the test above); twenty
-    # misses beside another read leave the context as one failed wait did.
-    r, w = pipe
-    context = wire(Context(8))
-    pending = context.read_async(1, r, 0)   # alone: waited for, in vain
-    for i in range(20):
-        other = context.read_async(1, r, 0)
-        os.write(w, bytes([i]))
-        done, (pending,) = await wait_for(
-            asyncio.wait([pending, other], return_when=asyncio.FIRST_COMPLETED)
-        )
-        assert [f.result() for f in done] == [bytes([i])]
-    assert context.lone_wait
-    os.write(w, b"z")
-    assert await wait_for(pending) == b"z"
-
-
 def cold_direct_file(tmp_path: Path, blocks: int) -> tuple[int, bytes]:
     """An O_DIRECT descriptor on a file of ``blocks`` random 4 KiB blocks."""
     content = random.Random(3).randbytes(blocks * 4096)
@@ -695,6 +653,64 @@ def cold_direct_file(tmp_path: Path, blocks: int) -> tuple[int, bytes]:
         return os.open(tmp_path / "cold", os.O_RDONLY | os.O_DIRECT), content
     except OSError:
         pytest.skip("no O_DIRECT on this file system")
+
+
+#: An O_DIRECT read this large never completes within the wait (150 us):
+#: that would take 100 GB/s.
+SLOW = 16 << 20
+
+
+async def test_lone_misses_are_waited_for_until_the_waits_keep_failing(
+    tmp_path: Path, wire: Any
+) -> None:
+    # A read alone in flight that does not complete inline is waited for a
+    # little in the call. Reads too large for the wait fail it: after a
+    # few the context stops waiting (but for a probe now and then), and
+    # every read still gets its data through the loop.
+    fd, content = cold_direct_file(tmp_path, SLOW // 4096)
+    try:
+        context = wire(Context(8))
+        memory = mmap.mmap(-1, SLOW)
+        assert context.lone_wait
+        for i in range(6):
+            started = time.perf_counter()
+            pending = context.readinto_async(memory, fd, 0)
+            took = time.perf_counter() - started
+            if i == 0:
+                assert took >= 100e-6, "the first lone miss was not waited for"
+            assert await wait_for(pending) == SLOW
+            assert memory[:] == content
+        assert not context.lone_wait
+    finally:
+        os.close(fd)
+
+
+async def test_lone_misses_beside_others_and_on_pipes_do_not_wait(
+    tmp_path: Path, wire: Any, pipe: Any
+) -> None:
+    # A read on a pipe waits for its writer, not a disk: never waited for.
+    # A read with another in flight (that pipe read) is not alone: the
+    # loop has work to overlap. Either kind of wait would fail here, and
+    # failed waits stop the waiting (the test above).
+    r, w = pipe
+    fd, content = cold_direct_file(tmp_path, SLOW // 4096)
+    try:
+        context = wire(Context(8))
+        for i in range(6):
+            pending = context.read_async(1, r, 0)   # alone, on a pipe
+            os.write(w, bytes([i]))
+            assert await wait_for(pending) == bytes([i])
+        assert context.lone_wait
+        waiting = context.read_async(1, r, 0)
+        memory = mmap.mmap(-1, SLOW)
+        for _ in range(6):
+            assert await wait_for(context.readinto_async(memory, fd, 0)) == SLOW
+        assert memory[:] == content
+        assert context.lone_wait
+        os.write(w, b"z")
+        assert await wait_for(waiting) == b"z"
+    finally:
+        os.close(fd)
 
 
 def disk_latency(fd: int, blocks: int) -> float:

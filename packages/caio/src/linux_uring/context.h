@@ -76,6 +76,8 @@ typedef struct {
     unsigned probe;
     int lone_avg;               /* lone misses done within LONE_WAIT_NS, 0..AVG_ONE */
     unsigned lone_probe;
+    int lone_fd;                /* the descriptor lone_fd_disk is about, or -1 */
+    int lone_fd_disk;           /* a regular file or block device */
     size_t unsubmitted_bytes;
     caio_req **inflight;
     unsigned n_inflight;

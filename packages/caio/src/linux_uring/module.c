@@ -391,6 +391,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->released = 1;
     self->avg = AVG_ONE;
     self->lone_avg = AVG_ONE;
+    self->lone_fd = -1;
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
 
