@@ -166,11 +166,13 @@ int uctx_open(UringContext *self, int sqpoll)
     return 0;
 }
 
-void uctx_wait_nogil(UringContext *self, long long ns)
+/* Wait up to ms for a CQE, the GIL released (other threads may run; this
+ * context refuses them meanwhile: self->nogil). */
+static void wait_nogil(UringContext *self, int ms)
 {
     self->nogil = 1;
     Py_BEGIN_ALLOW_THREADS
-    uring_wait(&self->ring, ns);
+    uring_wait(&self->ring, ms);
     Py_END_ALLOW_THREADS
     self->nogil = 0;
 }
@@ -498,7 +500,7 @@ void uctx_wait_cancels(UringContext *self, int timeout_ms, int run_callbacks)
         uctx_reap(self, run_callbacks);
         if (self->cancels_pending == 0 || (ms = time_left_ms(&deadline)) == 0)
             break;
-        uctx_wait_nogil(self, ms * 1000000LL);
+        wait_nogil(self, ms);
     }
 }
 
@@ -599,7 +601,7 @@ static void shutdown_ctx(UringContext *self)
         }
         if ((ms = time_left_ms(&deadline)) == 0)
             break;
-        uctx_wait_nogil(self, ms * 1000000LL);
+        wait_nogil(self, ms);
     }
     /* Whatever the kernel still holds keeps its memory for good. */
     while (self->n_inflight > 0) {

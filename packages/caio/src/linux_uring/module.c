@@ -106,12 +106,10 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         }
         if (!self->sqpoll) {
             uctx_reap(self, 0);
-            if (opcode == CAIO_READ || opcode == CAIO_WRITE || opcode == CAIO_READINTO)
-                uctx_note_inline(self, req->state == CAIO_REQ_DONE);
-            if (req->state != CAIO_REQ_DONE && caio_opcode_reads(opcode))
-                uctx_wait_lone(self, req);
             if (quiet)
                 uctx_eventfd_loud(self);
+            if (opcode == CAIO_READ || opcode == CAIO_WRITE || opcode == CAIO_READINTO)
+                uctx_note_inline(self, req->state == CAIO_REQ_DONE);
             if (req->state == CAIO_REQ_DONE) {
                 result = uctx_take_value(self, req);
                 goto out;
@@ -390,8 +388,6 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->closed = 1;       /* until fully set up: dealloc then frees only */
     self->released = 1;
     self->avg = AVG_ONE;
-    self->lone_avg = AVG_ONE;
-    self->lone_fd = -1;
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
 
@@ -509,11 +505,6 @@ static PyObject *ctx_get_batching(UringContext *self, void *closure)
     return PyBool_FromLong(self->batching);
 }
 
-static PyObject *ctx_get_lone_wait(UringContext *self, void *closure)
-{
-    return PyBool_FromLong(self->lone_avg > LONE_WAIT_ABOVE);
-}
-
 static PyObject *ctx_repr(UringContext *self)
 {
     return PyUnicode_FromFormat("<%s max_requests=%u in_flight=%u%s%s>",
@@ -560,9 +551,6 @@ static PyGetSetDef ctx_getset[] = {
      "True when a kernel thread polls the submission queue.", NULL},
     {"batching", (getter)ctx_get_batching, NULL,
      "True while submissions are batched once per loop iteration.", NULL},
-    {"lone_wait", (getter)ctx_get_lone_wait, NULL,
-     "True while a read alone in flight that misses the page cache is waited "
-     "for briefly in the call (most such waits succeed here).", NULL},
     {"_kernel_features", (getter)ctx_get_kernel_features, NULL,
      "The kernel features this context found (caio._features names).", NULL},
     {NULL}
