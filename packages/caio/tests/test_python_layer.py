@@ -243,5 +243,3 @@ def test_fork_generation_is_the_python_backends_counter(fd: int) -> None:
     _, status = os.waitpid(pid, 0)
     context.close()
     assert os.waitstatus_to_exitcode(status) == 0
-
-
