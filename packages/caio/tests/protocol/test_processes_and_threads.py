@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import threading
 import warnings
 from collections.abc import Callable
@@ -117,14 +118,34 @@ def test_fork_with_requests_in_flight(
         context.close()
 
 
+async def finishes(context: Any, awaitable: Any, what: str) -> Any:
+    """``await awaitable``, failing after TIMEOUT with what the context's
+    state says about why (CI once saw a write here never complete: its
+    completion lost, or never posted?)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait([task], timeout=TIMEOUT)
+    if not done:
+        state = repr(context.context)
+        readable = bool(select.select([context.context.fileno], [], [], 0)[0])
+        reaped = context.context.process_events()
+        await asyncio.sleep(0.1)
+        task.cancel()
+        pytest.fail(
+            f"{what} not done after {TIMEOUT} s: {state}, its descriptor "
+            f"{'readable' if readable else 'not readable'}; process_events() "
+            f"then finished {reaped}, and it was {'done' if task.done() else 'not done'}",
+        )
+    return task.result()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_fork_with_an_asyncio_context(harness: Any, fd: int) -> None:
     loop = asyncio.new_event_loop()
     context = harness.AsyncioContext(loop=loop)
 
     async def before() -> None:
-        assert await context.write(b"parent", fd, 0) == 6
-        assert await context.read(1, fd, 0) == b"p"
+        assert await finishes(context, context.write(b"parent", fd, 0), "write") == 6
+        assert await finishes(context, context.read(1, fd, 0), "read") == b"p"
 
     loop.run_until_complete(before())
     pid = fork()
@@ -158,10 +179,10 @@ def test_fork_with_an_asyncio_context(harness: Any, fd: int) -> None:
     async def after() -> None:
         # The parent's context is untouched and its loop still hears
         # completions (an fsync never finishes inline).
-        assert await context.write(b"after fork", fd, 0) == 10
+        assert await finishes(context, context.write(b"after fork", fd, 0), "write") == 10
         for _ in range(3):
-            assert await asyncio.wait_for(context.fsync(fd), TIMEOUT) is None
-        assert await context.read(100, fd, 0) == b"after fork"
+            assert await finishes(context, context.fsync(fd), "fsync") is None
+        assert await finishes(context, context.read(100, fd, 0), "read") == b"after fork"
 
     try:
         loop.run_until_complete(after())
