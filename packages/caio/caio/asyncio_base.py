@@ -91,6 +91,25 @@ def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
     return partial(asyncio.Future, loop=loop)
 
 
+def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
+    """Whether a stock asyncio ``loop`` has nothing else to run: no ready
+    callback (nor a task the factory has yet to wake), no timer due, no
+    descriptor ready but ``own``. linux_uring asks it before it waits in
+    the call for a lone read that missed the page cache (a read completed
+    in the call does not yield: docs/internals.md, "A lone miss is waited
+    for briefly")."""
+    ready, scheduled, select, time = loop._ready, loop._scheduled, loop._selector.select, loop.time
+
+    def idle() -> bool:
+        if ready or factory.pending:
+            return False
+        if scheduled and scheduled[0]._when <= time():
+            return False
+        return all(key.fd == own for key, _ in select(0))
+
+    return idle
+
+
 #: The *_async methods an OperationState holds, in its order.
 _FAST_OPERATIONS = ("read", "write", "readinto", "readv", "writev")
 
@@ -232,6 +251,9 @@ class AsyncioContextBase(FsOperations):
             # process_events(), then the tasks of what it finished, in this
             # loop iteration (docs/internals.md, "Waking the tasks").
             reader = factory.reaper(reader)
+            set_idle_check = getattr(context, "_set_idle_check", None)
+            if set_idle_check is not None and hasattr(loop, "_selector"):
+                set_idle_check(_idle_check(loop, factory, context.fileno))
         self._fileno = context.fileno
         # The number is fresh, so a registration the loop still holds under it
         # is stale: a descriptor closed without remove_reader (as a forked

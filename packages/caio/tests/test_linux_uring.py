@@ -18,6 +18,7 @@ import os
 import random
 import re
 import select
+import sys
 import threading
 import time
 from pathlib import Path
@@ -640,3 +641,218 @@ async def test_fs_op_waits_for_a_slot(tmp_path: Path) -> None:
         os.close(r)
         os.close(w)
 
+
+
+# ---- the short wait for a lone miss (batch.c) --------------------------------
+
+
+def cold_direct_file(tmp_path: Path, blocks: int) -> tuple[int, bytes]:
+    """An O_DIRECT descriptor on a file of ``blocks`` random 4 KiB blocks."""
+    content = random.Random(3).randbytes(blocks * 4096)
+    with open(tmp_path / "cold", "wb") as f:
+        f.write(content)
+        os.fsync(f.fileno())   # no dirty pages for the direct reads to flush first
+    try:
+        return os.open(tmp_path / "cold", os.O_RDONLY | os.O_DIRECT), content
+    except OSError:
+        pytest.skip("no O_DIRECT on this file system")
+
+
+#: An O_DIRECT read this large never completes within the wait (150 us):
+#: that would take 100 GB/s.
+SLOW = 16 << 20
+
+
+def idle_context(wire: Any) -> Any:
+    """A wired Context told that its loop is always idle (the adapter's
+    check answers for a real loop: see the tests at the end)."""
+    context = wire(Context(8))
+    context._set_idle_check(lambda: True)
+    return context
+
+
+async def test_lone_misses_are_waited_for_until_the_waits_keep_failing(
+    tmp_path: Path, wire: Any
+) -> None:
+    # A read alone in flight that does not complete inline is waited for a
+    # little in the call. Reads too large for the wait fail it: after a
+    # few the context stops waiting (but for a probe now and then), and
+    # every read still gets its data through the loop.
+    fd, content = cold_direct_file(tmp_path, SLOW // 4096)
+    try:
+        context = idle_context(wire)
+        memory = mmap.mmap(-1, SLOW)
+        assert context.lone_wait
+        for i in range(6):
+            started = time.perf_counter()
+            pending = context.readinto_async(memory, fd, 0)
+            took = time.perf_counter() - started
+            if i == 0:
+                assert took >= 100e-6, "the first lone miss was not waited for"
+            assert await wait_for(pending) == SLOW
+            assert memory[:] == content
+        assert not context.lone_wait
+    finally:
+        os.close(fd)
+
+
+async def test_lone_misses_beside_others_and_on_pipes_do_not_wait(
+    tmp_path: Path, wire: Any, pipe: Any
+) -> None:
+    # A read on a pipe waits for its writer, not a disk: never waited for.
+    # A read with another in flight (that pipe read) is not alone: the
+    # loop has work to overlap. Either kind of wait would fail here, and
+    # failed waits stop the waiting (the test above).
+    r, w = pipe
+    fd, content = cold_direct_file(tmp_path, SLOW // 4096)
+    try:
+        context = idle_context(wire)
+        for i in range(6):
+            pending = context.read_async(1, r, 0)   # alone, on a pipe
+            os.write(w, bytes([i]))
+            assert await wait_for(pending) == bytes([i])
+        assert context.lone_wait
+        waiting = context.read_async(1, r, 0)
+        memory = mmap.mmap(-1, SLOW)
+        for _ in range(6):
+            assert await wait_for(context.readinto_async(memory, fd, 0)) == SLOW
+        assert memory[:] == content
+        assert context.lone_wait
+        os.write(w, b"z")
+        assert await wait_for(waiting) == b"z"
+    finally:
+        os.close(fd)
+
+
+def disk_latency(fd: int, blocks: int) -> float:
+    """Median seconds of a synchronous 4 KiB O_DIRECT read on fd."""
+    memory = mmap.mmap(-1, 4096)
+    took = []
+    for i in range(0, blocks, max(1, blocks // 16)):
+        started = time.perf_counter()
+        os.preadv(fd, [memory], i * 4096)
+        took.append(time.perf_counter() - started)
+    return sorted(took)[len(took) // 2]
+
+
+async def test_a_lone_read_from_a_fast_disk_completes_in_the_call(
+    tmp_path: Path, wire: Any
+) -> None:
+    # O_DIRECT reads one at a time always go to the disk: where it answers
+    # well within the wait, most come back as bytes from the call itself,
+    # with no future and no trip through the loop.
+    fd, content = cold_direct_file(tmp_path, 64)
+    try:
+        if disk_latency(fd, 64) > 75e-6:   # half the wait: most reads make it
+            pytest.skip("this disk takes longer than 75 us per read")
+        context = idle_context(wire)
+        memory = mmap.mmap(-1, 4096)
+        direct = 0
+        for i in range(64):
+            result = context.readinto_async(memory, fd, i * 4096)
+            if type(result) is int:
+                direct += 1
+            else:
+                result = await wait_for(result)
+            assert result == 4096
+            assert memory[:] == content[i * 4096:(i + 1) * 4096]
+        assert direct >= 32, direct
+        assert context.lone_wait
+    finally:
+        os.close(fd)
+
+
+async def test_no_wait_unless_the_loop_is_idle(tmp_path: Path, wire: Any) -> None:
+    # Without an idle check (a bare Context, Trio) or when it says the loop
+    # has other work, a lone miss goes to the loop at once: no wait, so no
+    # failed wait either (lone_wait would turn False after a few).
+    fd, content = cold_direct_file(tmp_path, SLOW // 4096)
+    try:
+        memory = mmap.mmap(-1, SLOW)
+        asked: list[int] = []
+
+        def busy() -> bool:
+            asked.append(1)
+            return False
+
+        for check in (None, busy):
+            context = wire(Context(8))
+            context._set_idle_check(check)
+            for _ in range(6):
+                assert await wait_for(context.readinto_async(memory, fd, 0)) == SLOW
+            assert context.lone_wait
+        assert memory[:] == content
+        assert len(asked) >= 4   # asked, not waited for
+        with pytest.raises(TypeError, match="callable"):
+            context._set_idle_check(42)
+    finally:
+        os.close(fd)
+
+
+async def test_a_failing_idle_check_means_no_wait(
+    tmp_path: Path, wire: Any, monkeypatch: Any
+) -> None:
+    # Reported (sys.unraisablehook), taken for "not idle".
+    fd, _ = cold_direct_file(tmp_path, SLOW // 4096)
+    reported: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    try:
+        context = wire(Context(8))
+
+        def broken() -> bool:
+            raise ZeroDivisionError("the check")
+
+        context._set_idle_check(broken)
+        memory = mmap.mmap(-1, SLOW)
+        for _ in range(6):
+            assert await wait_for(context.readinto_async(memory, fd, 0)) == SLOW
+        assert context.lone_wait   # never waited, so never failed a wait
+        assert reported
+        assert all(type(r.exc_value) is ZeroDivisionError for r in reported)
+    finally:
+        os.close(fd)
+
+
+async def test_tasks_reading_one_at_a_time_take_turns(tmp_path: Path) -> None:
+    # A read completed in the call does not yield: were lone misses waited
+    # for while other tasks are ready, the first task would do all its
+    # reads before the next one started (one read in flight in all). The
+    # adapter's idle check sees the other tasks and the reads overlap.
+    fd, _ = cold_direct_file(tmp_path, 256)
+    try:
+        order: list[int] = []
+        async with AsyncioContext(64) as context:
+            assert context.context.lone_wait
+
+            async def worker(k: int) -> None:
+                memory = mmap.mmap(-1, 4096)
+                for i in range(8):
+                    await context.readinto(memory, fd, ((k * 8 + i) * 37 % 256) * 4096)
+                    order.append(k)
+
+            await wait_for(asyncio.gather(*(worker(k) for k in range(16))))
+        assert len(set(order[:16])) >= 8, order
+    finally:
+        os.close(fd)
+
+
+async def test_one_task_alone_gets_its_reads_in_the_call(tmp_path: Path) -> None:
+    # Through the adapter, with nothing else on the loop, the check says
+    # idle: a fast disk's reads complete in the call (no future).
+    fd, _ = cold_direct_file(tmp_path, 64)
+    try:
+        if disk_latency(fd, 64) > 75e-6:
+            pytest.skip("this disk takes longer than 75 us per read")
+        async with AsyncioContext(8) as context:
+            memory = mmap.mmap(-1, 4096)
+            await context.readinto(memory, fd, 0)   # binds the loop, sets the check
+            direct = 0
+            for i in range(64):
+                result = context.context.readinto_async(memory, fd, i * 4096)
+                if type(result) is int:
+                    direct += 1
+                else:
+                    await wait_for(result)
+            assert direct >= 32, direct
+    finally:
+        os.close(fd)

@@ -35,6 +35,7 @@ typedef struct {
     PyObject *call_soon;      /* loop.call_soon */
     PyObject *run;            /* this factory's run(), what call_soon runs */
     Future *head, *tail;      /* finished futures whose callbacks are due */
+    Future *rest;             /* those run() has still to run (its own list) */
     int scheduled;            /* run() is scheduled (head, not reaping) */
     int reaping;              /* a Reaper's process_events() runs */
 } Factory;
@@ -201,7 +202,9 @@ static PyObject *Factory_run(Factory *q, PyObject *unused)
         Future *next = f->next;
         f->next = NULL;
         f->queued = 0;
+        q->rest = next;
         if (run_callbacks(f) < 0) {
+            q->rest = NULL;
             /* SystemExit or KeyboardInterrupt goes up now; what is left
              * runs first in the next run. f goes again unless a callback
              * queued it anew meanwhile (or none is left on it). */
@@ -218,6 +221,7 @@ static PyObject *Factory_run(Factory *q, PyObject *unused)
         Py_DECREF(f);
         f = next;
     }
+    q->rest = NULL;
     Py_RETURN_NONE;
 }
 
@@ -753,8 +757,17 @@ static PyObject *Factory_get_loop(Factory *q, void *closure)
     return Py_NewRef(q->loop);
 }
 
+/* Whether some finished future's callbacks have yet to run: tasks woken
+ * that the loop's ready queue does not show. */
+static PyObject *Factory_get_pending(Factory *q, void *closure)
+{
+    return PyBool_FromLong(q->head != NULL || q->rest != NULL);
+}
+
 static PyGetSetDef Factory_getset[] = {
     {"loop", (getter)Factory_get_loop, NULL, "The loop the futures belong to.", NULL},
+    {"pending", (getter)Factory_get_pending, NULL,
+     "True while some finished future's callbacks have yet to run.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -1,7 +1,18 @@
-/* caio.linux_uring: submit now or batch, and the eventfd kept quiet for
- * completions the submitting call reaps itself. See context.c's top
- * comment for the policy and docs/internals.md for the measurements. */
+/* caio.linux_uring: submit now or batch, the eventfd kept quiet for
+ * completions the submitting call reaps itself, and the short wait for a
+ * lone miss. See context.c's top comment for the policy and
+ * docs/internals.md for the measurements. */
 #include "context.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/stat.h>
+
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
 
 void uctx_note_inline(UringContext *self, int done)
 {
@@ -65,4 +76,96 @@ void uctx_eventfd_loud(UringContext *self)
                      __ATOMIC_RELEASE);
     if (self->n_inflight > 0 || self->cancels_pending > 0)
         uctx_signal(self);
+}
+
+/* Whether fd is a regular file or a block device: only a disk's answer
+ * is worth waiting for (a pipe or a socket answers when someone writes to
+ * it). One statx per new descriptor; a descriptor closed and reused for
+ * another kind of file only misleads this guess (a wait in vain at worst,
+ * or none). statx asks for the type alone: see linux_aio's file_type() on
+ * why not fstat. */
+static int on_disk(UringContext *self, int fd)
+{
+    if (fd != self->lone_fd) {
+        int disk = 1;   /* cannot tell: as a file */
+#ifdef SYS_statx
+        struct statx stx;
+
+        if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) == 0 &&
+            (stx.stx_mask & STATX_TYPE))
+            disk = S_ISREG(stx.stx_mode) || S_ISBLK(stx.stx_mode);
+#endif
+        self->lone_fd = fd;
+        self->lone_fd_disk = disk;
+    }
+    return self->lone_fd_disk;
+}
+
+/* Whether the loop has nothing else to run (the adapter's check): a read
+ * completed in the call does not yield, so waiting while other tasks are
+ * ready would run this one's reads, one at a time, ahead of all of them.
+ * A failing check counts as "not idle" (and is reported). */
+static int loop_idle(UringContext *self)
+{
+    PyObject *check = Py_NewRef(self->idle_check), *r;
+    int idle;
+
+    r = PyObject_CallNoArgs(check);
+    Py_DECREF(check);
+    if (r == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+        return 0;
+    }
+    idle = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (idle < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+        return 0;
+    }
+    /* The check is Python code: it may have closed us, or moved requests. */
+    return idle && !self->closed && self->n_inflight == 1 && self->wait_head == NULL &&
+           self->cancels_pending == 0;
+}
+
+/* The short wait for a lone miss.
+ *
+ * One read at a time from a cold file: the kernel starts the disk read
+ * inside our io_uring_enter (or the preadv2(RWF_NOWAIT) before it) and
+ * answers later. Going back to the loop for it costs a future, a sleep in
+ * epoll_wait, the task work, an eventfd wake-up and a loop iteration: on
+ * a fast disk (tens of microseconds) that is a third more than the read.
+ * When nothing else is in flight on this context, wait for the CQE here
+ * instead, for at most LONE_WAIT_NS, the GIL released: the read is then
+ * done when the call returns, as a synchronous read would be, and the
+ * loop is held no longer than a kernel AIO buffered read holds it (all of
+ * the disk's latency). On a slower disk the wait fails; after a few
+ * failures it is tried on every LONE_PROBE_EVERY-th lone miss only, so a
+ * slow disk costs the loop LONE_WAIT_NS per LONE_PROBE_EVERY reads. Reads
+ * only: a write that misses is a throttled or synchronous one, whose
+ * latency is the file system's, not the disk's. Files on a disk only:
+ * pipes and sockets answer when their writer writes, if ever.
+ *
+ * Several requests in flight never wait: the loop has work to overlap.
+ * Nor does one while the loop has other tasks or callbacks ready, or
+ * descriptors ready but ours, or a timer due (the adapter's idle check,
+ * loop_idle()): the read completed in the call does not yield, and other
+ * tasks would wait for all of this task's reads. Without a check (a bare
+ * Context, Trio, other loops) there is no wait. */
+void uctx_wait_lone(UringContext *self, caio_req *req)
+{
+    int done;
+
+    if (self->n_inflight != 1 || self->cancels_pending != 0 || self->wait_head != NULL ||
+        self->sqpoll || !caio_has(&self->ring.features, CAIO_F_URING_EXT_ARG))
+        return;
+    if (self->idle_check == NULL || !on_disk(self, req->fd))
+        return;
+    if (self->lone_avg <= LONE_WAIT_ABOVE && ++self->lone_probe % LONE_PROBE_EVERY != 0)
+        return;
+    if (!loop_idle(self))
+        return;
+    uctx_wait_nogil(self, LONE_WAIT_NS);
+    uctx_reap(self, 0);
+    done = req->state == CAIO_REQ_DONE;
+    self->lone_avg += ((done ? AVG_ONE : 0) - self->lone_avg) / 4;
 }

@@ -166,13 +166,11 @@ int uctx_open(UringContext *self, int sqpoll)
     return 0;
 }
 
-/* Wait up to ms for a CQE, the GIL released (other threads may run; this
- * context refuses them meanwhile: self->nogil). */
-static void wait_nogil(UringContext *self, int ms)
+void uctx_wait_nogil(UringContext *self, long long ns)
 {
     self->nogil = 1;
     Py_BEGIN_ALLOW_THREADS
-    uring_wait(&self->ring, ms);
+    uring_wait(&self->ring, ns);
     Py_END_ALLOW_THREADS
     self->nogil = 0;
 }
@@ -500,7 +498,7 @@ void uctx_wait_cancels(UringContext *self, int timeout_ms, int run_callbacks)
         uctx_reap(self, run_callbacks);
         if (self->cancels_pending == 0 || (ms = time_left_ms(&deadline)) == 0)
             break;
-        wait_nogil(self, ms);
+        uctx_wait_nogil(self, ms * 1000000LL);
     }
 }
 
@@ -601,7 +599,7 @@ static void shutdown_ctx(UringContext *self)
         }
         if ((ms = time_left_ms(&deadline)) == 0)
             break;
-        wait_nogil(self, ms);
+        uctx_wait_nogil(self, ms * 1000000LL);
     }
     /* Whatever the kernel still holds keeps its memory for good. */
     while (self->n_inflight > 0) {

@@ -37,6 +37,14 @@
 #define AVG_IMMEDIATE_ABOVE (AVG_ONE / 2)
 #define PROBE_EVERY 16
 
+/* A read alone in the ring that missed the page cache is waited for this
+ * long (the GIL released) before the loop is given back; done as long as
+ * more than LONE_WAIT_ABOVE of those waits succeed, else every
+ * LONE_PROBE_EVERY-th lone miss only. See batch.c. */
+#define LONE_WAIT_NS 150000LL
+#define LONE_WAIT_ABOVE (AVG_ONE / 2)
+#define LONE_PROBE_EVERY 32
+
 /* Submissions carrying more bytes than this release the GIL around
  * io_uring_enter: an inline page-cache copy of that size takes longer than
  * dropping and retaking the GIL. Small ones keep it (releasing would cost
@@ -66,6 +74,11 @@ typedef struct {
     int cancel_any_failed;
     int avg;                    /* inline completion rate, 0..AVG_ONE */
     unsigned probe;
+    int lone_avg;               /* lone misses done within LONE_WAIT_NS, 0..AVG_ONE */
+    unsigned lone_probe;
+    PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
+    int lone_fd;                /* the descriptor lone_fd_disk is about, or -1 */
+    int lone_fd_disk;           /* a regular file or block device */
     size_t unsubmitted_bytes;
     caio_req **inflight;
     unsigned n_inflight;
@@ -92,6 +105,12 @@ CAIO_API int uctx_open(UringContext *self, int sqpoll);
 /* SQE for req in the ring (published, not yet submitted), req in flight.
  * The caller checked n_inflight < limit. 0, or -1 + exception. */
 CAIO_API int uctx_queue_req(UringContext *self, caio_req *req);
+/* Wait up to ns for a CQE, the GIL released (other threads may run; this
+ * context refuses them meanwhile: self->nogil). */
+CAIO_API void uctx_wait_nogil(UringContext *self, long long ns);
+/* A read just submitted alone that did not complete inline: wait for it a
+ * little (batch.c says when and why). */
+CAIO_API void uctx_wait_lone(UringContext *self, caio_req *req);
 /* ASYNC_CANCEL for req, or for everything with req == NULL. */
 CAIO_API int uctx_queue_cancel(UringContext *self, caio_req *req);
 /* io_uring_enter for every published SQE. 0, or -1 + OSError. */

@@ -106,10 +106,12 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         }
         if (!self->sqpoll) {
             uctx_reap(self, 0);
-            if (quiet)
-                uctx_eventfd_loud(self);
             if (opcode == CAIO_READ || opcode == CAIO_WRITE || opcode == CAIO_READINTO)
                 uctx_note_inline(self, req->state == CAIO_REQ_DONE);
+            if (req->state != CAIO_REQ_DONE && caio_opcode_reads(opcode))
+                uctx_wait_lone(self, req);
+            if (quiet)
+                uctx_eventfd_loud(self);
             if (req->state == CAIO_REQ_DONE) {
                 result = uctx_take_value(self, req);
                 goto out;
@@ -199,6 +201,17 @@ static PyObject *ctx_cancel_future(UringContext *self, PyObject *fut)
 out:
     context_leave(self);
     return result;
+}
+
+static PyObject *ctx_set_idle_check(UringContext *self, PyObject *check)
+{
+    if (check != Py_None && !PyCallable_Check(check)) {
+        PyErr_Format(PyExc_TypeError, "the idle check must be callable or None, not %.100s",
+                     Py_TYPE(check)->tp_name);
+        return NULL;
+    }
+    Py_XSETREF(self->idle_check, check == Py_None ? NULL : Py_NewRef(check));
+    Py_RETURN_NONE;
 }
 
 static PyObject *ctx_flush_cb(UringContext *self, PyObject *unused)
@@ -388,6 +401,8 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->closed = 1;       /* until fully set up: dealloc then frees only */
     self->released = 1;
     self->avg = AVG_ONE;
+    self->lone_avg = AVG_ONE;
+    self->lone_fd = -1;
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
 
@@ -446,11 +461,13 @@ static int ctx_traverse(UringContext *self, visitproc visit, void *arg)
         for (caio_req *req = self->done_head; req != NULL; req = req->next)
             Py_VISIT(req->owner);   /* done, its reference not yet dropped */
     }
+    Py_VISIT(self->idle_check);
     return caio_context_traverse((caio_context *)self, visit, arg);
 }
 
 static int ctx_clear(UringContext *self)
 {
+    Py_CLEAR(self->idle_check);
     caio_context_clear((caio_context *)self);
     return 0;
 }
@@ -505,6 +522,11 @@ static PyObject *ctx_get_batching(UringContext *self, void *closure)
     return PyBool_FromLong(self->batching);
 }
 
+static PyObject *ctx_get_lone_wait(UringContext *self, void *closure)
+{
+    return PyBool_FromLong(self->lone_avg > LONE_WAIT_ABOVE);
+}
+
 static PyObject *ctx_repr(UringContext *self)
 {
     return PyUnicode_FromFormat("<%s max_requests=%u in_flight=%u%s%s>",
@@ -530,6 +552,11 @@ static PyMethodDef ctx_methods[] = {
      "Submit what is batched or waiting and reap what completed; returns\n"
      "how many completed. Raises OSError when the ring fails. "
      CAIO_RAISES_COMMON},
+    {"_set_idle_check", (PyCFunction)ctx_set_idle_check, METH_O,
+     "_set_idle_check($self, check, /)\n--\n\n"
+     "check() tells whether the event loop has nothing else to run; only\n"
+     "then is a lone read that misses the page cache waited for in the\n"
+     "call (None: never)."},
     {"_flush", (PyCFunction)ctx_flush_cb, METH_NOARGS,
      "_flush($self, /)\n--\n\nSubmit batched operations (scheduled with call_soon)."},
     {NULL}
@@ -551,6 +578,9 @@ static PyGetSetDef ctx_getset[] = {
      "True when a kernel thread polls the submission queue.", NULL},
     {"batching", (getter)ctx_get_batching, NULL,
      "True while submissions are batched once per loop iteration.", NULL},
+    {"lone_wait", (getter)ctx_get_lone_wait, NULL,
+     "True while a read alone in flight that misses the page cache is waited "
+     "for briefly in the call (most such waits succeed here).", NULL},
     {"_kernel_features", (getter)ctx_get_kernel_features, NULL,
      "The kernel features this context found (caio._features names).", NULL},
     {NULL}

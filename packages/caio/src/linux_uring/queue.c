@@ -82,14 +82,14 @@ int uring_submit(struct uring *ring)
     return total;
 }
 
-int uring_wait(struct uring *ring, int timeout_ms)
+int uring_wait(struct uring *ring, long long timeout_ns)
 {
     int ret;
 
     if (caio_has(&ring->features, CAIO_F_URING_EXT_ARG)) {
         struct __kernel_timespec ts = {
-            .tv_sec = timeout_ms / 1000,
-            .tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+            .tv_sec = timeout_ns / 1000000000LL,
+            .tv_nsec = timeout_ns % 1000000000LL,
         };
         struct io_uring_getevents_arg arg;
         memset(&arg, 0, sizeof(arg));
@@ -100,10 +100,10 @@ int uring_wait(struct uring *ring, int timeout_ms)
         return ret < 0 ? -errno : 0;
     }
     /* Before 5.11 there is no timeout for io_uring_enter: the ring fd is
-     * readable when CQEs wait. */
+     * readable when CQEs wait. (Whole milliseconds, rounded up.) */
     {
         struct pollfd pfd = {.fd = ring->fd, .events = POLLIN};
-        ret = poll(&pfd, 1, timeout_ms);
+        ret = poll(&pfd, 1, (int)((timeout_ns + 999999) / 1000000));
         if (ret < 0)
             return -errno;
         return ret == 0 ? -ETIME : 0;

@@ -172,7 +172,7 @@ URING_API struct io_uring_sqe *uring_get_sqe_wait(struct uring *ring);
 
 /* Wait (blocking: call with the GIL released) until at least one CQE is
  * there or timeout_ms passed. Returns 0, -ETIME, -EINTR or -errno. */
-URING_API int uring_wait(struct uring *ring, int timeout_ms);
+URING_API int uring_wait(struct uring *ring, long long timeout_ns);
 
 /* Ask the kernel to post CQEs it kept back (CQ overflow) and run pending
  * task work. Does not block. */
