@@ -441,6 +441,8 @@ static PyObject *ctx_close(UringContext *self, PyObject *unused)
         return NULL;
     }
     uctx_close(self);
+    /* Nothing left to wait for: let go of the loop the check refers to. */
+    Py_CLEAR(self->idle_check);
     Py_RETURN_NONE;
 }
 
