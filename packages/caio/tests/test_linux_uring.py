@@ -744,6 +744,40 @@ def disk_latency(fd: int, blocks: int) -> float:
     return sorted(took)[len(took) // 2]
 
 
+async def reads_in_the_call(fd: int, content: bytes, context: Any) -> int:
+    """How many of 64 one-at-a-time 4 KiB reads ``context`` returned as a
+    value from the call itself (the others through a future); all checked."""
+    memory = mmap.mmap(-1, 4096)
+    direct = 0
+    for i in range(64):
+        result = context.readinto_async(memory, fd, i * 4096)
+        if type(result) is int:
+            direct += 1
+        else:
+            result = await wait_for(result)
+        assert result == 4096
+        assert memory[:] == content[i * 4096:(i + 1) * 4096]
+    return direct
+
+
+async def mostly_in_the_call(fd: int, content: bytes, make_context: Any) -> None:
+    """Where the disk answers well within the wait, most lone reads come
+    back from the call. The disk is shared and its latency swings: up to
+    three tries, each on a fresh context right after measuring it."""
+    counts = []
+    for _ in range(3):
+        if disk_latency(fd, 64) > 75e-6:   # half the wait: most reads make it
+            continue
+        context = await make_context()
+        counts.append(await reads_in_the_call(fd, content, context))
+        if counts[-1] >= 32:
+            assert context.lone_wait
+            return
+    if not counts:
+        pytest.skip("this disk takes longer than 75 us per read")
+    pytest.fail(f"lone reads completed in the call: {counts} of 64 per try")
+
+
 @needs_ext_arg
 async def test_a_lone_read_from_a_fast_disk_completes_in_the_call(
     tmp_path: Path, wire: Any
@@ -752,22 +786,12 @@ async def test_a_lone_read_from_a_fast_disk_completes_in_the_call(
     # well within the wait, most come back as bytes from the call itself,
     # with no future and no trip through the loop.
     fd, content = cold_direct_file(tmp_path, 64)
+
+    async def make() -> Any:
+        return idle_context(wire)
+
     try:
-        if disk_latency(fd, 64) > 75e-6:   # half the wait: most reads make it
-            pytest.skip("this disk takes longer than 75 us per read")
-        context = idle_context(wire)
-        memory = mmap.mmap(-1, 4096)
-        direct = 0
-        for i in range(64):
-            result = context.readinto_async(memory, fd, i * 4096)
-            if type(result) is int:
-                direct += 1
-            else:
-                result = await wait_for(result)
-            assert result == 4096
-            assert memory[:] == content[i * 4096:(i + 1) * 4096]
-        assert direct >= 32, direct
-        assert context.lone_wait
+        await mostly_in_the_call(fd, content, make)
     finally:
         os.close(fd)
 
@@ -923,20 +947,19 @@ async def test_tasks_reading_one_at_a_time_are_never_held_up(
 async def test_one_task_alone_gets_its_reads_in_the_call(tmp_path: Path) -> None:
     # Through the adapter, with nothing else on the loop, the check says
     # idle: a fast disk's reads complete in the call (no future).
-    fd, _ = cold_direct_file(tmp_path, 64)
+    fd, content = cold_direct_file(tmp_path, 64)
+    contexts: list[Any] = []
+
+    async def make() -> Any:
+        context = AsyncioContext(8)
+        contexts.append(context)
+        memory = mmap.mmap(-1, 4096)
+        await context.readinto(memory, fd, 0)   # binds the loop, sets the check
+        return context.context
+
     try:
-        if disk_latency(fd, 64) > 75e-6:
-            pytest.skip("this disk takes longer than 75 us per read")
-        async with AsyncioContext(8) as context:
-            memory = mmap.mmap(-1, 4096)
-            await context.readinto(memory, fd, 0)   # binds the loop, sets the check
-            direct = 0
-            for i in range(64):
-                result = context.context.readinto_async(memory, fd, i * 4096)
-                if type(result) is int:
-                    direct += 1
-                else:
-                    await wait_for(result)
-            assert direct >= 32, direct
+        await mostly_in_the_call(fd, content, make)
     finally:
+        for context in contexts:
+            context.close()
         os.close(fd)
