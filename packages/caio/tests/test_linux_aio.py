@@ -501,3 +501,159 @@ def test_close_leaves_io_destroy_to_a_helper_thread() -> None:
     while threads() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threads() <= before
+
+
+# ---- submit now or batch ---------------------------------------------------------
+
+#: The content of patterned_direct_fd: block i is the byte i % 251.
+PATTERN = b"".join(bytes([i % 251]) * BLOCK for i in range(1024))
+#: An O_DIRECT read this large cannot complete inside io_submit (that
+#: would take the device well over 100 GB/s), whatever the disk's cache.
+BIG = 2 << 20
+
+
+@pytest.fixture
+def patterned_direct_fd(direct_fd: int) -> int:
+    """direct_fd (4 MiB) holding PATTERN."""
+    for offset in range(0, len(PATTERN), 1 << 20):
+        chunk = aligned(1 << 20, 0)
+        chunk[:] = PATTERN[offset:offset + (1 << 20)]
+        os.pwritev(direct_fd, [chunk], offset)
+    return direct_fd
+
+
+async def big_reads(context: Any, fd: int, count: int = 16, rounds: int = 3) -> None:
+    """Rounds of ``count`` BIG O_DIRECT reads at once (none completes
+    inside io_submit); each gets its bytes."""
+    for _ in range(rounds):
+        buffers = [aligned(BIG, 0) for _ in range(count)]
+        offsets = [i % 2 * BIG for i in range(count)]
+        pending = [context.readinto_async(b, fd, o) for b, o in zip(buffers, offsets, strict=True)]
+        results = [r if type(r) is int else await asyncio.wait_for(r, TIMEOUT) for r in pending]
+        assert results == [BIG] * count
+        for buffer, offset in zip(buffers, offsets, strict=True):
+            assert buffer[:] == PATTERN[offset:offset + BIG]
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+async def test_batching_needs_a_scheduler(
+    event_loop: asyncio.AbstractEventLoop, patterned_direct_fd: int, explicit: bool,
+    recording_wire: Any,
+) -> None:
+    # Requests that do not complete inside io_submit make the context
+    # batch them: one io_submit per loop pass, scheduled with call_soon. A
+    # factory without call_soon means: always submit at once.
+    context = Context(64)
+    scheduled = recording_wire(context, explicit)
+    assert not context.batching
+    await big_reads(context, patterned_direct_fd)
+    assert context.batching is explicit
+    assert bool(scheduled) is explicit
+
+
+async def test_batching_stops_when_requests_complete_inline(
+    event_loop: asyncio.AbstractEventLoop, patterned_direct_fd: int,
+    data_file: tuple[int, bytes],
+    recording_wire: Any,
+) -> None:
+    # Cached reads complete inside io_submit (every 16th request while
+    # batching goes at once to find out, and so does one alone): the
+    # context goes back to submitting each at once, and their values come
+    # from the call.
+    fd, content = data_file
+    context = Context(64)
+    recording_wire(context)
+    await big_reads(context, patterned_direct_fd)
+    assert context.batching
+    inline = 0
+    for i in range(256):
+        offset = (i * 7 % 256) * BLOCK
+        pending = [context.read_async(BLOCK, fd, offset) for _ in range(2)]
+        for result in pending:
+            if type(result) is bytes:
+                inline += 1
+            else:
+                result = await asyncio.wait_for(result, TIMEOUT)
+            assert result == content[offset:offset + BLOCK]
+    assert not context.batching
+    assert inline > 256
+
+
+async def test_batching_submits_a_lone_request_at_once(
+    event_loop: asyncio.AbstractEventLoop, patterned_direct_fd: int, recording_wire: Any
+) -> None:
+    # While batching, a request with nothing in flight or queued has no one
+    # to share an io_submit with: it goes to the kernel in the call (no
+    # flush scheduled); the next one, with the first in flight, waits for
+    # the flush.
+    context = Context(64)
+    scheduled = recording_wire(context)
+    await big_reads(context, patterned_direct_fd)
+    assert context.batching
+    await asyncio.sleep(0)
+    scheduled.clear()
+    buffers = [aligned(BIG, 0) for _ in range(2)]
+    first = context.readinto_async(buffers[0], patterned_direct_fd, 0)
+    assert scheduled == []
+    assert "in_flight=1" in repr(context)
+    second = context.readinto_async(buffers[1], patterned_direct_fd, BIG)
+    assert len(scheduled) == 1
+    assert "in_flight=1" in repr(context)   # the second waits for the flush
+    assert await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT) == [BIG] * 2
+    assert buffers[0][:] == PATTERN[:BIG] and buffers[1][:] == PATTERN[BIG:2 * BIG]
+
+
+async def test_close_drops_a_batch_the_loop_never_flushed(
+    event_loop: asyncio.AbstractEventLoop, patterned_direct_fd: int, tmp_path: Path,
+    recording_wire: Any,
+) -> None:
+    # A batched write whose flush never ran (its loop stopped first), then
+    # its descriptor closed and the number given to another file: close()
+    # must not hand the write to the kernel, which would resolve the number
+    # to the new file. It fails with ECANCELED instead; the read in flight
+    # beside it is delivered.
+    context = Context(64)
+    scheduled = recording_wire(context)
+    old = os.open(tmp_path / "old", os.O_RDWR | os.O_CREAT)
+    new = os.open(tmp_path / "new", os.O_RDWR | os.O_CREAT)
+    fileno = context.fileno
+    try:
+        await big_reads(context, patterned_direct_fd)
+        assert context.batching
+        await asyncio.sleep(0)
+        scheduled.clear()
+        buffer = aligned(BIG, 0)
+        reading = context.readinto_async(buffer, patterned_direct_fd, 0)
+        for _ in range(32):             # one in 16 is a probe, sent at once
+            write = context.write_async(b"x", old, 0)
+            if scheduled:
+                break
+        assert scheduled, "no batched write"
+        # No loop iteration from here: the scheduled flush never runs.
+        os.dup2(new, old)               # the number now names another file
+        context.close()
+        assert os.pread(new, 10, 0) == b""   # the other file got nothing
+        assert isinstance(write.exception(), OSError)
+        assert write.exception().errno == errno.ECANCELED
+        assert reading.result() == BIG and buffer[:] == PATTERN[:BIG]
+    finally:
+        event_loop.remove_reader(fileno)
+        context.close()
+        os.close(old)
+        os.close(new)
+
+
+async def test_adapter_batches_reads_of_many_tasks(patterned_direct_fd: int) -> None:
+    # Through the adapter (which gives the context call_soon): tasks
+    # reading O_DIRECT get their own bytes while the context batches.
+    async with AsyncioContext(64) as context:
+
+        async def worker(k: int) -> None:
+            buffer = aligned(BIG, 0)
+            for i in range(3):
+                offset = (k + i) % 2 * BIG
+                assert await context.readinto(buffer, patterned_direct_fd, offset) == BIG
+                assert buffer[:] == PATTERN[offset:offset + BIG]
+
+        await asyncio.wait_for(asyncio.gather(*(worker(k) for k in range(16))), TIMEOUT)
+        assert context.context.batching
