@@ -745,8 +745,10 @@ async def mostly_in_the_call(fd: int, content: bytes, make_context: Any) -> None
             continue
         context = await make_context()
         counts.append(await reads_in_the_call(fd, content, context))
+        # Not asserted: that the context still waits at the end. A few
+        # slow reads in a row (this disk has them) turn lone_wait off
+        # after most reads made it; the tests above cover the switch.
         if counts[-1] >= 32:
-            assert context.lone_wait
             return
     if not counts:
         pytest.skip("this disk takes longer than 75 us per read")
