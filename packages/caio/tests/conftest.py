@@ -121,30 +121,6 @@ def wire(event_loop: Any) -> Any:
 
 
 @pytest.fixture
-def recording_wire(event_loop: Any, wire: Any) -> Any:
-    """``wire`` for the batching tests: ``recording_wire(context, explicit)``
-    gives the context a call_soon that records what it schedules (the list
-    returned), or with ``explicit=False`` none (nor a factory whose loop it
-    could find it on: it never batches)."""
-
-    def record(context: Any, explicit: bool = True) -> list[Any]:
-        scheduled: list[Any] = []
-
-        def call_soon(callback: Any) -> None:
-            scheduled.append(callback)
-            event_loop.call_soon(callback)
-
-        wire(context)
-        if explicit:
-            context.set_future_factory(lambda: event_loop.create_future(), call_soon)
-        else:
-            context.set_future_factory(lambda: event_loop.create_future())
-        return scheduled
-
-    return record
-
-
-@pytest.fixture
 def file_path(tmp_path: Path) -> Path:
     return tmp_path / "data.bin"
 

@@ -15,7 +15,6 @@
 #define CAIO_LINUX_AIO_CONTEXT_H
 
 #include "aio.h"
-#include "batch.h"
 #include "protocol.h"
 
 #define CTX_NAME "caio.linux_aio.Context"
@@ -31,28 +30,12 @@ struct AioContext {
     caio_req *ready_head, *ready_tail; /* finished, not delivered yet */
     caio_req_pool pool;
     PyObject *futures;               /* {future: request address} in flight */
-    /* Submit now or batch (see aio_note_inline() in queue.c). */
-    int avg;                         /* inline completion rate, 0..CAIO_AVG_ONE */
-    int batching;                    /* queue for one io_submit per loop pass */
-    int flush_scheduled;             /* _flush is in the loop's ready queue */
-    unsigned probe;
     int outside;                     /* batches of requests taken out of the
                                         lock, not yet given back to the pool */
     int pool_leaked;                 /* the kernel may still own pool memory */
     pthread_mutex_t lock;            /* see ctx_lock() in module.c */
     uintptr_t lock_owner;            /* pthread_self() of the holder, or 0 */
 };
-
-/* ---- submit now or batch (queue.c) ------------------------------------------ */
-
-/* Record whether a read or write submitted at once completed inside
- * io_submit; switches batching on and off. */
-CAIO_API void aio_note_inline(AioContext *self, int done);
-/* Whether this request, with a free slot and nothing queued, should wait
- * for the batched flush instead of entering the kernel now. */
-CAIO_API int aio_should_batch(AioContext *self);
-/* Have the loop call _flush soon (once per pass). 0, or -1 + error. */
-CAIO_API int aio_schedule_flush(AioContext *self);
 
 /* ---- entering and leaving (every entry point but close) ------------------- */
 

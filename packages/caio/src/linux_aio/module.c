@@ -16,12 +16,6 @@ static PyTypeObject AioContext_Type;
 
 /* ---- the *_async methods ----------------------------------------------------- */
 
-/* Reads and writes: what the inline rate (aio_note_inline) is about. */
-static int moves_data(int opcode)
-{
-    return caio_opcode_reads(opcode) || opcode == CAIO_WRITE || opcode == CAIO_WRITEV;
-}
-
 static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
                            Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -54,24 +48,13 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
      * back once (-EAGAIN under RWF_NOWAIT) and goes in again allowed to
      * block; more rounds than that go through the queue. */
     if (self->wait_head == NULL && self->inflight < self->max_requests) {
-        if (aio_should_batch(self)) {
-            if (aio_schedule_flush(self) == 0)
-                goto queue;
-            /* No flush coming: submit now, and stop batching. */
-            PyErr_WriteUnraisable((PyObject *)self);
-            self->batching = 0;
-        }
         for (int round = 0; round < 3; round++) {
             r = aio_submit_one(self, req);
             if (r == 1) {
                 switch (aio_reap(self, req)) {
                 case AIO_MINE_DONE:
-                    if (round == 0 && moves_data(opcode))
-                        aio_note_inline(self, 1);
                     goto done;
                 case AIO_MINE_PENDING:
-                    if (moves_data(opcode))
-                        aio_note_inline(self, 0);
                     goto pending;
                 case AIO_MINE_RETRY:
                     continue;
@@ -91,7 +74,6 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
         /* Not submitted (yet): nothing else may wake process_events(). */
         aio_wake(self);
     }
-queue:
     req->state = CAIO_REQ_WAITING;
     caio_fifo_push(&self->wait_head, &self->wait_tail, req);
 
@@ -221,12 +203,15 @@ static PyObject *ctx_cancel(AioContext *self, PyObject *const *args, Py_ssize_t 
     return PyLong_FromSsize_t(count);
 }
 
-/* Reap, submit what waits, deliver what finished (the mutex held on
- * entry, released on return). */
-static PyObject *pump_and_deliver(AioContext *self)
+static PyObject *ctx_process_events(AioContext *self, PyObject *unused)
 {
     caio_req *list;
 
+    if (context_enter(self) < 0)
+        return NULL;
+    /* Drain the eventfd before reaping: a completion posted after this
+     * read makes it readable again, so none is missed. */
+    caio_eventfd_drain(self->efd);
     aio_reap(self, NULL);
     if (self->wait_head != NULL) {
         aio_pump(self);
@@ -243,33 +228,6 @@ static PyObject *pump_and_deliver(AioContext *self)
     return PyLong_FromSsize_t(aio_ctx_deliver(self, list));
 }
 
-static PyObject *ctx_process_events(AioContext *self, PyObject *unused)
-{
-    if (context_enter(self) < 0)
-        return NULL;
-    /* Drain the eventfd before reaping: a completion posted after this
-     * read makes it readable again, so none is missed. */
-    caio_eventfd_drain(self->efd);
-    return pump_and_deliver(self);
-}
-
-/* What call_soon runs once per loop pass while batching: one io_submit
- * for the requests queued since. */
-static PyObject *ctx_flush_cb(AioContext *self, PyObject *unused)
-{
-    PyObject *r;
-
-    if (self->closed)   /* closed before the loop came round: nothing to do */
-        Py_RETURN_NONE;
-    if (context_enter(self) < 0)
-        return NULL;
-    self->flush_scheduled = 0;
-    if ((r = pump_and_deliver(self)) == NULL)
-        return NULL;
-    Py_DECREF(r);
-    Py_RETURN_NONE;
-}
-
 static PyObject *ctx_set_future_factory(AioContext *self, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -277,24 +235,18 @@ static PyObject *ctx_set_future_factory(AioContext *self, PyObject *const *args,
 
     if (caio_parse_future_factory(args, nargs, kwnames, &factory, &call_soon) < 0)
         return NULL;
+    Py_XDECREF(call_soon);   /* completions wake the loop through the eventfd */
     if (context_enter(self) < 0) {
         Py_DECREF(factory);
-        Py_XDECREF(call_soon);
         return NULL;
     }
     /* Under the lock: another thread may be calling the old factory; the
-     * old ones are released after it (their destructors may run Python
-     * code). call_soon schedules the batched flushes; without it every
-     * request enters the kernel at once. */
-    PyObject *old = self->factory, *old_call_soon = self->call_soon;
+     * old one is released after it (its destructor may run Python code). */
+    PyObject *old = self->factory;
     self->factory = factory;
-    self->call_soon = call_soon;
-    if (call_soon == NULL)
-        self->batching = 0;
     self->owner_thread = PyThread_get_thread_ident();
     context_leave(self);
     Py_XDECREF(old);
-    Py_XDECREF(old_call_soon);
     Py_RETURN_NONE;
 }
 
@@ -323,7 +275,6 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->closed = 1;
     self->efd = -1;
     self->max_requests = max_requests;
-    self->avg = CAIO_AVG_ONE;
     self->fork_gen = caio_fork_generation();
     pthread_mutex_init(&self->lock, NULL);
     /* The kernel first: it refuses too large a max_requests before we
@@ -434,11 +385,6 @@ static PyObject *ctx_get_closed(AioContext *self, void *closure)
     return PyBool_FromLong(self->closed);
 }
 
-static PyObject *ctx_get_batching(AioContext *self, void *closure)
-{
-    return PyBool_FromLong(self->batching);
-}
-
 static PyObject *ctx_repr(AioContext *self)
 {
     if (self->closed)
@@ -458,8 +404,6 @@ static PyMethodDef ctx_methods[] = {
      "rest with OSError(ECANCELED), release the kernel context. Idempotent;\n"
      "in a forked child it only forgets. Raises RuntimeError if called from\n"
      "the future factory while the context runs it."},
-    {"_flush", (PyCFunction)ctx_flush_cb, METH_NOARGS,
-     "_flush($self, /)\n--\n\nSubmit batched operations (scheduled with call_soon)."},
     {NULL}
 };
 
@@ -469,8 +413,6 @@ static PyGetSetDef ctx_getset[] = {
     {"max_requests", (getter)ctx_get_max_requests, NULL,
      "How many operations may be in the kernel at once.", NULL},
     {"closed", (getter)ctx_get_closed, NULL, "True once close() was called.", NULL},
-    {"batching", (getter)ctx_get_batching, NULL,
-     "True while submissions are batched once per loop iteration.", NULL},
     {NULL}
 };
 

@@ -298,30 +298,6 @@ void aio_pump(AioContext *ctx)
         aio_wake(ctx);
 }
 
-/* ---- submit now or batch (common/batch.h) ------------------------------------ */
-
-/* Batching saves a kernel AIO context more than a ring: every io_submit
- * is a system call (a ring takes a batch in one io_uring_enter either
- * way), and one batch is one block plug, so the device is kicked once. */
-void aio_note_inline(AioContext *self, int done)
-{
-    caio_batch_note(&self->avg, &self->batching, done, self->call_soon != NULL);
-}
-
-int aio_should_batch(AioContext *self)
-{
-    /* Alone (nothing in flight, no flush coming) there is no one to share
-     * an io_submit with, and waiting for the flush would cost a pass. */
-    return self->batching && self->call_soon != NULL &&
-           (self->inflight > 0 || self->flush_scheduled) &&
-           ++self->probe % CAIO_PROBE_EVERY != 0;
-}
-
-int aio_schedule_flush(AioContext *self)
-{
-    return caio_schedule_flush((PyObject *)self, self->call_soon, &self->flush_scheduled);
-}
-
 /* ---- reaping -------------------------------------------------------------- */
 
 typedef struct {

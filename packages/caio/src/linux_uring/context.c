@@ -30,7 +30,7 @@
  * most do not, one io_uring_enter per loop iteration for all of them is
  * cheaper: the context keeps a moving average of the inline rate, switches
  * to batching when it drops below 1/4 (flushing via the loop's call_soon),
- * and back above 1/2, probing every CAIO_PROBE_EVERY-th operation at once while
+ * and back above 1/2, probing every PROBE_EVERY-th operation at once while
  * batching so it notices when the cache warms up.
  *
  * Cancellation and memory. A cancelled future does not make the kernel

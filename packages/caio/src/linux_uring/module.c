@@ -82,7 +82,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
     REQ_BFLAGS(req) = BF_HELD;
-    now = !self->batching || ++self->probe % CAIO_PROBE_EVERY == 0;
+    now = !self->batching || ++self->probe % PROBE_EVERY == 0;
     if (!now && quiet && !self->flush_scheduled) {
         /* Batching, but alone: nothing in flight, nothing waiting for the
          * flush. There is no one to share an io_uring_enter with, and the
@@ -400,8 +400,8 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->ring.fd = -1;
     self->closed = 1;       /* until fully set up: dealloc then frees only */
     self->released = 1;
-    self->avg = CAIO_AVG_ONE;
-    self->lone_avg = CAIO_AVG_ONE;
+    self->avg = AVG_ONE;
+    self->lone_avg = AVG_ONE;
     self->lone_fd = -1;
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
