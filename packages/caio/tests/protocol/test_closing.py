@@ -16,7 +16,9 @@ import gc
 import importlib
 import os
 import select
+import sys
 import threading
+import traceback
 import weakref
 from typing import Any
 
@@ -193,6 +195,27 @@ def _descriptors_of(path: Any) -> list[int]:
     return found
 
 
+def _threads_now() -> str:
+    """Each thread of this process: its system call (number and arguments,
+    from /proc) and, for a Python thread, where it is: what a failure here
+    needs to tell a worker that never ran from one that dropped a result."""
+    frames = sys._current_frames()
+    names = {t.native_id: (t.name, t.ident) for t in threading.enumerate()}
+    lines = []
+    for task in sorted(os.listdir("/proc/self/task"), key=int):
+        try:
+            with open(f"/proc/self/task/{task}/syscall") as f:
+                call = f.read().strip()
+        except OSError:
+            continue
+        name, ident = names.get(int(task), ("(not a Python thread)", None))
+        lines.append(f"thread {task} {name}: syscall {call}")
+        frame = frames.get(ident) if ident is not None else None
+        if frame is not None:
+            lines.extend("    " + line.strip() for line in traceback.format_stack(frame, 4))
+    return "\n".join(lines)
+
+
 async def open_stuck_on_a_fifo(
     tmp_path: Any, module: str, close_timeout: float,
 ) -> tuple[Any, asyncio.Future[int], Any]:
@@ -234,7 +257,9 @@ async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: s
             if _descriptors_of(fifo) == [writer]:
                 break
             await asyncio.sleep(0.01)
-        assert _descriptors_of(fifo) == [writer]
+        # (CI saw the opened descriptor stay once, not reproduced: say where
+        # every thread is if it happens again.)
+        assert _descriptors_of(fifo) == [writer], _threads_now()
     finally:
         os.close(writer)
     for _ in range(1000):   # the detached worker is gone too
