@@ -38,6 +38,11 @@ enum caio_nowait {
 /* 1 if fd is open with O_DIRECT (asked only for aligned buffers). */
 int caio_nowait_is_direct(int fd);
 
+/* The type bits (S_IFMT) of fd's file, and its size in *size unless size
+ * is NULL; -errno if fd cannot be asked. Never fstat where statx works:
+ * see nowait.c. */
+int caio_file_type(int fd, long long *size);
+
 /* After a first attempt that moved first bytes (< nbytes) or failed
  * (first < 0, errno set): the rest of caio_nowait_rw. */
 enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbytes,
