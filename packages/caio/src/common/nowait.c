@@ -136,7 +136,8 @@ enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbyte
             }
             if (err == ESPIPE || slow_path_decides(err)) {
                 *result = (ssize_t)done;
-                return CAIO_NOWAIT_SLOW;
+                return done == 0 && (err == EOPNOTSUPP || err == ENOTSUP)
+                    ? CAIO_NOWAIT_UNSUPPORTED : CAIO_NOWAIT_SLOW;
             }
             /* Like read(2): bytes already moved win over a later error
              * (which the next call will report). */

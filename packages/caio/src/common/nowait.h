@@ -33,6 +33,9 @@ enum caio_nowait {
     CAIO_NOWAIT_SLOW,   /* the rest must go the slow way (ring, kernel AIO,
                            worker); *result bytes are already moved (a
                            prefix of the request) */
+    CAIO_NOWAIT_UNSUPPORTED,    /* the same, nothing moved, because the file
+                           has no non-blocking mode for this (EOPNOTSUPP:
+                           buffered writes on ext4, procfs, FUSE) */
 };
 
 /* 1 if fd is open with O_DIRECT (asked only for aligned buffers). */
