@@ -212,7 +212,7 @@ class Operation(AbstractOperation):
         """
         if callback is not None and not callable(callback):
             raise TypeError(
-                f"callback must be callable, not {type(callback).__name__}",
+                f"callback must be callable or None, not {type(callback).__name__}",
             )
         self._callback = callback
         return True

@@ -468,6 +468,73 @@ def test_workers_block_all_signals(pipe: Any) -> None:
         context.close()
 
 
+@nowait_only
+async def test_buffered_writes_to_one_file_run_one_at_a_time(file_path: Path) -> None:
+    # A filesystem without RWF_NOWAIT for buffered writes (ext4) sends each
+    # to a worker. They run one at a time per file, as the file's inode lock
+    # would make them take turns anyway: so they finish in the order they
+    # were submitted, and the last write to a block is the one that stays.
+    # (Eight workers each taking the next write finish them in any order.)
+    fd = os.open(file_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            os.pwritev(fd, [b"x"], 0, os.RWF_NOWAIT)
+            refused = 0
+        except OSError as exc:
+            refused = exc.errno or 0
+        if refused != errno.EOPNOTSUPP:
+            pytest.skip("this filesystem has RWF_NOWAIT for buffered writes")
+        count, blocks = 512, 16
+        finished: list[int] = []
+        async with AsyncioContext(pool_size=8) as context:
+            tasks = []
+            for i in range(count):
+                task = asyncio.ensure_future(
+                    context.write(bytes([i % 251]) * BLOCK, fd, (i % blocks) * BLOCK),
+                )
+                task.add_done_callback(lambda _, i=i: finished.append(i))
+                tasks.append(task)
+            assert await asyncio.gather(*tasks) == [BLOCK] * count
+        assert finished == list(range(count))
+        content = os.pread(fd, blocks * BLOCK, 0)
+        for block in range(blocks):
+            last = count - blocks + block
+            assert content[block * BLOCK:(block + 1) * BLOCK] == bytes([last % 251]) * BLOCK
+    finally:
+        os.close(fd)
+
+
+async def test_writes_to_two_files_with_cancellation_all_land(tmp_path: Path) -> None:
+    # Two descriptors, two chains of buffered writes, some cancelled while
+    # queued: every write that was not cancelled lands, in its file, and
+    # none waits forever behind a cancelled one.
+    fds = [os.open(tmp_path / name, os.O_RDWR | os.O_CREAT, 0o600) for name in "ab"]
+    rng = random.Random(7)
+    try:
+        async with AsyncioContext(pool_size=2) as context:
+            tasks = []
+            for i in range(2000):
+                fd = fds[i % 2]
+                tasks.append(asyncio.ensure_future(
+                    context.write(i.to_bytes(4, "little") * 128, fd, (i // 2) * 512),
+                ))
+            await asyncio.sleep(0)
+            cancelled = set(rng.sample(range(len(tasks)), 500))
+            for i in cancelled:
+                tasks[i].cancel()
+            results = await asyncio.wait_for(
+                asyncio.gather(*tasks, return_exceptions=True), TIMEOUT,
+            )
+        for i, result in enumerate(results):
+            if i not in cancelled:
+                assert result == 512, (i, result)
+                got = os.pread(fds[i % 2], 512, (i // 2) * 512)
+                assert got == i.to_bytes(4, "little") * 128, i
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 # ---- cancellation ------------------------------------------------------------
 
 

@@ -141,6 +141,11 @@ CAIO_API int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
  * returns NULL. Can be called more than once. */
 CAIO_API PyObject *caio_req_value(caio_req *req);
 
+/* 0 if ob is None or callable, else -1 with TypeError("<what> must be
+ * callable or None, not <type>"): every optional callback a method stores
+ * (call_soon, an Operation's callback, uring's idle check). */
+CAIO_API int caio_check_callable_or_none(PyObject *ob, const char *what);
+
 /* A new OSError instance (the errno subclass, e.g. FileNotFoundError). */
 CAIO_API PyObject *caio_oserror_new(int err);
 /* Raise OSError(err); returns NULL. */

@@ -36,8 +36,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <linux/stat.h>
+#endif
+
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
 
 const int caio_nowait_available =
 #ifdef CAIO_HAVE_NOWAIT
@@ -77,6 +86,37 @@ int caio_nowait_is_direct(int fd)
     return flags >= 0 && (flags & O_DIRECT) != 0;
 }
 
+/* statx asking for the type and size alone, not fstat: since Linux 6.13
+ * (multigrain timestamps) a stat that reports mtime/ctime marks them as
+ * seen, and the next write must stamp the inode with a fresh fine-grained
+ * time, dirtying it in the journal. With one fstat per write a 4 KiB
+ * buffered write to ext4 took twice as long (pwrite loop 3.2 -> 7 us
+ * measured on 6.18). fstat only where statx is missing (ENOSYS, or EPERM
+ * from a seccomp filter) or answers without these fields. */
+int caio_file_type(int fd, long long *size)
+{
+    struct stat st;
+
+#ifdef SYS_statx
+    struct statx stx;
+
+    if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE, &stx) == 0) {
+        if ((stx.stx_mask & (STATX_TYPE | STATX_SIZE)) == (STATX_TYPE | STATX_SIZE)) {
+            if (size != NULL)
+                *size = (long long)stx.stx_size;
+            return stx.stx_mode & S_IFMT;
+        }
+    } else if (errno != ENOSYS && errno != EPERM) {
+        return -errno;
+    }
+#endif
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (size != NULL)
+        *size = (long long)st.st_size;
+    return (int)(st.st_mode & S_IFMT);
+}
+
 enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbytes,
                                   int64_t offset, int streams, ssize_t first,
                                   ssize_t *result)
@@ -96,7 +136,8 @@ enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbyte
             }
             if (err == ESPIPE || slow_path_decides(err)) {
                 *result = (ssize_t)done;
-                return CAIO_NOWAIT_SLOW;
+                return done == 0 && (err == EOPNOTSUPP || err == ENOTSUP)
+                    ? CAIO_NOWAIT_UNSUPPORTED : CAIO_NOWAIT_SLOW;
             }
             /* Like read(2): bytes already moved win over a later error
              * (which the next call will report). */

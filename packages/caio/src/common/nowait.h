@@ -33,10 +33,18 @@ enum caio_nowait {
     CAIO_NOWAIT_SLOW,   /* the rest must go the slow way (ring, kernel AIO,
                            worker); *result bytes are already moved (a
                            prefix of the request) */
+    CAIO_NOWAIT_UNSUPPORTED,    /* the same, nothing moved, because the file
+                           has no non-blocking mode for this (EOPNOTSUPP:
+                           buffered writes on ext4, procfs, FUSE) */
 };
 
 /* 1 if fd is open with O_DIRECT (asked only for aligned buffers). */
 int caio_nowait_is_direct(int fd);
+
+/* The type bits (S_IFMT) of fd's file, and its size in *size unless size
+ * is NULL; -errno if fd cannot be asked. Never fstat where statx works:
+ * see nowait.c. */
+int caio_file_type(int fd, long long *size);
 
 /* After a first attempt that moved first bytes (< nbytes) or failed
  * (first < 0, errno set): the rest of caio_nowait_rw. */

@@ -52,11 +52,8 @@ OPERATION_CONSTRUCTOR(writev, CAIO_WRITEV)
 
 static PyObject *operation_set_callback(CaioOperation *op, PyObject *fn)
 {
-    if (fn != Py_None && !PyCallable_Check(fn)) {
-        PyErr_Format(PyExc_TypeError, "callback must be callable, not %.100s",
-                     Py_TYPE(fn)->tp_name);
+    if (caio_check_callable_or_none(fn, "callback") < 0)
         return NULL;
-    }
     Py_XSETREF(op->callback, fn == Py_None ? NULL : Py_NewRef(fn));
     Py_RETURN_TRUE;   /* as caio 0.12 did */
 }
@@ -219,7 +216,7 @@ static PyMethodDef operation_methods[] = {
     {"set_callback", (PyCFunction)operation_set_callback, METH_O,
      "set_callback($self, fn, /)\n--\n\n"
      "fn(result: int) runs when the operation finishes (None: no callback).\n"
-     "Returns True. Raises TypeError if fn is not callable."},
+     "Returns True. Raises TypeError if fn is neither callable nor None."},
     {"get_value", (PyCFunction)operation_get_value, METH_NOARGS,
      "get_value($self, /)\n--\n\n"
      "The result: bytes (read), int (write, readinto, readv, writev) or\n"

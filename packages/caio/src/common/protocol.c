@@ -59,6 +59,15 @@ int caio_parse_max_requests(PyObject *ob, unsigned dflt, unsigned *out)
     return 0;
 }
 
+int caio_check_callable_or_none(PyObject *ob, const char *what)
+{
+    if (ob == Py_None || PyCallable_Check(ob))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s must be callable or None, not %.100s",
+                 what, Py_TYPE(ob)->tp_name);
+    return -1;
+}
+
 int caio_parse_future_factory(PyObject *const *args, Py_ssize_t nargs,
                               PyObject *kwnames, PyObject **factory,
                               PyObject **call_soon)
@@ -68,18 +77,15 @@ int caio_parse_future_factory(PyObject *const *args, Py_ssize_t nargs,
 
     if (caio_parse_args("set_future_factory", names, 2, 1, args, nargs, kwnames, ob) < 0)
         return -1;
-    if (ob[1] == Py_None)
-        ob[1] = NULL;
     if (!PyCallable_Check(ob[0])) {
         PyErr_Format(PyExc_TypeError, "future factory must be callable, not %.100s",
                      Py_TYPE(ob[0])->tp_name);
         return -1;
     }
-    if (ob[1] != NULL && !PyCallable_Check(ob[1])) {
-        PyErr_Format(PyExc_TypeError, "call_soon must be callable or None, not %.100s",
-                     Py_TYPE(ob[1])->tp_name);
+    if (ob[1] == Py_None)
+        ob[1] = NULL;   /* as when it is not given */
+    if (ob[1] != NULL && caio_check_callable_or_none(ob[1], "call_soon") < 0)
         return -1;
-    }
     if (caio_futures_init() < 0)
         return -1;
     *factory = Py_NewRef(ob[0]);

@@ -30,8 +30,8 @@
  *   pipe. Files whose driver has no non-blocking mode (FMODE_NOWAIT) answer
  *   -EOPNOTSUPP and get the same treatment.
  *   Buffered writes to ext4 reject RWF_NOWAIT (-EOPNOTSUPP), so a write
- *   costs one statx(STATX_TYPE) up front (not fstat: see file_type() in
- *   queue.c): regular files and block devices are written normally,
+ *   costs one statx(STATX_TYPE) up front (not fstat: see caio_file_type() in
+ *   common/nowait.c): regular files and block devices are written normally,
  *   anything else with RWF_NOWAIT (a full pipe fails, it does not block).
  *
  * - io_cancel() only works for requests whose driver installed a cancel

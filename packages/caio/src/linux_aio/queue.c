@@ -5,15 +5,7 @@
 #include "context.h"
 #include "notify.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#include <linux/stat.h>
-
-#ifndef AT_EMPTY_PATH
-#define AT_EMPTY_PATH 0x1000
-#endif
 
 #define AIO_BATCH 64   /* iocbs per io_submit, events per io_getevents */
 
@@ -23,37 +15,6 @@ void aio_wake(AioContext *ctx)
 }
 
 /* ---- iocbs ---------------------------------------------------------------- */
-
-/* The type bits (S_IFMT) of fd's file and its size, or -errno.
- *
- * statx asking for these alone, not fstat: since Linux 6.13 (multigrain
- * timestamps) a stat that reports mtime/ctime marks them as seen, and the
- * next write must stamp the inode with a fresh fine-grained time, dirtying
- * it in the journal. With one fstat per write a 4 KiB buffered write to
- * ext4 took twice as long (pwrite loop 3.2 -> 7 us measured on 6.18). */
-static int file_type(int fd, long long *size)
-{
-    struct stat st;
-
-#ifdef SYS_statx
-    struct statx stx;
-
-    if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_SIZE, &stx) == 0) {
-        if ((stx.stx_mask & (STATX_TYPE | STATX_SIZE)) == (STATX_TYPE | STATX_SIZE)) {
-            if (size != NULL)
-                *size = (long long)stx.stx_size;
-            return stx.stx_mode & S_IFMT;
-        }
-    } else if (errno != ENOSYS && errno != EPERM) {   /* no statx, or seccomp */
-        return -errno;
-    }
-#endif
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (size != NULL)
-        *size = (long long)st.st_size;
-    return (int)(st.st_mode & S_IFMT);
-}
 
 int aio_req_prep(AioContext *ctx, caio_req *req)
 {
@@ -82,7 +43,7 @@ int aio_req_prep(AioContext *ctx, caio_req *req)
     case CAIO_WRITE:
     case CAIO_WRITEV:
         cb->aio_lio_opcode = req->opcode == CAIO_WRITE ? IOCB_CMD_PWRITE : IOCB_CMD_PWRITEV;
-        if ((type = file_type(req->fd, NULL)) < 0)
+        if ((type = caio_file_type(req->fd, NULL)) < 0)
             return type;
         if (!S_ISREG(type) && !S_ISBLK(type))
             cb->aio_rw_flags = RWF_NOWAIT;
@@ -139,7 +100,7 @@ static void req_set_error(caio_req *req, long long res, int from_submit)
                (err == EINVAL || err == EOPNOTSUPP)) {
         /* A directory has no read_iter: the kernel says EINVAL where
          * read(2) says EISDIR. */
-        if ((type = file_type(req->fd, NULL)) > 0 && S_ISDIR(type))
+        if ((type = caio_file_type(req->fd, NULL)) > 0 && S_ISDIR(type))
             err = EISDIR;
         else
             req->flags |= AIO_REQ_REJECTED;
@@ -165,7 +126,7 @@ static int req_complete(caio_req *req, long long res, int allow_retry, int from_
         int short_read = caio_opcode_reads(req->opcode) && res > 0 &&
                          (unsigned long long)(done + res) < req->nbytes;
         long long size = 0;
-        int type = would_block || short_read ? file_type(req->fd, &size) : -1;
+        int type = would_block || short_read ? caio_file_type(req->fd, &size) : -1;
 
         if (type > 0) {
             if (S_ISDIR(type) && would_block) {

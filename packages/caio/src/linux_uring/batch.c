@@ -4,15 +4,7 @@
  * docs/internals.md for the measurements. */
 #include "context.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#include <linux/stat.h>
-
-#ifndef AT_EMPTY_PATH
-#define AT_EMPTY_PATH 0x1000
-#endif
 
 void uctx_note_inline(UringContext *self, int done)
 {
@@ -80,23 +72,18 @@ void uctx_eventfd_loud(UringContext *self)
 
 /* Whether fd is a regular file or a block device: only a disk's answer
  * is worth waiting for (a pipe or a socket answers when someone writes to
- * it). One statx per new descriptor; a descriptor closed and reused for
- * another kind of file only misleads this guess (a wait in vain at worst,
- * or none). statx asks for the type alone: see linux_aio's file_type() on
- * why not fstat. */
+ * it). One statx per new descriptor (caio_file_type: not fstat, see
+ * nowait.c); a descriptor closed and reused for another kind of file only
+ * misleads this guess (a wait in vain at worst, or none). */
 static int on_disk(UringContext *self, int fd)
 {
     if (fd != self->lone_fd) {
-        int disk = 1;   /* cannot tell: as a file */
-#ifdef SYS_statx
-        struct statx stx;
+        int type = caio_file_type(fd, NULL);
 
-        if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) == 0 &&
-            (stx.stx_mask & STATX_TYPE))
-            disk = S_ISREG(stx.stx_mode) || S_ISBLK(stx.stx_mode);
-#endif
+        /* A descriptor that cannot be asked: as a file (the read reports
+         * what is wrong with it). */
         self->lone_fd = fd;
-        self->lone_fd_disk = disk;
+        self->lone_fd_disk = type < 0 || S_ISREG(type) || S_ISBLK(type);
     }
     return self->lone_fd_disk;
 }

@@ -205,11 +205,8 @@ out:
 
 static PyObject *ctx_set_idle_check(UringContext *self, PyObject *check)
 {
-    if (check != Py_None && !PyCallable_Check(check)) {
-        PyErr_Format(PyExc_TypeError, "the idle check must be callable or None, not %.100s",
-                     Py_TYPE(check)->tp_name);
+    if (caio_check_callable_or_none(check, "the idle check") < 0)
         return NULL;
-    }
     Py_XSETREF(self->idle_check, check == Py_None ? NULL : Py_NewRef(check));
     Py_RETURN_NONE;
 }

@@ -21,7 +21,7 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
 {
     caio_req *req;
     ssize_t moved = 0;
-    enum caio_nowait how;
+    enum caio_nowait how = CAIO_NOWAIT_SLOW;
     PyObject *fut;
     int err;
 
@@ -59,6 +59,7 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
     }
     caio_thread_ext_of(req)->done = moved;
     caio_thread_ext_of(req)->shift = req->offset <= INT64_MAX - moved ? moved : 0;
+    caio_thread_ext_of(req)->serial = how == CAIO_NOWAIT_UNSUPPORTED && opcode == CAIO_WRITE;
     req->offset += caio_thread_ext_of(req)->shift;
 
     /* The GIL may have been released: check again. */
@@ -131,6 +132,7 @@ static PyObject *ctx_submit(ThreadContext *self, PyObject *const *args,
             continue;   /* already submitted: skipped, as in caio 0.12 */
         caio_thread_ext_of(req)->done = 0;
         caio_thread_ext_of(req)->shift = 0;
+        caio_thread_ext_of(req)->serial = 0;
         /* Marked before a worker can see it: a repeat later in this call
          * is skipped. */
         req->state = CAIO_REQ_INFLIGHT;

@@ -24,6 +24,9 @@ typedef struct {
                                where that would overflow (a pipe ignores
                                offsets, and the caller may pass any) */
     int where;              /* enum caio_where */
+    int serial;             /* a buffered write to a file (its RWF_NOWAIT try
+                               said EOPNOTSUPP): runs only while no other
+                               worker runs one on the same descriptor */
 } caio_thread_ext;
 
 static inline caio_thread_ext *caio_thread_ext_of(caio_req *req)
