@@ -39,6 +39,7 @@ from suite import (
     BACKEND_MODULES,
     BASELINE,
     BLOCK,
+    BURST_WRITES,
     CAIO_BACKENDS,
     FIO,
     IN_FLIGHT,
@@ -260,15 +261,23 @@ async def aiofiles_random(
     return done, perf_counter() - start
 
 
-def measure_random(spec: Result, in_flight: int, write: bool) -> Result:
+def measure_random(
+    spec: Result, in_flight: int, write: bool, count: int | None = None, sync: bool = False,
+) -> Result:
+    """``count`` operations (default: the sizes' ``rand_ops``), at most
+    ``budget_seconds``; ``sync``: ``os.sync()`` first, untimed, so that no
+    earlier writes (other measurements, the data files) are still being
+    written back or hold the dirty-page throttle."""
     participant = spec["participant"]
     path = spec["files"]["write" if write else "stream"]
     size = os.path.getsize(path)
-    offsets = random_offsets(spec["seed"], spec["sizes"]["rand_ops"], size)
+    offsets = random_offsets(spec["seed"], count or spec["sizes"]["rand_ops"], size)
     budget = spec["sizes"]["budget_seconds"]
     payload = os.urandom(BLOCK) if write else None
     if spec["cold"]:
         drop_cache(path)
+    if sync:
+        os.sync()
     fd = os.open(path, os.O_RDWR if write else os.O_RDONLY)
     try:
         if participant == "stdlib":
@@ -994,6 +1003,8 @@ def measure(spec: Result) -> Result:
         return measure_random(spec, IN_FLIGHT, write=False)
     if workload == "rand_write_64":
         return measure_random(spec, IN_FLIGHT, write=True)
+    if workload == "rand_write_64_burst":
+        return measure_random(spec, IN_FLIGHT, write=True, count=BURST_WRITES, sync=True)
     if workload == "stream_64k":
         return measure_stream(spec, 64 * 1024, files["stream"], max_passes=1_000_000)
     if workload == "stream_1m":
