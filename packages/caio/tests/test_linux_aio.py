@@ -154,6 +154,31 @@ async def test_buffered_write_returns_the_count_during_the_call(
     assert file_path.read_bytes() == b"helloworld!AB"
 
 
+async def test_buffered_io_is_done_without_kernel_aio(
+    ctx: Any, data_file: tuple[int, bytes], fd: int, direct_fd: int, file_path: Path
+) -> None:
+    # Kernel AIO would run them inside io_submit anyway: made on the calling
+    # thread, a cached read and a buffered write post no completion, so the
+    # eventfd stays quiet. (bytearray(n + 1)[1:]: never 512-byte aligned.)
+    descriptor, content = data_file
+    os.pread(descriptor, len(content), 0)
+    into = memoryview(bytearray(BLOCK + 1))[1:]
+    assert ctx.readinto_async(into, descriptor, BLOCK) == BLOCK
+    assert into == content[BLOCK : 2 * BLOCK]
+    payload = memoryview(bytearray(random.Random(2).randbytes(3 * BLOCK + 6)))[1:]
+    assert ctx.write_async(payload, fd, 7) == len(payload)
+    assert select.select([ctx.fileno], [], [], 0)[0] == []
+    # An aligned buffer may be O_DIRECT I/O, which must go to the kernel
+    # (where it is asynchronous): on a buffered descriptor io_submit does it
+    # during the call, as before.
+    assert ctx.write_async(aligned(BLOCK, 9), fd, 0) == BLOCK
+    assert file_path.read_bytes() == b"\x09" * BLOCK + payload[BLOCK - 7 :]
+    future = ctx.write_async(aligned(BLOCK, 7), direct_fd, BLOCK)
+    assert isinstance(future, asyncio.Future)
+    assert await asyncio.wait_for(future, TIMEOUT) == BLOCK
+    assert read_back(direct_fd, BLOCK, BLOCK) == b"\x07" * BLOCK
+
+
 async def test_syncs_complete_through_the_future(ctx: Any, fd: int) -> None:
     # fsync and fdatasync go to a kernel workqueue: they come back later.
     ctx.write_async(b"data", fd, 0)

@@ -41,6 +41,14 @@ enum caio_nowait {
 /* 1 if fd is open with O_DIRECT (asked only for aligned buffers). */
 int caio_nowait_is_direct(int fd);
 
+/* 1 if a transfer of nbytes at data could be O_DIRECT I/O that a device
+ * takes: its buffer is aligned. On an O_DIRECT descriptor an unaligned
+ * buffer fails with EINVAL at once, without blocking (see nowait.c). */
+static inline int caio_nowait_may_be_direct(const char *data, size_t nbytes)
+{
+    return ((uintptr_t)data & 511) == 0 && nbytes > 0;
+}
+
 /* The type bits (S_IFMT) of fd's file, and its size in *size unless size
  * is NULL; -errno if fd cannot be asked. Never fstat where statx works:
  * see nowait.c. */
@@ -64,7 +72,7 @@ static inline enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data,
     struct iovec iov = {data, nbytes};
     ssize_t n;
 
-    if (((uintptr_t)data & 511) == 0 && nbytes > 0 && caio_nowait_is_direct(fd)) {
+    if (caio_nowait_may_be_direct(data, nbytes) && caio_nowait_is_direct(fd)) {
         *result = 0;
         return CAIO_NOWAIT_SLOW;    /* O_DIRECT: see nowait.c */
     }

@@ -16,7 +16,10 @@
  *   before io_submit() returns. Only O_DIRECT I/O and fsync/fdsync (which go
  *   to a kernel workqueue) complete later. So the completion of a page-cache
  *   hit is on the ring right after io_submit(): the *_async methods reap it
- *   in the same call and return the value without a future.
+ *   in the same call and return the value without a future. (They first
+ *   try a cached read with preadv2 and make a buffered write to a file with
+ *   pwrite, on the calling thread, which costs less: aio_req_prep_first()
+ *   in queue.c.)
  *
  * - "Inside io_submit" includes waiting. A read from an empty pipe or socket
  *   blocks io_submit() until data comes (checked on 6.18: no EINVAL), which
@@ -138,6 +141,11 @@ int aio_destroy_in_background(aio_context_t aio);
 
 /* Fill the request's iocb. Returns 0 or -errno (a write's fstat failed). */
 int aio_req_prep(AioContext *ctx, caio_req *req);
+/* aio_req_prep for a request of the *_async methods, which first tries a
+ * plain read or write on the calling thread (queue.c). 1 if that finished
+ * it (req->result is final), 0 if the iocb is ready for io_submit, or
+ * -errno as aio_req_prep. */
+int aio_req_prep_first(AioContext *ctx, caio_req *req);
 /* Record a failure that happened before the request reached the kernel
  * (negative errno), giving it the clearest errno and message. */
 void aio_req_fail(caio_req *req, long err, int from_submit);

@@ -25,6 +25,8 @@ struct AioContext {
     struct aio_ring_header *ring;    /* == aio when the header checked out */
     int efd;                         /* eventfd: IOCB_FLAG_RESFD target */
     unsigned max_requests;
+    int inline_rw;                   /* reads and writes tried without
+                                        io_submit first (queue.c) */
     unsigned inflight;               /* submitted and not reaped */
     caio_req *wait_head, *wait_tail; /* FIFO of accepted, unsubmitted requests */
     caio_req *ready_head, *ready_tail; /* finished, not delivered yet */

@@ -38,15 +38,24 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
         context_leave(self);
         return NULL;
     }
-    if ((err = aio_req_prep(self, req)) < 0) {
+    /* A buffered read or write first without io_submit (queue.c), when it
+     * could go to the kernel at once too: not past requests waiting ahead
+     * of it, nor past max_requests. */
+    if (self->wait_head == NULL && self->inflight < self->max_requests) {
+        if ((err = aio_req_prep_first(self, req)) == 1)
+            goto done;
+    } else {
+        err = aio_req_prep(self, req);
+    }
+    if (err < 0) {
         aio_req_fail(req, err, 0);
         goto done;
     }
 
-    /* Fast path: nothing queued ahead and a free slot. A page-cache hit
-     * completes inside io_submit; a read that must wait for the disk comes
-     * back once (-EAGAIN under RWF_NOWAIT) and goes in again allowed to
-     * block; more rounds than that go through the queue. */
+    /* Fast path: nothing queued ahead and a free slot. What blocks (a read
+     * of a regular file that is not cached, a write to a device) runs
+     * inside io_submit; a read answered -EAGAIN under RWF_NOWAIT goes in
+     * again allowed to block; more rounds than that go through the queue. */
     if (self->wait_head == NULL && self->inflight < self->max_requests) {
         for (int round = 0; round < 3; round++) {
             r = aio_submit_one(self, req);
@@ -275,6 +284,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->closed = 1;
     self->efd = -1;
     self->max_requests = max_requests;
+    self->inline_rw = caio_nowait_available && !caio_kernel_lacks(CAIO_F_NOWAIT);
     self->fork_gen = caio_fork_generation();
     pthread_mutex_init(&self->lock, NULL);
     /* The kernel first: it refuses too large a max_requests before we
