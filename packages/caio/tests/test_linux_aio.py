@@ -19,6 +19,8 @@ import mmap
 import os
 import random
 import select
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,6 +170,12 @@ async def test_buffered_io_is_done_without_kernel_aio(
     payload = memoryview(bytearray(random.Random(2).randbytes(3 * BLOCK + 6)))[1:]
     assert ctx.write_async(payload, fd, 7) == len(payload)
     assert select.select([ctx.fileno], [], [], 0)[0] == []
+    # A stream refuses pwrite (ESPIPE) before it could block: it goes to
+    # io_submit with RWF_NOWAIT (a full one fails, as below).
+    a, b = socket.socketpair()
+    with a, b:
+        assert ctx.write_async(payload, a, 0) == len(payload)
+        assert b.recv(len(payload), socket.MSG_WAITALL) == payload
     # An aligned buffer may be O_DIRECT I/O, which must go to the kernel
     # (where it is asynchronous): on a buffered descriptor io_submit does it
     # during the call, as before.
@@ -177,6 +185,36 @@ async def test_buffered_io_is_done_without_kernel_aio(
     assert isinstance(future, asyncio.Future)
     assert await asyncio.wait_for(future, TIMEOUT) == BLOCK
     assert read_back(direct_fd, BLOCK, BLOCK) == b"\x07" * BLOCK
+
+
+def aligned_bytes(size: int) -> bytes:
+    """A bytes object whose data happens to be 512-byte aligned (1 in 32 do:
+    CPython keeps the data at a fixed offset from the object)."""
+    if sys.implementation.name != "cpython":
+        pytest.skip("needs CPython's bytes layout")
+    offset = bytes.__basicsize__ - 1
+    kept = []
+    for i in range(4096):
+        candidate = bytes([i % 251]) * size
+        if (id(candidate) + offset) % 512 == 0:
+            return candidate
+        kept.append(candidate)  # the next one lands elsewhere
+    pytest.skip("no 512-byte aligned bytes object came up")
+
+
+async def test_aligned_bytes_are_o_direct_only_on_an_o_direct_descriptor(
+    ctx: Any, fd: int, direct_fd: int, file_path: Path
+) -> None:
+    # A bytes payload aligned by chance could be O_DIRECT I/O: the backend
+    # asks, and only an O_DIRECT descriptor sends it to the kernel.
+    payload = aligned_bytes(BLOCK)
+    assert ctx.write_async(payload, fd, 0) == BLOCK
+    assert select.select([ctx.fileno], [], [], 0)[0] == []
+    assert file_path.read_bytes() == payload
+    future = ctx.write_async(payload, direct_fd, 0)
+    assert isinstance(future, asyncio.Future)
+    assert await asyncio.wait_for(future, TIMEOUT) == BLOCK
+    assert read_back(direct_fd, 0, BLOCK) == payload
 
 
 async def test_syncs_complete_through_the_future(ctx: Any, fd: int) -> None:
@@ -244,8 +282,6 @@ async def test_full_pipe_write_fails_instead_of_blocking(ctx: Any, pipe: Any) ->
 
 
 async def test_socket_with_no_data_fails(ctx: Any) -> None:
-    import socket
-
     a, b = socket.socketpair()
     with a, b:
         with pytest.raises(BlockingIOError):

@@ -17,10 +17,10 @@ void aio_wake(AioContext *ctx)
 
 /* ---- iocbs ---------------------------------------------------------------- */
 
-/* aio_req_prep, where a write's file type (S_IFMT bits) may be known. */
-static int req_prep_typed(AioContext *ctx, caio_req *req, int type)
+int aio_req_prep(AioContext *ctx, caio_req *req)
 {
     struct iocb *cb = aio_req_iocb(req);
+    int type;
 
     memset(cb, 0, sizeof(*cb));
     cb->aio_data = (uint64_t)(uintptr_t)req;
@@ -44,7 +44,7 @@ static int req_prep_typed(AioContext *ctx, caio_req *req, int type)
     case CAIO_WRITE:
     case CAIO_WRITEV:
         cb->aio_lio_opcode = req->opcode == CAIO_WRITE ? IOCB_CMD_PWRITE : IOCB_CMD_PWRITEV;
-        if (type == 0 && (type = caio_file_type(req->fd, NULL)) < 0)
+        if ((type = caio_file_type(req->fd, NULL)) < 0)
             return type;
         if (!S_ISREG(type) && !S_ISBLK(type))
             cb->aio_rw_flags = RWF_NOWAIT;
@@ -73,11 +73,6 @@ static int req_prep_typed(AioContext *ctx, caio_req *req, int type)
     return 0;
 }
 
-int aio_req_prep(AioContext *ctx, caio_req *req)
-{
-    return req_prep_typed(ctx, req, 0);
-}
-
 /* Resubmit the rest of the request, this time allowed to block. */
 static void req_prep_retry(caio_req *req)
 {
@@ -94,10 +89,10 @@ static void req_prep_retry(caio_req *req)
     cb->aio_offset = req->offset + (int64_t)done;
 }
 
-/* A buffered write to a file on a disk, on the calling thread (the GIL
- * released: a partial page may have to be read first, the dirty-page
- * throttle may sleep). One pwrite, as io_submit makes one ->write_iter
- * call: a short count is the answer. */
+/* A write on the calling thread (the GIL released: a partial page may
+ * have to be read first, the dirty-page throttle may sleep). One pwrite,
+ * as io_submit makes one ->write_iter call: a short count is the answer.
+ * -errno on failure. */
 static ssize_t write_here(caio_req *req)
 {
     ssize_t n;
@@ -115,12 +110,13 @@ static ssize_t write_here(caio_req *req)
  * loop waits for it either way. Made on the calling thread it costs what
  * the stdlib's call costs; through io_submit it also costs a kernel
  * request, a completion event and an eventfd signal, and a write a statx
- * that tells a file from a pipe (4 KiB writes to ext4 from 64 tasks: 9.0
- * -> 7.85 us per write, an os.pwrite loop 7.0 us; Linux 6.18). So, for a
- * buffer that cannot be O_DIRECT I/O (not 512-byte aligned: 31 in 32
- * bytes objects, see common/nowait.c):
- * - a write to a regular file or block device is made here, allowed to
- *   block, as io_submit would have. (No RWF_NOWAIT try first: ext4 and
+ * that tells a file from a pipe (4 KiB writes to tmpfs one at a time: 3.06
+ * -> 1.39 us per write, an os.pwrite loop 1.12 us; Linux 6.18). So, for
+ * a buffer that is not O_DIRECT I/O (below):
+ * - a write is made here with pwrite, allowed to block, as io_submit
+ *   would have: on a regular file, a block device or a seekable device
+ *   (/dev/null, memory devices). A stream refuses it at once (ESPIPE, see
+ *   below) and goes to io_submit. (No RWF_NOWAIT try first: ext4 and
  *   tmpfs refuse it for buffered writes, and where it works the write is
  *   made on this thread all the same.)
  * - a read tries the page-cache fast path that the other backends share.
@@ -129,30 +125,44 @@ static ssize_t write_here(caio_req *req)
  *   -EAGAIN would: the preadv2 that found the page missing took the place
  *   of the first io_submit, so a miss costs the same system calls).
  * - pipes, sockets and other files follow the rules of aio.h, as before.
- * An aligned buffer goes to io_submit as before: telling O_DIRECT (which
- * must go there, where it is asynchronous) takes an fcntl, and that call
- * made O_DIRECT reads at 64 in flight 5-7 % slower (12.0 -> 12.7 us per
- * read, ops.py direct64-linux, four alternated pairs). */
+ * O_DIRECT I/O must go to io_submit, where it is asynchronous. Telling it
+ * takes an fcntl, asked only for an aligned buffer (O_DIRECT refuses the
+ * others at once), and only for bytes objects: asking it for every
+ * aligned buffer made O_DIRECT reads at 64 in flight 5-7 % slower (12.0
+ * -> 12.7 us per read, ops.py direct64-linux, four alternated pairs). */
 int aio_req_prep_first(AioContext *ctx, caio_req *req)
 {
     int is_write = req->opcode == CAIO_WRITE, type, r;
     ssize_t moved = 0;
 
     if (!ctx->inline_rw || req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
-        (!is_write && req->opcode != CAIO_READ && req->opcode != CAIO_READINTO) ||
-        caio_nowait_may_be_direct(req->data, req->nbytes))
+        (!is_write && req->opcode != CAIO_READ && req->opcode != CAIO_READINTO))
         return aio_req_prep(ctx, req);
+    if (caio_nowait_may_be_direct(req->data, req->nbytes)) {
+        /* Memory aligned on purpose (mmap, aligned_buffer, NumPy: the
+         * O_DIRECT idiom) goes to io_submit as before. A bytes object
+         * (a read's own, or a write's payload) is aligned by chance, but
+         * then for every call alike: glibc hands the same chunk back to
+         * the next one of its size. Not O_DIRECT, it is made here (the
+         * read's preadv2 asks fcntl itself). */
+        if (req->opcode == CAIO_READINTO ||
+            (is_write && (!PyBytes_CheckExact(req->view.obj) ||
+                          caio_nowait_is_direct(req->fd))))
+            return aio_req_prep(ctx, req);
+    }
     req->flags &= (uint8_t)~AIO_REQ_PRIVATE;
     if (is_write) {
-        if ((type = caio_file_type(req->fd, NULL)) < 0) {
-            req->result = type;
+        /* pwrite refuses every stream with ESPIPE before it could block
+         * (pipes, FIFOs, sockets, ttys, eventfds: files without
+         * FMODE_PWRITE), so no statx is needed to tell a file from a
+         * pipe: those go on to io_submit with RWF_NOWAIT (aio.h). */
+        ssize_t n = write_here(req);
+
+        if (n != -ESPIPE) {
+            req->result = n;
             return 1;
         }
-        if (S_ISREG(type) || S_ISBLK(type)) {
-            req->result = write_here(req);
-            return 1;
-        }
-        return req_prep_typed(ctx, req, type);
+        return aio_req_prep(ctx, req);
     }
     if (caio_req_nowait(req, 0, NULL, &moved) == CAIO_NOWAIT_DONE) {
         req->result = moved;
