@@ -6,7 +6,8 @@ tasks: one reads chunks and sends them through a memory channel, the other
 writes them, so reading and writing overlap. aiofile picks the Trio run's
 own caio context by itself; ``--timeout`` shows a cancel scope stopping
 the copies (their reads and writes are cancelled in the kernel) and the
-unfinished copies being removed. Needs ``pip install trio``.
+unfinished copies being removed once the run is over. Needs ``pip install
+trio``.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ async def copy_file(src: str, dst: str, chunk_size: int) -> int:
     return copied
 
 
-async def copy_all(pairs: list[tuple[str, str]], chunk_size: int, timeout: float) -> int:
+async def copy_all(
+    pairs: list[tuple[str, str]], chunk_size: int, timeout: float, done: set[str],
+) -> int:
     """Copy every (src, dst) pair concurrently; returns the total bytes.
 
-    Raises trio.TooSlowError after ``timeout`` seconds, once the copies that
-    did not finish are removed.
+    Adds each finished copy's dst to ``done``. Raises trio.TooSlowError
+    after ``timeout`` seconds.
     """
-    done: set[str] = set()
     total = 0
 
     async def one(src: str, dst: str) -> None:
@@ -63,17 +65,22 @@ async def copy_all(pairs: list[tuple[str, str]], chunk_size: int, timeout: float
         total += copied
         done.add(dst)
 
-    try:
-        with trio.fail_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for src, dst in pairs:
-                    nursery.start_soon(one, src, dst)
-    except trio.TooSlowError:
-        for _, dst in pairs:
-            if dst not in done and os.path.exists(dst):
-                os.remove(dst)
-        raise
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            for src, dst in pairs:
+                nursery.start_soon(one, src, dst)
     return total
+
+
+def remove_unfinished(pairs: list[tuple[str, str]], done: set[str]) -> None:
+    """Remove the copies that did not finish. Called once the run is over:
+    an open that the kernel was already doing when the time ran out cannot
+    be called back and may create its file after the cancelled task has
+    moved on; the run's caio context, closed when the run ends, waits for
+    it."""
+    for _, dst in pairs:
+        if dst not in done and os.path.exists(dst):
+            os.remove(dst)
 
 
 def plan(sources: list[str], dst: str) -> list[tuple[str, str]]:
@@ -108,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need at least one SRC and a DST")
     if args.chunk_size <= 0:
         parser.error("--chunk-size must be positive")
+    done: set[str] = set()
     try:
         pairs = plan(args.paths[:-1], args.paths[-1])
-        total = trio.run(copy_all, pairs, args.chunk_size, args.timeout)
+        total = trio.run(copy_all, pairs, args.chunk_size, args.timeout, done)
     except trio.TooSlowError:
+        remove_unfinished(pairs, done)
         print(f"trio_copy.py: not done within {args.timeout} s", file=sys.stderr)
         return 1
     except Exception as exc:  # reported, with the first error of any group
