@@ -22,6 +22,7 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
     PyObject *factory, *fut, *addr;
     caio_req *req;
     long r, err;
+    int at_once;
 
     if (context_enter(self) < 0)
         return NULL;
@@ -38,10 +39,13 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
         context_leave(self);
         return NULL;
     }
-    /* A buffered read or write first without io_submit (queue.c), when it
-     * could go to the kernel at once too: not past requests waiting ahead
-     * of it, nor past max_requests. */
-    if (self->wait_head == NULL && self->inflight < self->max_requests) {
+    /* Nothing queued ahead and a free slot: the request may go to the
+     * kernel at once. (The context's mutex is held throughout, the GIL
+     * released or not: nobody else changes either.) */
+    at_once = self->wait_head == NULL && self->inflight < self->max_requests;
+    /* A buffered read or write first without io_submit (queue.c), only
+     * then: not past requests waiting ahead of it, nor past max_requests. */
+    if (at_once) {
         if ((err = aio_req_prep_first(self, req)) == 1)
             goto done;
     } else {
@@ -52,11 +56,11 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
         goto done;
     }
 
-    /* Fast path: nothing queued ahead and a free slot. What blocks (a read
-     * of a regular file that is not cached, a write to a device) runs
-     * inside io_submit; a read answered -EAGAIN under RWF_NOWAIT goes in
-     * again allowed to block; more rounds than that go through the queue. */
-    if (self->wait_head == NULL && self->inflight < self->max_requests) {
+    /* Fast path. What blocks (a read of a regular file that is not
+     * cached, a write to a device) runs inside io_submit; a read answered
+     * -EAGAIN under RWF_NOWAIT goes in again allowed to block; more rounds
+     * than that go through the queue. */
+    if (at_once) {
         for (int round = 0; round < 3; round++) {
             r = aio_submit_one(self, req);
             if (r == 1) {
