@@ -133,7 +133,8 @@ class _InRun:
 
 
 def _call_soon(token: trio.lowlevel.TrioToken, callback: Callable[[], object]) -> None:
-    # linux_uring schedules its batched flush with this (once per batch).
+    # linux_uring and linux_aio schedule their batched flush with this
+    # (once per batch).
     token.run_sync_soon(_run_logged, callback)
 
 

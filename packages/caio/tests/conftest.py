@@ -121,6 +121,35 @@ def wire(event_loop: Any) -> Any:
 
 
 @pytest.fixture
+def wire_recording(event_loop: Any) -> Any:
+    """Wire a low-level Context to the test's loop with a call_soon that
+    records what the context schedules (the list returned): its batched
+    flushes. explicit=False: no call_soon at all. Unwired and closed
+    afterwards (closed or not)."""
+    wired: list[tuple[Any, int]] = []
+
+    def wire_recording(context: Any, explicit: bool = True) -> list[Any]:
+        scheduled: list[Any] = []
+
+        def call_soon(callback: Any) -> None:
+            scheduled.append(callback)
+            event_loop.call_soon(callback)
+
+        if explicit:
+            context.set_future_factory(event_loop.create_future, call_soon)
+        else:
+            context.set_future_factory(event_loop.create_future)
+        event_loop.add_reader(context.fileno, context.process_events)
+        wired.append((context, context.fileno))
+        return scheduled
+
+    yield wire_recording
+    for context, fileno in wired:
+        event_loop.remove_reader(fileno)
+        context.close()
+
+
+@pytest.fixture
 def file_path(tmp_path: Path) -> Path:
     return tmp_path / "data.bin"
 

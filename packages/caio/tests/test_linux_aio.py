@@ -18,6 +18,7 @@ import errno
 import mmap
 import os
 import random
+import re
 import select
 import socket
 import sys
@@ -79,6 +80,13 @@ def aligned(size: int, fill: int) -> mmap.mmap:
     buffer = mmap.mmap(-1, size)
     buffer.write(bytes([fill]) * size)
     return buffer
+
+
+def in_flight(context: Any) -> int:
+    """Requests the kernel holds (from the context's repr)."""
+    match = re.search(r"in_flight=(\d+)", repr(context))
+    assert match is not None, repr(context)
+    return int(match.group(1))
 
 
 def wait_readable(fd: int) -> None:
@@ -478,6 +486,113 @@ async def test_many_operations_with_random_cancellation(
     # Most cancel() calls land on finished tasks: about 400-550 of 10 000
     # tasks are cancelled, fewer on a faster disk. Enough to mean something.
     assert cancelled > count // 50
+
+
+# ---- submit now or batch --------------------------------------------------------
+
+
+@pytest.fixture
+def filled_direct_fd(direct_fd: int) -> int:
+    """direct_fd whose block i is filled with i % 251 + 1."""
+    for i in range(64):
+        os.pwrite(direct_fd, aligned(BLOCK, i % 251 + 1), i * BLOCK)
+    return direct_fd
+
+
+def block_marks(count: int) -> list[bytes]:
+    """The first byte of each of filled_direct_fd's first blocks."""
+    return [bytes([i % 251 + 1]) for i in range(count)]
+
+
+async def direct_reads(context: Any, fd: int, count: int) -> None:
+    """Three rounds of ``count`` O_DIRECT reads at once, each checked. (A
+    fast device may finish one before io_submit returns: the backend counts
+    it as not inline all the same, O_DIRECT being asynchronous.)"""
+    for _ in range(3):
+        buffers = [aligned(BLOCK, 0) for _ in range(count)]
+        results = [context.readinto_async(b, fd, i * BLOCK) for i, b in enumerate(buffers)]
+        futures = [r for r in results if isinstance(r, asyncio.Future)]
+        await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT)
+        assert [r if isinstance(r, int) else r.result() for r in results] == [BLOCK] * count
+        assert [b[:1] for b in buffers] == block_marks(count)
+
+
+async def batching_context(wire_recording: Any, fd: int) -> tuple[Any, list[Any]]:
+    """A Context(64) that batches (O_DIRECT reads taught it), with the list
+    of what it schedules from here on."""
+    context = Context(64)
+    scheduled = wire_recording(context)
+    await direct_reads(context, fd, 16)
+    assert context.batching
+    scheduled.clear()
+    return context, scheduled
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+async def test_o_direct_switches_to_batching_and_cached_reads_back(
+    wire_recording: Any, filled_direct_fd: int, data_file: tuple[int, bytes], explicit: bool
+) -> None:
+    # O_DIRECT requests do not finish inside io_submit: the context learns
+    # that and submits them once per loop iteration (with a call_soon to
+    # schedule that flush; without one, always at once). Page-cache reads
+    # are done during the call again: the probes notice, batching stops.
+    fd, content = data_file
+    context = Context(64)
+    scheduled = wire_recording(context, explicit)
+    assert context.batching is False
+    await direct_reads(context, filled_direct_fd, 16)
+    assert context.batching is explicit
+    assert bool(scheduled) is explicit
+    for i in range(200):
+        value = context.read_async(10, fd, i)
+        if isinstance(value, asyncio.Future):
+            value = await asyncio.wait_for(value, TIMEOUT)
+        assert value == content[i : i + 10]
+    assert context.batching is False
+
+
+async def test_a_batch_goes_in_once_it_has_16_requests(
+    wire_recording: Any, filled_direct_fd: int
+) -> None:
+    # While batching, requests wait for the loop iteration's flush, but no
+    # more than 16 of them: the device starts on those while the loop
+    # prepares the rest (several io_submits per iteration).
+    context, scheduled = await batching_context(wire_recording, filled_direct_fd)
+    buffers = [aligned(BLOCK, 0) for _ in range(40)]
+    results = [context.readinto_async(b, filled_direct_fd, i * BLOCK)
+               for i, b in enumerate(buffers)]
+    futures = [r for r in results if isinstance(r, asyncio.Future)]
+    if not scheduled:
+        pytest.skip("every read finished inside its io_submit: nothing was batched")
+    assert len(scheduled) == 1   # one flush for the whole iteration
+    # Each came back at once, is in the kernel, or waits for the flush:
+    # fewer than 16 wait (without the rule, all but the first would).
+    done_at_once = len(results) - len(futures)
+    assert in_flight(context) + done_at_once > len(results) - 16
+    assert await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT) == [BLOCK] * len(futures)
+    assert [b[:1] for b in buffers] == block_marks(40)
+
+
+async def test_close_drops_a_batch_the_loop_never_flushed(
+    wire_recording: Any, filled_direct_fd: int
+) -> None:
+    # Batched writes whose flush never ran (no loop iteration before close)
+    # are not handed to the kernel: they fail with ECANCELED and write
+    # nothing; the flush scheduled for them then does nothing.
+    context, scheduled = await batching_context(wire_recording, filled_direct_fd)
+    writes = [context.write_async(aligned(BLOCK, 0xEE), filled_direct_fd, i * BLOCK)
+              for i in range(8)]
+    if not scheduled:
+        pytest.skip("every write finished inside its io_submit: nothing was batched")
+    waiting = [i for i, w in enumerate(writes) if isinstance(w, asyncio.Future) and not w.done()]
+    context.close()
+    assert scheduled[0]() is None     # the flush, after close: nothing
+    cancelled = [i for i in waiting
+                 if isinstance(writes[i].exception(), OSError)
+                 and writes[i].exception().errno == errno.ECANCELED]
+    assert cancelled, "no batched write was left waiting"
+    for i in cancelled:
+        assert read_back(filled_direct_fd, i * BLOCK, 1) == block_marks(i + 1)[i]
 
 
 # ---- closing with operations in flight ----------------------------------------

@@ -262,26 +262,6 @@ async def test_switches_to_batching_and_back(
         os.close(w)
 
 
-def recording_context(
-    event_loop: asyncio.AbstractEventLoop, explicit: bool
-) -> tuple[Any, list[Any]]:
-    """A low-level Context on the loop; with ``explicit``, its call_soon
-    records what it schedules (the list returned)."""
-    context = Context(32)
-    scheduled: list[Any] = []
-
-    def call_soon(callback: Any) -> None:
-        scheduled.append(callback)
-        event_loop.call_soon(callback)
-
-    if explicit:
-        context.set_future_factory(lambda: event_loop.create_future(), call_soon)
-    else:
-        context.set_future_factory(lambda: event_loop.create_future())
-    event_loop.add_reader(context.fileno, context.process_events)
-    return context, scheduled
-
-
 async def pipe_reads(context: Any, r: int, w: int) -> None:
     """Rounds of 16 pipe reads that cannot complete inline."""
     for _ in range(3):
@@ -293,32 +273,29 @@ async def pipe_reads(context: Any, r: int, w: int) -> None:
 
 @pytest.mark.parametrize("explicit", [True, False])
 async def test_batching_needs_a_scheduler(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any, explicit: bool
+    wire_recording: Any, pipe: Any, explicit: bool
 ) -> None:
     # Batched submissions are flushed by a callback scheduled with call_soon:
     # given explicitly, or found on the factory (loop.create_future's loop).
     # A factory without one means: always submit at once.
     r, w = pipe
-    context, scheduled = recording_context(event_loop, explicit)
-    try:
-        await pipe_reads(context, r, w)
-        assert bool(context.batching) is explicit
-        assert bool(scheduled) is explicit
-    finally:
-        event_loop.remove_reader(context.fileno)
-        context.close()
+    context = Context(32)
+    scheduled = wire_recording(context, explicit)
+    await pipe_reads(context, r, w)
+    assert bool(context.batching) is explicit
+    assert bool(scheduled) is explicit
 
 
 async def test_close_drops_a_batch_the_loop_never_flushed(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any
+    wire_recording: Any, pipe: Any
 ) -> None:
     # A batched write whose flush never ran (its loop stopped first), then
     # its descriptor closed and the number given to another file: close()
     # must not hand the write to the kernel, which would resolve the number
     # to the new file. It fails with ECANCELED instead.
     r, w = pipe
-    context, scheduled = recording_context(event_loop, explicit=True)
-    fileno = context.fileno
+    context = Context(32)
+    scheduled = wire_recording(context)
     old_r, old_w = os.pipe()
     new_r, new_w = os.pipe()
     try:
@@ -340,36 +317,31 @@ async def test_close_drops_a_batch_the_loop_never_flushed(
         assert isinstance(write.exception(), OSError)
         assert write.exception().errno == errno.ECANCELED
     finally:
-        event_loop.remove_reader(fileno)
-        context.close()
         for fd in (old_r, old_w, new_r, new_w):
             os.close(fd)
 
 
 async def test_batching_submits_a_lone_request_at_once(
-    event_loop: asyncio.AbstractEventLoop, pipe: Any
+    wire_recording: Any, pipe: Any
 ) -> None:
     # While batching, a request with nothing else in flight or queued has
     # no one to share an io_uring_enter with: it goes to the kernel in the
     # call (no flush scheduled); the next one, with the first in flight,
     # waits for the flush as before.
     r, w = pipe
-    context, scheduled = recording_context(event_loop, explicit=True)
-    try:
-        await pipe_reads(context, r, w)
-        assert context.batching
-        scheduled.clear()
-        first = context.read_async(1, r, 0)
-        assert scheduled == []  # in the kernel already: no flush needed
-        second = context.read_async(1, r, 0)
-        assert len(scheduled) == 1
-        assert in_flight(context) == 2
-        os.write(w, b"ab")
-        assert sorted(await wait_for(asyncio.gather(first, second))) == [b"a", b"b"]
-        assert context.batching
-    finally:
-        event_loop.remove_reader(context.fileno)
-        context.close()
+    context = Context(32)
+    scheduled = wire_recording(context)
+    await pipe_reads(context, r, w)
+    assert context.batching
+    scheduled.clear()
+    first = context.read_async(1, r, 0)
+    assert scheduled == []  # in the kernel already: no flush needed
+    second = context.read_async(1, r, 0)
+    assert len(scheduled) == 1
+    assert in_flight(context) == 2
+    os.write(w, b"ab")
+    assert sorted(await wait_for(asyncio.gather(first, second))) == [b"a", b"b"]
+    assert context.batching
 
 
 async def test_burst_resubmissions_go_in_the_iteration_they_are_made(

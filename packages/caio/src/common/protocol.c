@@ -1,5 +1,6 @@
 /* The Context protocol every C backend shares: see protocol.h. */
 #include "protocol.h"
+#include "batch.h"
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -249,4 +250,23 @@ PyObject *caio_poll_fd(PyObject *self, caio_fileno_fn fileno)
         return NULL;
     }
     return PyLong_FromUnsignedLongLong(count);
+}
+
+int caio_batch_schedule(caio_batch *b, PyObject *ctx, PyObject *call_soon)
+{
+    PyObject *r, *cb;
+
+    if (b->flush_scheduled)
+        return 0;
+    /* A fresh bound method each time (once per loop iteration at most):
+     * caching it would make the context a reference cycle. */
+    if ((cb = PyObject_GetAttrString(ctx, "_flush")) == NULL)
+        return -1;
+    r = PyObject_CallOneArg(call_soon, cb);
+    Py_DECREF(cb);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    b->flush_scheduled = 1;
+    return 0;
 }

@@ -15,9 +15,18 @@
 #define CAIO_LINUX_AIO_CONTEXT_H
 
 #include "aio.h"
+#include "batch.h"
 #include "protocol.h"
 
 #define CTX_NAME "caio.linux_aio.Context"
+
+/* While batching, io_submit as soon as this many requests wait, without
+ * waiting for the flush: the device starts on them while the loop prepares
+ * the rest. O_DIRECT 4 KiB random reads, 64 in flight (virtio disk, Linux
+ * 6.18), reads/s by batch size: one batch per loop iteration (~56) 104k;
+ * 32: 116k; 24: 127k; 20: 134k; 16: 148-158k; 12: 148k; 8: 150k; 4:
+ * 115-135k (fio, io_uring, queue depth 64: 166k). */
+#define AIO_FLUSH_AT 16
 
 struct AioContext {
     CAIO_CONTEXT_HEAD
@@ -28,6 +37,9 @@ struct AioContext {
     int inline_rw;                   /* reads and writes tried without
                                         io_submit first (queue.c) */
     unsigned inflight;               /* submitted and not reaped */
+    caio_batch batch;                /* io_submit at once or once per loop
+                                        iteration (common/batch.h) */
+    unsigned batched;                /* requests queued since the last pump */
     caio_req *wait_head, *wait_tail; /* FIFO of accepted, unsubmitted requests */
     caio_req *ready_head, *ready_tail; /* finished, not delivered yet */
     caio_req_pool pool;

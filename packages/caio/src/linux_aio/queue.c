@@ -313,6 +313,7 @@ void aio_pump(AioContext *ctx)
     struct iocb *cbs[AIO_BATCH];
     int woke = 0;
 
+    ctx->batched = 0;
     while (ctx->wait_head != NULL && ctx->inflight < ctx->max_requests) {
         unsigned room = ctx->max_requests - ctx->inflight;
         long n = 0, r;

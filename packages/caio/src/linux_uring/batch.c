@@ -8,32 +8,12 @@
 
 void uctx_note_inline(UringContext *self, int done)
 {
-    self->avg += ((done ? AVG_ONE : 0) - self->avg) / 8;
-    if (!self->batching) {
-        if (self->avg < AVG_BATCH_BELOW && self->call_soon != NULL)
-            self->batching = 1;
-    } else if (self->avg > AVG_IMMEDIATE_ABOVE) {
-        self->batching = 0;
-    }
+    caio_batch_note(&self->batch, done, self->call_soon != NULL);
 }
 
 int uctx_schedule_flush(UringContext *self)
 {
-    PyObject *r, *cb;
-
-    if (self->flush_scheduled)
-        return 0;
-    /* A fresh bound method each time (once per loop iteration at most):
-     * caching it would make the context a reference cycle. */
-    if ((cb = PyObject_GetAttrString((PyObject *)self, "_flush")) == NULL)
-        return -1;
-    r = PyObject_CallOneArg(self->call_soon, cb);
-    Py_DECREF(cb);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    self->flush_scheduled = 1;
-    return 0;
+    return caio_batch_schedule(&self->batch, (PyObject *)self, self->call_soon);
 }
 
 /* No eventfd signal for inline completions.
@@ -154,5 +134,5 @@ void uctx_wait_lone(UringContext *self, caio_req *req)
     uctx_wait_nogil(self, LONE_WAIT_NS);
     uctx_reap(self, 0);
     done = req->state == CAIO_REQ_DONE;
-    self->lone_avg += ((done ? AVG_ONE : 0) - self->lone_avg) / 4;
+    self->lone_avg += ((done ? CAIO_AVG_ONE : 0) - self->lone_avg) / 4;
 }

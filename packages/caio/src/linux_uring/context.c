@@ -30,7 +30,7 @@
  * most do not, one io_uring_enter per loop iteration for all of them is
  * cheaper: the context keeps a moving average of the inline rate, switches
  * to batching when it drops below 1/4 (flushing via the loop's call_soon),
- * and back above 1/2, probing every PROBE_EVERY-th operation at once while
+ * and back above 1/2, probing every CAIO_PROBE_EVERY-th operation at once while
  * batching so it notices when the cache warms up.
  *
  * Cancellation and memory. A cancelled future does not make the kernel
@@ -447,7 +447,7 @@ Py_ssize_t uctx_run_done(UringContext *self)
  * its successor goes in alone, at once (submit_async), without a callback. */
 static void flush_after_wakeups(UringContext *self, Py_ssize_t completed)
 {
-    if (!self->batching || self->flush_scheduled || completed == 0 ||
+    if (!self->batch.batching || self->batch.flush_scheduled || completed == 0 ||
         (completed == 1 && self->n_inflight == 0 && self->wait_head == NULL))
         return;
     /* Cannot schedule (the loop is closing): the submissions schedule

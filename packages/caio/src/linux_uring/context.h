@@ -4,6 +4,7 @@
 #define CAIO_URING_CONTEXT_H
 
 #include "fifo.h"
+#include "batch.h"
 #include "protocol.h"
 #include "uring.h"
 
@@ -31,18 +32,12 @@
 #define BF_REQUEUED(r) (REQ_BFLAGS(r) >> BF_REQUEUE_SHIFT)
 #define MAX_REQUEUES 16
 
-/* Inline-rate moving average, fixed point. */
-#define AVG_ONE 256
-#define AVG_BATCH_BELOW (AVG_ONE / 4)
-#define AVG_IMMEDIATE_ABOVE (AVG_ONE / 2)
-#define PROBE_EVERY 16
-
 /* A read alone in the ring that missed the page cache is waited for this
  * long (the GIL released) before the loop is given back; done as long as
  * more than LONE_WAIT_ABOVE of those waits succeed, else every
  * LONE_PROBE_EVERY-th lone miss only. See batch.c. */
 #define LONE_WAIT_NS 150000LL
-#define LONE_WAIT_ABOVE (AVG_ONE / 2)
+#define LONE_WAIT_ABOVE (CAIO_AVG_ONE / 2)
 #define LONE_PROBE_EVERY 32
 
 /* Submissions carrying more bytes than this release the GIL around
@@ -69,12 +64,9 @@ typedef struct {
     int leak;                   /* the kernel kept some request: leak memory */
     int sqpoll;
     int nowait_reads;
-    int batching;
-    int flush_scheduled;
+    caio_batch batch;           /* submit now or once per loop iteration */
     int cancel_any_failed;
-    int avg;                    /* inline completion rate, 0..AVG_ONE */
-    unsigned probe;
-    int lone_avg;               /* lone misses done within LONE_WAIT_NS, 0..AVG_ONE */
+    int lone_avg;               /* lone misses done within LONE_WAIT_NS, 0..CAIO_AVG_ONE */
     unsigned lone_probe;
     PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
     int lone_fd;                /* the descriptor lone_fd_disk is about, or -1 */

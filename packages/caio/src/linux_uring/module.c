@@ -39,7 +39,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     }
 
     if ((opcode == CAIO_READ || opcode == CAIO_READINTO) && self->nowait_reads &&
-        !self->batching &&
+        !self->batch.batching &&
         req->nbytes <= CAIO_NOWAIT_MAX && self->wait_head == NULL &&
         caio_req_nowait(req, 0, &self->nogil, &moved) == CAIO_NOWAIT_DONE) {
         /* Page-cache hit, copied without entering the ring. (A partial
@@ -82,8 +82,8 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
     REQ_BFLAGS(req) = BF_HELD;
-    now = !self->batching || ++self->probe % PROBE_EVERY == 0;
-    if (!now && quiet && !self->flush_scheduled) {
+    now = !self->batch.batching || caio_batch_probe(&self->batch);
+    if (!now && quiet && !self->batch.flush_scheduled) {
         /* Batching, but alone: nothing in flight, nothing waiting for the
          * flush. There is no one to share an io_uring_enter with, and the
          * flush would cost this request a loop iteration (one read at a
@@ -120,7 +120,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     } else if (uctx_schedule_flush(self) < 0) {
         /* No flush coming: submit now rather than strand the request. */
         PyErr_WriteUnraisable((PyObject *)self);
-        self->batching = 0;
+        self->batch.batching = 0;
         if (uctx_flush(self) < 0) {
             REQ_BFLAGS(req) = 0;
             goto out;
@@ -215,7 +215,7 @@ static PyObject *ctx_flush_cb(UringContext *self, PyObject *unused)
 {
     Py_ssize_t n;
 
-    self->flush_scheduled = 0;
+    self->batch.flush_scheduled = 0;
     /* Scheduled before close(): nothing left to do then. */
     if (caio_context_check((caio_context *)self, QUALNAME) < 0 || self->nogil) {
         PyErr_Clear();
@@ -368,7 +368,7 @@ static PyObject *ctx_set_future_factory(UringContext *self, PyObject *const *arg
      * batches (every submission enters the kernel at once). */
     caio_context_set_factory((caio_context *)self, factory, call_soon);
     if (self->call_soon == NULL)
-        self->batching = 0;
+        self->batch.batching = 0;
     context_leave(self);
     Py_RETURN_NONE;
 }
@@ -397,8 +397,8 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->ring.fd = -1;
     self->closed = 1;       /* until fully set up: dealloc then frees only */
     self->released = 1;
-    self->avg = AVG_ONE;
-    self->lone_avg = AVG_ONE;
+    caio_batch_init(&self->batch);
+    self->lone_avg = CAIO_AVG_ONE;
     self->lone_fd = -1;
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
@@ -518,7 +518,7 @@ static PyObject *ctx_get_sqpoll(UringContext *self, void *closure)
 
 static PyObject *ctx_get_batching(UringContext *self, void *closure)
 {
-    return PyBool_FromLong(self->batching);
+    return PyBool_FromLong(self->batch.batching);
 }
 
 static PyObject *ctx_get_lone_wait(UringContext *self, void *closure)

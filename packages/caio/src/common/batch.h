@@ -1,0 +1,63 @@
+/* Submit now or batch: the policy linux_uring and linux_aio share.
+ *
+ * Entering the kernel once per operation is best when operations finish
+ * inside that system call: the value comes back at once and no future is
+ * made. When most do not (O_DIRECT, a pipe without data), one system call
+ * per loop iteration for all of them is cheaper, and the block layer gets
+ * them together (one plug, one doorbell for the device instead of one per
+ * request). A moving average of the inline rate switches to batching when
+ * it drops below 1/4 (a flush scheduled with the loop's call_soon) and back
+ * when it rises above 1/2; while batching, every CAIO_PROBE_EVERY-th
+ * operation goes in at once, so a cache that warms up is noticed. Callers
+ * hold their context's lock (or the GIL, for linux_uring) around all of it. */
+#ifndef CAIO_BATCH_H
+#define CAIO_BATCH_H
+
+#include "caio.h"
+
+/* Inline-rate moving average, fixed point. */
+#define CAIO_AVG_ONE 256
+#define CAIO_AVG_BATCH_BELOW (CAIO_AVG_ONE / 4)
+#define CAIO_AVG_IMMEDIATE_ABOVE (CAIO_AVG_ONE / 2)
+#define CAIO_PROBE_EVERY 16
+
+typedef struct {
+    int batching;
+    int flush_scheduled;        /* ctx._flush is queued with call_soon */
+    int avg;                    /* inline completion rate, 0..CAIO_AVG_ONE */
+    unsigned probe;
+} caio_batch;
+
+static inline void caio_batch_init(caio_batch *b)
+{
+    b->batching = 0;
+    b->flush_scheduled = 0;
+    b->avg = CAIO_AVG_ONE;
+    b->probe = 0;
+}
+
+/* One operation submitted at once finished inside the call (done) or not.
+ * can_batch: the context has a call_soon to schedule flushes with. */
+static inline void caio_batch_note(caio_batch *b, int done, int can_batch)
+{
+    b->avg += ((done ? CAIO_AVG_ONE : 0) - b->avg) / 8;
+    if (!b->batching) {
+        if (b->avg < CAIO_AVG_BATCH_BELOW && can_batch)
+            b->batching = 1;
+    } else if (b->avg > CAIO_AVG_IMMEDIATE_ABOVE) {
+        b->batching = 0;
+    }
+}
+
+/* While batching: is this operation the one in CAIO_PROBE_EVERY that goes
+ * in at once anyway? */
+static inline int caio_batch_probe(caio_batch *b)
+{
+    return ++b->probe % CAIO_PROBE_EVERY == 0;
+}
+
+/* Queue ctx._flush() with call_soon, unless it is queued already. 0, or -1
+ * with an exception (the caller then submits at once). */
+CAIO_API int caio_batch_schedule(caio_batch *b, PyObject *ctx, PyObject *call_soon);
+
+#endif
