@@ -94,10 +94,10 @@ def _future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
 def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
     """Whether a stock asyncio ``loop`` has nothing else to run: no ready
     callback (nor a task the factory has yet to wake), no timer due, no
-    descriptor ready but ``own``. linux_uring asks it before it waits in
-    the call for a lone read that missed the page cache (a read completed
-    in the call does not yield: docs/internals.md, "A lone miss is waited
-    for briefly")."""
+    descriptor ready but ``own``. linux_uring and linux_aio ask it before
+    they wait in the call for a lone read that missed the page cache (a
+    read completed in the call does not yield: docs/internals.md, "A lone
+    miss is waited for briefly")."""
     ready, scheduled, select, time = loop._ready, loop._scheduled, loop._selector.select, loop.time
 
     def idle() -> bool:

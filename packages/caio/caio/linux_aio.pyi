@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from typing import final
 
 from typing_extensions import Self, disjoint_base
@@ -14,5 +15,8 @@ class Context(CContext):
     def cancel(self, *operations: Operation) -> int: ...
     @property
     def batching(self) -> bool: ...
+    @property
+    def lone_wait(self) -> bool: ...
+    def _set_idle_check(self, check: Callable[[], object] | None, /) -> None: ...
 
 _FEATURE_NAMES: tuple[str, ...]

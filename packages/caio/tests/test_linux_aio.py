@@ -34,6 +34,13 @@ import pytest
 linux_aio = pytest.importorskip("caio.linux_aio", exc_type=ImportError)
 Context = linux_aio.Context
 Operation = linux_aio.Operation
+from lone_reads import (  # noqa: E402
+    SLOW,
+    adapter_mostly_in_the_call,
+    cold_direct_file,
+    mostly_in_the_call,
+)
+
 from caio.linux_aio_asyncio import AsyncioContext  # noqa: E402
 
 TIMEOUT = 30
@@ -593,6 +600,115 @@ async def test_close_drops_a_batch_the_loop_never_flushed(
     assert cancelled, "no batched write was left waiting"
     for i in cancelled:
         assert read_back(filled_direct_fd, i * BLOCK, 1) == block_marks(i + 1)[i]
+
+
+# ---- the short wait for a lone O_DIRECT read ---------------------------------------
+
+
+def counting_idle_check(context: Any, answer: bool = True) -> list[int]:
+    """Install an idle check that answers ``answer``; the list returned
+    grows by one each time it is asked."""
+    asked: list[int] = []
+
+    def check() -> bool:
+        asked.append(1)
+        return answer
+
+    context._set_idle_check(check)
+    return asked
+
+
+async def test_lone_o_direct_reads_are_waited_for_until_the_waits_keep_failing(
+    tmp_path: Path, wire: Any
+) -> None:
+    # An O_DIRECT read alone in flight is waited for a little in the call
+    # when the loop is idle. Reads too large for the wait fail it: after a
+    # few the context stops waiting (but for a probe now and then), and
+    # every read still gets its data through the loop.
+    fd, content = cold_direct_file(tmp_path, SLOW // BLOCK)
+    try:
+        context = wire(Context(8))
+        asked = counting_idle_check(context)
+        memory = mmap.mmap(-1, SLOW)
+        assert context.lone_wait
+        for _ in range(6):
+            result = context.readinto_async(memory, fd, 0)
+            if isinstance(result, asyncio.Future):
+                result = await asyncio.wait_for(result, TIMEOUT)
+            assert result == SLOW
+            assert memory[:] == content
+        assert not context.lone_wait
+        assert 1 <= len(asked) < 6   # waits stopped being tried
+    finally:
+        os.close(fd)
+
+
+async def test_a_lone_o_direct_read_from_a_fast_disk_completes_in_the_call(
+    tmp_path: Path, wire: Any
+) -> None:
+    # Where the disk answers well within the wait, most O_DIRECT reads made
+    # one at a time come back as a value from the call itself, with no
+    # future and no trip through the loop.
+    fd, content = cold_direct_file(tmp_path, 64)
+
+    async def make() -> Any:
+        context = wire(Context(8))
+        counting_idle_check(context)
+        return context
+
+    try:
+        await mostly_in_the_call(fd, content, make)
+    finally:
+        os.close(fd)
+
+
+async def test_no_lone_wait_unless_alone_idle_and_o_direct(
+    tmp_path: Path, wire: Any, data_file: tuple[int, bytes]
+) -> None:
+    # Not waited for: a read with another in flight (the loop has work to
+    # overlap), a read while the loop has other work (the check says so),
+    # a buffered read (done inside the call anyway). Such waits would fail
+    # here: lone_wait would turn False.
+    fd, content = cold_direct_file(tmp_path, SLOW // BLOCK)
+    buffered, data = data_file
+    try:
+        context = wire(Context(8))
+        asked = counting_idle_check(context)
+        slow = mmap.mmap(-1, SLOW)
+        small = mmap.mmap(-1, BLOCK)
+        first = context.readinto_async(slow, fd, 0)
+        if isinstance(first, asyncio.Future):   # still in flight: not alone
+            asked.clear()
+            second = context.readinto_async(small, fd, BLOCK)
+            assert asked == []
+            results = await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT)
+            assert results == [SLOW, BLOCK]
+            assert slow[:] == content and small[:] == content[BLOCK : 2 * BLOCK]
+        busy = counting_idle_check(context, answer=False)
+        for _ in range(6):
+            result = context.readinto_async(slow, fd, 0)
+            assert isinstance(result, asyncio.Future)   # not waited for
+            assert await asyncio.wait_for(result, TIMEOUT) == SLOW
+        assert len(busy) == 6
+        assert context.lone_wait
+        asked = counting_idle_check(context)
+        os.posix_fadvise(buffered, 0, 0, os.POSIX_FADV_DONTNEED)
+        for i in range(6):
+            value = context.read_async(100, buffered, i * 100_000)
+            assert value == data[i * 100_000 : i * 100_000 + 100]
+        assert asked == []
+        assert context.lone_wait
+        with pytest.raises(TypeError, match="callable"):
+            context._set_idle_check(42)
+    finally:
+        os.close(fd)
+
+
+async def test_the_adapter_waits_for_lone_o_direct_reads(tmp_path: Path) -> None:
+    # AsyncioContext installs its idle check (asyncio_base._idle_check,
+    # tested with linux_uring's): one task reading one block at a time
+    # gets most of them from the call.
+    await adapter_mostly_in_the_call(tmp_path, AsyncioContext)
 
 
 # ---- closing with operations in flight ----------------------------------------

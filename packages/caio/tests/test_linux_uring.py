@@ -31,6 +31,13 @@ import pytest
 linux_uring = pytest.importorskip("caio.linux_uring", exc_type=ImportError)
 Context = linux_uring.Context
 Operation = linux_uring.Operation
+from lone_reads import (  # noqa: E402
+    SLOW,
+    adapter_mostly_in_the_call,
+    cold_direct_file,
+    mostly_in_the_call,
+)
+
 from caio.linux_uring_asyncio import AsyncioContext  # noqa: E402
 
 TIMEOUT = 30
@@ -626,23 +633,6 @@ needs_ext_arg = pytest.mark.skipif(
 )
 
 
-def cold_direct_file(tmp_path: Path, blocks: int) -> tuple[int, bytes]:
-    """An O_DIRECT descriptor on a file of ``blocks`` random 4 KiB blocks."""
-    content = random.Random(3).randbytes(blocks * 4096)
-    with open(tmp_path / "cold", "wb") as f:
-        f.write(content)
-        os.fsync(f.fileno())   # no dirty pages for the direct reads to flush first
-    try:
-        return os.open(tmp_path / "cold", os.O_RDONLY | os.O_DIRECT), content
-    except OSError:
-        pytest.skip("no O_DIRECT on this file system")
-
-
-#: An O_DIRECT read this large never completes within the wait (150 us):
-#: that would take 100 GB/s.
-SLOW = 16 << 20
-
-
 def idle_context(wire: Any) -> Any:
     """A wired Context told that its loop is always idle (the adapter's
     check answers for a real loop: see the tests at the end)."""
@@ -703,53 +693,6 @@ async def test_lone_misses_beside_others_and_on_pipes_do_not_wait(
         assert await wait_for(waiting) == b"z"
     finally:
         os.close(fd)
-
-
-def disk_latency(fd: int, blocks: int) -> float:
-    """Median seconds of a synchronous 4 KiB O_DIRECT read on fd."""
-    memory = mmap.mmap(-1, 4096)
-    took = []
-    for i in range(0, blocks, max(1, blocks // 16)):
-        started = time.perf_counter()
-        os.preadv(fd, [memory], i * 4096)
-        took.append(time.perf_counter() - started)
-    return sorted(took)[len(took) // 2]
-
-
-async def reads_in_the_call(fd: int, content: bytes, context: Any) -> int:
-    """How many of 64 one-at-a-time 4 KiB reads ``context`` returned as a
-    value from the call itself (the others through a future); all checked."""
-    memory = mmap.mmap(-1, 4096)
-    direct = 0
-    for i in range(64):
-        result = context.readinto_async(memory, fd, i * 4096)
-        if type(result) is int:
-            direct += 1
-        else:
-            result = await wait_for(result)
-        assert result == 4096
-        assert memory[:] == content[i * 4096:(i + 1) * 4096]
-    return direct
-
-
-async def mostly_in_the_call(fd: int, content: bytes, make_context: Any) -> None:
-    """Where the disk answers well within the wait, most lone reads come
-    back from the call. The disk is shared and its latency swings: up to
-    three tries, each on a fresh context right after measuring it."""
-    counts = []
-    for _ in range(3):
-        if disk_latency(fd, 64) > 75e-6:   # half the wait: most reads make it
-            continue
-        context = await make_context()
-        counts.append(await reads_in_the_call(fd, content, context))
-        # Not asserted: that the context still waits at the end. A few
-        # slow reads in a row (this disk has them) turn lone_wait off
-        # after most reads made it; the tests above cover the switch.
-        if counts[-1] >= 32:
-            return
-    if not counts:
-        pytest.skip("this disk takes longer than 75 us per read")
-    pytest.fail(f"lone reads completed in the call: {counts} of 64 per try")
 
 
 @needs_ext_arg
@@ -921,19 +864,4 @@ async def test_tasks_reading_one_at_a_time_are_never_held_up(
 async def test_one_task_alone_gets_its_reads_in_the_call(tmp_path: Path) -> None:
     # Through the adapter, with nothing else on the loop, the check says
     # idle: a fast disk's reads complete in the call (no future).
-    fd, content = cold_direct_file(tmp_path, 64)
-    contexts: list[Any] = []
-
-    async def make() -> Any:
-        context = AsyncioContext(8)
-        contexts.append(context)
-        memory = mmap.mmap(-1, 4096)
-        await context.readinto(memory, fd, 0)   # binds the loop, sets the check
-        return context.context
-
-    try:
-        await mostly_in_the_call(fd, content, make)
-    finally:
-        for context in contexts:
-            context.close()
-        os.close(fd)
+    await adapter_mostly_in_the_call(tmp_path, AsyncioContext)

@@ -60,4 +60,40 @@ static inline int caio_batch_probe(caio_batch *b)
  * with an exception (the caller then submits at once). */
 CAIO_API int caio_batch_schedule(caio_batch *b, PyObject *ctx, PyObject *call_soon);
 
+/* The short wait for a lone miss (linux_uring/batch.c says why): a read
+ * alone in flight that did not finish in the call is waited for there, at
+ * most CAIO_LONE_WAIT_NS, the GIL released, when the loop has nothing
+ * else to run. Done as long as more than CAIO_LONE_WAIT_ABOVE of those
+ * waits succeed, else on every CAIO_LONE_PROBE_EVERY-th lone miss only. */
+#define CAIO_LONE_WAIT_NS 150000LL
+#define CAIO_LONE_WAIT_ABOVE (CAIO_AVG_ONE / 2)
+#define CAIO_LONE_PROBE_EVERY 32
+
+typedef struct {
+    int avg;                    /* waits that succeeded, 0..CAIO_AVG_ONE */
+    unsigned probe;
+} caio_lone;
+
+static inline void caio_lone_init(caio_lone *l)
+{
+    l->avg = CAIO_AVG_ONE;
+    l->probe = 0;
+}
+
+/* Whether waiting pays here (most waits succeed), or this is a probe. */
+static inline int caio_lone_try(caio_lone *l)
+{
+    return l->avg > CAIO_LONE_WAIT_ABOVE || ++l->probe % CAIO_LONE_PROBE_EVERY == 0;
+}
+
+static inline void caio_lone_note(caio_lone *l, int done)
+{
+    l->avg += ((done ? CAIO_AVG_ONE : 0) - l->avg) / 4;
+}
+
+/* Call the adapter's idle check (the loop has nothing else to run). A
+ * failing check counts as "not idle" and is reported as unraisable on
+ * owner. */
+CAIO_API int caio_loop_idle(PyObject *check, PyObject *owner);
+
 #endif

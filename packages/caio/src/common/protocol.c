@@ -270,3 +270,24 @@ int caio_batch_schedule(caio_batch *b, PyObject *ctx, PyObject *call_soon)
     b->flush_scheduled = 1;
     return 0;
 }
+
+int caio_loop_idle(PyObject *check, PyObject *owner)
+{
+    PyObject *r;
+    int idle;
+
+    Py_INCREF(check);   /* the call may drop the owner's reference */
+    r = PyObject_CallNoArgs(check);
+    Py_DECREF(check);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(owner);
+        return 0;
+    }
+    idle = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (idle < 0) {
+        PyErr_WriteUnraisable(owner);
+        return 0;
+    }
+    return idle;
+}

@@ -40,6 +40,10 @@ struct AioContext {
     caio_batch batch;                /* io_submit at once or once per loop
                                         iteration (common/batch.h) */
     unsigned batched;                /* requests queued since the last pump */
+    caio_lone lone;                  /* the short wait for a lone O_DIRECT
+                                        read (module.c, common/batch.h) */
+    PyObject *idle_check;            /* "the loop has nothing else to run",
+                                        or NULL (the asyncio adapter's) */
     caio_req *wait_head, *wait_tail; /* FIFO of accepted, unsubmitted requests */
     caio_req *ready_head, *ready_tail; /* finished, not delivered yet */
     caio_req_pool pool;

@@ -48,6 +48,34 @@ static int done_inline(caio_req *req)
     return 0;
 }
 
+/* The short wait for a lone miss (common/batch.h; linux_uring/batch.c
+ * has the why). One O_DIRECT read at a time goes to the device inside
+ * io_submit and completes later: through the loop, that costs a future, a
+ * sleep in epoll_wait, an eventfd wake-up and a loop iteration, a third
+ * more than the read itself on a fast disk. When it is alone in flight and
+ * the loop has nothing else to run (the adapter's check), wait for it in
+ * io_getevents, at most CAIO_LONE_WAIT_NS, the GIL released. Buffered
+ * reads never get here: they are done inside io_submit. */
+static enum aio_mine lone_wait(AioContext *self, caio_req *req)
+{
+    enum aio_mine mine;
+
+    if (self->inflight != 1 || self->wait_head != NULL || self->idle_check == NULL ||
+        !caio_opcode_reads(req->opcode) || done_inline(req) || !caio_lone_try(&self->lone))
+        return AIO_MINE_PENDING;
+    /* The check is Python code: it may have closed us, or queued requests. */
+    if (!caio_loop_idle(self->idle_check, (PyObject *)self) || self->closed ||
+        self->inflight != 1 || self->wait_head != NULL)
+        return AIO_MINE_PENDING;
+    mine = aio_wait_mine(self, req, CAIO_LONE_WAIT_NS);
+    caio_lone_note(&self->lone, mine != AIO_MINE_PENDING);
+    /* The kernel signalled the eventfd for it: with nothing else in flight
+     * or to deliver, that signal would only wake the loop for nothing. */
+    if (mine == AIO_MINE_DONE && self->inflight == 0 && self->ready_head == NULL)
+        caio_eventfd_drain(self->efd);
+    return mine;
+}
+
 static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
                            Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -118,6 +146,14 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
                     goto done;
                 case AIO_MINE_PENDING:
                     caio_batch_note(&self->batch, 0, self->call_soon != NULL);
+                    switch (lone_wait(self, req)) {
+                    case AIO_MINE_DONE:
+                        goto done;
+                    case AIO_MINE_PENDING:
+                        goto pending;
+                    case AIO_MINE_RETRY:
+                        continue;
+                    }
                     goto pending;
                 case AIO_MINE_RETRY:
                     continue;
@@ -341,6 +377,19 @@ static PyObject *ctx_flush_cb(AioContext *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *ctx_set_idle_check(AioContext *self, PyObject *check)
+{
+    PyObject *old;
+
+    if (caio_check_callable_or_none(check, "the idle check") < 0 || context_enter(self) < 0)
+        return NULL;
+    old = self->idle_check;
+    self->idle_check = check == Py_None ? NULL : Py_NewRef(check);
+    context_leave(self);
+    Py_XDECREF(old);   /* outside the lock: its destructor may run Python */
+    Py_RETURN_NONE;
+}
+
 static PyObject *ctx_set_future_factory(AioContext *self, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -395,6 +444,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->efd = -1;
     self->max_requests = max_requests;
     caio_batch_init(&self->batch);
+    caio_lone_init(&self->lone);
     self->inline_rw = caio_nowait_available && !caio_kernel_lacks(CAIO_F_NOWAIT);
     self->fork_gen = caio_fork_generation();
     pthread_mutex_init(&self->lock, NULL);
@@ -418,6 +468,8 @@ static PyObject *ctx_close(AioContext *self, PyObject *unused)
 {
     if (aio_ctx_close(self) < 0)
         return NULL;
+    /* Nothing left to wait for: let go of the loop the check refers to. */
+    Py_CLEAR(self->idle_check);
     Py_RETURN_NONE;
 }
 
@@ -453,11 +505,13 @@ static int ctx_traverse(AioContext *self, visitproc visit, void *arg)
         }
         Py_VISIT(self->futures);
     }
+    Py_VISIT(self->idle_check);
     return caio_context_traverse((caio_context *)self, visit, arg);
 }
 
 static int ctx_clear(AioContext *self)
 {
+    Py_CLEAR(self->idle_check);
     caio_context_clear((caio_context *)self);
     return 0;
 }
@@ -480,6 +534,7 @@ static void ctx_dealloc(AioContext *self)
     if (self->outside == 0)
         aio_ctx_free_pool(self);
     caio_context_clear((caio_context *)self);
+    Py_CLEAR(self->idle_check);
     Py_CLEAR(self->futures);
     if (self->efd >= 0)
         close(self->efd);
@@ -506,6 +561,11 @@ static PyObject *ctx_get_batching(AioContext *self, void *closure)
     return PyBool_FromLong(self->batch.batching);
 }
 
+static PyObject *ctx_get_lone_wait(AioContext *self, void *closure)
+{
+    return PyBool_FromLong(self->lone.avg > CAIO_LONE_WAIT_ABOVE);
+}
+
 static PyObject *ctx_get_closed(AioContext *self, void *closure)
 {
     return PyBool_FromLong(self->closed);
@@ -530,6 +590,10 @@ static PyMethodDef ctx_methods[] = {
      "rest with OSError(ECANCELED), release the kernel context. Idempotent;\n"
      "in a forked child it only forgets. Raises RuntimeError if called from\n"
      "the future factory while the context runs it."},
+    {"_set_idle_check", (PyCFunction)ctx_set_idle_check, METH_O,
+     "_set_idle_check($self, check, /)\n--\n\n"
+     "check() tells whether the event loop has nothing else to run; only\n"
+     "then is a lone O_DIRECT read waited for in the call (None: never)."},
     {"_flush", (PyCFunction)ctx_flush_cb, METH_NOARGS,
      "_flush($self, /)\n--\n\nSubmit batched operations (scheduled with call_soon)."},
     {NULL}
@@ -542,6 +606,9 @@ static PyGetSetDef ctx_getset[] = {
      "How many operations may be in the kernel at once.", NULL},
     {"batching", (getter)ctx_get_batching, NULL,
      "True while submissions are batched once per loop iteration.", NULL},
+    {"lone_wait", (getter)ctx_get_lone_wait, NULL,
+     "True while an O_DIRECT read alone in flight is waited for briefly in "
+     "the call (most such waits succeed here).", NULL},
     {"closed", (getter)ctx_get_closed, NULL, "True once close() was called.", NULL},
     {NULL}
 };

@@ -449,6 +449,24 @@ enum aio_mine aio_reap(AioContext *ctx, caio_req *mine)
     return rs.mine_state;
 }
 
+enum aio_mine aio_wait_mine(AioContext *ctx, caio_req *mine, long long ns)
+{
+    struct io_event evs[AIO_BATCH];
+    struct timespec timeout = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    reap_state rs = {mine, AIO_MINE_PENDING, NULL, NULL};
+    long n;
+
+    if (ctx->aio == 0)
+        return AIO_MINE_PENDING;
+    Py_BEGIN_ALLOW_THREADS
+    n = aio_sys_getevents(ctx->aio, 1, AIO_BATCH, evs, &timeout);
+    Py_END_ALLOW_THREADS
+    for (long i = 0; i < n; i++)    /* (n < 0: interrupted, nothing reaped) */
+        handle_event(ctx, &evs[i], &rs);
+    reap_finish(ctx, &rs);
+    return rs.mine_state;
+}
+
 int aio_reap_all(AioContext *ctx)
 {
     struct io_event evs[AIO_BATCH];

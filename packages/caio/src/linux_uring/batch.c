@@ -74,21 +74,8 @@ static int on_disk(UringContext *self, int fd)
  * A failing check counts as "not idle" (and is reported). */
 static int loop_idle(UringContext *self)
 {
-    PyObject *check = Py_NewRef(self->idle_check), *r;
-    int idle;
+    int idle = caio_loop_idle(self->idle_check, (PyObject *)self);
 
-    r = PyObject_CallNoArgs(check);
-    Py_DECREF(check);
-    if (r == NULL) {
-        PyErr_WriteUnraisable((PyObject *)self);
-        return 0;
-    }
-    idle = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    if (idle < 0) {
-        PyErr_WriteUnraisable((PyObject *)self);
-        return 0;
-    }
     /* The check is Python code: it may have closed us, or moved requests. */
     return idle && !self->closed && self->n_inflight == 1 && self->wait_head == NULL &&
            self->cancels_pending == 0;
@@ -102,14 +89,15 @@ static int loop_idle(UringContext *self)
  * epoll_wait, the task work, an eventfd wake-up and a loop iteration: on
  * a fast disk (tens of microseconds) that is a third more than the read.
  * When nothing else is in flight on this context, wait for the CQE here
- * instead, for at most LONE_WAIT_NS, the GIL released: the read is then
- * done when the call returns, as a synchronous read would be, and the
+ * instead, for at most CAIO_LONE_WAIT_NS, the GIL released: the read is
+ * then done when the call returns, as a synchronous read would be, and the
  * loop is held no longer than a kernel AIO buffered read holds it (all of
  * the disk's latency). On a slower disk the wait fails; after a few
- * failures it is tried on every LONE_PROBE_EVERY-th lone miss only, so a
- * slow disk costs the loop LONE_WAIT_NS per LONE_PROBE_EVERY reads. Reads
- * only: a write that misses is a throttled or synchronous one, whose
- * latency is the file system's, not the disk's. Files on a disk only:
+ * failures it is tried on every CAIO_LONE_PROBE_EVERY-th lone miss only,
+ * so a slow disk costs the loop CAIO_LONE_WAIT_NS per
+ * CAIO_LONE_PROBE_EVERY reads (common/batch.h). Reads only: a write that
+ * misses is a throttled or synchronous one, whose latency is the file
+ * system's, not the disk's. Files on a disk only:
  * pipes and sockets answer when their writer writes, if ever.
  *
  * Several requests in flight never wait: the loop has work to overlap.
@@ -127,12 +115,12 @@ void uctx_wait_lone(UringContext *self, caio_req *req)
         return;
     if (self->idle_check == NULL || !on_disk(self, req->fd))
         return;
-    if (self->lone_avg <= LONE_WAIT_ABOVE && ++self->lone_probe % LONE_PROBE_EVERY != 0)
+    if (!caio_lone_try(&self->lone))
         return;
     if (!loop_idle(self))
         return;
-    uctx_wait_nogil(self, LONE_WAIT_NS);
+    uctx_wait_nogil(self, CAIO_LONE_WAIT_NS);
     uctx_reap(self, 0);
     done = req->state == CAIO_REQ_DONE;
-    self->lone_avg += ((done ? CAIO_AVG_ONE : 0) - self->lone_avg) / 4;
+    caio_lone_note(&self->lone, done);
 }

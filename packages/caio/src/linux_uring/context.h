@@ -32,14 +32,6 @@
 #define BF_REQUEUED(r) (REQ_BFLAGS(r) >> BF_REQUEUE_SHIFT)
 #define MAX_REQUEUES 16
 
-/* A read alone in the ring that missed the page cache is waited for this
- * long (the GIL released) before the loop is given back; done as long as
- * more than LONE_WAIT_ABOVE of those waits succeed, else every
- * LONE_PROBE_EVERY-th lone miss only. See batch.c. */
-#define LONE_WAIT_NS 150000LL
-#define LONE_WAIT_ABOVE (CAIO_AVG_ONE / 2)
-#define LONE_PROBE_EVERY 32
-
 /* Submissions carrying more bytes than this release the GIL around
  * io_uring_enter: an inline page-cache copy of that size takes longer than
  * dropping and retaking the GIL. Small ones keep it (releasing would cost
@@ -66,8 +58,7 @@ typedef struct {
     int nowait_reads;
     caio_batch batch;           /* submit now or once per loop iteration */
     int cancel_any_failed;
-    int lone_avg;               /* lone misses done within LONE_WAIT_NS, 0..CAIO_AVG_ONE */
-    unsigned lone_probe;
+    caio_lone lone;             /* the short wait for a lone miss (batch.c) */
     PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
     int lone_fd;                /* the descriptor lone_fd_disk is about, or -1 */
     int lone_fd_disk;           /* a regular file or block device */

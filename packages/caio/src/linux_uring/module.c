@@ -398,7 +398,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->closed = 1;       /* until fully set up: dealloc then frees only */
     self->released = 1;
     caio_batch_init(&self->batch);
-    self->lone_avg = CAIO_AVG_ONE;
+    caio_lone_init(&self->lone);
     self->lone_fd = -1;
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
@@ -523,7 +523,7 @@ static PyObject *ctx_get_batching(UringContext *self, void *closure)
 
 static PyObject *ctx_get_lone_wait(UringContext *self, void *closure)
 {
-    return PyBool_FromLong(self->lone_avg > LONE_WAIT_ABOVE);
+    return PyBool_FromLong(self->lone.avg > CAIO_LONE_WAIT_ABOVE);
 }
 
 static PyObject *ctx_repr(UringContext *self)
