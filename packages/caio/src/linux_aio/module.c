@@ -144,17 +144,17 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
                 case AIO_MINE_DONE:
                     caio_batch_note(&self->batch, done_inline(req), self->call_soon != NULL);
                     goto done;
-                case AIO_MINE_PENDING:
+                case AIO_MINE_PENDING: {
+                    enum aio_mine waited;
+
                     caio_batch_note(&self->batch, 0, self->call_soon != NULL);
-                    switch (lone_wait(self, req)) {
-                    case AIO_MINE_DONE:
+                    waited = lone_wait(self, req);
+                    if (waited == AIO_MINE_DONE)
                         goto done;
-                    case AIO_MINE_PENDING:
-                        goto pending;
-                    case AIO_MINE_RETRY:
+                    if (waited == AIO_MINE_RETRY)
                         continue;
-                    }
                     goto pending;
+                }
                 case AIO_MINE_RETRY:
                     continue;
                 }
