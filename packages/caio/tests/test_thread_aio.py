@@ -101,7 +101,7 @@ def data_file(make_data_file: Any) -> tuple[int, bytes]:
 
 def test_context_arguments() -> None:
     context = Context()
-    assert (context.max_requests, context.pool_size, context.closed) == (512, 8, False)
+    assert (context.max_requests, context.pool_size, context.closed) == (512, 16, False)
     context.close()
     context = Context(3, 2, close_timeout=0.5)
     assert (context.max_requests, context.pool_size) == (3, 2)

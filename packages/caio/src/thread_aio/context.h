@@ -13,7 +13,7 @@
 #define MODULE_NAME "caio.thread_aio"
 #define CONTEXT_NAME MODULE_NAME ".Context"
 
-#define DEFAULT_POOL_SIZE 8
+#define DEFAULT_POOL_SIZE 16
 #define DEFAULT_CLOSE_TIMEOUT 10.0
 #define LIMIT_POOL_SIZE 1024
 

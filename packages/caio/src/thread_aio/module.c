@@ -467,7 +467,7 @@ static PyTypeObject ThreadContext_Type = {
               "stat_cached=True)\n--\n\n"
               "caio.thread_aio context: file I/O in a pool of POSIX threads. At most max_requests requests\n"
               "run at once (more wait their turn, in order) in at most pool_size\n"
-              "threads, started on demand. close() waits close_timeout seconds for\n"
+              "threads (default 16), started on demand. close() waits close_timeout seconds for\n"
               "running requests, then gives up on them. stat_cached: answer a stat\n"
               "of a path in the dentry cache (or an fd) on the calling thread.\n"
               "Raises TypeError, ValueError (out of range), OSError.",
