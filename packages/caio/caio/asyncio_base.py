@@ -13,6 +13,7 @@ import asyncio
 import errno
 import functools
 import inspect
+import selectors
 from asyncio import CancelledError
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
@@ -98,16 +99,40 @@ def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
     they wait in the call for a lone read that missed the page cache (a
     read completed in the call does not yield: docs/internals.md, "A lone
     miss is waited for briefly")."""
-    ready, scheduled, select, time = loop._ready, loop._scheduled, loop._selector.select, loop.time
+    ready, scheduled, time = loop._ready, loop._scheduled, loop.time
+    selector = loop._selector
+    if isinstance(selector, selectors.EpollSelector):
+        # The epoll object itself: a peek at two events costs a third of
+        # selector.select(0), which maps every event to its key in Python
+        # (0.5 against 1.2 µs a check, on every lone wait). asyncio's
+        # registrations are level-triggered, so what the peek returns the
+        # loop's next select() returns again.
+        poll = selector._selector.poll  # type: ignore[attr-defined]
 
-    def idle() -> bool:
+        def idle() -> bool:
+            if ready or factory.pending:
+                return False
+            if scheduled and scheduled[0]._when <= time():
+                return False
+            for fd, _ in poll(0, 2):
+                if fd != own:
+                    return False
+            return True
+
+        return idle
+    select = selector.select
+
+    def idle_any() -> bool:
         if ready or factory.pending:
             return False
         if scheduled and scheduled[0]._when <= time():
             return False
-        return all(key.fd == own for key, _ in select(0))
+        for key, _ in select(0):
+            if key.fd != own:
+                return False
+        return True
 
-    return idle
+    return idle_any
 
 
 #: The *_async methods an OperationState holds, in its order.

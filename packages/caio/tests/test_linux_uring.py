@@ -18,6 +18,7 @@ import os
 import random
 import re
 import select
+import selectors
 import sys
 import threading
 import time
@@ -766,37 +767,42 @@ async def test_a_failing_idle_check_means_no_wait(
         os.close(fd)
 
 
-async def test_the_adapters_idle_check_sees_other_work(event_loop: Any) -> None:
+async def idle_check_sees_other_work(loop: Any) -> None:
     # What the check answers on a running stock loop: busy for a ready
     # callback, a task the FutureFactory has yet to wake, a timer due, a
-    # descriptor ready but the context's own; idle otherwise.
+    # descriptor ready but the context's own; idle otherwise. Asking does
+    # not take the news from the loop: the reader still runs.
     from caio import _awaitables, asyncio_base
 
-    factory = _awaitables.FutureFactory(event_loop)
+    factory = _awaitables.FutureFactory(loop)
     r, w = os.pipe()
     own_r, own_w = os.pipe()
+    heard: list[bytes] = []
     try:
-        idle = asyncio_base._idle_check(event_loop, factory, own_r)
+        idle = asyncio_base._idle_check(loop, factory, own_r)
         assert idle()
-        handle = event_loop.call_soon(lambda: None)
+        handle = loop.call_soon(lambda: None)
         assert not idle()
         handle.cancel()
         await asyncio.sleep(0)
         assert idle()
-        timer = event_loop.call_at(event_loop.time() - 1, lambda: None)
+        timer = loop.call_at(loop.time() - 1, lambda: None)
         assert not idle()
         timer.cancel()
         await asyncio.sleep(0)
-        event_loop.add_reader(own_r, lambda: None)
+        loop.add_reader(own_r, lambda: os.read(own_r, 1))
         os.write(own_w, b"x")
         assert idle()            # our own eventfd: what the wait is about
-        event_loop.add_reader(r, lambda: None)
+        loop.add_reader(r, lambda: heard.append(os.read(r, 1)))
         os.write(w, b"x")
         assert not idle()        # another descriptor has news for the loop
-        event_loop.remove_reader(r)
-        os.read(r, 1)
+        assert not idle()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert heard == [b"x"]   # ... which it still gets
         assert idle()
-        event_loop.remove_reader(own_r)
+        loop.remove_reader(r)
+        loop.remove_reader(own_r)
         future = factory()
         future.add_done_callback(lambda _: None)
         future.set_result(None)  # its callback is queued in the factory
@@ -805,8 +811,23 @@ async def test_the_adapters_idle_check_sees_other_work(event_loop: Any) -> None:
         assert not factory.pending and idle()
     finally:
         for descriptor in (r, w, own_r, own_w):
-            event_loop.remove_reader(descriptor)
+            loop.remove_reader(descriptor)
             os.close(descriptor)
+
+
+async def test_the_adapters_idle_check_sees_other_work(event_loop: Any) -> None:
+    # The stock loop's epoll selector: the check peeks at the epoll object.
+    assert isinstance(event_loop._selector, selectors.EpollSelector)
+    await idle_check_sees_other_work(event_loop)
+
+
+def test_the_idle_check_on_other_selectors() -> None:
+    # Any other selector: the check asks it for what is ready.
+    loop = asyncio.SelectorEventLoop(selectors.PollSelector())
+    try:
+        loop.run_until_complete(idle_check_sees_other_work(loop))
+    finally:
+        loop.close()
 
 
 @needs_ext_arg
