@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import ctypes
 import errno
 import mmap
 import os
@@ -22,6 +23,7 @@ import re
 import select
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,7 @@ from lone_reads import (  # noqa: E402
     SLOW,
     adapter_mostly_in_the_call,
     cold_direct_file,
+    disk_latency,
     mostly_in_the_call,
 )
 
@@ -45,6 +48,7 @@ from caio.linux_aio_asyncio import AsyncioContext  # noqa: E402
 
 TIMEOUT = 30
 BLOCK = 4096
+PR_SET_TIMERSLACK, PR_GET_TIMERSLACK = 29, 30   # <linux/prctl.h>
 
 
 @pytest.fixture(params=[True, False], ids=["ring", "io_getevents"])
@@ -701,6 +705,83 @@ async def test_no_lone_wait_unless_alone_idle_and_o_direct(
         with pytest.raises(TypeError, match="callable"):
             context._set_idle_check(42)
     finally:
+        os.close(fd)
+
+
+class TimerSlackWatch:
+    """The main thread's timer slack (/proc/self/timerslack_ns: the thread
+    group leader's, where the tests and their loop run), read in a loop by
+    another thread while the main one waits with the GIL released."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.stop = threading.Event()
+        self.fd = os.open("/proc/self/timerslack_ns", os.O_RDONLY)
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def watch(self) -> None:
+        while not self.stop.is_set():
+            self.seen.add(int(os.pread(self.fd, 32, 0)))
+
+    def __enter__(self) -> TimerSlackWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        os.close(self.fd)
+
+
+def set_timer_slack(ns: int) -> int:
+    """Set the calling thread's timer slack; the one it had."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    old = libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    assert libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(ns), 0, 0, 0) == 0
+    return int(old)
+
+
+async def test_lone_waits_in_time_use_timer_slack_until_one_is_late(
+    tmp_path: Path, wire: Any
+) -> None:
+    # After 16 lone waits in a row that ended in time, the wait runs with
+    # a 4 ms timer slack (no timer reprogrammed per read), the thread's own
+    # slack put back after each; a wait that ends late (a 16 MiB read) ends
+    # the streak: the next waits are bounded at 150 us again.
+    fd, content = cold_direct_file(tmp_path, SLOW // BLOCK)
+    if disk_latency(fd, 64) > 75e-6:   # half the wait: most waits end in time
+        os.close(fd)
+        pytest.skip("this disk takes longer than 75 us per read")
+    old = set_timer_slack(61_000)
+    try:
+        context = wire(Context(8))
+        counting_idle_check(context)
+        memory = mmap.mmap(-1, BLOCK)
+        with TimerSlackWatch() as fast:
+            for i in range(300):
+                result = context.readinto_async(memory, fd, (i % 64) * BLOCK)
+                if isinstance(result, asyncio.Future):
+                    result = await asyncio.wait_for(result, TIMEOUT)
+                assert result == BLOCK
+                assert memory[:] == content[(i % 64) * BLOCK:(i % 64 + 1) * BLOCK]
+        assert 4_000_000 in fast.seen
+        assert fast.seen <= {61_000, 4_000_000}
+        assert set_timer_slack(61_000) == 61_000    # put back
+        # A read that cannot end in time (its own wait has the slack): the
+        # streak is over.
+        slow = mmap.mmap(-1, SLOW)
+        result = context.readinto_async(slow, fd, 0)
+        if isinstance(result, asyncio.Future):
+            result = await asyncio.wait_for(result, TIMEOUT)
+        assert result == SLOW
+        with TimerSlackWatch() as after:
+            for i in range(12):
+                result = context.readinto_async(memory, fd, i * BLOCK)
+                if isinstance(result, asyncio.Future):
+                    await asyncio.wait_for(result, TIMEOUT)
+        assert after.seen == {61_000}
+    finally:
+        set_timer_slack(old)
         os.close(fd)
 
 

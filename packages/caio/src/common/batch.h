@@ -69,15 +69,33 @@ CAIO_API int caio_batch_schedule(caio_batch *b, PyObject *ctx, PyObject *call_so
 #define CAIO_LONE_WAIT_ABOVE (CAIO_AVG_ONE / 2)
 #define CAIO_LONE_PROBE_EVERY 32
 
+/* Timer slack for the wait, once CAIO_LONE_SLACK_AFTER waits in a row
+ * finished within CAIO_LONE_WAIT_NS (linux_aio; linux_aio/queue.c says
+ * why): the wait's timer then fires with the kernel's next tick (4 ms at
+ * HZ=250) instead of reprogramming the CPU's timer twice per read. A wait
+ * that ends later than CAIO_LONE_WAIT_NS counts as failed and ends the
+ * streak, so a device that turns slow costs the loop one such wait, then
+ * waits bounded at CAIO_LONE_WAIT_NS again. */
+#define CAIO_LONE_SLACK_NS 4000000L
+#define CAIO_LONE_SLACK_AFTER 16
+
 typedef struct {
     int avg;                    /* waits that succeeded, 0..CAIO_AVG_ONE */
     unsigned probe;
+    unsigned streak;            /* waits in a row that succeeded */
 } caio_lone;
 
 static inline void caio_lone_init(caio_lone *l)
 {
     l->avg = CAIO_AVG_ONE;
     l->probe = 0;
+    l->streak = 0;
+}
+
+/* Whether the next wait may use CAIO_LONE_SLACK_NS. */
+static inline int caio_lone_slack(const caio_lone *l)
+{
+    return l->streak >= CAIO_LONE_SLACK_AFTER;
 }
 
 /* Whether waiting pays here (most waits succeed), or this is a probe. */
@@ -86,9 +104,14 @@ static inline int caio_lone_try(caio_lone *l)
     return l->avg > CAIO_LONE_WAIT_ABOVE || ++l->probe % CAIO_LONE_PROBE_EVERY == 0;
 }
 
+/* A wait ended: done, the read completed within CAIO_LONE_WAIT_NS. */
 static inline void caio_lone_note(caio_lone *l, int done)
 {
     l->avg += ((done ? CAIO_AVG_ONE : 0) - l->avg) / 4;
+    if (!done)
+        l->streak = 0;
+    else if (l->streak < CAIO_LONE_SLACK_AFTER)
+        l->streak++;
 }
 
 /* Call the adapter's idle check (the loop has nothing else to run). A

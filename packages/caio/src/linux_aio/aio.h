@@ -164,7 +164,8 @@ enum aio_mine { AIO_MINE_PENDING, AIO_MINE_DONE, AIO_MINE_RETRY };
 enum aio_mine aio_reap(AioContext *ctx, caio_req *mine);
 /* Wait at most ns (GIL released) for a completion, then reap like
  * aio_reap. */
-enum aio_mine aio_wait_mine(AioContext *ctx, caio_req *mine, long long ns);
+enum aio_mine aio_wait_mine(AioContext *ctx, caio_req *mine, long long ns, long slack_ns,
+                            long long *took_ns);
 /* Submit waiting requests while there are free slots. */
 void aio_pump(AioContext *ctx);
 /* Wait (GIL released) until nothing is in flight. 0, or -errno if

@@ -54,11 +54,14 @@ static int done_inline(caio_req *req)
  * sleep in epoll_wait, an eventfd wake-up and a loop iteration, a third
  * more than the read itself on a fast disk. When it is alone in flight and
  * the loop has nothing else to run (the adapter's check), wait for it in
- * io_getevents, at most CAIO_LONE_WAIT_NS, the GIL released. Buffered
- * reads never get here: they are done inside io_submit. */
+ * io_getevents, at most CAIO_LONE_WAIT_NS, the GIL released (with a
+ * timer slack once the waits keep ending in time: aio_wait_mine in
+ * queue.c). Buffered reads never get here: they are done inside
+ * io_submit. */
 static enum aio_mine lone_wait(AioContext *self, caio_req *req)
 {
     enum aio_mine mine;
+    long long took;
 
     if (self->inflight != 1 || self->wait_head != NULL || self->idle_check == NULL ||
         !caio_opcode_reads(req->opcode) || done_inline(req) || !caio_lone_try(&self->lone))
@@ -67,8 +70,11 @@ static enum aio_mine lone_wait(AioContext *self, caio_req *req)
     if (!caio_loop_idle(self->idle_check, (PyObject *)self) || self->closed ||
         self->inflight != 1 || self->wait_head != NULL)
         return AIO_MINE_PENDING;
-    mine = aio_wait_mine(self, req, CAIO_LONE_WAIT_NS);
-    caio_lone_note(&self->lone, mine != AIO_MINE_PENDING);
+    mine = aio_wait_mine(self, req, CAIO_LONE_WAIT_NS,
+                         caio_lone_slack(&self->lone) ? CAIO_LONE_SLACK_NS : 0, &took);
+    /* Done in time: with the slack, a read may come back later than the
+     * bound; that counts as a failed wait. */
+    caio_lone_note(&self->lone, mine != AIO_MINE_PENDING && took <= CAIO_LONE_WAIT_NS);
     /* The kernel signalled the eventfd for it: with nothing else in flight
      * or to deliver, that signal would only wake the loop for nothing. */
     if (mine == AIO_MINE_DONE && self->inflight == 0 && self->ready_head == NULL)
