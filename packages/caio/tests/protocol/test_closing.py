@@ -216,6 +216,25 @@ def _threads_now() -> str:
     return "\n".join(lines)
 
 
+def _pool_now(context: Any) -> str:
+    """python_aio's pool after close() gave up on its worker: what each
+    worker thread, the running and the done operations hold (CI saw the
+    opened descriptor stay twice, with no caio-python thread left)."""
+    pool = getattr(context.context, "_pool", None)
+    if pool is None:
+        return ""
+    ops = [("running", op) for op in list(pool.running.values())]
+    ops += [("done", op) for op in list(pool.done)]
+    lines = [f"\npool: threads {[(t.name, t.native_id, t.is_alive()) for t in pool.threads]}"]
+    lines += [
+        f"  {where}: opcode {op._opcode} state {op._state} result {op._result} "
+        f"data {op._data!r} waits {op._waits}"
+        for where, op in ops
+    ]
+    lines.append(f"  queued {len(pool.queued)} jobs {pool.jobs.qsize()} fds_open {pool.fds_open}")
+    return "\n".join(lines)
+
+
 async def open_stuck_on_a_fifo(
     tmp_path: Any, module: str, close_timeout: float,
 ) -> tuple[Any, asyncio.Future[int], Any]:
@@ -259,7 +278,7 @@ async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: s
             await asyncio.sleep(0.01)
         # (CI saw the opened descriptor stay once, not reproduced: say where
         # every thread is if it happens again.)
-        assert _descriptors_of(fifo) == [writer], _threads_now()
+        assert _descriptors_of(fifo) == [writer], _threads_now() + _pool_now(context)
     finally:
         os.close(writer)
     for _ in range(1000):   # the detached worker is gone too
