@@ -101,6 +101,7 @@ def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
     miss is waited for briefly")."""
     ready, scheduled, time = loop._ready, loop._scheduled, loop.time
     selector = loop._selector
+    poll: Callable[[int, int], Any]
     if isinstance(selector, selectors.EpollSelector):
         # The epoll object itself: a peek at two events costs a third of
         # selector.select(0), which maps every event to its key in Python
@@ -108,31 +109,23 @@ def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
         # registrations are level-triggered, so what the peek returns the
         # loop's next select() returns again.
         poll = selector._selector.poll  # type: ignore[attr-defined]
+    else:
+        select = selector.select
 
-        def idle() -> bool:
-            if ready or factory.pending:
-                return False
-            if scheduled and scheduled[0]._when <= time():
-                return False
-            for fd, _ in poll(0, 2):
-                if fd != own:
-                    return False
-            return True
+        def poll(timeout: int, _most: int) -> Any:
+            return [(key.fd, events) for key, events in select(timeout)]
 
-        return idle
-    select = selector.select
-
-    def idle_any() -> bool:
+    def idle() -> bool:
         if ready or factory.pending:
             return False
         if scheduled and scheduled[0]._when <= time():
             return False
-        for key, _ in select(0):
-            if key.fd != own:
+        for fd, _ in poll(0, 2):
+            if fd != own:
                 return False
         return True
 
-    return idle_any
+    return idle
 
 
 #: The *_async methods an OperationState holds, in its order.
