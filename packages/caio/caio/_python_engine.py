@@ -233,11 +233,18 @@ def _worker(pool: Pool) -> None:
         op = get()
         if op is None:
             return
-        if take(op._key, None) is not None:
-            op._state = INFLIGHT
-            op._cancel = False
-            key = op._key
-            running[key] = op
+        key = op._key
+        with lock:
+            # Taken from `queued` and filed in `running` as one step: close()
+            # finds every operation in one or the other (give_up() takes the
+            # lock), never one a worker took but has not filed yet, which it
+            # could neither cancel nor give up on.
+            mine = take(key, None) is not None
+            if mine:
+                op._state = INFLIGHT
+                op._cancel = False
+                running[key] = op
+        if mine:
             execute(op, stop_fd)
             with lock:
                 # Still ours unless close() gave up on it meanwhile (and

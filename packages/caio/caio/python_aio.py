@@ -614,9 +614,12 @@ class Context(AbstractContext):
         key = id(future)
         op = self._pool.queued.pop(key, None)
         if op is None:
-            running = self._pool.running.get(key)
-            if running is not None:
-                running._cancel = True
+            # Under the lock: a worker files what it takes from the queue
+            # in `running` in one step with it.
+            with self._pool.lock:
+                running = self._pool.running.get(key)
+                if running is not None:
+                    running._cancel = True
             return False
         finish_cancelled(op, future)
         return True

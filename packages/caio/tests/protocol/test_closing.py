@@ -172,15 +172,17 @@ def test_close_from_a_callback(harness: Any) -> None:
 _OPENAT = {"x86_64": 257, "aarch64": 56, "ppc64le": 286, "s390x": 288}.get(os.uname().machine)
 
 
-def _in_openat() -> bool:
+def _in_openat() -> set[int]:
+    """The threads (task ids) of this process waiting in open(2)."""
+    found = set()
     for task in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{task}/syscall") as f:
                 if f.read().split(" ", 1)[0] == str(_OPENAT):
-                    return True
+                    found.add(int(task))
         except OSError:  # the thread is gone
             pass
-    return False
+    return found
 
 
 def _descriptors_of(path: Any) -> list[int]:
@@ -237,10 +239,10 @@ def _pool_now(context: Any) -> str:
 
 async def open_stuck_on_a_fifo(
     tmp_path: Any, module: str, close_timeout: float,
-) -> tuple[Any, asyncio.Future[int], Any]:
+) -> tuple[Any, asyncio.Future[int], Any, set[int]]:
     """A context of ``module`` whose worker waits in open(2) of a FIFO
     without a writer (nothing interrupts that wait): the context, the
-    open's task, and the FIFO's path."""
+    open's task, the FIFO's path and the worker's task id."""
     if _OPENAT is None:
         pytest.skip("open(2)'s system call number is not known for this machine")
     fifo = tmp_path / "fifo"
@@ -248,13 +250,17 @@ async def open_stuck_on_a_fifo(
     context = importlib.import_module(f"caio.{module}").AsyncioContext(
         close_timeout=close_timeout,
     )
+    # Only a thread that was not in open(2) before is the worker: another
+    # thread passing through one must not start the test early.
+    before = _in_openat()
     task = asyncio.ensure_future(context.open(fifo, os.O_RDONLY))
     for _ in range(1000):
         await asyncio.sleep(0.01)
-        if _in_openat():
+        if _in_openat() - before:
             break
-    assert _in_openat(), "no worker reached open(2)"
-    return context, task, fifo
+    workers = _in_openat() - before
+    assert workers, "no worker reached open(2)"
+    return context, task, fifo, workers
 
 
 @pytest.mark.parametrize("module", ["thread_aio_asyncio", "python_aio_asyncio"])
@@ -262,7 +268,7 @@ async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: s
     # open(2) of a FIFO without a writer waits for one, and nothing
     # interrupts it: close() must give up on it after close_timeout, and the
     # descriptor the worker gets once a writer comes must not leak.
-    context, task, fifo = await open_stuck_on_a_fifo(tmp_path, module, 0.2)
+    context, task, fifo, workers = await open_stuck_on_a_fifo(tmp_path, module, 0.2)
     loop = asyncio.get_running_loop()
     started = loop.time()
     context.close()
@@ -281,11 +287,11 @@ async def test_close_gives_up_on_a_worker_stuck_in_open(tmp_path: Any, module: s
         assert _descriptors_of(fifo) == [writer], _threads_now() + _pool_now(context)
     finally:
         os.close(writer)
-    for _ in range(1000):   # the detached worker is gone too
-        if not _in_openat():
+    for _ in range(1000):   # the detached worker is out of open(2) too
+        if not _in_openat() & workers:
             break
         await asyncio.sleep(0.01)
-    assert not _in_openat()
+    assert not _in_openat() & workers
 
 
 class Seconds:
@@ -311,7 +317,7 @@ def test_close_timeout_is_a_non_negative_real_number(module: str) -> None:
 
 @pytest.mark.parametrize("module", ["thread_aio_asyncio", "python_aio_asyncio"])
 async def test_an_infinite_close_timeout_waits_for_the_worker(tmp_path: Any, module: str) -> None:
-    context, task, fifo = await open_stuck_on_a_fifo(tmp_path, module, float("inf"))
+    context, task, fifo, _ = await open_stuck_on_a_fifo(tmp_path, module, float("inf"))
     writer: list[int] = []
     opener = threading.Timer(0.2, lambda: writer.append(os.open(fifo, os.O_WRONLY)))
     opener.start()
@@ -327,3 +333,47 @@ async def test_an_infinite_close_timeout_waits_for_the_worker(tmp_path: Any, mod
         opener.join()
         for fd in writer:
             os.close(fd)
+
+
+def test_python_aio_worker_files_what_it_takes_in_one_step() -> None:
+    # close() cancels what waits in the pool's queue and gives up on what
+    # its workers run (under the pool's lock); an operation a worker had
+    # taken from the queue but not yet filed as running would escape both,
+    # and a descriptor it then opened would stay open. So a worker takes an
+    # operation only under that lock.
+    from caio import python_aio
+
+    context = python_aio.Context()
+    r, w = os.pipe()
+    try:
+        op = python_aio.Operation.read(10, r, 0)
+        finished: list[int] = []
+        op.set_callback(finished.append)
+        pool = context._pool
+        pool.start()   # (under the lock below, the first submit would wait)
+        with pool.lock:
+            assert context.submit(op) == 1
+            for _ in range(50):   # a worker picks the job up meanwhile
+                if pool.jobs.qsize() == 0:
+                    break
+                threading.Event().wait(0.01)
+            threading.Event().wait(0.05)
+            assert pool.jobs.qsize() == 0, "no worker picked the job up"
+            assert list(pool.queued.values()) == [op]
+            assert not pool.running
+        for _ in range(500):   # then it runs: a read waiting on the pipe
+            if list(pool.running.values()) == [op]:
+                break
+            threading.Event().wait(0.01)
+        assert list(pool.running.values()) == [op]
+        os.write(w, b"abc")
+        for _ in range(500):
+            if finished:
+                break
+            threading.Event().wait(0.01)
+        assert finished == [3]
+        assert op.get_value() == b"abc"
+    finally:
+        context.close()
+        os.close(r)
+        os.close(w)
