@@ -12,6 +12,7 @@ import asyncio
 import gc
 import inspect
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -160,6 +161,36 @@ def test_from_another_loop_is_refused(asyncio_module: Any, fd: int) -> None:
             with pytest.raises(RuntimeError, match="bound to event loop"):
                 other.run_until_complete(call())
         assert bound.run_until_complete(ctx.write(b"more", fd, 0)) == 4
+        ctx.close()
+    finally:
+        bound.close()
+        other.close()
+
+
+def test_a_foreign_async_generator_hook_changes_nothing(asyncio_module: Any, fd: int) -> None:
+    # The loop check's cheap half looks for the running loop's own hook
+    # (sys.set_asyncgen_hooks); with another one installed in the loop, the
+    # operations still run (the check asks the loop's _thread_id), and a
+    # call from another loop is still refused.
+    bound, other = asyncio.new_event_loop(), asyncio.new_event_loop()
+    seen: list[Any] = []
+
+    async def with_hook(call: Any) -> Any:
+        old = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter=seen.append)
+        try:
+            return await call()
+        finally:
+            sys.set_asyncgen_hooks(*old)
+
+    try:
+        ctx = asyncio_module.AsyncioContext(loop=bound)
+        os.pwrite(fd, b"data", 0)
+        assert bound.run_until_complete(with_hook(lambda: ctx.read(4, fd, 0))) == b"data"
+        assert bound.run_until_complete(with_hook(lambda: ctx.write(b"more", fd, 0))) == 4
+        with pytest.raises(RuntimeError, match="bound to event loop"):
+            other.run_until_complete(with_hook(lambda: ctx.read(4, fd, 0)))
+        assert os.pread(fd, 4, 0) == b"more"
         ctx.close()
     finally:
         bound.close()
