@@ -279,4 +279,34 @@ CAIO_API int caio_parse_args(const char *funcname, const char *const *names,
                              PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames, PyObject **out);
 
+/* The value of an exact int of one digit (every fd, and every size and
+ * offset under 2**30): without the generic conversion, which handles any
+ * length. 0 when ob is something else (a bool, a subclass, a big int):
+ * the generic path then decides. */
+static inline int caio_small_int(PyObject *ob, long long *out)
+{
+    if (!PyLong_CheckExact(ob))
+        return 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)ob))
+        return 0;
+    *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)ob);
+    return 1;
+#else
+    switch (Py_SIZE(ob)) {
+    case 0:
+        *out = 0;
+        return 1;
+    case 1:
+        *out = (long long)((PyLongObject *)ob)->ob_digit[0];
+        return 1;
+    case -1:
+        *out = -(long long)((PyLongObject *)ob)->ob_digit[0];
+        return 1;
+    default:
+        return 0;
+    }
+#endif
+}
+
 #endif

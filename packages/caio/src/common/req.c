@@ -23,41 +23,11 @@ static const char *const transfer_funcs[] = {
     [CAIO_READINTO] = "readinto", [CAIO_READV] = "readv", [CAIO_WRITEV] = "writev",
 };
 
-/* The value of an exact int of one digit (every fd, and every size and
- * offset under 2**30): without the generic conversion, which handles any
- * length. 0 when ob is something else (a bool, a subclass, a big int):
- * the generic path then decides. */
-static inline int small_int(PyObject *ob, long long *out)
-{
-    if (!PyLong_CheckExact(ob))
-        return 0;
-#if PY_VERSION_HEX >= 0x030C0000
-    if (!PyUnstable_Long_IsCompact((PyLongObject *)ob))
-        return 0;
-    *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)ob);
-    return 1;
-#else
-    switch (Py_SIZE(ob)) {
-    case 0:
-        *out = 0;
-        return 1;
-    case 1:
-        *out = (long long)((PyLongObject *)ob)->ob_digit[0];
-        return 1;
-    case -1:
-        *out = -(long long)((PyLongObject *)ob)->ob_digit[0];
-        return 1;
-    default:
-        return 0;
-    }
-#endif
-}
-
 /* PyObject_AsFileDescriptor, without its generic conversion for an int. */
 static int as_fd(PyObject *ob)
 {
     long long value;
-    if (small_int(ob, &value) && value >= 0 && value <= INT_MAX)
+    if (caio_small_int(ob, &value) && value >= 0 && value <= INT_MAX)
         return (int)value;
     return PyObject_AsFileDescriptor(ob);
 }
@@ -67,7 +37,7 @@ static int parse_int64(PyObject *ob, const char *what, int64_t *out, int huge_is
     int overflow = 0;
     long long value;
 
-    if (small_int(ob, &value) && value >= 0) {
+    if (caio_small_int(ob, &value) && value >= 0) {
         *out = (int64_t)value;
         return 0;
     }
