@@ -186,28 +186,34 @@ CAIO_API PyObject *caio_ctx_fs_in_kernel(PyObject *self, PyObject *op);
 
 /* ---- the page-cache fast path -------------------------------------------------- */
 
-/* caio_nowait_rw for a prepared read or write request, the GIL released
- * for large copies (*nogil, if not NULL, is 1 meanwhile: the backend's
- * "another thread is inside" mark). The caller checked the opcode and
- * req->nbytes <= CAIO_NOWAIT_MAX. Per operation: inline. */
-static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *nogil,
-                                               ssize_t *moved)
+/* caio_nowait_rw, the GIL released for large copies (*nogil, if not NULL,
+ * is 1 meanwhile: the backend's "another thread is inside" mark). The
+ * caller checked nbytes <= CAIO_NOWAIT_MAX. Per operation: inline. */
+static inline enum caio_nowait caio_nowait_py(int is_write, int fd, char *data, size_t nbytes,
+                                              int64_t offset, int streams, int *nogil,
+                                              ssize_t *moved)
 {
     enum caio_nowait how;
-    int is_write = req->opcode == CAIO_WRITE;   /* else READ or READINTO */
 
-    if (req->nbytes < CAIO_NOWAIT_GIL_RELEASE)
-        return caio_nowait_rw(is_write, req->fd, req->data, req->nbytes, req->offset,
-                              streams, moved);
+    if (nbytes < CAIO_NOWAIT_GIL_RELEASE)
+        return caio_nowait_rw(is_write, fd, data, nbytes, offset, streams, moved);
     if (nogil != NULL)
         *nogil = 1;
     Py_BEGIN_ALLOW_THREADS
-    how = caio_nowait_rw(is_write, req->fd, req->data, req->nbytes, req->offset,
-                         streams, moved);
+    how = caio_nowait_rw(is_write, fd, data, nbytes, offset, streams, moved);
     Py_END_ALLOW_THREADS
     if (nogil != NULL)
         *nogil = 0;
     return how;
+}
+
+/* caio_nowait_py for a prepared read or write request (the caller checked
+ * the opcode). */
+static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *nogil,
+                                               ssize_t *moved)
+{
+    return caio_nowait_py(req->opcode == CAIO_WRITE, req->fd, req->data, req->nbytes,
+                          req->offset, streams, nogil, moved);
 }
 
 /* ---- docstrings (text signatures: inspect.signature reads them) ------------- */
