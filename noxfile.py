@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -327,7 +328,7 @@ def run_suites(
     session: nox.Session, tmp: Path, *extra: str, env: dict[str, str | None],
     suites: list[Path] | None = None, pytest: str = "pytest", select: tuple[str, ...] = (),
 ) -> None:
-    """Run the caio and the aiofile suite from ``tmp``.
+    """Run the caio and the aiofile suite from ``tmp``, side by side.
 
     Each package's suite runs on its own (its own rootdir and config, so two
     test modules with the same name cannot clash), from a directory where
@@ -336,26 +337,71 @@ def run_suites(
     paths inside each suite, where they exist). Exit code 5 (no test
     ran) fails the session, unless pytest arguments were given to select
     tests.
+
+    With two CPUs or more the suites run at the same time (each keeps one
+    busy: a session takes the longer suite's time, not the sum); the first
+    suite's output goes to the terminal as it runs, the second's when it
+    is done. Every suite is waited for, and each one's failure reported.
     """
     codes = [0, 5] if session.posargs else [0]
+    runs: list[tuple[Path, list[str], dict[str, str | None], Path]] = []
+    for suite in suites or test_suites():
+        if not suite.is_dir():
+            session.error(f"missing test suite {suite}")
+        targets = [str(suite / p) for p in select if (suite / p).exists()] if select \
+            else [str(suite)]
+        if not targets:
+            continue
+        run_env = dict(env)
+        run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
+        log = tmp / f"pytest-{suite.parent.name}.log"
+        run_env["SUITE_LOG"] = str(log)
+        command = [
+            *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
+            pytest, *PYTEST_ARGS, "--rootdir", str(suite.parent),
+            *extra, *session.posargs, *targets,
+        ]
+        runs.append((suite, command, run_env, log))
+    failed: list[tuple[Path, BaseException]] = []
+
+    def run(suite: Path, command: list[str], run_env: dict[str, str | None], log: Path,
+            live: bool) -> None:
+        try:
+            if live:
+                session.run(*TEE, *command, env=run_env, success_codes=codes, external=True)
+            else:
+                with log.open("w", encoding="utf-8") as out:
+                    session.run(*command, env=run_env, success_codes=codes, external=True,
+                                stdout=out, stderr=subprocess.STDOUT)
+        except BaseException as exc:  # re-raised below, once every suite is done
+            failed.append((suite, exc))
+
+    side_by_side = (os.cpu_count() or 1) >= 2
     with session.chdir(tmp):
-        for suite in suites or test_suites():
-            if not suite.is_dir():
-                session.error(f"missing test suite {suite}")
-            targets = [str(suite / p) for p in select if (suite / p).exists()] if select \
-                else [str(suite)]
-            if not targets:
-                continue
-            run_env = dict(env)
-            run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
-            log = tmp / f"pytest-{suite.parent.name}.log"
-            run_env["SUITE_LOG"] = str(log)
-            session.run(
-                *TEE, *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
-                pytest, *PYTEST_ARGS, "--rootdir", str(suite.parent),
-                *extra, *session.posargs, *targets,
-                env=run_env, success_codes=codes, external=True,
-            )
+        if side_by_side and len(runs) > 1:
+            others = [
+                threading.Thread(target=run, args=(*job, False), name=f"suite-{job[0].parent.name}")
+                for job in runs[1:]
+            ]
+            for thread in others:
+                thread.start()
+            run(*runs[0], True)
+            for thread in others:
+                thread.join()
+            for _suite, _command, _env, log in runs[1:]:
+                print(log.read_text(encoding="utf-8", errors="replace"), end="", flush=True)
+        else:
+            for job in runs:
+                run(*job, True)
+                if failed:
+                    break
+        if failed:
+            order = [job[0] for job in runs]
+            failed.sort(key=lambda failure: order.index(failure[0]))
+            for suite, _exc in failed:
+                session.log(f"the {suite.parent.name} suite failed")
+            raise failed[0][1]
+        for _suite, _command, _env, log in runs:
             check_quiet(session, log)
 
 
