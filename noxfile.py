@@ -324,6 +324,13 @@ def test_suites() -> list[Path]:
     return [CAIO / "tests", AIOFILE / "tests"]
 
 
+#: Suites whose conftest splits them by CAIO_TEST_PHASE: "shared" runs all
+#: but the tests marked ``alone``, "alone" only those. Those depend on the
+#: whole machine (the system-wide kernel AIO limit, a disk's latency), so
+#: when suites run side by side they run afterwards, on their own.
+PHASED_SUITES = frozenset({"caio"})
+
+
 def run_suites(
     session: nox.Session, tmp: Path, *extra: str, env: dict[str, str | None],
     suites: list[Path] | None = None, pytest: str = "pytest", select: tuple[str, ...] = (),
@@ -338,71 +345,89 @@ def run_suites(
     ran) fails the session, unless pytest arguments were given to select
     tests.
 
-    With two CPUs or more the suites run at the same time (each keeps one
-    busy: a session takes the longer suite's time, not the sum); the first
+    With two CPUs or more the suites run at the same time (each keeps about
+    one busy: a session takes the longer suite's time, not the sum), then
+    the tests marked ``alone`` (PHASED_SUITES) by themselves. The first
     suite's output goes to the terminal as it runs, the second's when it
     is done. Every suite is waited for, and each one's failure reported.
     """
     codes = [0, 5] if session.posargs else [0]
-    runs: list[tuple[Path, list[str], dict[str, str | None], Path]] = []
-    for suite in suites or test_suites():
-        if not suite.is_dir():
-            session.error(f"missing test suite {suite}")
-        targets = [str(suite / p) for p in select if (suite / p).exists()] if select \
-            else [str(suite)]
-        if not targets:
-            continue
+    side_by_side = (os.cpu_count() or 1) >= 2
+    Run = tuple[Path, list[str], dict[str, str | None], Path, list[int]]
+
+    def make(suite: Path, targets: list[str], phase: str | None) -> Run:
+        name = suite.parent.name + (f"-{phase}" if phase == "alone" else "")
         run_env = dict(env)
-        run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{suite.parent.name}")
-        log = tmp / f"pytest-{suite.parent.name}.log"
+        run_env["COVERAGE_FILE"] = str(tmp / f".coverage.{name}")
+        log = tmp / f"pytest-{name}.log"
         run_env["SUITE_LOG"] = str(log)
+        run_env["CAIO_TEST_PHASE"] = phase
         command = [
             *(SUITE_TIMEOUT if shutil.which("timeout") else ()),
             pytest, *PYTEST_ARGS, "--rootdir", str(suite.parent),
             *extra, *session.posargs, *targets,
         ]
-        runs.append((suite, command, run_env, log))
+        # The alone phase of a selection may hold none of them.
+        return suite, command, run_env, log, [0, 5] if phase == "alone" else codes
+
+    chosen: list[tuple[Path, list[str]]] = []
+    for suite in suites or test_suites():
+        if not suite.is_dir():
+            session.error(f"missing test suite {suite}")
+        targets = [str(suite / p) for p in select if (suite / p).exists()] if select \
+            else [str(suite)]
+        if targets:
+            chosen.append((suite, targets))
+    side_by_side = side_by_side and len(chosen) > 1
+    runs: list[Run] = []
+    alone: list[Run] = []
+    for suite, targets in chosen:
+        phased = side_by_side and suite.parent.name in PHASED_SUITES
+        runs.append(make(suite, targets, "shared" if phased else None))
+        if phased:
+            alone.append(make(suite, targets, "alone"))
     failed: list[tuple[Path, BaseException]] = []
 
-    def run(suite: Path, command: list[str], run_env: dict[str, str | None], log: Path,
-            live: bool) -> None:
+    def run(job: Run, live: bool) -> None:
+        suite, command, run_env, log, ok = job
         try:
             if live:
-                session.run(*TEE, *command, env=run_env, success_codes=codes, external=True)
+                session.run(*TEE, *command, env=run_env, success_codes=ok, external=True)
             else:
                 with log.open("w", encoding="utf-8") as out:
-                    session.run(*command, env=run_env, success_codes=codes, external=True,
+                    session.run(*command, env=run_env, success_codes=ok, external=True,
                                 stdout=out, stderr=subprocess.STDOUT)
         except BaseException as exc:  # re-raised below, once every suite is done
             failed.append((suite, exc))
 
-    side_by_side = (os.cpu_count() or 1) >= 2
     with session.chdir(tmp):
-        if side_by_side and len(runs) > 1:
+        if side_by_side:
             others = [
-                threading.Thread(target=run, args=(*job, False), name=f"suite-{job[0].parent.name}")
+                threading.Thread(target=run, args=(job, False), name=f"suite-{job[0].parent.name}")
                 for job in runs[1:]
             ]
             for thread in others:
                 thread.start()
-            run(*runs[0], True)
+            run(runs[0], True)
             for thread in others:
                 thread.join()
-            for _suite, _command, _env, log in runs[1:]:
-                print(log.read_text(encoding="utf-8", errors="replace"), end="", flush=True)
+            for job in runs[1:]:
+                print(job[3].read_text(encoding="utf-8", errors="replace"), end="", flush=True)
         else:
             for job in runs:
-                run(*job, True)
+                run(job, True)
                 if failed:
                     break
+        for job in alone:
+            run(job, True)
         if failed:
             order = [job[0] for job in runs]
             failed.sort(key=lambda failure: order.index(failure[0]))
             for suite, _exc in failed:
                 session.log(f"the {suite.parent.name} suite failed")
             raise failed[0][1]
-        for _suite, _command, _env, log in runs:
-            check_quiet(session, log)
+        for job in runs + alone:
+            check_quiet(session, job[3])
 
 
 # The suite's output goes to the terminal and to $SUITE_LOG (pipefail: the

@@ -41,15 +41,23 @@ pytest_plugins = ("caio._pytest_loop",)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In a ``backend(impl=X)`` nox session (CAIO_TEST_ONLY_BACKEND=X), the
     tests parametrized by backend run for X only: the other backends'
-    variants are the same tests as in the tests-3.X sessions."""
+    variants are the same tests as in the tests-3.X sessions.
+
+    CAIO_TEST_PHASE=shared leaves out the tests marked ``alone`` (they need
+    the machine to themselves), CAIO_TEST_PHASE=alone runs only those: nox
+    runs this suite beside aiofile's in the first phase, then the second."""
     only = os.environ.get("CAIO_TEST_ONLY_BACKEND")
-    if not only:
+    phase = os.environ.get("CAIO_TEST_PHASE")
+    if not only and phase not in ("shared", "alone"):
         return
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        (keep if params.get("backend", only) == only else drop).append(item)
+        wanted = not only or params.get("backend", only) == only
+        if phase in ("shared", "alone"):
+            wanted = wanted and (item.get_closest_marker("alone") is not None) == (phase == "alone")
+        (keep if wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

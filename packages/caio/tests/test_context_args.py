@@ -63,6 +63,9 @@ def test_none_and_zero_give_the_default(backend: str, value: int | None) -> None
         assert default.max_requests >= 1
 
 
+# alone: linux's largest context takes all of fs.aio-max-nr (65536 by
+# default) for a moment; another process's kernel AIO context then fails.
+@pytest.mark.alone
 @pytest.mark.parametrize("backend", backends())
 @pytest.mark.parametrize("value", [1, True, 7, MAX_REQUESTS_LIMIT])
 def test_in_range_is_used(backend: str, value: int) -> None:

@@ -697,6 +697,7 @@ async def test_lone_misses_beside_others_and_on_pipes_do_not_wait(
 
 
 @needs_ext_arg
+@pytest.mark.alone   # a disk's latency: not beside another suite
 async def test_a_lone_read_from_a_fast_disk_completes_in_the_call(
     tmp_path: Path, wire: Any
 ) -> None:
@@ -882,6 +883,7 @@ async def test_tasks_reading_one_at_a_time_are_never_held_up(
 
 
 @needs_ext_arg
+@pytest.mark.alone   # a disk's latency: not beside another suite
 async def test_one_task_alone_gets_its_reads_in_the_call(tmp_path: Path) -> None:
     # Through the adapter, with nothing else on the loop, the check says
     # idle: a fast disk's reads complete in the call (no future).
