@@ -168,8 +168,10 @@ async def test_uncached_read_goes_to_the_pool(ctx: Any, data_file: tuple[int, by
     for _ in range(5):
         # drop_cache's probe of page 0 may bring in a large folio that
         # covers block 8 too (ext4 on 6.18 makes them when memory allows):
-        # evict again once that read is done.
-        time.sleep(0.01)
+        # evict again once that read is done. A plain read of page 0 waits
+        # for it (a folio under I/O is locked and stays; a fixed sleep was
+        # too short on a busy disk, with aiofile's suite running beside).
+        os.pread(fd, 1, 0)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         result = ctx.read_async(BLOCK, fd, 8 * BLOCK)
         if isinstance(result, asyncio.Future):
