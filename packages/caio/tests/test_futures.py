@@ -211,6 +211,63 @@ def test_tasks_await_cancel_and_wait_on_them(loop: Any) -> None:
     loop.run_until_complete(main())
 
 
+def test_a_task_woken_by_a_value_takes_asyncios_fast_path(loop: Any) -> None:
+    """A Task's wake-up on a future that finished with a value is called
+    with the factory's finished asyncio future (the Task's fast path, not
+    a generic result() call); the value still comes from the awaited
+    future. A failed or cancelled future wakes its Task with itself."""
+    make = _awaitables.FutureFactory(loop)
+
+    async def await_it(f: Any) -> Any:
+        return await f
+
+    class MyTask(asyncio.Task):  # type: ignore[type-arg]
+        pass
+
+    python_task = getattr(asyncio.tasks, "_PyTask", None)
+
+    async def main() -> list[Any]:
+        ok, bad, stopped, mine, twice = (make() for _ in range(5))
+        tasks = [asyncio.ensure_future(await_it(f)) for f in (ok, bad, stopped, twice, twice)]
+        tasks.append(MyTask(await_it(mine)))
+        await asyncio.sleep(0)
+        ok.set_result(b"value")
+        bad.set_exception(OSError(5, "EIO"))
+        tasks[2].cancel("stop")
+        mine.set_result(7)
+        twice.set_result(None)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    got = loop.run_until_complete(main())
+    assert got[0] == b"value" and got[3:] == [None, None, 7]
+    assert isinstance(got[1], OSError) and got[1].errno == 5
+    assert isinstance(got[2], asyncio.CancelledError)
+    # ok, twice (two tasks) and mine (a Task subclass): the same wake-up.
+    assert make.direct_wakeups == 4
+    if python_task is not None:   # a Task written in Python: as before
+        fut = make()
+        task = python_task(await_it(fut), loop=loop)
+        loop.run_until_complete(asyncio.sleep(0))
+        fut.set_result("py")
+        assert loop.run_until_complete(task) == "py"
+        assert make.direct_wakeups == 4
+
+
+def test_a_wait_makes_no_bound_method(loop: Any) -> None:
+    """What a Task looks up on every wait: get_loop is one callable per
+    factory, add_done_callback the future itself (calling a Future adds a
+    done callback)."""
+    make = _awaitables.FutureFactory(loop)
+    f, g = make(), make()
+    assert f.get_loop is g.get_loop and f.get_loop() is loop
+    assert f.add_done_callback is f
+    seen: list[Any] = []
+    f(seen.append, context=contextvars.copy_context())
+    f.set_result(1)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert seen == [f]
+
+
 def test_a_closed_loop_refuses_the_wake_up(loop: Any) -> None:
     make = _awaitables.FutureFactory(loop)
     quiet, heard = make(), make()

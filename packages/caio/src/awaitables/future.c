@@ -22,6 +22,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stddef.h>
+#include <string.h>
+
 #include "awaitable.h"
 #include "future.h"
 
@@ -38,10 +41,14 @@ typedef struct {
     Future *rest;             /* those run() has still to run (its own list) */
     int scheduled;            /* run() is scheduled (head, not reaping) */
     int reaping;              /* a Reaper's process_events() runs */
+    PyObject *resolved;       /* an asyncio Future of loop, done with None (or NULL) */
+    PyObject *get_loop;       /* the futures' get_loop: loop's own method returning it */
+    unsigned long long direct_wakeups;   /* Tasks woken through resolved */
 } Factory;
 
 struct Future {
     PyObject_HEAD
+    vectorcallfunc vectorcall;   /* calling the future adds a done callback */
     Factory *factory;
     PyObject *value;          /* result, exception, or cancel message */
     PyObject *callback;       /* the first callback (the usual only one) */
@@ -133,6 +140,55 @@ static void report(Factory *q, Future *f, PyObject *callback)
     Py_XDECREF(exc);
 }
 
+/* A Task's wake-up, without its generic result() call.
+ *
+ * A Task woken by a future that is not asyncio's own asks it for its
+ * result with PyObject_CallMethod(fut, "result", NULL): a new "result"
+ * string, its hash, a type lookup that the method cache cannot serve (it
+ * keys on the string object) and a bound method, ~1 400 instructions,
+ * about a sixth of a suspended operation's. It only checks that result()
+ * does not raise, then steps the coroutine with None, which takes the
+ * value from this Future itself (the await of it, or the OperationCall
+ * around it). An asyncio Future that is done with None gives the Task the
+ * same answer through its fast path, so a Task's wake-up gets the
+ * factory's `resolved` future instead of a Future that finished with a
+ * value. A Future that failed or was cancelled still goes itself: the
+ * Task throws its exception in. Recognised: a builtin method named
+ * task_wakeup bound to an _asyncio.Task (its PyMethodDef, once seen, by
+ * address). Anything else is called with the Future, as before. */
+static PyTypeObject *task_type;         /* _asyncio.Task, or NULL */
+static PyObject *plain_future_type;     /* _asyncio.Future, or NULL */
+static PyMethodDef *wakeup_def;         /* the Task's wake-up method */
+
+static int is_task_wakeup(PyObject *callback)
+{
+    if (!PyCFunction_CheckExact(callback))
+        return 0;
+    PyMethodDef *def = ((PyCFunctionObject *)callback)->m_ml;
+    if (def == wakeup_def)
+        return 1;
+    if (wakeup_def != NULL || task_type == NULL)
+        return 0;
+    PyObject *self = PyCFunction_GET_SELF(callback);
+    if (self == NULL || !PyObject_TypeCheck(self, task_type) ||
+        (def->ml_flags & (METH_O | METH_NOARGS | METH_VARARGS | METH_FASTCALL)) != METH_O ||
+        strcmp(def->ml_name, "task_wakeup") != 0)
+        return 0;
+    wakeup_def = def;
+    return 1;
+}
+
+/* What callback is called with: f, or for a Task's wake-up on a value,
+ * the factory's resolved future. */
+static PyObject *wakeup_argument(Future *f, PyObject *callback)
+{
+    Factory *q = f->factory;
+    if (f->state != FINISHED || f->failed || q->resolved == NULL || !is_task_wakeup(callback))
+        return (PyObject *)f;
+    q->direct_wakeups++;
+    return q->resolved;
+}
+
 /* Run f's due callbacks: 0, or -1 with SystemExit or KeyboardInterrupt
  * raised (the callbacks not run yet stay on f). */
 static int run_callbacks(Future *f)
@@ -141,7 +197,7 @@ static int run_callbacks(Future *f)
     while (take_callback(f, &callback, &context)) {
         PyObject *r = NULL;
         if (PyContext_Enter(context) == 0) {
-            r = PyObject_CallOneArg(callback, (PyObject *)f);
+            r = PyObject_CallOneArg(callback, wakeup_argument(f, callback));
             caio_saved_error saved = caio_error_save();
             if (PyContext_Exit(context) < 0)
                 PyErr_WriteUnraisable(context);
@@ -446,16 +502,22 @@ static PyObject *Future_cancelled(Future *f, PyObject *unused)
     return PyBool_FromLong(f->state == CANCELLED);
 }
 
-static PyObject *Future_get_loop(Future *f, PyObject *unused)
+/* get_loop is an attribute whose value the factory made once: a Task
+ * looks it up and calls it on every wait, and a method would be a new
+ * bound method object each time. */
+static PyObject *Future_get_get_loop(Future *f, void *closure)
 {
-    return Py_NewRef(f->factory->loop);
+    return Py_NewRef(f->factory->get_loop);
 }
 
 /* add_done_callback(fn, /, *, context=None), parsed by hand: a Task calls
- * it with context= for every operation that waits. */
-static PyObject *Future_add_done_callback(Future *f, PyObject *const *args, size_t nargsf,
+ * it with context= for every operation that waits. The attribute is the
+ * future itself, called through this function (its vectorcall): a method
+ * would be a new bound method object on every wait. */
+static PyObject *Future_add_done_callback(PyObject *self, PyObject *const *args, size_t nargsf,
                                           PyObject *kwnames)
 {
+    Future *f = (Future *)self;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     PyObject *fn, *context = Py_None;
@@ -534,6 +596,11 @@ static PyObject *Future_remove_done_callback(Future *f, PyObject *fn)
     return PyLong_FromSsize_t(removed);
 }
 
+static PyObject *Future_get_add_done_callback(Future *f, void *closure)
+{
+    return Py_NewRef((PyObject *)f);
+}
+
 static PyObject *Future_get_blocking(Future *f, void *closure)
 {
     return PyBool_FromLong(f->blocking);
@@ -583,6 +650,12 @@ static PyObject *Future_await(PyObject *self)
 static PyGetSetDef Future_getset[] = {
     {"_asyncio_future_blocking", (getter)Future_get_blocking, (setter)Future_set_blocking,
      "What a Task reads and clears when the future is yielded to it.", NULL},
+    {"add_done_callback", (getter)Future_get_add_done_callback, NULL,
+     "add_done_callback(fn, /, *, context=None): call fn(future) in a later loop\n"
+     "iteration once done (in context). The value is the future itself: calling a\n"
+     "Future adds a done callback.", NULL},
+    {"get_loop", (getter)Future_get_get_loop, NULL,
+     "get_loop() returns the event loop (one callable for all of a factory's futures).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -606,12 +679,6 @@ static PyMethodDef Future_methods[] = {
      "done($self, /)\n--\n\nWhether it finished or was cancelled."},
     {"cancelled", (PyCFunction)Future_cancelled, METH_NOARGS,
      "cancelled($self, /)\n--\n\nWhether it was cancelled."},
-    {"get_loop", (PyCFunction)Future_get_loop, METH_NOARGS,
-     "get_loop($self, /)\n--\n\nThe event loop."},
-    {"add_done_callback", (PyCFunction)(void (*)(void))Future_add_done_callback,
-     METH_FASTCALL | METH_KEYWORDS,
-     "add_done_callback($self, fn, /, *, context=None)\n--\n\n"
-     "Call fn(future) in a later loop iteration once done (in context)."},
     {"remove_done_callback", (PyCFunction)Future_remove_done_callback, METH_O,
      "remove_done_callback($self, fn, /)\n--\n\nRemove fn's pending calls; how many."},
     {NULL, NULL, 0, NULL},
@@ -624,7 +691,9 @@ static PyTypeObject Future_Type = {
     .tp_dealloc = (destructor)Future_dealloc,
     .tp_repr = (reprfunc)Future_repr,
     .tp_as_async = &Future_as_async,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Future, vectorcall),
+    .tp_call = PyVectorcall_Call,
     .tp_doc = "An operation's future on an asyncio loop: made by a FutureFactory.",
     .tp_traverse = (traverseproc)Future_traverse,
     .tp_clear = (inquiry)Future_clear,
@@ -664,6 +733,39 @@ static PyMethodDef run_def = {
     "run($self, /)\n--\n\nRun the callbacks of the futures finished since the last run.",
 };
 
+static PyObject *return_self(PyObject *self, PyObject *unused)
+{
+    return Py_NewRef(self);
+}
+
+static PyMethodDef get_loop_def = {
+    "get_loop", return_self, METH_NOARGS,
+    "get_loop($self, /)\n--\n\nThe event loop.",
+};
+
+/* An _asyncio.Future of loop, done with None; NULL (no error) when there
+ * is none to make: the Tasks are then woken with the Futures themselves. */
+static PyObject *make_resolved(PyObject *loop)
+{
+    if (plain_future_type == NULL)
+        return NULL;
+    PyObject *kwargs = Py_BuildValue("{sO}", "loop", loop);
+    PyObject *empty = PyTuple_New(0);
+    PyObject *fut = kwargs == NULL || empty == NULL ? NULL
+        : PyObject_Call(plain_future_type, empty, kwargs);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(empty);
+    PyObject *r = fut == NULL ? NULL : PyObject_CallMethod(fut, "set_result", "O", Py_None);
+    if (r == NULL) {
+        /* Not a loop asyncio's Future accepts (a stand-in in a test). */
+        PyErr_Clear();
+        Py_XDECREF(fut);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return fut;
+}
+
 static PyObject *Factory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *loop;
@@ -687,6 +789,11 @@ static PyObject *Factory_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
         Py_DECREF(q);
         return NULL;
     }
+    if ((q->get_loop = PyCFunction_New(&get_loop_def, loop)) == NULL) {
+        Py_DECREF(q);
+        return NULL;
+    }
+    q->resolved = make_resolved(loop);
     return (PyObject *)q;
 }
 
@@ -700,6 +807,7 @@ static PyObject *Factory_call(Factory *q, PyObject *args, PyObject *kwargs)
     Future *f = PyObject_GC_New(Future, &Future_Type);
     if (f == NULL)
         return NULL;
+    f->vectorcall = Future_add_done_callback;
     f->factory = (Factory *)Py_NewRef((PyObject *)q);
     f->value = f->callback = f->context = f->more = NULL;
     f->next = NULL;
@@ -728,18 +836,21 @@ static int Factory_traverse(Factory *q, visitproc visit, void *arg)
     Py_VISIT(q->loop);
     Py_VISIT(q->call_soon);
     Py_VISIT(q->run);
+    Py_VISIT(q->resolved);
+    Py_VISIT(q->get_loop);
     for (Future *f = q->head; f != NULL; f = f->next)
         Py_VISIT((PyObject *)f);
     return 0;
 }
 
 /* Breaks the factory's cycles (run is bound to it; queued futures lead
- * to tasks that may lead back); loop and call_soon stay until dealloc, for
- * the futures that still ask for them. */
+ * to tasks that may lead back); loop, call_soon and get_loop stay until
+ * dealloc, for the futures that still ask for them. */
 static int Factory_clear(Factory *q)
 {
     drop_queue(q);
     Py_CLEAR(q->run);
+    Py_CLEAR(q->resolved);   /* the wake-ups then take the slow way */
     return 0;
 }
 
@@ -749,6 +860,7 @@ static void Factory_dealloc(Factory *q)
     Factory_clear(q);
     Py_CLEAR(q->loop);
     Py_CLEAR(q->call_soon);
+    Py_CLEAR(q->get_loop);
     Py_TYPE(q)->tp_free((PyObject *)q);
 }
 
@@ -764,8 +876,15 @@ static PyObject *Factory_get_pending(Factory *q, void *closure)
     return PyBool_FromLong(q->head != NULL || q->rest != NULL);
 }
 
+static PyObject *Factory_get_direct_wakeups(Factory *q, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(q->direct_wakeups);
+}
+
 static PyGetSetDef Factory_getset[] = {
     {"loop", (getter)Factory_get_loop, NULL, "The loop the futures belong to.", NULL},
+    {"direct_wakeups", (getter)Factory_get_direct_wakeups, NULL,
+     "How many Tasks were woken through asyncio's fast path (a count).", NULL},
     {"pending", (getter)Factory_get_pending, NULL,
      "True while some finished future's callbacks have yet to run.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -791,6 +910,22 @@ int caio_future_types_init(PyObject *module, PyObject *cancelled, PyObject *inva
 {
     cancelled_error = cancelled;
     invalid_state_error = invalid_state;
+    if (plain_future_type == NULL) {
+        /* asyncio's C Task and Future; without them (a Python without
+         * _asyncio) Tasks are woken the generic way. */
+        PyObject *c_asyncio = PyImport_ImportModule("_asyncio");
+        PyObject *task = c_asyncio == NULL ? NULL : PyObject_GetAttrString(c_asyncio, "Task");
+        PyObject *future = task == NULL ? NULL : PyObject_GetAttrString(c_asyncio, "Future");
+        Py_XDECREF(c_asyncio);
+        if (future != NULL && PyType_Check(task) && PyType_Check(future)) {
+            task_type = (PyTypeObject *)task;
+            plain_future_type = future;
+        } else {
+            PyErr_Clear();
+            Py_XDECREF(task);
+            Py_XDECREF(future);
+        }
+    }
     if (PyType_Ready(&Future_Type) < 0 || PyType_Ready(&Factory_Type) < 0 ||
         PyType_Ready(&Reaper_Type) < 0)
         return -1;
