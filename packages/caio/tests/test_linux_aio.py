@@ -759,9 +759,10 @@ async def lone_reads_until_slack(
     round saw the 4 ms slack: that context and its watch. The streak needs
     16 waits in a row to end in time, on a shared disk and a machine that
     may be busy (the test is marked ``alone``, but other processes share
-    the VM's disk): up to 10 s of rounds. A call that returned its value within the wait's bound is a
-    wait that ended in time; if 100 did in a row and no slack was seen,
-    that is the failure, else the test is skipped."""
+    the VM's disk): up to 10 s of rounds. A call that returned its value
+    within the wait's bound is a wait that ended in time; if 100 did in a
+    row and no slack was seen, that is the failure, else the test is
+    skipped."""
     memory = mmap.mmap(-1, BLOCK)
     longest = 0
     deadline = time.monotonic() + 10
