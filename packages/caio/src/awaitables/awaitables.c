@@ -70,13 +70,12 @@ typedef struct {
     PyObject *inflight;        /* ctx._inflight, or NULL: ctx._pending waits */
     PyObject *cancel_future;   /* the backend's cancel_future */
     PyObject *submit[N_SUBMIT];
-    /* submit[i] as its C function and self, where it is a builtin method
-     * taking fastcall arguments (the C backends' *_async): called
-     * directly, without the method object's vectorcall (its argument and
-     * recursion checks: ~40 instructions, 2-3 % of a page-cache read).
-     * NULL: called through submit[i], which holds the reference. */
+    /* submit[i]'s C function, where it is a builtin method taking fastcall
+     * arguments (the C backends' *_async): called directly with the
+     * method's self, without the method object's vectorcall (its argument
+     * and recursion checks: ~40 instructions, 2-3 % of a page-cache read).
+     * NULL: called through submit[i]. */
     fastcall_kw direct[N_SUBMIT];
-    PyObject *direct_self[N_SUBMIT];
 } OpState;
 
 /* Call submit[which] (the context's *_async method) with the arguments. */
@@ -84,7 +83,8 @@ static inline PyObject *submit_call(OpState *state, Py_ssize_t which, PyObject *
                                     Py_ssize_t nargs)
 {
     if (state->direct[which] != NULL)
-        return state->direct[which](state->direct_self[which], args, nargs, NULL);
+        return state->direct[which](PyCFunction_GET_SELF(state->submit[which]), args, nargs,
+                                    NULL);
     return PyObject_Vectorcall(state->submit[which], args, (size_t)nargs, NULL);
 }
 
@@ -113,13 +113,9 @@ static PyObject *OpState_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
         PyObject *m = submit[i];
         self->submit[i] = Py_NewRef(m);
         self->direct[i] = NULL;
-        self->direct_self[i] = NULL;
         if (PyCFunction_CheckExact(m) && PyCFunction_GET_SELF(m) != NULL &&
-            PyCFunction_GET_FLAGS(m) == (METH_FASTCALL | METH_KEYWORDS)) {
-            self->direct[i] = (fastcall_kw)(void (*)(void))
-                PyCFunction_GET_FUNCTION(m);
-            self->direct_self[i] = PyCFunction_GET_SELF(m);   /* m holds it */
-        }
+            PyCFunction_GET_FLAGS(m) == (METH_FASTCALL | METH_KEYWORDS))
+            self->direct[i] = (fastcall_kw)(void (*)(void))PyCFunction_GET_FUNCTION(m);
     }
     return (PyObject *)self;
 }
@@ -141,7 +137,6 @@ static int OpState_clear(OpState *self)
     Py_CLEAR(self->cancel_future);
     for (int i = 0; i < N_SUBMIT; i++) {
         self->direct[i] = NULL;
-        self->direct_self[i] = NULL;
         Py_CLEAR(self->submit[i]);
     }
     return 0;
