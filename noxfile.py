@@ -982,8 +982,9 @@ C_MODULES = (
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the repository, mypy (strict) over the code we ship, and
-    the C modules' stubs against the built extensions (mypy.stubtest)."""
+    """ruff over the repository, mypy (strict) over the code we ship, the
+    C modules' stubs against the built extensions (mypy.stubtest), and the
+    benchmark harness's own tests (fio's output, pairing, targets)."""
     # trio: caio.trio_base, aiofile and the Trio example are typed against it;
     # pytest: caio._pytest_loop, the suites' event-loop fixture.
     install_packages(session, "ruff", "mypy", "typing_extensions", "trio", "pytest")
@@ -997,6 +998,8 @@ def lint(session: nox.Session) -> None:
         for scripts in ("examples", "benchmarks"):
             if any((ROOT / scripts).glob("*.py")):
                 session.run("mypy", scripts)
+        # A second or two; what the benchmark tables claim rests on them.
+        session.run("pytest", "-q", "-p", "no:cacheprovider", "benchmarks/tests")
     # From outside the tree: the installed wheel's extensions and stubs are
     # compared, never the sources. A module that cannot import here (no
     # io_uring) is left out rather than reported as missing.

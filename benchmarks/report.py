@@ -11,6 +11,7 @@ import argparse
 import csv
 import importlib
 import json
+import math
 import statistics
 import sys
 from collections.abc import Callable
@@ -84,43 +85,60 @@ def reference_of(w: Workload, meta: dict[str, Any]) -> str:
     return reference
 
 
-def paired_ratios(mine: dict[int, float], reference: dict[int, float]) -> list[float]:
-    """Each round's value divided by the reference's value of that round."""
-    return [value / reference[r] for r, value in mine.items() if reference.get(r)]
+def paired_ratios(rows: list[Row], participant: str, reference: str) -> list[float]:
+    """Each of ``participant``'s values divided by the reference measured
+    nearest to it in the same round: the geometric mean of the reference's
+    runs just before and just after it (by ``order``), or the one there is.
+
+    With one reference run per round this is plain pairing by round. Where
+    the suite interleaves the reference (the direct-I/O group runs fio
+    before and after every participant), it cancels the disk's drift over
+    the seconds between neighbouring runs. The reference against itself is
+    1.0 per run."""
+    good = [r for r in rows if "error" not in r]
+    mine = [r for r in good if r["participant"] == participant]
+    if participant == reference:
+        return [1.0 for _ in mine]
+    refs = [r for r in good if r["participant"] == reference and r.get("value")]
+    ratios: list[float] = []
+    for row in mine:
+        same = [r for r in refs if r["round"] == row["round"]]
+        if "order" in row and all("order" in r for r in same):
+            same.sort(key=lambda r: r["order"])
+            before = [r for r in same if r["order"] < row["order"]][-1:]
+            after = [r for r in same if r["order"] > row["order"]][:1]
+            same = before + after
+        if same:
+            logs = [math.log(r["value"]) for r in same]
+            ratios.append(row["value"] / math.exp(sum(logs) / len(logs)))
+    return ratios
 
 
 def summarize(raw: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     """Medians per workload and participant, ratios against the workload's
-    reference (stdlib, or fio for the direct-I/O group: median of the
-    per-round ratios, each round's value divided by the reference's value
-    of that same round), memory worst cases, and targets."""
+    reference (stdlib, or fio for the direct-I/O group: the median of each
+    run's value divided by the reference measured next to it in the same
+    round, see ``paired_ratios``), memory worst cases, and targets."""
     cells: dict[str, dict[str, Cell]] = {}
     for w in WORKLOADS:
         if w.name not in meta["workloads"]:
             continue
         rows = [r for r in raw if r["workload"] == w.name]
         reference = reference_of(w, meta)
-        baseline = {
-            r["round"]: r["value"]
-            for r in rows
-            if r["participant"] == reference and "error" not in r
-        }
         cells[w.name] = {}
         for participant in meta["participants"]:
-            mine = [r for r in rows if r["participant"] == participant]
-            cells[w.name][participant] = summarize_cell(w, mine, baseline, participant)
+            cells[w.name][participant] = summarize_cell(w, rows, reference, participant)
     summary: dict[str, Any] = {"meta": meta, "cells": cells, "raw": raw}
     summary["targets"] = evaluate_targets(summary)
     return summary
 
 
-def summarize_cell(
-    w: Workload, rows: list[Row], baseline: dict[int, float], participant: str
-) -> Cell:
+def summarize_cell(w: Workload, rows: list[Row], reference: str, participant: str) -> Cell:
     if participant not in w.participants:
         return {"status": "n/a"}
-    good = [r for r in rows if "error" not in r]
-    bad = [r for r in rows if "error" in r]
+    mine = [r for r in rows if r["participant"] == participant]
+    good = [r for r in mine if "error" not in r]
+    bad = [r for r in mine if "error" in r]
     if not good:
         if not bad:
             return {"status": "n/a"}
@@ -131,7 +149,6 @@ def summarize_cell(
         "status": "ok",
         "n": len(values),
         "values": values,
-        "by_round": {r["round"]: r["value"] for r in good},
         "median": statistics.median(values),
         "min": min(values),
         "max": max(values),
@@ -139,7 +156,7 @@ def summarize_cell(
     }
     if bad:
         cell["reason"] = bad[0]["error"]
-    ratios = paired_ratios(cell["by_round"], baseline)
+    ratios = paired_ratios(rows, participant, reference)
     if ratios:
         cell.update(
             ratios=ratios,
@@ -179,12 +196,9 @@ def evaluate_targets(summary: dict[str, Any]) -> list[Row]:
             cell = {**reference, "reason": f"{t.reference}: {reference.get('reason', 'n/a')}"}
         elif cell.get("status") == "ok":
             if t.measure == "ratio":
-                # The target's own reference, whatever the tables divide by
-                # (the JSON keeps rounds as strings once saved).
-                ratios = paired_ratios(
-                    {int(r): v for r, v in cell["by_round"].items()},
-                    {int(r): v for r, v in reference["by_round"].items()},
-                )
+                # The target's own reference, whatever the tables divide by.
+                rows = [r for r in summary["raw"] if r["workload"] == t.workload]
+                ratios = paired_ratios(rows, participant or "", t.reference)
                 measured = statistics.median(ratios) if ratios else None
             else:
                 measured = cell.get("worst", {}).get(t.measure)
@@ -403,7 +417,8 @@ def render_direct(
     )
     gap = "\n" if markdown else ""
     parts.append(
-        f"\nDirect and cold I/O: {rounds} rounds, participants in rotating order; file {where}"
+        f"\nDirect and cold I/O: {rounds} rounds, participants in rotating order, each"
+        f" run between two runs of the reference; file {where}"
     )
     if meta.get("fio"):
         parts.append(gap + meta["fio"])
@@ -413,7 +428,8 @@ def render_direct(
         median_rows(direct, cells, participants),
     )
     section(
-        "Direct and cold I/O: ratio vs the reference (median over rounds, paired by round)",
+        "Direct and cold I/O: ratio vs the reference (median over rounds; each run against"
+        " the reference runs just before and after it)",
         ["workload", "", *participants],
         ratio_rows(direct, cells, participants, lambda w: f"vs {reference_of(w, meta)}, "),
     )

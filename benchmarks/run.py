@@ -7,9 +7,11 @@
 
 Every measurement runs in its own process; the rounds visit the
 participants in a rotating order, so drift on a shared machine hits them
-all alike. The report (medians, ratios against the stdlib baseline of the
-same run, targets with PASS/FAIL) is printed and written with the raw
-results (JSON, CSV) and a PNG chart to ``benchmarks/results/``.
+all alike (the direct-I/O group also runs its reference, fio, before and
+after every other participant: a disk drifts within seconds). The report
+(medians, ratios against the stdlib baseline of the same run, targets with
+PASS/FAIL) is printed and written with the raw results (JSON, CSV) and a
+PNG chart to ``benchmarks/results/``.
 See docs/performance.md for the methodology.
 """
 
@@ -340,6 +342,30 @@ def seed_for(w: Workload, round_index: int) -> int:
     return 1000 + round_index
 
 
+def round_order(
+    w: Workload,
+    rotated: list[str],
+    references: dict[str, str],
+    known_unavailable: dict[tuple[str, str], str],
+) -> list[str]:
+    """Who runs, in which order, for ``w`` in one round: the rotated
+    participants; for an interleaved workload, its reference before the
+    first and after each of the others that can run (the reference once,
+    if it cannot)."""
+    order = [p for p in rotated if p in w.participants]
+    reference = references.get(w.name, w.reference)
+    if not w.interleaved or reference not in order or (w.name, reference) in known_unavailable:
+        return order
+    interleaved = [reference]
+    for participant in order:
+        if participant == reference:
+            continue
+        interleaved.append(participant)
+        if (w.name, participant) not in known_unavailable:
+            interleaved.append(reference)
+    return interleaved
+
+
 def locate_reference(
     workloads: list[Workload], participants: list[str], install: bool
 ) -> tuple[str | None, str | None, dict[str, str]]:
@@ -469,9 +495,7 @@ def main(argv: list[str]) -> int:
         for w in workloads:
             if round_index >= rounds_of(w, sizes):
                 continue
-            for participant in rotated:
-                if participant not in w.participants:
-                    continue
+            for participant in round_order(w, rotated, references, known_unavailable):
                 row: dict[str, Any] = {
                     "round": round_index,
                     "workload": w.name,

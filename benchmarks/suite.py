@@ -89,6 +89,10 @@ class Workload:
     group: str = DEFAULT_GROUP
     #: the participant every ratio of this workload is taken against.
     reference: str = BASELINE
+    #: the reference runs before and after every other participant of a
+    #: round, and each run is held against those two (report.paired_ratios):
+    #: a disk's throughput drifts within seconds.
+    interleaved: bool = False
     #: direct-I/O group only: the I/O pattern (fio's terms).
     job: IoJob | None = None
 
@@ -221,6 +225,7 @@ WORKLOADS: tuple[Workload, ...] = (
             group=DIRECT_GROUP,
             # One cold read at a time is held against a plain pread loop.
             reference=BASELINE if not job.direct and job.in_flight == 1 else FIO,
+            interleaved=True,
             job=job,
             how={"fio": fio, "stdlib": stdlib, "caio": caio},
         )

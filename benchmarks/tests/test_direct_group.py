@@ -283,3 +283,57 @@ def test_report_without_fio_uses_the_loop_and_says_so() -> None:
     text = report.render(summary)
     assert account in text
     assert "vs stdlib, higher better" in text
+
+
+# ---------------------------------------------------------------- interleaving
+
+
+def test_the_reference_runs_before_and_after_each_participant() -> None:
+    w = WORKLOADS_BY_NAME["direct_read_64"]
+    rotated = ["caio-linux", FIO, BASELINE, "caio-uring", "aiofiles"]
+    order = run.round_order(w, rotated, {}, {})
+    assert order == [FIO, "caio-linux", FIO, BASELINE, FIO, "caio-uring", FIO]
+    # One that cannot run keeps its (skipped) place, with no fio run after it.
+    skip = {("direct_read_64", "caio-linux"): "no"}
+    assert run.round_order(w, rotated, {}, skip) == [
+        FIO, "caio-linux", BASELINE, FIO, "caio-uring", FIO
+    ]
+    # Without fio the synchronous loop is the reference, and is interleaved.
+    gone = {("direct_read_64", FIO): "fio is not installed"}
+    assert run.round_order(w, rotated, {"direct_read_64": BASELINE}, gone) == [
+        BASELINE, "caio-linux", BASELINE, FIO, "caio-uring", BASELINE
+    ]
+    # A reference that cannot run is not repeated; other workloads rotate only.
+    assert run.round_order(w, rotated, {}, gone) == ["caio-linux", FIO, BASELINE, "caio-uring"]
+    plain = run.round_order(WORKLOADS_BY_NAME["rand_read_64"], rotated, {}, {})
+    assert plain == ["caio-linux", BASELINE, "caio-uring", "aiofiles"]
+
+
+def test_each_run_is_held_against_its_neighbouring_reference_runs() -> None:
+    # One round in which the disk slows down from 100k to 40k IOPS.
+    sequence = [(FIO, 100e3), ("caio-uring", 90e3), (FIO, 80e3), (BASELINE, 14e3),
+                (FIO, 60e3), ("caio-linux", 50e3), (FIO, 40e3)]
+    raw = [
+        {"round": 0, "order": i, "workload": "direct_read_64", "participant": p, "value": v,
+         "extra": {}}
+        for i, (p, v) in enumerate(sequence, start=1)
+    ]
+    raw.reverse()  # the order field decides, not the list's
+    summary = report.summarize(raw, meta_for(["direct_read_64"], [BASELINE, "caio-uring",
+                                                                  "caio-linux", FIO]))
+    cells = summary["cells"]["direct_read_64"]
+    assert cells["caio-uring"]["ratio"] == pytest.approx(90 / (100 * 80) ** 0.5)
+    assert cells["caio-linux"]["ratio"] == pytest.approx(50 / (60 * 40) ** 0.5)
+    assert cells[BASELINE]["ratio"] == pytest.approx(14 / (80 * 60) ** 0.5)
+    assert cells[FIO]["ratio"] == 1.0
+    assert cells[FIO]["n"] == 4 and cells[FIO]["median"] == 70e3
+    got = target(summary, "O_DIRECT 4K random reads, 64 in flight", "caio-linux")
+    assert got["measured"] == pytest.approx(50 / (60 * 40) ** 0.5)  # 1.02: PASS
+    assert got["result"] == "PASS"
+    # At the round's edge only one neighbour exists; other rounds never count.
+    raw.append({"round": 1, "order": 8, "workload": "direct_read_64", "participant": FIO,
+                "value": 10e3, "extra": {}})
+    raw.append({"round": 0, "order": 9, "workload": "direct_read_64",
+                "participant": "caio-thread", "value": 20e3, "extra": {}})
+    again = report.summarize(raw, meta_for(["direct_read_64"], [BASELINE, "caio-thread", FIO]))
+    assert again["cells"]["direct_read_64"]["caio-thread"]["ratio"] == pytest.approx(0.5)
