@@ -352,6 +352,51 @@ async def test_batching_submits_a_lone_request_at_once(
     assert context.batching
 
 
+async def test_batching_sends_a_few_disk_requests_at_once(
+    wire_recording: Any, pipe: Any, tmp_path: Path
+) -> None:
+    # While batching, requests wait for the loop iteration's flush. Once
+    # four are queued and the newest is for a disk file (regular file or
+    # block device), they all go to the kernel in that call: a disk serves
+    # a queue kept full. Streams keep waiting for the flush however many
+    # are queued.
+    r, w = pipe
+    context = Context(64)
+    wire_recording(context)
+    await pipe_reads(context, r, w)
+    assert context.batching
+    idle_r, idle_w = os.pipe()
+    fd = os.open(tmp_path / "disk.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # One read in flight all along: no request below is alone.
+        idle = context.read_async(1, idle_r, 0)
+        await asyncio.sleep(0)
+        assert in_flight(context) == 1
+        # One request in 16 is a probe, sent at once: pass it, so that the
+        # next 15 wait for the flush unless the disk rule sends them.
+        # (A request done in the call returns its value, not a future.)
+        for _ in range(16):
+            if context.write_async(b"p", w, 0) == 1:
+                break
+        else:
+            pytest.fail("no probe among 16 batched pipe writes")
+        assert in_flight(context) == 1
+        queued = [context.write_async(b"q", w, 0) for _ in range(5)]
+        assert not any(f.done() for f in queued)    # five for a pipe: queued
+        disk = context.write_async(b"d", fd, 0)
+        # It made six: all went in with it, and the pipe writes completed
+        # in that system call.
+        assert [f.result() for f in queued if f.done()] == [1] * 5
+        assert disk == 1 or await wait_for(disk) == 1
+        assert os.pread(fd, 1, 0) == b"d"
+        os.write(idle_w, b"!")
+        assert await wait_for(idle) == b"!"
+        assert context.batching
+    finally:
+        for descriptor in (idle_r, idle_w, fd):
+            os.close(descriptor)
+
+
 async def test_burst_resubmissions_go_in_the_iteration_they_are_made(
     event_loop: asyncio.AbstractEventLoop, pipe: Any
 ) -> None:

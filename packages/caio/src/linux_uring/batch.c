@@ -52,19 +52,29 @@ void uctx_eventfd_loud(UringContext *self)
 
 /* Whether fd is a regular file or a block device: only a disk's answer
  * is worth waiting for (a pipe or a socket answers when someone writes to
- * it). One statx per new descriptor (caio_file_type: not fstat, see
- * nowait.c); a descriptor closed and reused for another kind of file only
- * misleads this guess (a wait in vain at worst, or none). */
-static int on_disk(UringContext *self, int fd)
+ * it), and only a disk serves a queue kept full better than one filled in
+ * bursts (submit_async's early submission). One statx per descriptor
+ * (caio_file_type: not fstat, see nowait.c), remembered for descriptors
+ * below URING_FD_KINDS, else for the last one asked. A descriptor closed
+ * and reused for another kind of file only misleads this guess, for the
+ * life of the context: a wait in vain at worst (bounded, and given up
+ * when most waits fail), or none; submissions in groups of
+ * URING_DISK_BATCH, or once per iteration. Never a wrong result. */
+int uctx_on_disk(UringContext *self, int fd)
 {
-    if (fd != self->lone_fd) {
-        int type = caio_file_type(fd, NULL);
+    int type;
 
-        /* A descriptor that cannot be asked: as a file (the read reports
-         * what is wrong with it). */
-        self->lone_fd = fd;
-        self->lone_fd_disk = type < 0 || S_ISREG(type) || S_ISBLK(type);
-    }
+    if (fd >= 0 && fd < URING_FD_KINDS && self->fd_kind[fd] != 0)
+        return self->fd_kind[fd] == 1;
+    if (fd == self->lone_fd)
+        return self->lone_fd_disk;
+    type = caio_file_type(fd, NULL);
+    /* A descriptor that cannot be asked: as a file (the request reports
+     * what is wrong with it). */
+    self->lone_fd = fd;
+    self->lone_fd_disk = type < 0 || S_ISREG(type) || S_ISBLK(type);
+    if (fd >= 0 && fd < URING_FD_KINDS)
+        self->fd_kind[fd] = self->lone_fd_disk ? 1 : 2;
     return self->lone_fd_disk;
 }
 
@@ -113,7 +123,7 @@ void uctx_wait_lone(UringContext *self, caio_req *req)
     if (self->n_inflight != 1 || self->cancels_pending != 0 || self->wait_head != NULL ||
         self->sqpoll || !caio_has(&self->ring.features, CAIO_F_URING_EXT_ARG))
         return;
-    if (self->idle_check == NULL || !on_disk(self, req->fd))
+    if (self->idle_check == NULL || !uctx_on_disk(self, req->fd))
         return;
     if (!caio_lone_try(&self->lone))
         return;

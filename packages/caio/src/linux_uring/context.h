@@ -43,6 +43,11 @@
 #define CLOSE_TIMEOUT_MS 10000
 /* How long cancel() waits for the kernel to answer its cancel requests. */
 #define CANCEL_TIMEOUT_MS 1000
+/* While batching, submissions on a disk go to the kernel once this many
+ * are queued, instead of waiting for the loop iteration's flush (batch.c). */
+#define URING_DISK_BATCH 4
+/* Descriptors below this get their kind remembered (uctx_on_disk). */
+#define URING_FD_KINDS 256
 
 typedef struct {
     CAIO_CONTEXT_HEAD
@@ -62,6 +67,9 @@ typedef struct {
     PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
     int lone_fd;                /* the descriptor lone_fd_disk is about, or -1 */
     int lone_fd_disk;           /* a regular file or block device */
+    /* uctx_on_disk's answers for descriptors below URING_FD_KINDS:
+     * 0 not asked yet, 1 on a disk, 2 not. */
+    unsigned char fd_kind[URING_FD_KINDS];
     size_t unsubmitted_bytes;
     caio_req **inflight;
     unsigned n_inflight;
@@ -98,6 +106,8 @@ CAIO_API void uctx_wait_lone(UringContext *self, caio_req *req);
 CAIO_API int uctx_queue_cancel(UringContext *self, caio_req *req);
 /* io_uring_enter for every published SQE. 0, or -1 + OSError. */
 CAIO_API int uctx_flush(UringContext *self);
+/* 1 if fd is a regular file or a block device: batch.c. */
+int uctx_on_disk(UringContext *self, int fd);
 /* Make the eventfd readable (work no CQE announces). */
 CAIO_API void uctx_signal(UringContext *self);
 

@@ -123,6 +123,18 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     }
     REQ_BFLAGS(req) = BF_HELD;
     now = !self->batch.batching || caio_batch_probe(&self->batch);
+    if (!now && caio_opcode_transfers(opcode) &&
+        uring_sq_pending(&self->ring) >= URING_DISK_BATCH && uctx_on_disk(self, req->fd)) {
+        /* Batching, and the queue holds a few requests, the newest for a
+         * disk: send them now. A burst of completions wakes a task per
+         * request, and each queues its next one; waiting for the last of
+         * them leaves the disk's slots empty meanwhile (O_DIRECT reads at
+         * 64 in flight: 0.87-0.90x fio, 0.93-0.94x this way;
+         * docs/performance.md). Streams keep one submission per
+         * iteration: their answers come at once, and the system calls
+         * would be the cost. */
+        now = 1;
+    }
     if (!now && quiet && !self->batch.flush_scheduled) {
         /* Batching, but alone: nothing in flight, nothing waiting for the
          * flush. There is no one to share an io_uring_enter with, and the
