@@ -128,8 +128,8 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         /* Batching, and the queue holds a few requests, the newest for a
          * disk: send them now. A burst of completions wakes a task per
          * request, and each queues its next one; waiting for the last of
-         * them leaves the disk's slots empty meanwhile (O_DIRECT reads at
-         * 64 in flight: 0.87-0.90x fio, 0.93-0.94x this way;
+         * them leaves the disk's slots empty meanwhile (about 5 % more
+         * O_DIRECT and cold operations per second at 64 in flight,
          * docs/performance.md). Streams keep one submission per
          * iteration: their answers come at once, and the system calls
          * would be the cost. */
