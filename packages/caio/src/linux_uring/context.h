@@ -107,7 +107,7 @@ CAIO_API int uctx_queue_cancel(UringContext *self, caio_req *req);
 /* io_uring_enter for every published SQE. 0, or -1 + OSError. */
 CAIO_API int uctx_flush(UringContext *self);
 /* 1 if fd is a regular file or a block device: batch.c. */
-int uctx_on_disk(UringContext *self, int fd);
+CAIO_API int uctx_on_disk(UringContext *self, int fd);
 /* Make the eventfd readable (work no CQE announces). */
 CAIO_API void uctx_signal(UringContext *self);
 
