@@ -345,15 +345,14 @@ def seed_for(w: Workload, round_index: int) -> int:
 def round_order(
     w: Workload,
     rotated: list[str],
-    references: dict[str, str],
+    reference: str,
     known_unavailable: dict[tuple[str, str], str],
 ) -> list[str]:
     """Who runs, in which order, for ``w`` in one round: the rotated
-    participants; for an interleaved workload, its reference before the
-    first and after each of the others that can run (the reference once,
-    if it cannot)."""
+    participants; for an interleaved workload, its reference (this run's:
+    ``report.reference_of``) before the first and after each of the others
+    that can run (the reference once, if it cannot)."""
     order = [p for p in rotated if p in w.participants]
-    reference = references.get(w.name, w.reference)
     if not w.interleaved or reference not in order or (w.name, reference) in known_unavailable:
         return order
     interleaved = [reference]
@@ -495,7 +494,8 @@ def main(argv: list[str]) -> int:
         for w in workloads:
             if round_index >= rounds_of(w, sizes):
                 continue
-            for participant in round_order(w, rotated, references, known_unavailable):
+            reference = report.reference_of(w, meta)
+            for participant in round_order(w, rotated, reference, known_unavailable):
                 row: dict[str, Any] = {
                     "round": round_index,
                     "workload": w.name,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import mmap
 import os
@@ -28,7 +27,13 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+# The harness's modules, as its own scripts import them (benchmarks/).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import fiojob
+from suite import IoJob
 
 BLOCK = 4096
 IN_FLIGHT = 64
@@ -79,18 +84,13 @@ async def ours(path: str, kind: str, backend: str, seconds: float, seed: int) ->
 
 
 def fio(path: str, kind: str, seconds: float, seed: int) -> float:
+    """fio's operations per second, with the suite's command line (fiojob)."""
     if kind == "cold":
         os.close(open_file(path, kind))     # drops the page cache
-    command = [
-        "fio", "--name=vsfio", f"--filename={path}", f"--size={os.path.getsize(path)}",
-        f"--rw={'randwrite' if kind == 'write' else 'randread'}", f"--bs={BLOCK}",
-        f"--direct={0 if kind == 'cold' else 1}", "--ioengine=io_uring",
-        f"--iodepth={IN_FLIGHT}", f"--runtime={round(seconds * 1000)}ms", "--time_based",
-        f"--randseed={seed}", "--output-format=json",
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    side = json.loads(out[out.index("{"):])["jobs"][0]["write" if kind == "write" else "read"]
-    return float(side["iops"])
+    job = IoJob("randwrite" if kind == "write" else "randread", BLOCK, IN_FLIGHT,
+                direct=kind != "cold")
+    command = fiojob.fio_command("fio", "vsfio", job, path, os.path.getsize(path), seconds, seed)
+    return fiojob.run_fio(command, timeout=seconds + 60, write=job.write).iops
 
 
 def main(argv: list[str]) -> int:

@@ -291,21 +291,21 @@ def test_report_without_fio_uses_the_loop_and_says_so() -> None:
 def test_the_reference_runs_before_and_after_each_participant() -> None:
     w = WORKLOADS_BY_NAME["direct_read_64"]
     rotated = ["caio-linux", FIO, BASELINE, "caio-uring", "aiofiles"]
-    order = run.round_order(w, rotated, {}, {})
+    order = run.round_order(w, rotated, FIO, {})
     assert order == [FIO, "caio-linux", FIO, BASELINE, FIO, "caio-uring", FIO]
     # One that cannot run keeps its (skipped) place, with no fio run after it.
     skip = {("direct_read_64", "caio-linux"): "no"}
-    assert run.round_order(w, rotated, {}, skip) == [
+    assert run.round_order(w, rotated, FIO, skip) == [
         FIO, "caio-linux", BASELINE, FIO, "caio-uring", FIO
     ]
     # Without fio the synchronous loop is the reference, and is interleaved.
     gone = {("direct_read_64", FIO): "fio is not installed"}
-    assert run.round_order(w, rotated, {"direct_read_64": BASELINE}, gone) == [
+    assert run.round_order(w, rotated, BASELINE, gone) == [
         BASELINE, "caio-linux", BASELINE, FIO, "caio-uring", BASELINE
     ]
     # A reference that cannot run is not repeated; other workloads rotate only.
-    assert run.round_order(w, rotated, {}, gone) == ["caio-linux", FIO, BASELINE, "caio-uring"]
-    plain = run.round_order(WORKLOADS_BY_NAME["rand_read_64"], rotated, {}, {})
+    assert run.round_order(w, rotated, FIO, gone) == ["caio-linux", FIO, BASELINE, "caio-uring"]
+    plain = run.round_order(WORKLOADS_BY_NAME["rand_read_64"], rotated, BASELINE, {})
     assert plain == ["caio-linux", BASELINE, "caio-uring", "aiofiles"]
 
 
