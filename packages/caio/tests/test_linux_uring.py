@@ -352,14 +352,14 @@ async def test_batching_submits_a_lone_request_at_once(
     assert context.batching
 
 
-async def test_batching_sends_a_few_disk_requests_at_once(
+async def test_batching_sends_a_few_disk_reads_at_once(
     wire_recording: Any, pipe: Any, tmp_path: Path
 ) -> None:
     # While batching, requests wait for the loop iteration's flush. Once
-    # four are queued and the newest is for a disk file (regular file or
-    # block device), they all go to the kernel in that call: a disk serves
-    # a queue kept full. Streams keep waiting for the flush however many
-    # are queued.
+    # four are queued and the newest is a read from a disk file (regular
+    # file or block device), they all go to the kernel in that call: a disk
+    # serves a queue kept full. Streams, and writes, keep waiting for the
+    # flush however many are queued.
     r, w = pipe
     context = Context(64)
     wire_recording(context)
@@ -367,6 +367,7 @@ async def test_batching_sends_a_few_disk_requests_at_once(
     assert context.batching
     idle_r, idle_w = os.pipe()
     fd = os.open(tmp_path / "disk.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    os.pwrite(fd, b"d", 0)
     try:
         # One read in flight all along: no request below is alone.
         idle = context.read_async(1, idle_r, 0)
@@ -383,12 +384,15 @@ async def test_batching_sends_a_few_disk_requests_at_once(
         assert in_flight(context) == 1
         queued = [context.write_async(b"q", w, 0) for _ in range(5)]
         assert not any(f.done() for f in queued)    # five for a pipe: queued
-        disk = context.write_async(b"d", fd, 0)
-        # It made six: all went in with it, and the pipe writes completed
+        write = context.write_async(b"e", fd, 1)
+        assert not any(f.done() for f in queued)    # a write to the file: still queued
+        disk = context.read_async(1, fd, 0)
+        # It made seven: all went in with it, and the pipe writes completed
         # in that system call.
         assert [f.result() for f in queued if f.done()] == [1] * 5
-        assert disk == 1 or await wait_for(disk) == 1
-        assert os.pread(fd, 1, 0) == b"d"
+        assert disk == b"d" or await wait_for(disk) == b"d"
+        assert write == 1 or await wait_for(write) == 1
+        assert os.pread(fd, 2, 0) == b"de"
         os.write(idle_w, b"!")
         assert await wait_for(idle) == b"!"
         assert context.batching

@@ -50,12 +50,6 @@ static inline int caio_opcode_reads(int opcode)
     return opcode == CAIO_READ || opcode == CAIO_READINTO || opcode == CAIO_READV;
 }
 
-/* Reads and writes: the ones that move data to or from a file. */
-static inline int caio_opcode_transfers(int opcode)
-{
-    return caio_opcode_reads(opcode) || opcode == CAIO_WRITE || opcode == CAIO_WRITEV;
-}
-
 /* The vectored ones: their buffers are req->vec, not req->data. */
 static inline int caio_opcode_vectored(int opcode)
 {
