@@ -55,6 +55,12 @@ page cache hot unless named ``cold``):
     direct1-BACKEND     O_DIRECT, ``await ctx.readinto(buffer, fd, off)``
                         into each coroutine's own mmap (page-aligned)
                         buffer; direct1: one at a time
+    write1-BACKEND      ``await ctx.write(block, fd, off)`` one at a time:
+    pwrite              4 KiB buffered writes over a 64 MiB file of its
+                        own (``os.pwrite`` loop: pwrite), rewritten in
+                        place, so the dirty-page throttle stays out of it;
+                        where the filesystem has no ``RWF_NOWAIT`` for
+                        buffered writes (ext4), each goes to a worker
     pipe64-BACKEND      64 coroutines ``await ctx.readinto(buffer, r, 0)``
                         of one empty pipe, N reads in all; a writer gives
                         the pipe 64 bytes once all 64 reads are in the
@@ -175,6 +181,26 @@ async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
                     await r
     finally:
         ctx.close()
+
+
+async def run_writes(backend: str, fd: int, offs: list[int]) -> None:
+    """One ``ctx.write`` after another (write1)."""
+    ctx = make_context(backend)
+    block = random.randbytes(BLOCK)
+    try:
+        for off in offs:
+            await ctx.write(block, fd, off)
+    finally:
+        ctx.close()
+
+
+def write_file() -> int:
+    """A descriptor of the write rows' file, made once (never read)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / "write.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    os.ftruncate(fd, RAND_SIZE)
+    return fd
 
 
 async def run_stats(backend: str, path: Path | int, n: int) -> None:
@@ -380,6 +406,11 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
                 pread(fd, BLOCK, off)
 
         return loop
+    if op == "pwrite" or kind == "write1" and backend in BACKENDS:
+        wfd, offs, block = write_file(), offsets(n, 4), random.randbytes(BLOCK)
+        if op == "pwrite":
+            return lambda: [os.pwrite(wfd, block, off) for off in offs]
+        return lambda: asyncio.run(run_writes(backend, wfd, offs))
     if op == "stat-os":
         return lambda: [os.stat(rand) for _ in range(n)]
     if op == "fstat-os":
