@@ -402,6 +402,49 @@ def test_no_completion_or_submission_is_lost_in_a_race(fd: int, pool_size: int) 
         loop.close()
 
 
+def test_a_burst_while_a_worker_polls_for_work_still_spreads_over_the_pool(fd: int) -> None:
+    # A worker that runs out of requests polls for the next one for a few
+    # tens of microseconds before it sleeps; the first request submitted
+    # meanwhile is left to it, the others must wake or start workers of
+    # their own. Each round: one request to set a worker polling, then at
+    # once (one submit() call, faster than the poller takes its request)
+    # reads on four empty pipes, each of which holds a worker until its
+    # pipe gets a byte, and only the last pipe gets one. Were the whole
+    # burst left to the poller, that read would wait behind the first.
+    context = Context(max_requests=64, pool_size=4)
+    pipes: list[tuple[int, int]] = []
+    try:
+        for _ in range(20):
+            pipes = [os.pipe() for _ in range(4)]
+            synced = threading.Event()
+            sync = Operation.fsync(fd)
+            sync.set_callback(lambda result, synced=synced: synced.set())
+            finished = [threading.Event() for _ in pipes]
+            reads = [Operation.read(1, r, 0) for r, _ in pipes]
+            for op, event in zip(reads, finished, strict=True):
+                op.set_callback(lambda result, event=event: event.set())
+            context.submit(sync)
+            assert synced.wait(TIMEOUT)
+            context.submit(*reads)
+            os.write(pipes[-1][1], b"z")
+            assert finished[-1].wait(10), "the last read of the burst never ran"
+            assert reads[-1].get_value() == b"z"
+            assert not any(event.is_set() for event in finished[:-1])
+            for _, w in pipes[:-1]:
+                os.write(w, b"a")
+            assert all(event.wait(TIMEOUT) for event in finished)
+            assert [op.get_value() for op in reads[:-1]] == [b"a"] * 3
+            for r, w in pipes:
+                os.close(r)
+                os.close(w)
+            pipes = []
+    finally:
+        context.close()
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+
+
 @linux_only
 def test_threads_never_exceed_max_requests(pipe: Any) -> None:
     r, w = pipe

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -56,6 +57,15 @@ struct caio_pool {
     unsigned nthreads;          /* started and not exited */
     unsigned idle;              /* waiting on `work` */
     unsigned wakeups;           /* signals sent to idle workers, not yet taken */
+    unsigned spinning;          /* workers polling `submits` before they sleep */
+    unsigned spin_claims;       /* submissions left to a spinning worker */
+    int64_t spin_ns;            /* how long an idle worker polls; 0: never */
+    /* Bumped by a submission while a worker polls it: alone on its cache
+     * line, so that the poller's reads do not take the line of the lock
+     * and the queue from the submitting thread at every access. */
+    char pad_before[64];
+    atomic_uint submits;
+    char pad_after[64];
     unsigned in_python;         /* workers running an Operation callback */
     unsigned refs;              /* the owner + each started worker */
     int stopping;
