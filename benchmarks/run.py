@@ -416,7 +416,7 @@ def main(argv: list[str]) -> int:
     if any(w.group == DIRECT_GROUP for w in workloads):
         needed.add("direct")
     names = {w.name for w in workloads}
-    if names & {"rand_write_64", "rand_write_64_burst"}:
+    if names & {"rand_write_1", "rand_write_64", "rand_write_64_burst"}:
         needed.add("write")
     if "lines" in names:
         needed.add("lines")

@@ -121,6 +121,17 @@ WORKLOADS: tuple[Workload, ...] = (
         },
     ),
     Workload(
+        "rand_write_1",
+        "random 4 KiB writes, 1 in flight",
+        "us/op",
+        higher_is_better=False,
+        how={
+            "stdlib": "os.pwrite loop",
+            "caio": "await ctx.write(block, fd, off), one at a time",
+            "aiofiles": "await f.seek(off); await f.write(block) (buffering=0)",
+        },
+    ),
+    Workload(
         "rand_write_64",
         "random 4 KiB writes, 64 in flight",
         "ops/s",

@@ -1011,6 +1011,8 @@ def measure(spec: Result) -> Result:
         return measure_random(spec, 1, write=False)
     if workload == "rand_read_64":
         return measure_random(spec, IN_FLIGHT, write=False)
+    if workload == "rand_write_1":
+        return measure_random(spec, 1, write=True)
     if workload == "rand_write_64":
         return measure_random(spec, IN_FLIGHT, write=True)
     if workload == "rand_write_64_burst":
