@@ -387,8 +387,10 @@ static void *worker_main(void *arg)
     caio_pool *p = w->pool;
     caio_req *req;
     caio_io_wake wake;
-    int notify = 0, last, chain_fd = -1, spun = 0, quick = 0, lone = 0;
-    unsigned stretch = 0;   /* requests taken since the queue was last empty */
+    int notify = 0, last, chain_fd = -1, quick = 0, lone = 0;
+    /* Requests taken since the queue was last empty; 0 again once a poll
+     * has been tried, so that a worker polls at most once per request. */
+    unsigned stretch = 0;
     int64_t started;
 
     this_worker = w;
@@ -419,13 +421,11 @@ static void *worker_main(void *arg)
              * no time saved); after a run of several, the loop is busy
              * submitting bursts, and a poller only took CPU time from it
              * (64 writes in flight ~7 % slower). */
-            if (!spun && quick && lone && stretch == 1 && p->spinning == 0) {
+            if (quick && lone && stretch == 1 && p->spinning == 0) {
                 stretch = 0;
                 spin_for_work(p);
-                spun = 1;
                 continue;
             }
-            spun = 0;
             stretch = 0;
             p->idle++;
             pthread_cond_wait(&p->work, &p->lock);
@@ -435,7 +435,6 @@ static void *worker_main(void *arg)
             continue;
         }
         caio_thread_ext_of(req)->where = CAIO_WHERE_RUNNING;
-        spun = 0;
         stretch++;
         chain_fd = caio_thread_ext_of(req)->serial ? req->fd : -1;
         w->current = req;
