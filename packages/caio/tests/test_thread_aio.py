@@ -402,29 +402,41 @@ def test_no_completion_or_submission_is_lost_in_a_race(fd: int, pool_size: int) 
         loop.close()
 
 
-def test_a_burst_while_a_worker_polls_for_work_still_spreads_over_the_pool(fd: int) -> None:
+@linux_only
+def test_a_burst_while_a_worker_polls_for_work_still_spreads_over_the_pool() -> None:
     # A worker that runs out of requests polls for the next one for a few
     # tens of microseconds before it sleeps; the first request submitted
     # meanwhile is left to it, the others must wake or start workers of
-    # their own. Each round: one request to set a worker polling, then at
-    # once (one submit() call, faster than the poller takes its request)
-    # reads on four empty pipes, each of which holds a worker until its
-    # pipe gets a byte, and only the last pipe gets one. Were the whole
-    # burst left to the poller, that read would wait behind the first.
+    # their own. Each round: one quick request whose completion this
+    # thread waits for without sleeping (so that the burst comes while the
+    # worker polls), then at once (one submit() call, faster than the
+    # poller takes its request) reads on four empty pipes, each of which
+    # holds a worker until its pipe gets a byte, and only the last pipe
+    # gets one. Were the whole burst left to the poller, that read would
+    # wait behind the first. (The quick request: an fdsync of a memfd,
+    # which has nothing to write back.)
+    loop = asyncio.new_event_loop()
     context = Context(max_requests=64, pool_size=4)
+    memfd = os.memfd_create("caio-burst")
     pipes: list[tuple[int, int]] = []
     try:
+        context.set_future_factory(loop.create_future)
         for _ in range(20):
             pipes = [os.pipe() for _ in range(4)]
-            synced = threading.Event()
-            sync = Operation.fsync(fd)
-            sync.set_callback(lambda result, synced=synced: synced.set())
             finished = [threading.Event() for _ in pipes]
             reads = [Operation.read(1, r, 0) for r, _ in pipes]
             for op, event in zip(reads, finished, strict=True):
                 op.set_callback(lambda result, event=event: event.set())
-            context.submit(sync)
-            assert synced.wait(TIMEOUT)
+            sync = context.fdsync_async(memfd)
+            assert sync is not None, "the fdsync must go to a worker"
+            deadline = time.monotonic() + TIMEOUT
+            while not sync.done():
+                assert time.monotonic() < deadline, "the fdsync never completed"
+                context.process_events()
+            # A few microseconds for the worker to start polling.
+            settle = time.perf_counter() + 10e-6
+            while time.perf_counter() < settle:
+                pass
             context.submit(*reads)
             os.write(pipes[-1][1], b"z")
             assert finished[-1].wait(10), "the last read of the burst never ran"
@@ -440,6 +452,8 @@ def test_a_burst_while_a_worker_polls_for_work_still_spreads_over_the_pool(fd: i
             pipes = []
     finally:
         context.close()
+        loop.close()
+        os.close(memfd)
         for r, w in pipes:
             os.close(r)
             os.close(w)
