@@ -216,6 +216,26 @@ static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *
                           req->offset, streams, nogil, moved);
 }
 
+/* Whether a write of req may be made on the calling thread: it is surely
+ * not O_DIRECT I/O, which belongs to the kernel's asynchronous path. Its
+ * buffer is unaligned (an O_DIRECT descriptor refuses that at once), or is
+ * a bytes object whose descriptor is not O_DIRECT. Memory aligned on
+ * purpose (mmap, aligned_buffer, NumPy: the O_DIRECT idiom) is not asked
+ * about. A bytes object is aligned by chance, but then for every call of
+ * its size alike (glibc hands the same chunk back): fcntl is asked for it. */
+static inline int caio_req_may_write_here(caio_req *req)
+{
+    return !caio_nowait_may_be_direct(req->data, req->nbytes) ||
+           (PyBytes_CheckExact(req->view.obj) && !caio_nowait_is_direct(req->fd));
+}
+
+/* req's write on the calling thread, the GIL released (a partial page may
+ * have to be read first, the dirty-page throttle may sleep; *nogil, if not
+ * NULL, is 1 meanwhile). One pwrite, as the kernel makes one ->write_iter
+ * call for a buffered write: a short count is the answer. The count, or
+ * -errno (-ESPIPE for a stream, which has no offset). */
+CAIO_API ssize_t caio_req_write_here(caio_req *req, int *nogil);
+
 /* ---- docstrings (text signatures: inspect.signature reads them) ------------- */
 
 #define CAIO_RAISES_COMMON \

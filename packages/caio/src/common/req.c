@@ -1,10 +1,13 @@
 /* Requests: argument checks, buffers, results, futures, the request pool. */
 #include "caio.h"
 #include "fsops.h"
+#include "protocol.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #ifndef IOV_MAX
 #define IOV_MAX 1024    /* Linux's UIO_MAXIOV: preadv refuses more with EINVAL */
@@ -615,4 +618,21 @@ void caio_req_put(caio_req_pool *pool, caio_req *req)
     }
     req->next = pool->free_list;
     pool->free_list = req;
+}
+
+ssize_t caio_req_write_here(caio_req *req, int *nogil)
+{
+    ssize_t n;
+    int err = 0;
+
+    if (nogil != NULL)
+        *nogil = 1;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        n = pwrite(req->fd, req->data, req->nbytes, (off_t)req->offset);
+    } while (n < 0 && (err = errno) == EINTR);
+    Py_END_ALLOW_THREADS
+    if (nogil != NULL)
+        *nogil = 0;
+    return n >= 0 ? n : -err;
 }

@@ -91,23 +91,6 @@ static void req_prep_retry(caio_req *req)
     cb->aio_offset = req->offset + (int64_t)done;
 }
 
-/* A write on the calling thread (the GIL released: a partial page may
- * have to be read first, the dirty-page throttle may sleep). One pwrite,
- * as io_submit makes one ->write_iter call: a short count is the answer.
- * -errno on failure. */
-static ssize_t write_here(caio_req *req)
-{
-    ssize_t n;
-    int err = 0;
-
-    Py_BEGIN_ALLOW_THREADS
-    do {
-        n = pwrite(req->fd, req->data, req->nbytes, (off_t)req->offset);
-    } while (n < 0 && (err = errno) == EINTR);
-    Py_END_ALLOW_THREADS
-    return n >= 0 ? n : -err;
-}
-
 /* Kernel AIO runs a buffered read or write inside io_submit (aio.h): the
  * loop waits for it either way. Made on the calling thread it costs what
  * the stdlib's call costs; through io_submit it also costs a kernel
@@ -140,25 +123,20 @@ int aio_req_prep_first(AioContext *ctx, caio_req *req)
     if (!ctx->inline_rw || req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
         (!is_write && req->opcode != CAIO_READ && req->opcode != CAIO_READINTO))
         return aio_req_prep(ctx, req);
-    if (caio_nowait_may_be_direct(req->data, req->nbytes)) {
-        /* Memory aligned on purpose (mmap, aligned_buffer, NumPy: the
-         * O_DIRECT idiom) goes to io_submit as before. A bytes object
-         * (a read's own, or a write's payload) is aligned by chance, but
-         * then for every call alike: glibc hands the same chunk back to
-         * the next one of its size. Not O_DIRECT, it is made here (the
-         * read's preadv2 asks fcntl itself). */
-        if (req->opcode == CAIO_READINTO ||
-            (is_write && (!PyBytes_CheckExact(req->view.obj) ||
-                          caio_nowait_is_direct(req->fd))))
-            return aio_req_prep(ctx, req);
-    }
+    /* Memory aligned on purpose (mmap, aligned_buffer, NumPy: the O_DIRECT
+     * idiom) goes to io_submit as before; a bytes object is aligned by
+     * chance (protocol.h). A read's own bytes: its preadv2 asks fcntl. */
+    if (is_write ? !caio_req_may_write_here(req)
+                 : req->opcode == CAIO_READINTO &&
+                   caio_nowait_may_be_direct(req->data, req->nbytes))
+        return aio_req_prep(ctx, req);
     req->flags &= (uint8_t)~AIO_REQ_PRIVATE;
     if (is_write) {
         /* pwrite refuses every stream with ESPIPE before it could block
          * (pipes, FIFOs, sockets, ttys, eventfds: files without
          * FMODE_PWRITE), so no statx is needed to tell a file from a
          * pipe: those go on to io_submit with RWF_NOWAIT (aio.h). */
-        ssize_t n = write_here(req);
+        ssize_t n = caio_req_write_here(req, NULL);
 
         if (n != -ESPIPE) {
             req->result = n;

@@ -64,6 +64,7 @@ typedef struct {
     caio_batch batch;           /* submit now or once per loop iteration */
     int cancel_any_failed;
     caio_lone lone;             /* the short wait for a lone miss (batch.c) */
+    caio_lone lone_write;       /* lone writes made here while fast (batch.c) */
     PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
     int lone_fd;                /* the descriptor lone_fd_disk is about, or -1 */
     int lone_fd_disk;           /* a regular file or block device */
@@ -102,6 +103,9 @@ CAIO_API void uctx_wait_nogil(UringContext *self, long long ns);
 /* A read just submitted alone that did not complete inline: wait for it a
  * little (batch.c says when and why). */
 CAIO_API void uctx_wait_lone(UringContext *self, caio_req *req);
+/* A write alone on the context, made on this thread when that pays
+ * (batch.c): 1 with req->result set, else 0. */
+CAIO_API int uctx_write_here(UringContext *self, caio_req *req);
 /* ASYNC_CANCEL for req, or for everything with req == NULL. */
 CAIO_API int uctx_queue_cancel(UringContext *self, caio_req *req);
 /* io_uring_enter for every published SQE. 0, or -1 + OSError. */

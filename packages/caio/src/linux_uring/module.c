@@ -91,6 +91,20 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
 
+    if (opcode == CAIO_WRITE && uctx_write_here(self, req)) {
+        /* Alone, on a file system whose buffered writes the ring hands to
+         * its workers: made here (batch.c). */
+        req->state = CAIO_REQ_DONE;
+        uctx_note_inline(self, 1);
+        result = uctx_take_value(self, req);
+        goto out;
+    }
+    if (self->closed) {     /* by the idle check's Python code */
+        caio_req_put(&self->pool, req);
+        caio_context_closed_error();
+        goto out;
+    }
+
     if (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req)) {
         /* A stat of a cached path: answered without the ring (fsops.c). */
         req->state = CAIO_REQ_DONE;
@@ -453,6 +467,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->released = 1;
     caio_batch_init(&self->batch);
     caio_lone_init(&self->lone);
+    caio_lone_init(&self->lone_write);
     self->lone_fd = -1;
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
@@ -580,6 +595,11 @@ static PyObject *ctx_get_lone_wait(UringContext *self, void *closure)
     return PyBool_FromLong(self->lone.avg > CAIO_LONE_WAIT_ABOVE);
 }
 
+static PyObject *ctx_get_lone_write(UringContext *self, void *closure)
+{
+    return PyBool_FromLong(self->lone_write.avg > CAIO_LONE_WAIT_ABOVE);
+}
+
 static PyObject *ctx_repr(UringContext *self)
 {
     return PyUnicode_FromFormat("<%s max_requests=%u in_flight=%u%s%s>",
@@ -609,7 +629,7 @@ static PyMethodDef ctx_methods[] = {
      "_set_idle_check($self, check, /)\n--\n\n"
      "check() tells whether the event loop has nothing else to run; only\n"
      "then is a lone read that misses the page cache waited for in the\n"
-     "call (None: never)."},
+     "call, or a lone buffered write made in it (None: never)."},
     {"_flush", (PyCFunction)ctx_flush_cb, METH_NOARGS,
      "_flush($self, /)\n--\n\nSubmit batched operations (scheduled with call_soon)."},
     {NULL}
@@ -634,6 +654,10 @@ static PyGetSetDef ctx_getset[] = {
     {"lone_wait", (getter)ctx_get_lone_wait, NULL,
      "True while a read alone in flight that misses the page cache is waited "
      "for briefly in the call (most such waits succeed here).", NULL},
+    {"lone_write", (getter)ctx_get_lone_write, NULL,
+     "True while a buffered write alone on the context is made in the call, "
+     "on the calling thread, when the loop is idle (most such writes are fast "
+     "here).", NULL},
     {"_kernel_features", (getter)ctx_get_kernel_features, NULL,
      "The kernel features this context found (caio._features names).", NULL},
     {NULL}
