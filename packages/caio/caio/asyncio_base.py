@@ -96,9 +96,11 @@ def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
     """Whether a stock asyncio ``loop`` has nothing else to run: no ready
     callback (nor a task the factory has yet to wake), no timer due, no
     descriptor ready but ``own``. linux_uring and linux_aio ask it before
-    they wait in the call for a lone read that missed the page cache (a
-    read completed in the call does not yield: docs/internals.md, "A lone
-    miss is waited for briefly")."""
+    they wait in the call for a lone read that missed the page cache,
+    linux_uring and thread_aio before they make a lone buffered write in
+    the call (what completes in the call does not yield: docs/internals.md,
+    "A lone miss is waited for briefly", "A lone buffered write is made in
+    the call")."""
     ready, scheduled, time = loop._ready, loop._scheduled, loop.time
     selector = loop._selector
     poll: Callable[[int, int], Any]

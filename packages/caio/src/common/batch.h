@@ -114,6 +114,12 @@ static inline void caio_lone_note(caio_lone *l, int done)
         l->streak++;
 }
 
+/* The lone write (linux_uring/batch.c says why): req's write made on
+ * this thread (caio_req_write_here), timed; one that took longer than
+ * CAIO_LONE_WAIT_NS counts as failed in *lone. The count or -errno;
+ * -ESPIPE (a stream: the caller's slow path takes it) is not counted. */
+CAIO_API ssize_t caio_lone_write(caio_lone *lone, caio_req *req, int *nogil);
+
 /* Call the adapter's idle check (the loop has nothing else to run). A
  * failing check counts as "not idle" and is reported as unraisable on
  * owner. */

@@ -271,6 +271,22 @@ int caio_batch_schedule(caio_batch *b, PyObject *ctx, PyObject *call_soon)
     return 0;
 }
 
+ssize_t caio_lone_write(caio_lone *lone, caio_req *req, int *nogil)
+{
+    struct timespec t0, t1;
+    long long took;
+    ssize_t n;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    n = caio_req_write_here(req, nogil);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (n != -ESPIPE) {
+        took = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
+        caio_lone_note(lone, took <= CAIO_LONE_WAIT_NS);
+    }
+    return n;
+}
+
 int caio_loop_idle(PyObject *check, PyObject *owner)
 {
     PyObject *r;

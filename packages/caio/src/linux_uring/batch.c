@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <sys/stat.h>
-#include <time.h>
 
 void uctx_note_inline(UringContext *self, int done)
 {
@@ -160,8 +159,6 @@ void uctx_wait_lone(UringContext *self, caio_req *req)
  * loop. Returns 1 with req->result set, or 0: the ring's turn. */
 int uctx_write_here(UringContext *self, caio_req *req)
 {
-    struct timespec t0, t1;
-    long long took;
     ssize_t n;
 
     if (req->opcode != CAIO_WRITE || req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
@@ -170,13 +167,8 @@ int uctx_write_here(UringContext *self, caio_req *req)
         !caio_req_may_write_here(req) || !caio_lone_try(&self->lone_write) ||
         !loop_idle(self, 0))
         return 0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    n = caio_req_write_here(req, &self->nogil);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (n == -ESPIPE)   /* the descriptor now names a stream */
-        return 0;
-    took = (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
-    caio_lone_note(&self->lone_write, took <= CAIO_LONE_WAIT_NS);
+    if ((n = caio_lone_write(&self->lone_write, req, &self->nogil)) == -ESPIPE)
+        return 0;   /* the descriptor now names a stream */
     req->result = n;
     return 1;
 }

@@ -185,3 +185,33 @@ void thread_ctx_shutdown(ThreadContext *self, int quiet)
      * dealloc. */
 }
 
+
+/* A lone buffered write, made here.
+ *
+ * A buffered write that RWF_NOWAIT refuses (ext4, tmpfs: all of them) goes
+ * to a worker, and one at a time that is a wake-up of the worker on the
+ * other CPU and another of the loop: 10-25 us per 4 KiB write even with
+ * the idle worker's poll (pool.c), against ~2 us for pwrite. As in
+ * linux_uring (batch.c, where the ring's io-wq worker costs the same), a
+ * write alone on the context, with the loop idle by the adapter's check,
+ * is made on this thread, the GIL released, while such writes take under
+ * CAIO_LONE_WAIT_NS (common/batch.h). "Alone": the pool holds no request
+ * at all, so the write cannot overtake one of its (pool.h). Returns 1
+ * with req->result set, or 0: the pool's turn. */
+int thread_ctx_write_here(ThreadContext *self, caio_req *req)
+{
+    ssize_t n;
+
+    if (self->idle_check == NULL || req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
+        !caio_req_may_write_here(req) || !caio_pool_holds_nothing(self->pool) ||
+        !caio_lone_try(&self->lone_write))
+        return 0;
+    /* The check is Python code: it may close us, or submit requests. */
+    if (!caio_loop_idle(self->idle_check, (PyObject *)self) || self->closed ||
+        !caio_pool_holds_nothing(self->pool))
+        return 0;
+    if ((n = caio_lone_write(&self->lone_write, req, NULL)) == -ESPIPE)
+        return 0;   /* a stream: the pool waits for room in it */
+    req->result = n;
+    return 1;
+}

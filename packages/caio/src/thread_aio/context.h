@@ -6,6 +6,7 @@
 #define CAIO_THREAD_AIO_CONTEXT_H
 
 #include "protocol.h"
+#include "batch.h"
 #include "kernel_features.h"
 #include "io.h"
 #include "pool.h"
@@ -32,6 +33,8 @@ typedef struct ThreadContext {
      * CAIO_NOWAIT_MAX + 1, or 0 without RWF_NOWAIT (one comparison per
      * operation either way). */
     size_t nowait_below;
+    PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
+    caio_lone lone_write;       /* lone writes made here while fast (context.c) */
     /* Every open context, for the atexit hook (protected by the GIL). */
     struct ThreadContext *live_prev, *live_next;
 } ThreadContext;
@@ -68,6 +71,9 @@ CAIO_API PyObject *thread_ctx_submit_error(ThreadContext *self, int err);
 /* A fast-path request is back (result set): undo the fast path's advance,
  * resolve the future, recycle the request. -1 if the future raised. */
 CAIO_API int thread_ctx_complete_fast(ThreadContext *self, caio_req *req);
+/* A write alone on the context, made on this thread when that pays
+ * (context.c): 1 with req->result set, else 0. */
+CAIO_API int thread_ctx_write_here(ThreadContext *self, caio_req *req);
 /* An Operation that finishes on this thread: callback, then its reference. */
 CAIO_API void thread_complete_operation_here(caio_req *req, ssize_t result);
 /* close(), dealloc and the atexit hook. quiet: swallow errors from futures

@@ -51,6 +51,14 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         req->data += moved;
         req->nbytes -= (size_t)moved;
     }
+    if (opcode == CAIO_WRITE && moved == 0 && thread_ctx_write_here(self, req)) {
+        /* Alone, the loop idle: made here (context.c). */
+        PyObject *value;
+        req->state = CAIO_REQ_DONE;
+        value = caio_req_value(req);
+        caio_req_put(&self->reqs, req);
+        return value;
+    }
     if (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req)) {
         /* A stat of a cached path: answered without a worker (fsops.c). */
         PyObject *value = caio_req_value(req);
@@ -296,6 +304,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     caio_features_common(&self->features);
     self->stat_cached = stat_cached && caio_has(&self->features, CAIO_F_STAT_CACHED);
     self->nowait_below = caio_has(&self->features, CAIO_F_NOWAIT) ? CAIO_NOWAIT_MAX + 1 : 0;
+    caio_lone_init(&self->lone_write);
     if (caio_req_pool_init(&self->reqs, (size_t)max_requests) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -357,11 +366,13 @@ static int ctx_traverse(ThreadContext *self, visitproc visit, void *arg)
         if (ret)
             return ret;
     }
+    Py_VISIT(self->idle_check);
     return caio_context_traverse((caio_context *)self, visit, arg);
 }
 
 static int ctx_clear(ThreadContext *self)
 {
+    Py_CLEAR(self->idle_check);
     caio_context_clear((caio_context *)self);
     return 0;
 }
@@ -386,6 +397,7 @@ static void ctx_dealloc(ThreadContext *self)
         caio_pool_release(self->pool);
     if (self->reqs.reqs != NULL)
         caio_req_pool_free(&self->reqs, self->leak_reqs);
+    Py_CLEAR(self->idle_check);
     caio_context_clear((caio_context *)self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -414,6 +426,19 @@ static PyObject *ctx_get_closed(ThreadContext *self, void *closure)
     return PyBool_FromLong(self->closed);
 }
 
+static PyObject *ctx_get_lone_write(ThreadContext *self, void *closure)
+{
+    return PyBool_FromLong(self->lone_write.avg > CAIO_LONE_WAIT_ABOVE);
+}
+
+static PyObject *ctx_set_idle_check(ThreadContext *self, PyObject *check)
+{
+    if (caio_check_callable_or_none(check, "the idle check") < 0)
+        return NULL;
+    Py_XSETREF(self->idle_check, check == Py_None ? NULL : Py_NewRef(check));
+    Py_RETURN_NONE;
+}
+
 static PyObject *ctx_repr(ThreadContext *self)
 {
     return PyUnicode_FromFormat("<%s max_requests=%d pool_size=%d%s>",
@@ -436,6 +461,10 @@ static PyMethodDef ctx_methods[] = {
      "Stop the pool: queued requests fail with ECANCELED, running ones are\n"
      "waited for (up to close_timeout, then given up on and leaked).\n"
      "Idempotent; never raises."},
+    {"_set_idle_check", (PyCFunction)ctx_set_idle_check, METH_O,
+     "_set_idle_check($self, check, /)\n--\n\n"
+     "check() tells whether the event loop has nothing else to run; only\n"
+     "then is a lone buffered write made in the call (None: never)."},
     {NULL}
 };
 
@@ -453,6 +482,10 @@ static PyGetSetDef ctx_getset[] = {
      "Requests the workers run at once, at most.", NULL},
     {"pool_size", (getter)ctx_get_pool_size, NULL, "Worker threads, at most.", NULL},
     {"closed", (getter)ctx_get_closed, NULL, "True after close().", NULL},
+    {"lone_write", (getter)ctx_get_lone_write, NULL,
+     "True while a buffered write alone on the context is made in the call, "
+     "on the calling thread, when the loop is idle (most such writes are fast "
+     "here).", NULL},
     {NULL}
 };
 

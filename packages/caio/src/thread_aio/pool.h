@@ -48,6 +48,10 @@ int caio_pool_fileno(const caio_pool *p);
  * could start; then the request was not queued. */
 int caio_pool_submit(caio_pool *p, caio_req *req);
 
+/* 1 when no request is queued, running or finished and not yet taken:
+ * a request made elsewhere cannot overtake one of the pool's. */
+int caio_pool_holds_nothing(caio_pool *p);
+
 /* Take back a request that no worker has picked yet. 1 if it was removed. */
 int caio_pool_unqueue(caio_pool *p, caio_req *req);
 /* The same, finding the request by its future. NULL if no queued request

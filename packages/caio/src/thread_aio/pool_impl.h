@@ -66,6 +66,7 @@ struct caio_pool {
     char pad_before[64];
     atomic_uint submits;
     char pad_after[64];
+    unsigned running;           /* workers with a request (current != NULL) */
     unsigned in_python;         /* workers running an Operation callback */
     unsigned refs;              /* the owner + each started worker */
     int stopping;
