@@ -212,7 +212,7 @@ typedef struct {
 
 CAIO_API int caio_req_pool_init(caio_req_pool *pool, size_t size);
 /* Free the pool's memory. Every request must be back (or leaked on purpose
- * by the caller: then pass leak=1 and the memory is not freed). */
+ * by the caller: then pass leak=1 and the memory is kept, never freed). */
 CAIO_API void caio_req_pool_free(caio_req_pool *pool, int leak);
 /* A cleared request: from the pool, or from the heap when the pool is
  * empty (more waiting requests than max_requests). NULL + MemoryError. */

@@ -582,9 +582,32 @@ int caio_req_pool_init(caio_req_pool *pool, size_t size)
     return 0;
 }
 
+/* Memory given up on (a worker or the kernel may still write into it) is
+ * never freed, and stays listed here: reachable, so that a leak checker
+ * (valgrind's memcheck) reports it as kept on purpose, not as lost. The
+ * GIL protects the list. */
+struct caio_kept {
+    struct caio_kept *next;
+    void *memory;
+};
+static struct caio_kept *kept_memory;
+
+static void keep_forever(void *memory)
+{
+    struct caio_kept *kept = PyMem_Malloc(sizeof(*kept));
+
+    if (kept == NULL)
+        return;     /* never freed all the same, only not listed */
+    kept->memory = memory;
+    kept->next = kept_memory;
+    kept_memory = kept;
+}
+
 void caio_req_pool_free(caio_req_pool *pool, int leak)
 {
-    if (!leak)
+    if (leak)
+        keep_forever(pool->reqs);
+    else
         PyMem_Free(pool->reqs);
     pool->reqs = NULL;
     pool->free_list = NULL;
