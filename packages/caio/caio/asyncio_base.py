@@ -97,8 +97,8 @@ def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
     callback (nor a task the factory has yet to wake), no timer due, no
     descriptor ready but ``own``. linux_uring and linux_aio ask it before
     they wait in the call for a lone read that missed the page cache,
-    linux_uring and thread_aio before they make a lone buffered write in
-    the call (what completes in the call does not yield: docs/internals.md,
+    linux_uring, thread_aio and python_aio before they make a lone buffered
+    write in the call (what completes in the call does not yield: docs/internals.md,
     "A lone miss is waited for briefly", "A lone buffered write is made in
     the call")."""
     ready, scheduled, time = loop._ready, loop._scheduled, loop.time
@@ -117,8 +117,12 @@ def _idle_check(loop: Any, factory: Any, own: int) -> Callable[[], bool]:
         def poll(timeout: int, _most: int) -> Any:
             return [(key.fd, events) for key, events in select(timeout)]
 
+    # Plain asyncio futures (no C awaitables) wake their tasks through
+    # loop._ready: nothing pending elsewhere.
+    pends = hasattr(factory, "pending")
+
     def idle() -> bool:
-        if ready or factory.pending:
+        if ready or (pends and factory.pending):
             return False
         if scheduled and scheduled[0]._when <= time():
             return False
@@ -271,9 +275,9 @@ class AsyncioContextBase(FsOperations):
             # process_events(), then the tasks of what it finished, in this
             # loop iteration (docs/internals.md, "Waking the tasks").
             reader = factory.reaper(reader)
-            set_idle_check = getattr(context, "_set_idle_check", None)
-            if set_idle_check is not None and hasattr(loop, "_selector"):
-                set_idle_check(_idle_check(loop, factory, context.fileno))
+        set_idle_check = getattr(context, "_set_idle_check", None)
+        if set_idle_check is not None and hasattr(loop, "_selector"):
+            set_idle_check(_idle_check(loop, factory, context.fileno))
         self._fileno = context.fileno
         # The number is fresh, so a registration the loop still holds under it
         # is stale: a descriptor closed without remove_reader (as a forked

@@ -1,12 +1,15 @@
 """Pure-Python backend: a pool of worker threads doing pread/pwrite/fsync.
 
 It implements the whole backend protocol of ``docs/internals.md`` and works
-anywhere Python does. Three things keep it from being merely "a thread pool":
+anywhere Python does. Four things keep it from being merely "a thread pool":
 
 * Reads try ``preadv(..., RWF_NOWAIT)`` on the calling thread first. The
   kernel then copies from the page cache if every page is there and answers
   EAGAIN instead of sleeping on the disk otherwise, so a cache hit costs one
   syscall and no thread hop at all.
+* A buffered write alone on the context, with the loop idle (the asyncio
+  adapter's check), is made with ``os.pwrite`` on the calling thread while
+  such writes stay fast, as the C backends do: no thread hop either.
 * Completions that resolve futures reach the loop in batches: workers append
   to a deque and poke a wakeup descriptor (an eventfd, or a pipe) only when
   no wakeup is already pending; ``process_events`` drains the deque on the
@@ -31,6 +34,7 @@ from __future__ import annotations
 import errno
 import weakref
 from _thread import get_ident
+from time import perf_counter_ns
 
 from . import _fork
 from ._fsops import NAMES as _FS_NAMES
@@ -64,6 +68,7 @@ from ._python_kernel import (
     WRITEV,
     nowait_readinto,
     preadv,
+    write_here,
 )
 from ._python_operation import Operation
 from ._registry import live as _live
@@ -97,6 +102,16 @@ _MAX_REQUESTS_RANGE = (
 
 # ---- the context --------------------------------------------------------
 
+
+
+# The lone write's policy, as the C backends' (src/common/batch.h): a write
+# that took longer than LONE_WAIT_NS fails; a moving average of those,
+# 0..AVG_ONE, below LONE_ABOVE makes only every LONE_PROBE_EVERY-th lone
+# write a probe made in the call.
+LONE_WAIT_NS = 150_000
+AVG_ONE = 256
+LONE_ABOVE = AVG_ONE // 2
+LONE_PROBE_EVERY = 32
 
 class Context(AbstractContext):
     """python_aio context: a pool of ``pool_size`` worker threads (at most
@@ -157,6 +172,11 @@ class Context(AbstractContext):
         # The futures of the operations in the pool, by their _key: here, not
         # on the operations, which the workers hold (see Pool).
         self._futures: dict[object, asyncio.Future[Any]] = {}
+        # "The loop has nothing else to run" (the asyncio adapter's check),
+        # and the lone write's moving average and probe count.
+        self._idle_check: Callable[[], object] | None = None
+        self._lone_avg = AVG_ONE
+        self._lone_probe = 0
         self._finalizer = weakref.finalize(self, release_dropped, self._pool)
         self._finalizer.atexit = False  # the exit hook does it, with a timeout
         _live.add(self)
@@ -400,6 +420,57 @@ class Context(AbstractContext):
         pool.signalled = False
         return count
 
+    def _set_idle_check(self, check: Callable[[], object] | None, /) -> None:
+        """check() tells whether the event loop has nothing else to run;
+        only then is a lone buffered write made in the call (None: never)."""
+        if check is not None and not callable(check):
+            raise TypeError(
+                f"the idle check must be callable or None, not {type(check).__name__}",
+            )
+        self._idle_check = check
+
+    @property
+    def lone_write(self) -> bool:
+        """True while a buffered write alone on the context is made in the
+        call, on the calling thread, when the loop is idle (most such
+        writes are fast here)."""
+        return self._lone_avg > LONE_ABOVE
+
+    def _holds_nothing(self) -> bool:
+        pool = self._pool
+        return not (self._futures or pool.queued or pool.running or pool.done)
+
+    def _write_here(self, fd: int, view: memoryview, offset: int) -> int:
+        """The C backends' lone write (docs/internals.md, "A lone buffered
+        write is made in the call"): alone on the context, the loop idle,
+        made on this thread while such writes stay fast. The count, or -1:
+        the pool's turn. Raises OSError."""
+        if self._lone_avg <= LONE_ABOVE:
+            self._lone_probe += 1
+            if self._lone_probe % LONE_PROBE_EVERY:
+                return -1
+        check = self._idle_check
+        if check is None or not self._holds_nothing():
+            return -1
+        try:
+            idle = check()
+        except Exception as exc:  # taken for "busy", and said, as in C
+            import warnings
+
+            warnings.warn(f"{self!r}: the idle check failed: {exc!r}", RuntimeWarning, 2)
+            return -1
+        if not idle or self._closed:
+            return -1
+        with self._pool.lock:   # a worker moves requests under it
+            if not self._holds_nothing():
+                return -1
+        started = perf_counter_ns()
+        got = write_here(fd, view, offset)
+        if got >= 0:
+            fast = perf_counter_ns() - started <= LONE_WAIT_NS
+            self._lone_avg += ((AVG_ONE if fast else 0) - self._lone_avg) // 4
+        return got
+
     def _enqueue(self, op: Operation) -> asyncio.Future[Any]:
         future = self._future_factory()  # type: ignore[misc]  # _usable_in: set
         # Unique while the future is in _futures: until drain() takes the
@@ -491,6 +562,12 @@ class Context(AbstractContext):
         off = check_size(offset, "offset", ValueError)
         check_priority(priority)
         view = payload_view(payload)
+        # Not with futures waiting (64 writes in flight: no method call, a
+        # 5 % cost there).
+        if not self._futures and self._idle_check is not None and view.nbytes <= NOWAIT_MAX_PYTHON:
+            got = self._write_here(fileno, view, off)
+            if got >= 0:
+                return got
         return self._enqueue(Operation._make(
             WRITE, fileno, off, min(view.nbytes, MAX_RW_COUNT), payload, view,
         ))

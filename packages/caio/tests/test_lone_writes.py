@@ -1,6 +1,7 @@
-"""A buffered write alone on a context, made in the call (linux_uring and
-thread_aio, docs/internals.md "A lone buffered write is made in the
-call"): when it is, when it is not, and how slow writes turn it off.
+"""A buffered write alone on a context, made in the call (linux_uring,
+thread_aio and python_aio, docs/internals.md "A lone buffered write is
+made in the call"): when it is, when it is not, and how slow writes turn
+it off.
 
 Whether a write was made in the call or by the backend's slow path (the
 ring's io-wq worker, the pool's thread) cannot be told from its result:
@@ -30,16 +31,23 @@ import caio
 TIMEOUT = 30
 
 #: The backends that make lone writes in the call: their low-level module.
-MODULES = {"uring": "linux_uring", "thread": "thread_aio"}
+MODULES = {"uring": "linux_uring", "thread": "thread_aio", "python": "python_aio"}
 
 
 @pytest.fixture(params=list(MODULES))
-def lone(request: pytest.FixtureRequest) -> Any:
-    """lone(wire, check=always idle): a new low-level Context of the
-    backend, wired to the test's loop, its idle check set."""
+def lone_module(request: pytest.FixtureRequest) -> Any:
+    """The low-level module of a backend that makes lone writes."""
     module = getattr(caio, MODULES[request.param])
     if module is None:
         pytest.skip(f"caio.{MODULES[request.param]} cannot be imported here")
+    return module
+
+
+@pytest.fixture
+def lone(lone_module: Any) -> Any:
+    """lone(wire, check=always idle): a new low-level Context of the
+    backend, wired to the test's loop, its idle check set."""
+    module = lone_module
 
     def make(wire: Any, check: Any = lambda: True) -> Any:
         context = wire(module.Context(8))
@@ -244,3 +252,39 @@ async def test_slow_lone_writes_go_to_the_slow_path_until_a_probe_is_fast(
     assert written(write_fd, range(i + 1))
 
 
+
+
+@pytest.mark.parametrize("c_futures", [True, False], ids=["c-futures", "asyncio-futures"])
+async def test_the_adapter_asks_the_loop(
+    lone_module: Any, write_fd: int, c_futures: bool, monkeypatch: Any, event_loop: Any
+) -> None:
+    # The asyncio adapter installs its idle check on every context that
+    # takes one, with the C awaitables or without them (a build without a
+    # compiler: plain asyncio futures, no FutureFactory.pending), and the
+    # check says "busy" while a callback is ready.
+    from caio import asyncio_base
+
+    if not c_futures:
+        monkeypatch.setattr(asyncio_base, "_awaitables", None)
+    answers: list[bool] = []
+    real = asyncio_base._idle_check
+
+    def spied(loop: Any, factory: Any, own: int) -> Any:
+        check = real(loop, factory, own)
+
+        def idle() -> bool:
+            answers.append(check())
+            return answers[-1]
+
+        return idle
+
+    monkeypatch.setattr(asyncio_base, "_idle_check", spied)
+    adapter = getattr(caio, lone_module.__name__.rsplit(".", 1)[1] + "_asyncio")
+    async with adapter.AsyncioContext() as context:
+        for i in range(8):
+            assert await context.write(block(i), write_fd, i * 4096) == 4096
+        assert answers == [True] * 8
+        event_loop.call_soon(lambda: None)
+        assert await context.write(block(8), write_fd, 8 * 4096) == 4096
+        assert answers[8:] == [False]
+    assert written(write_fd, range(9))
