@@ -357,9 +357,10 @@ async def test_batching_sends_a_few_disk_reads_at_once(
 ) -> None:
     # While batching, requests wait for the loop iteration's flush. Once
     # four are queued and the newest is a read from a disk file (regular
-    # file or block device), they all go to the kernel in that call: a disk
-    # serves a queue kept full. Streams, and writes, keep waiting for the
-    # flush however many are queued.
+    # file or block device), or a write from aligned memory (O_DIRECT's),
+    # they all go to the kernel in that call: a disk serves a queue kept
+    # full. Streams, and buffered writes (a bytes payload), keep waiting
+    # for the flush however many are queued.
     r, w = pipe
     context = Context(64)
     wire_recording(context)
@@ -393,6 +394,20 @@ async def test_batching_sends_a_few_disk_reads_at_once(
         assert disk == b"d" or await wait_for(disk) == b"d"
         assert write == 1 or await wait_for(write) == 1
         assert os.pread(fd, 2, 0) == b"de"
+        # The same for a write from page-aligned memory, the newest of five.
+        for _ in range(16):
+            if context.write_async(b"p", w, 0) == 1:
+                break
+        else:
+            pytest.fail("no probe among 16 batched pipe writes")
+        queued = [context.write_async(b"q", w, 0) for _ in range(4)]
+        memory = mmap.mmap(-1, 4096)
+        memory[:] = b"m" * 4096
+        aligned = context.write_async(memory, fd, 4096)
+        # In that call: the pipe writes completed in it.
+        assert [f.done() and f.result() for f in queued] == [1] * 4
+        assert aligned == 4096 or await wait_for(aligned) == 4096
+        assert os.pread(fd, 4096, 4096) == b"m" * 4096
         os.write(idle_w, b"!")
         assert await wait_for(idle) == b"!"
         assert context.batching

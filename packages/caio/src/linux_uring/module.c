@@ -137,18 +137,21 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     }
     REQ_BFLAGS(req) = BF_HELD;
     now = !self->batch.batching || caio_batch_probe(&self->batch);
-    if (!now && caio_opcode_reads(opcode) &&
-        uring_sq_pending(&self->ring) >= URING_DISK_BATCH && uctx_on_disk(self, req->fd)) {
+    if (!now && uring_sq_pending(&self->ring) >= URING_DISK_BATCH &&
+        (caio_opcode_reads(opcode) || (opcode == CAIO_WRITE && !caio_req_may_write_here(req))) &&
+        uctx_on_disk(self, req->fd)) {
         /* Batching, and the queue holds a few requests, the newest a read
-         * from a disk: send them now. A burst of completions wakes a task
+         * from a disk, or a write from aligned memory (the O_DIRECT idiom,
+         * protocol.h): send them now. A burst of completions wakes a task
          * per request, and each queues its next one; waiting for the last
          * of them leaves the disk's slots empty meanwhile (about 5 % more
-         * O_DIRECT and cold reads per second at 64 in flight,
-         * docs/performance.md). Not for writes: a buffered write to ext4
-         * batches too (the ring hands it to its workers), and there the
-         * extra system calls cost 5 % of page-cache writes at 64 in
-         * flight. Streams keep one submission per iteration: their
-         * answers come at once, and the system calls would be the cost. */
+         * O_DIRECT and cold reads per second at 64 in flight, 14 % more
+         * O_DIRECT writes, docs/performance.md). Not for buffered writes
+         * (a bytes payload): a buffered write to ext4 batches too (the
+         * ring hands it to its workers), and there the extra system calls
+         * cost 5 % of page-cache writes at 64 in flight. Streams keep one
+         * submission per iteration: their answers come at once, and the
+         * system calls would be the cost. */
         now = 1;
     }
     if (!now && quiet && !self->batch.flush_scheduled) {
