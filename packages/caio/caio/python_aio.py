@@ -100,10 +100,6 @@ _MAX_REQUESTS_RANGE = (
 # would cost a call per operation.
 
 
-# ---- the context --------------------------------------------------------
-
-
-
 # The lone write's policy, as the C backends' (src/common/batch.h): a write
 # that took longer than LONE_WAIT_NS fails; a moving average of those,
 # 0..AVG_ONE, below LONE_ABOVE makes only every LONE_PROBE_EVERY-th lone
@@ -112,6 +108,10 @@ LONE_WAIT_NS = 150_000
 AVG_ONE = 256
 LONE_ABOVE = AVG_ONE // 2
 LONE_PROBE_EVERY = 32
+
+
+# ---- the context --------------------------------------------------------
+
 
 class Context(AbstractContext):
     """python_aio context: a pool of ``pool_size`` worker threads (at most

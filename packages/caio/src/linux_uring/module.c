@@ -91,18 +91,20 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
 
-    if (opcode == CAIO_WRITE && uctx_write_here(self, req)) {
-        /* Alone, on a file system whose buffered writes the ring hands to
-         * its workers: made here (batch.c). */
-        req->state = CAIO_REQ_DONE;
-        uctx_note_inline(self, 1);
-        result = uctx_take_value(self, req);
-        goto out;
-    }
-    if (self->closed) {     /* by the idle check's Python code */
-        caio_req_put(&self->pool, req);
-        caio_context_closed_error();
-        goto out;
+    if (opcode == CAIO_WRITE) {
+        if (uctx_write_here(self, req)) {
+            /* Alone, on a file system whose buffered writes the ring
+             * hands to its workers: made here (batch.c). */
+            req->state = CAIO_REQ_DONE;
+            uctx_note_inline(self, 1);
+            result = uctx_take_value(self, req);
+            goto out;
+        }
+        if (self->closed) {     /* by the idle check's Python code */
+            caio_req_put(&self->pool, req);
+            caio_context_closed_error();
+            goto out;
+        }
     }
 
     if (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req)) {

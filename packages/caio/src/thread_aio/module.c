@@ -51,16 +51,10 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         req->data += moved;
         req->nbytes -= (size_t)moved;
     }
-    if (opcode == CAIO_WRITE && moved == 0 && thread_ctx_write_here(self, req)) {
-        /* Alone, the loop idle: made here (context.c). */
-        PyObject *value;
-        req->state = CAIO_REQ_DONE;
-        value = caio_req_value(req);
-        caio_req_put(&self->reqs, req);
-        return value;
-    }
-    if (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req)) {
-        /* A stat of a cached path: answered without a worker (fsops.c). */
+    if ((opcode == CAIO_WRITE && moved == 0 && thread_ctx_write_here(self, req)) ||
+        (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req))) {
+        /* A lone write with the loop idle, made here (context.c), or a
+         * stat of a cached path (fsops.c): answered without a worker. */
         PyObject *value = caio_req_value(req);
         caio_req_put(&self->reqs, req);
         return value;
