@@ -61,6 +61,8 @@ page cache hot unless named ``cold``):
                         place, so the dirty-page throttle stays out of it;
                         where the filesystem has no ``RWF_NOWAIT`` for
                         buffered writes (ext4), each goes to a worker
+    writev1-BACKEND     the same with ``await ctx.writev([a, b], fd, off)``,
+    pwritev             two 2 KiB buffers per write (``os.pwritev`` loop)
     pipe64-BACKEND      64 coroutines ``await ctx.readinto(buffer, r, 0)``
                         of one empty pipe, N reads in all; a writer gives
                         the pipe 64 bytes once all 64 reads are in the
@@ -183,13 +185,19 @@ async def run_reads(kind: str, backend: str, fd: int, offs: list[int]) -> None:
         ctx.close()
 
 
-async def run_writes(backend: str, fd: int, offs: list[int]) -> None:
-    """One ``ctx.write`` after another (write1)."""
+async def run_writes(backend: str, fd: int, offs: list[int], vectored: bool = False) -> None:
+    """One ``ctx.write`` after another (write1), or ``ctx.writev`` of two
+    halves (writev1)."""
     ctx = make_context(backend)
     block = random.randbytes(BLOCK)
     try:
-        for off in offs:
-            await ctx.write(block, fd, off)
+        if vectored:
+            halves = [block[: BLOCK // 2], block[BLOCK // 2 :]]
+            for off in offs:
+                await ctx.writev(halves, fd, off)
+        else:
+            for off in offs:
+                await ctx.write(block, fd, off)
     finally:
         ctx.close()
 
@@ -406,11 +414,14 @@ def workload(op: str, n: int, prime: bool = False) -> Callable[[], object]:
                 pread(fd, BLOCK, off)
 
         return loop
-    if op == "pwrite" or kind == "write1" and backend in BACKENDS:
+    if op in ("pwrite", "pwritev") or kind in ("write1", "writev1") and backend in BACKENDS:
         wfd, offs, block = write_file(), offsets(n, 4), random.randbytes(BLOCK)
         if op == "pwrite":
             return lambda: [os.pwrite(wfd, block, off) for off in offs]
-        return lambda: asyncio.run(run_writes(backend, wfd, offs))
+        if op == "pwritev":
+            halves = [block[: BLOCK // 2], block[BLOCK // 2 :]]
+            return lambda: [os.pwritev(wfd, halves, off) for off in offs]
+        return lambda: asyncio.run(run_writes(backend, wfd, offs, kind == "writev1"))
     if op == "stat-os":
         return lambda: [os.stat(rand) for _ in range(n)]
     if op == "fstat-os":

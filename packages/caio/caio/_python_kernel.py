@@ -141,17 +141,23 @@ def nowait_readinto(view: memoryview, fd: int, offset: int) -> int:
     return got if at_end else -1
 
 
-def write_here(fd: int, view: memoryview, offset: int) -> int:
-    """A buffered write on the calling thread (``os.pwrite`` releases the
-    GIL): the count, or -1 when a worker must do it (an O_DIRECT
-    descriptor, whose write would wait for the disk; a stream, which
-    ``pwrite`` refuses with ESPIPE before it could block). Raises OSError.
+def write_here(fd: int, view: memoryview | list[memoryview], offset: int) -> int:
+    """A buffered write (a list: a writev) on the calling thread
+    (``os.pwrite``/``os.pwritev`` release the GIL): the count, or -1 when a
+    worker must do it (an O_DIRECT descriptor, whose write would wait for
+    the disk; a stream, which ``pwrite`` refuses with ESPIPE before it
+    could block; no ``os.pwritev``). Raises OSError.
     """
     if fcntl is None:  # Windows
         return -1  # type: ignore[unreachable]
+    vectored = isinstance(view, list)
+    if vectored and not hasattr(os, "pwritev"):
+        return -1
     try:
         if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
             return -1
+        if isinstance(view, list):
+            return os.pwritev(fd, view, offset)
         return os.pwrite(fd, view, offset)
     except OSError as exc:
         if exc.errno == errno.ESPIPE:

@@ -440,7 +440,7 @@ class Context(AbstractContext):
         pool = self._pool
         return not (self._futures or pool.queued or pool.running or pool.done)
 
-    def _write_here(self, fd: int, view: memoryview, offset: int) -> int:
+    def _write_here(self, fd: int, view: memoryview | list[memoryview], offset: int) -> int:
         """The C backends' lone write (docs/internals.md, "A lone buffered
         write is made in the call"): alone on the context, the loop idle,
         made on this thread while such writes stay fast. The count, or -1:
@@ -626,10 +626,27 @@ class Context(AbstractContext):
 
     def _vector_async(
         self, opcode: int, buffers: Sequence[Buffer], fd: Any, offset: int, priority: int,
-    ) -> asyncio.Future[int]:
+    ) -> int | asyncio.Future[int]:
         if self._usable_in != _fork._generation or self._owner_thread != get_ident():
             self._raise_unusable()
-        return self._enqueue_held(Operation._vector(opcode, buffers, fd, offset, priority))
+        op = Operation._vector(opcode, buffers, fd, offset, priority)
+        if (
+            opcode == WRITEV and not self._futures and self._idle_check is not None
+            and op._nbytes <= NOWAIT_MAX_PYTHON
+        ):
+            views = op._views
+            assert views is not None
+            try:
+                got = self._write_here(op._fd, views, op._offset)
+            except BaseException:
+                op._release_buffers()  # EBADF and the like: failed at once
+                op._key = op._payload = None
+                raise
+            if got >= 0:
+                op._release_buffers()
+                op._key = op._payload = None  # see readinto_async
+                return got
+        return self._enqueue_held(op)
 
     def _enqueue_held(self, op: Operation) -> asyncio.Future[int]:
         # Nobody reads the payload of an operation with a future: drop it,

@@ -16,6 +16,7 @@ import array
 import asyncio
 import ctypes
 import errno
+import fcntl
 import mmap
 import os
 import random
@@ -198,11 +199,16 @@ async def test_buffered_io_is_done_without_kernel_aio(
     assert into == content[BLOCK : 2 * BLOCK]
     payload = memoryview(bytearray(random.Random(2).randbytes(3 * BLOCK + 6)))[1:]
     assert ctx.write_async(payload, fd, 7) == len(payload)
+    assert ctx.writev_async([b"ab", payload[:3]], fd, 2 * BLOCK) == 5
     assert select.select([ctx.fileno], [], [], 0)[0] == []
     # O_DIRECT I/O must go to the kernel, where it is asynchronous.
     direct = ctx.write_async(aligned(BLOCK, 7), direct_fd, BLOCK)
     assert await through_kernel_aio(ctx, direct) == BLOCK
     assert read_back(direct_fd, BLOCK, BLOCK) == b"\x07" * BLOCK
+    halves = memoryview(aligned(BLOCK, 8))
+    direct = ctx.writev_async([halves[:2048], halves[2048:]], direct_fd, 0)
+    assert await through_kernel_aio(ctx, direct) == BLOCK
+    assert read_back(direct_fd, 0, BLOCK) == b"\x08" * BLOCK
     # A stream refuses pwrite (ESPIPE) before it could block: it goes to
     # io_submit with RWF_NOWAIT (a full one fails, as below).
     a, b = socket.socketpair()
@@ -212,7 +218,9 @@ async def test_buffered_io_is_done_without_kernel_aio(
     # Other aligned memory goes to io_submit without asking whether it is
     # O_DIRECT: on a buffered descriptor io_submit writes it during the call.
     assert ctx.write_async(aligned(BLOCK, 9), fd, 0) == BLOCK
-    assert file_path.read_bytes() == b"\x09" * BLOCK + payload[BLOCK - 7 :]
+    expected = bytearray(b"\x09" * BLOCK + payload[BLOCK - 7 :])
+    expected[2 * BLOCK : 2 * BLOCK + 5] = b"ab" + payload[:3]
+    assert file_path.read_bytes() == expected
 
 
 def aligned_bytes(size: int) -> bytes:
@@ -237,10 +245,40 @@ async def test_aligned_bytes_are_o_direct_only_on_an_o_direct_descriptor(
     # asks, and only an O_DIRECT descriptor sends it to the kernel.
     payload = aligned_bytes(BLOCK)
     assert ctx.write_async(payload, fd, 0) == BLOCK
+    assert ctx.writev_async([payload], fd, BLOCK) == BLOCK   # the same, as a writev
     assert select.select([ctx.fileno], [], [], 0)[0] == []
-    assert file_path.read_bytes() == payload
+    assert file_path.read_bytes() == payload * 2
     assert await through_kernel_aio(ctx, ctx.write_async(payload, direct_fd, 0)) == BLOCK
-    assert read_back(direct_fd, 0, BLOCK) == payload
+    assert await through_kernel_aio(ctx, ctx.writev_async([payload], direct_fd, BLOCK)) == BLOCK
+    assert read_back(direct_fd, 0, 2 * BLOCK) == payload * 2
+
+
+async def test_o_direct_set_later_is_noticed_within_64_writes(
+    ctx: Any, file_path: Path
+) -> None:
+    # Whether a descriptor is O_DIRECT is asked once per 64 writes of an
+    # aligned bytes payload (queue.c): F_SETFL's O_DIRECT shows within them.
+    payload = aligned_bytes(BLOCK)
+    descriptor = os.open(file_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        for i in range(8):
+            assert ctx.write_async(payload, descriptor, i * BLOCK) == BLOCK
+        assert select.select([ctx.fileno], [], [], 0)[0] == []
+        try:
+            flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+            fcntl.fcntl(descriptor, fcntl.F_SETFL, flags | os.O_DIRECT)
+        except OSError:
+            pytest.skip("no O_DIRECT on this file system")
+        for i in range(8, 8 + 64):
+            r = ctx.write_async(payload, descriptor, i * BLOCK)
+            if select.select([ctx.fileno], [], [], 0)[0] or not isinstance(r, int):
+                assert await through_kernel_aio(ctx, r) == BLOCK
+                break
+        else:
+            pytest.fail("64 writes later, O_DIRECT was still not noticed")
+        assert read_back(descriptor, i * BLOCK, BLOCK) == payload
+    finally:
+        os.close(descriptor)
 
 
 async def test_syncs_complete_through_the_future(ctx: Any, fd: int) -> None:

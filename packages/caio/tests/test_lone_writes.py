@@ -57,6 +57,24 @@ def lone(lone_module: Any) -> Any:
     return make
 
 
+def halves(data: Any) -> list[Any]:
+    """data as two buffers: bytes objects for bytes, else views of it."""
+    h = len(data) // 2
+    if isinstance(data, bytes):
+        return [data[:h], data[h:]]
+    view = memoryview(data)
+    return [view[:h], view[h:]]
+
+
+@pytest.fixture(params=["write", "writev"])
+def write(request: pytest.FixtureRequest) -> Any:
+    """write(context, data, fd, offset): context.write_async, or
+    writev_async of data's two halves (the same path for both)."""
+    if request.param == "write":
+        return lambda context, data, fd, offset: context.write_async(data, fd, offset)
+    return lambda context, data, fd, offset: context.writev_async(halves(data), fd, offset)
+
+
 async def wait_for(future: Any) -> Any:
     return await asyncio.wait_for(future, TIMEOUT)
 
@@ -93,12 +111,12 @@ def held(fd: int, size: int = 128 << 20) -> Iterator[None]:
         big.join()
 
 
-async def writes_in_the_call(context: Any, fd: int, first: int, n: int) -> int:
+async def writes_in_the_call(write: Any, context: Any, fd: int, first: int, n: int) -> int:
     """How many of n lone 4 KiB writes (blocks first.. at their own offsets)
     came back from the call itself, not through a future; all awaited."""
     in_call = 0
     for i in range(first, first + n):
-        answer = context.write_async(block(i), fd, i * 4096)
+        answer = write(context, block(i), fd, i * 4096)
         if isinstance(answer, int):
             in_call += 1
         else:
@@ -111,7 +129,9 @@ def written(fd: int, blocks: range) -> bool:
     return os.pread(fd, 4096 * len(blocks), blocks[0] * 4096) == b"".join(map(block, blocks))
 
 
-async def test_a_lone_write_is_made_in_the_call(write_fd: int, wire: Any, lone: Any) -> None:
+async def test_a_lone_write_is_made_in_the_call(
+    write_fd: int, wire: Any, lone: Any, write: Any
+) -> None:
     # Alone on the context, the loop idle: the write is made on the calling
     # thread and its count comes back from the call, no future, where a
     # worker would have made it and answered through the loop.
@@ -119,12 +139,12 @@ async def test_a_lone_write_is_made_in_the_call(write_fd: int, wire: Any, lone: 
     # send the writes to the slow path for a while; the test below.)
     context = lone(wire)
     assert context.lone_write
-    assert await writes_in_the_call(context, write_fd, 0, 32) >= 28
+    assert await writes_in_the_call(write, context, write_fd, 0, 32) >= 28
     assert written(write_fd, range(32))
 
 
 async def test_a_write_not_alone_or_not_idle_goes_to_the_slow_path(
-    write_fd: int, wire: Any, pipe: Any, lone: Any
+    write_fd: int, wire: Any, pipe: Any, lone: Any, write: Any
 ) -> None:
     # Another request in flight (a pipe read): the write goes to the slow
     # path, behind it, and the loop overlaps them. No idle check (a bare
@@ -145,7 +165,7 @@ async def test_a_write_not_alone_or_not_idle_goes_to_the_slow_path(
     context = lone(wire, idle)
     waiting = context.read_async(1, r, 0)
     with held(write_fd):
-        pending = context.write_async(block(0), write_fd, 0)
+        pending = write(context, block(0), write_fd, 0)
         assert not isinstance(pending, int)
     assert await wait_for(pending) == 4096
     assert asked == []   # not alone: the loop is not even asked
@@ -154,18 +174,18 @@ async def test_a_write_not_alone_or_not_idle_goes_to_the_slow_path(
     for i, check in enumerate((None, busy), 1):
         context._set_idle_check(check)
         with held(write_fd):
-            pending = context.write_async(block(i), write_fd, i * 4096)
+            pending = write(context, block(i), write_fd, i * 4096)
             assert not isinstance(pending, int)
         assert await wait_for(pending) == 4096
     assert asked == [False]
     context._set_idle_check(idle)
-    assert await writes_in_the_call(context, write_fd, 3, 4) == 4
+    assert await writes_in_the_call(write, context, write_fd, 3, 4) == 4
     assert asked == [False] + [True] * 4
     assert written(write_fd, range(7))
 
 
 async def test_lone_writes_to_pipes_and_o_direct_go_to_the_slow_path(
-    tmp_path: Path, wire: Any, pipe: Any, lone: Any
+    tmp_path: Path, wire: Any, pipe: Any, lone: Any, write: Any
 ) -> None:
     # A pipe is not a disk: a write to a full one must not hold the loop.
     # O_DIRECT writes from aligned memory are the kernel's asynchronous
@@ -179,7 +199,7 @@ async def test_lone_writes_to_pipes_and_o_direct_go_to_the_slow_path(
     except BlockingIOError:
         os.set_blocking(w, True)   # else a worker's write fails with EAGAIN
     context = lone(wire)
-    pending = context.write_async(b"tail", w, 0)
+    pending = write(context, b"tail", w, 0)
     assert not isinstance(pending, int)
     drained = 0
     while drained < filled:
@@ -199,7 +219,7 @@ async def test_lone_writes_to_pipes_and_o_direct_go_to_the_slow_path(
         buffered = os.open(path, os.O_RDWR)
         try:
             with held(buffered):   # (a direct write waits for the lock too)
-                pending = context.write_async(memory, fd, 4096)
+                pending = write(context, memory, fd, 4096)
                 assert not isinstance(pending, int)
             assert await wait_for(pending) == 4096
             assert os.pread(buffered, 8192, 0) == bytes(4096) + block(5)
@@ -283,8 +303,9 @@ async def test_the_adapter_asks_the_loop(
     async with adapter.AsyncioContext() as context:
         for i in range(8):
             assert await context.write(block(i), write_fd, i * 4096) == 4096
-        assert answers == [True] * 8
+        assert await context.writev(halves(block(8)), write_fd, 8 * 4096) == 4096
+        assert answers == [True] * 9
         event_loop.call_soon(lambda: None)
-        assert await context.write(block(8), write_fd, 8 * 4096) == 4096
-        assert answers[8:] == [False]
-    assert written(write_fd, range(9))
+        assert await context.write(block(9), write_fd, 9 * 4096) == 4096
+        assert answers[9:] == [False]
+    assert written(write_fd, range(10))

@@ -643,8 +643,24 @@ void caio_req_put(caio_req_pool *pool, caio_req *req)
     pool->free_list = req;
 }
 
+int caio_vec_may_write_here(caio_req *req)
+{
+    const caio_vec *vec = req->vec;
+    Py_ssize_t i;
+
+    /* O_DIRECT refuses a vector with any unaligned buffer at once. */
+    for (i = 0; i < vec->count; i++)
+        if (!caio_nowait_may_be_direct(vec->iov[i].iov_base, vec->iov[i].iov_len))
+            return 1;
+    for (i = 0; i < vec->count; i++)
+        if (!PyBytes_CheckExact(vec->views[i].obj))
+            return 0;   /* all aligned, on purpose */
+    return !caio_nowait_is_direct(req->fd);
+}
+
 ssize_t caio_req_write_here(caio_req *req, int *nogil)
 {
+    const caio_vec *vec = req->opcode == CAIO_WRITEV ? req->vec : NULL;
     ssize_t n;
     int err = 0;
 
@@ -652,7 +668,9 @@ ssize_t caio_req_write_here(caio_req *req, int *nogil)
         *nogil = 1;
     Py_BEGIN_ALLOW_THREADS
     do {
-        n = pwrite(req->fd, req->data, req->nbytes, (off_t)req->offset);
+        /* (vec->count <= IOV_MAX: caio_req_prepare refuses more.) */
+        n = vec != NULL ? pwritev(req->fd, vec->iov, (int)vec->count, (off_t)req->offset)
+                        : pwrite(req->fd, req->data, req->nbytes, (off_t)req->offset);
     } while (n < 0 && (err = errno) == EINTR);
     Py_END_ALLOW_THREADS
     if (nogil != NULL)

@@ -161,7 +161,8 @@ int uctx_write_here(UringContext *self, caio_req *req)
 {
     ssize_t n;
 
-    if (req->opcode != CAIO_WRITE || req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
+    if ((req->opcode != CAIO_WRITE && req->opcode != CAIO_WRITEV) ||
+        req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
         self->n_inflight != 0 || self->wait_head != NULL || self->cancels_pending != 0 ||
         self->idle_check == NULL || !uctx_on_disk(self, req->fd) ||
         !caio_req_may_write_here(req) || !caio_lone_try(&self->lone_write) ||

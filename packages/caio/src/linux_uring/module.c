@@ -91,7 +91,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
         goto out;
     }
 
-    if (opcode == CAIO_WRITE) {
+    if (opcode == CAIO_WRITE || opcode == CAIO_WRITEV) {
         if (uctx_write_here(self, req)) {
             /* Alone, on a file system whose buffered writes the ring
              * hands to its workers: made here (batch.c). */
@@ -140,7 +140,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     REQ_BFLAGS(req) = BF_HELD;
     now = !self->batch.batching || caio_batch_probe(&self->batch);
     if (!now && uring_sq_pending(&self->ring) >= URING_DISK_BATCH &&
-        (caio_opcode_reads(opcode) || (opcode == CAIO_WRITE && !caio_req_may_write_here(req))) &&
+        (caio_opcode_reads(opcode) || (opcode == CAIO_WRITE && caio_req_aligned_on_purpose(req))) &&
         uctx_on_disk(self, req->fd)) {
         /* Batching, and the queue holds a few requests, the newest a read
          * from a disk, or a write from aligned memory (the O_DIRECT idiom,

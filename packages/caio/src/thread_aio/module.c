@@ -51,7 +51,8 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         req->data += moved;
         req->nbytes -= (size_t)moved;
     }
-    if ((opcode == CAIO_WRITE && moved == 0 && thread_ctx_write_here(self, req)) ||
+    if (((opcode == CAIO_WRITE || opcode == CAIO_WRITEV) && moved == 0 &&
+         thread_ctx_write_here(self, req)) ||
         (opcode == CAIO_FS && caio_fs_inline((caio_context *)self, req))) {
         /* A lone write with the loop idle, made here (context.c), or a
          * stat of a cached path (fsops.c): answered without a worker. */
