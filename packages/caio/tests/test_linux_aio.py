@@ -954,13 +954,17 @@ def test_close_leaves_io_destroy_to_a_helper_thread() -> None:
 
     before = threads()
     durations = []
+    helpers = 0
     for _ in range(5):
         context = linux_aio.Context(64)
         started = time.perf_counter()
         context.close()
         durations.append(time.perf_counter() - started)
+        helpers = max(helpers, threads() - before)
     # The best of five: a loaded machine may delay one close, not all.
-    assert min(durations) < 0.010, durations
+    # Under valgrind every close is slow; a helper still waiting after
+    # close() returned shows the same (a close that waited has none left).
+    assert min(durations) < 0.010 or helpers > 0, (durations, helpers)
     deadline = time.monotonic() + 10
     while threads() > before and time.monotonic() < deadline:
         time.sleep(0.01)
