@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import mmap
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -309,3 +311,48 @@ async def test_the_adapter_asks_the_loop(
         assert await context.write(block(9), write_fd, 9 * 4096) == 4096
         assert answers[9:] == [False]
     assert written(write_fd, range(10))
+
+
+def writes_on_this_thread() -> int:
+    """Write system calls this thread made (refused ones included)."""
+    for line in Path("/proc/thread-self/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/thread-self/io")
+
+
+async def test_thread_asks_rwf_nowait_of_a_refusing_file_once_per_64_writes(
+    write_fd: int, wire: Any
+) -> None:
+    # ext4 and tmpfs refuse every buffered RWF_NOWAIT write (EOPNOTSUPP):
+    # thread_aio stops trying it on that descriptor but for every 64th
+    # write, so a lone write costs one system call, not two. A descriptor
+    # reused for a socket (which takes RWF_NOWAIT writes) is noticed at the
+    # next try.
+    if caio.thread_aio is None:
+        pytest.skip("caio.thread_aio cannot be imported here")
+    try:
+        os.pwritev(write_fd, [b"x"], 0, os.RWF_NOWAIT)
+        pytest.skip("this file system takes RWF_NOWAIT buffered writes")
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+    context = wire(caio.thread_aio.Context(8))
+    context._set_idle_check(lambda: True)
+    before = writes_on_this_thread()
+    assert await writes_in_the_call(
+        lambda c, data, fd, offset: c.write_async(data, fd, offset), context, write_fd, 0, 64
+    ) == 64
+    assert writes_on_this_thread() - before <= 64 + 2
+    assert written(write_fd, range(64))
+
+    a, b = socket.socketpair()
+    with a, b:
+        os.dup2(a.fileno(), write_fd)   # the same number, now a socket
+        for i in range(1, 66):
+            answer = context.write_async(b"y", write_fd, 0)
+            if isinstance(answer, int):
+                break   # the RWF_NOWAIT try was made, and answered
+            assert await wait_for(answer) == 1
+        assert answer == 1 and i <= 64, i
+        assert b.recv(100) == b"y" * i
