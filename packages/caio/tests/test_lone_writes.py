@@ -77,6 +77,14 @@ def write(request: pytest.FixtureRequest) -> Any:
     return lambda context, data, fd, offset: context.writev_async(halves(data), fd, offset)
 
 
+#: For tests that need lone writes to be fast (under 150 us each), which
+#: they are not under valgrind's memcheck (nox -s valgrind sets this).
+needs_speed = pytest.mark.skipif(
+    os.environ.get("CAIO_TEST_UNDER_VALGRIND") == "1",
+    reason="lone writes are slow under valgrind: the guard turns them off",
+)
+
+
 async def wait_for(future: Any) -> Any:
     return await asyncio.wait_for(future, TIMEOUT)
 
@@ -131,6 +139,7 @@ def written(fd: int, blocks: range) -> bool:
     return os.pread(fd, 4096 * len(blocks), blocks[0] * 4096) == b"".join(map(block, blocks))
 
 
+@needs_speed
 async def test_a_lone_write_is_made_in_the_call(
     write_fd: int, wire: Any, lone: Any, write: Any
 ) -> None:
@@ -145,6 +154,7 @@ async def test_a_lone_write_is_made_in_the_call(
     assert written(write_fd, range(32))
 
 
+@needs_speed
 async def test_a_write_not_alone_or_not_idle_goes_to_the_slow_path(
     write_fd: int, wire: Any, pipe: Any, lone: Any, write: Any
 ) -> None:
@@ -321,6 +331,7 @@ def writes_on_this_thread() -> int:
     raise AssertionError("no syscw in /proc/thread-self/io")
 
 
+@needs_speed
 async def test_thread_asks_rwf_nowait_of_a_refusing_file_once_per_64_writes(
     write_fd: int, wire: Any
 ) -> None:
