@@ -150,8 +150,7 @@ def write_here(fd: int, view: memoryview | list[memoryview], offset: int) -> int
     """
     if fcntl is None:  # Windows
         return -1  # type: ignore[unreachable]
-    vectored = isinstance(view, list)
-    if vectored and not hasattr(os, "pwritev"):
+    if isinstance(view, list) and not hasattr(os, "pwritev"):
         return -1
     try:
         if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):

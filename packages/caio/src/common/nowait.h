@@ -41,6 +41,43 @@ enum caio_nowait {
 /* 1 if fd is open with O_DIRECT (asked only for aligned buffers). */
 int caio_nowait_is_direct(int fd);
 
+/* One descriptor's answer to a question asked of the kernel (is it
+ * O_DIRECT, does it refuse RWF_NOWAIT writes), kept for the last
+ * descriptor asked and asked again every CAIO_FD_MEMO_EVERY-th use: a
+ * descriptor closed and reused, or changed by F_SETFL, meanwhile gets a
+ * stale answer for a few uses. Only for answers where a wrong guess costs
+ * time, not a result. */
+#define CAIO_FD_MEMO_EVERY 64
+
+typedef struct {
+    int fd;         /* -1: none */
+    int answer;
+    unsigned uses;  /* since fd was first kept */
+} caio_fd_memo;
+
+static inline void caio_fd_memo_init(caio_fd_memo *m)
+{
+    m->fd = -1;
+    m->answer = 0;
+    m->uses = 0;
+}
+
+/* Whether m->answer is fd's, and need not be asked again for this use
+ * (which it counts). */
+static inline int caio_fd_memo_holds(caio_fd_memo *m, int fd)
+{
+    return fd == m->fd && ++m->uses % CAIO_FD_MEMO_EVERY != 0;
+}
+
+static inline void caio_fd_memo_keep(caio_fd_memo *m, int fd, int answer)
+{
+    if (fd != m->fd) {
+        m->fd = fd;
+        m->uses = 0;
+    }
+    m->answer = answer;
+}
+
 /* 1 if a transfer of nbytes at data could be O_DIRECT I/O that a device
  * takes: its buffer is aligned. On an O_DIRECT descriptor an unaligned
  * buffer fails with EINVAL at once, without blocking (see nowait.c). */

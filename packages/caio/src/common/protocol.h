@@ -225,14 +225,23 @@ CAIO_API int caio_vec_may_write_here(caio_req *req);
  * a bytes object whose descriptor is not O_DIRECT. Memory aligned on
  * purpose (mmap, aligned_buffer, NumPy: the O_DIRECT idiom) is not asked
  * about. A bytes object is aligned by chance, but then for every call of
- * its size alike (glibc hands the same chunk back): fcntl is asked for it.
- * A writev: the same, one unaligned buffer being enough. */
-static inline int caio_req_may_write_here(caio_req *req)
+ * its size alike (glibc hands the same chunk back): fcntl is asked for it,
+ * its answer kept in *direct (NULL: asked each time; linux_aio, which
+ * makes every write in the call, 64 in flight too, keeps it). A writev:
+ * the same, one unaligned buffer being enough (asked each time). */
+static inline int caio_req_may_write_here(caio_req *req, caio_fd_memo *direct)
 {
     if (req->opcode == CAIO_WRITEV)
         return caio_vec_may_write_here(req);
-    return !caio_nowait_may_be_direct(req->data, req->nbytes) ||
-           (PyBytes_CheckExact(req->view.obj) && !caio_nowait_is_direct(req->fd));
+    if (!caio_nowait_may_be_direct(req->data, req->nbytes))
+        return 1;
+    if (!PyBytes_CheckExact(req->view.obj))
+        return 0;
+    if (direct == NULL)
+        return !caio_nowait_is_direct(req->fd);
+    if (!caio_fd_memo_holds(direct, req->fd))
+        caio_fd_memo_keep(direct, req->fd, caio_nowait_is_direct(req->fd));
+    return !direct->answer;
 }
 
 /* A write from memory aligned on purpose: not a bytes object (aligned by
@@ -248,9 +257,9 @@ static inline int caio_req_aligned_on_purpose(caio_req *req)
 
 /* req's write (or writev) on the calling thread, the GIL released (a
  * partial page may have to be read first, the dirty-page throttle may
- * sleep; *nogil, if not NULL, is 1 meanwhile). One pwrite or pwritev, as the kernel makes one
- * ->write_iter call for a buffered write: a short count is the answer. The count, or
- * -errno (-ESPIPE for a stream, which has no offset). */
+ * sleep; *nogil, if not NULL, is 1 meanwhile). One pwrite or pwritev, as
+ * the kernel makes one ->write_iter call for a buffered write: a short
+ * count is the answer. The count, or -errno (-ESPIPE for a stream, which has no offset). */
 CAIO_API ssize_t caio_req_write_here(caio_req *req, int *nogil);
 
 /* ---- docstrings (text signatures: inspect.signature reads them) ------------- */

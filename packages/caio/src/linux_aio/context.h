@@ -34,10 +34,8 @@ struct AioContext {
     struct aio_ring_header *ring;    /* == aio when the header checked out */
     int efd;                         /* eventfd: IOCB_FLAG_RESFD target */
     unsigned max_requests;
-    int direct_fd, direct_fd_is;     /* the last descriptor fcntl was asked
-                                        about for an aligned bytes payload,
-                                        and its answer (queue.c) */
-    unsigned direct_fd_uses;
+    caio_fd_memo direct;             /* is it O_DIRECT, for an aligned bytes
+                                        payload (queue.c) */
     int inline_rw;                   /* reads and writes tried without
                                         io_submit first (queue.c) */
     unsigned inflight;               /* submitted and not reaped */

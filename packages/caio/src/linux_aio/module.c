@@ -451,7 +451,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->max_requests = max_requests;
     caio_batch_init(&self->batch);
     caio_lone_init(&self->lone);
-    self->direct_fd = -1;
+    caio_fd_memo_init(&self->direct);
     self->inline_rw = caio_nowait_available && !caio_kernel_lacks(CAIO_F_NOWAIT);
     self->fork_gen = caio_fork_generation();
     pthread_mutex_init(&self->lock, NULL);

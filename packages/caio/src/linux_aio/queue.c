@@ -99,8 +99,8 @@ static void req_prep_retry(caio_req *req)
  * -> 1.39 us per write, an os.pwrite loop 1.12 us; Linux 6.18). So, for
  * a buffer that is not O_DIRECT I/O (below):
  * - a write (or writev) is made here with pwrite (pwritev), allowed to
- *   block, as io_submit would have: on a regular file, a block device or a seekable device
- *   (/dev/null, memory devices). A stream refuses it at once (ESPIPE, see
+ *   block, as io_submit would have: on a regular file, a block device or
+ *   a seekable device (/dev/null, memory devices). A stream refuses it at once (ESPIPE, see
  *   below) and goes to io_submit. (No RWF_NOWAIT try first: ext4 and
  *   tmpfs refuse it for buffered writes, and where it works the write is
  *   made on this thread all the same.)
@@ -115,29 +115,6 @@ static void req_prep_retry(caio_req *req)
  * others at once), and only for bytes objects: asking it for every
  * aligned buffer made O_DIRECT reads at 64 in flight 5-7 % slower (12.0
  * -> 12.7 us per read, ops.py direct64-linux, four alternated pairs). */
-/* Every write here is made in the call, 64 in flight too: where a bytes
- * payload is aligned by chance, the fcntl of caio_req_may_write_here
- * would come with each: a second system call per write. Its answer is
- * kept for the last descriptor and asked again every DIRECT_ASK_EVERY
- * writes: a descriptor closed and reused, or given O_DIRECT by F_SETFL,
- * meanwhile gets a wrong guess for a few writes, which costs time, not a
- * result (a buffered write through io_submit, or an O_DIRECT one made
- * here, waiting for the disk). */
-#define DIRECT_ASK_EVERY 64
-
-static int may_write_here(AioContext *ctx, caio_req *req)
-{
-    if (req->opcode != CAIO_WRITE || !caio_nowait_may_be_direct(req->data, req->nbytes) ||
-        !PyBytes_CheckExact(req->view.obj))
-        return caio_req_may_write_here(req);   /* a writev, or no fcntl needed */
-    if (req->fd != ctx->direct_fd || ++ctx->direct_fd_uses >= DIRECT_ASK_EVERY) {
-        ctx->direct_fd = req->fd;
-        ctx->direct_fd_uses = 0;
-        ctx->direct_fd_is = caio_nowait_is_direct(req->fd);
-    }
-    return !ctx->direct_fd_is;
-}
-
 int aio_req_prep_first(AioContext *ctx, caio_req *req)
 {
     int is_write = req->opcode == CAIO_WRITE || req->opcode == CAIO_WRITEV, type, r;
@@ -149,7 +126,12 @@ int aio_req_prep_first(AioContext *ctx, caio_req *req)
     /* Memory aligned on purpose (mmap, aligned_buffer, NumPy: the O_DIRECT
      * idiom) goes to io_submit as before; a bytes object is aligned by
      * chance (protocol.h). A read's own bytes: its preadv2 asks fcntl. */
-    if (is_write ? !may_write_here(ctx, req)
+    /* Every write is made here, 64 in flight too: for a bytes payload
+     * aligned by chance, fcntl's answer is kept (ctx->direct), not asked
+     * with each write (a second system call per write). A stale answer
+     * costs time, not a result: a buffered write through io_submit, or an
+     * O_DIRECT one made here, waiting for the disk. */
+    if (is_write ? !caio_req_may_write_here(req, &ctx->direct)
                  : req->opcode == CAIO_READINTO &&
                    caio_nowait_may_be_direct(req->data, req->nbytes))
         return aio_req_prep(ctx, req);

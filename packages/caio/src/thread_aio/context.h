@@ -33,10 +33,7 @@ typedef struct ThreadContext {
      * CAIO_NOWAIT_MAX + 1, or 0 without RWF_NOWAIT (one comparison per
      * operation either way). */
     size_t nowait_below;
-    /* The last descriptor whose buffered write RWF_NOWAIT refused
-     * (module.c), or -1; writes to it since the last try. */
-    int refused_fd;
-    unsigned refused_writes;
+    caio_fd_memo refused;       /* does it refuse RWF_NOWAIT writes (module.c) */
     PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
     caio_lone lone_write;       /* lone writes made here while fast (context.c) */
     /* Every open context, for the atexit hook (protected by the GIL). */

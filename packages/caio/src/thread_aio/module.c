@@ -17,30 +17,21 @@ static PyTypeObject ThreadContext_Type;
 /* ---- the *_async methods ----------------------------------------------------- */
 
 /* A file whose buffered writes RWF_NOWAIT refuses (EOPNOTSUPP: ext4 and
- * tmpfs refuse every one) need not be asked each time: for the last such
- * descriptor the try is skipped, but for every REFUSED_ASK_EVERY-th write
- * (a descriptor closed and reused for a file that takes them only loses
- * that many fast writes to the slow path). A 4 KiB write one at a time
- * saves a system call of its ~2.8 us; the pool takes the others. */
-#define REFUSED_ASK_EVERY 64
-
+ * tmpfs refuse every one) need not be asked each time: the refusal is kept
+ * (self->refused, common/nowait.h), so a 4 KiB write one at a time saves a
+ * system call of its ~2.8 us; the pool takes the others. A descriptor
+ * reused for a file that takes such writes loses a few to the slow path. */
 static enum caio_nowait try_nowait(ThreadContext *self, caio_req *req, ssize_t *moved)
 {
     enum caio_nowait how;
 
-    if (req->opcode == CAIO_WRITE && req->fd == self->refused_fd &&
-        ++self->refused_writes % REFUSED_ASK_EVERY != 0)
+    if (req->opcode == CAIO_WRITE && self->refused.answer &&
+        caio_fd_memo_holds(&self->refused, req->fd))
         return CAIO_NOWAIT_UNSUPPORTED;
     how = caio_req_nowait(req, 1, NULL, moved);
-    if (req->opcode == CAIO_WRITE) {
-        if (how == CAIO_NOWAIT_UNSUPPORTED) {
-            if (req->fd != self->refused_fd)
-                self->refused_writes = 0;
-            self->refused_fd = req->fd;
-        } else if (req->fd == self->refused_fd) {
-            self->refused_fd = -1;
-        }
-    }
+    if (req->opcode == CAIO_WRITE &&
+        (how == CAIO_NOWAIT_UNSUPPORTED || req->fd == self->refused.fd))
+        caio_fd_memo_keep(&self->refused, req->fd, how == CAIO_NOWAIT_UNSUPPORTED);
     return how;
 }
 
@@ -327,7 +318,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     caio_features_common(&self->features);
     self->stat_cached = stat_cached && caio_has(&self->features, CAIO_F_STAT_CACHED);
     self->nowait_below = caio_has(&self->features, CAIO_F_NOWAIT) ? CAIO_NOWAIT_MAX + 1 : 0;
-    self->refused_fd = -1;
+    caio_fd_memo_init(&self->refused);
     caio_lone_init(&self->lone_write);
     if (caio_req_pool_init(&self->reqs, (size_t)max_requests) < 0) {
         Py_DECREF(self);
