@@ -19,8 +19,12 @@
  *   objects: their data sits 32 bytes into a 16-byte aligned allocation)
  *   an O_DIRECT descriptor fails with EINVAL and the request goes the slow
  *   way. Only for an aligned buffer is fcntl(F_GETFL) asked whether the
- *   descriptor is O_DIRECT (the flag can change at any time: never cached),
- *   which spares the other 31 in 32 that system call. (A device that
+ *   descriptor is O_DIRECT, which spares the other 31 in 32 that system
+ *   call, and the backends keep its answer for the last descriptor
+ *   (caio_fd_memo, asked again every 64th time): F_SETFL or a reused
+ *   descriptor number can make it stale for a few reads, which then cost
+ *   time (a direct read made here, waiting for the disk; a cached one sent
+ *   the slow way), never a wrong result. (A device that
  *   accepts smaller alignment, some NVMe, would do an unaligned direct read
  *   here synchronously: correct, but on the calling thread.)
  * - Files that do not support RWF_NOWAIT fail with EOPNOTSUPP (procfs,

@@ -78,6 +78,17 @@ static inline void caio_fd_memo_keep(caio_fd_memo *m, int fd, int answer)
     m->answer = answer;
 }
 
+/* caio_nowait_is_direct(fd), the answer kept in *memo (NULL: asked each
+ * time). */
+static inline int caio_fd_is_direct(int fd, caio_fd_memo *memo)
+{
+    if (memo == NULL)
+        return caio_nowait_is_direct(fd);
+    if (!caio_fd_memo_holds(memo, fd))
+        caio_fd_memo_keep(memo, fd, caio_nowait_is_direct(fd));
+    return memo->answer;
+}
+
 /* 1 if a transfer of nbytes at data could be O_DIRECT I/O that a device
  * takes: its buffer is aligned. On an O_DIRECT descriptor an unaligned
  * buffer fails with EINVAL at once, without blocking (see nowait.c). */
@@ -100,16 +111,21 @@ enum caio_nowait caio_nowait_rest(int is_write, int fd, char *data, size_t nbyte
 /* Try a read (is_write 0) or write without ever blocking, on the calling
  * thread. streams: also serve pipes, sockets and ttys (offset ignored);
  * otherwise they go the slow way. Never blocks; no GIL needed. The first
- * system call is inline: a page-cache hit costs that call and no other. */
+ * system call is inline: a page-cache hit costs that call and no other.
+ * direct: where the O_DIRECT answer for an aligned buffer is kept (NULL:
+ * fcntl asked each time). Kept, a read into memory aligned on purpose
+ * (aligned_buffer, mmap) costs one system call, not two: a cached 4 KiB
+ * read 1.3 us, not 1.9 (nowait.c). */
 static inline enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data,
                                               size_t nbytes, int64_t offset,
-                                              int streams, ssize_t *result)
+                                              int streams, caio_fd_memo *direct,
+                                              ssize_t *result)
 {
 #ifdef CAIO_HAVE_NOWAIT
     struct iovec iov = {data, nbytes};
     ssize_t n;
 
-    if (caio_nowait_may_be_direct(data, nbytes) && caio_nowait_is_direct(fd)) {
+    if (caio_nowait_may_be_direct(data, nbytes) && caio_fd_is_direct(fd, direct)) {
         *result = 0;
         return CAIO_NOWAIT_SLOW;    /* O_DIRECT: see nowait.c */
     }
@@ -122,6 +138,7 @@ static inline enum caio_nowait caio_nowait_rw(int is_write, int fd, char *data,
     return caio_nowait_rest(is_write, fd, data, nbytes, offset, streams, n, result);
 #else
     (void)is_write; (void)fd; (void)data; (void)nbytes; (void)offset; (void)streams;
+    (void)direct;
     *result = 0;
     return CAIO_NOWAIT_SLOW;
 #endif

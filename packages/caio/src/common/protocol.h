@@ -191,16 +191,16 @@ CAIO_API PyObject *caio_ctx_fs_in_kernel(PyObject *self, PyObject *op);
  * caller checked nbytes <= CAIO_NOWAIT_MAX. Per operation: inline. */
 static inline enum caio_nowait caio_nowait_py(int is_write, int fd, char *data, size_t nbytes,
                                               int64_t offset, int streams, int *nogil,
-                                              ssize_t *moved)
+                                              caio_fd_memo *direct, ssize_t *moved)
 {
     enum caio_nowait how;
 
     if (nbytes < CAIO_NOWAIT_GIL_RELEASE)
-        return caio_nowait_rw(is_write, fd, data, nbytes, offset, streams, moved);
+        return caio_nowait_rw(is_write, fd, data, nbytes, offset, streams, direct, moved);
     if (nogil != NULL)
         *nogil = 1;
     Py_BEGIN_ALLOW_THREADS
-    how = caio_nowait_rw(is_write, fd, data, nbytes, offset, streams, moved);
+    how = caio_nowait_rw(is_write, fd, data, nbytes, offset, streams, direct, moved);
     Py_END_ALLOW_THREADS
     if (nogil != NULL)
         *nogil = 0;
@@ -208,16 +208,16 @@ static inline enum caio_nowait caio_nowait_py(int is_write, int fd, char *data, 
 }
 
 /* caio_nowait_py for a prepared read or write request (the caller checked
- * the opcode). */
+ * the opcode). direct: the context's kept O_DIRECT answer (nowait.h). */
 static inline enum caio_nowait caio_req_nowait(caio_req *req, int streams, int *nogil,
-                                               ssize_t *moved)
+                                               caio_fd_memo *direct, ssize_t *moved)
 {
     return caio_nowait_py(req->opcode == CAIO_WRITE, req->fd, req->data, req->nbytes,
-                          req->offset, streams, nogil, moved);
+                          req->offset, streams, nogil, direct, moved);
 }
 
 /* caio_req_may_write_here for a writev (req.c). */
-CAIO_API int caio_vec_may_write_here(caio_req *req);
+CAIO_API int caio_vec_may_write_here(caio_req *req, caio_fd_memo *direct);
 
 /* Whether a write of req may be made on the calling thread: it is surely
  * not O_DIRECT I/O, which belongs to the kernel's asynchronous path. Its
@@ -226,22 +226,17 @@ CAIO_API int caio_vec_may_write_here(caio_req *req);
  * purpose (mmap, aligned_buffer, NumPy: the O_DIRECT idiom) is not asked
  * about. A bytes object is aligned by chance, but then for every call of
  * its size alike (glibc hands the same chunk back): fcntl is asked for it,
- * its answer kept in *direct (NULL: asked each time; linux_aio, which
- * makes every write in the call, 64 in flight too, keeps it). A writev:
- * the same, one unaligned buffer being enough (asked each time). */
+ * its answer kept in *direct (NULL: asked each time). A writev: the
+ * same, one unaligned buffer being enough. */
 static inline int caio_req_may_write_here(caio_req *req, caio_fd_memo *direct)
 {
     if (req->opcode == CAIO_WRITEV)
-        return caio_vec_may_write_here(req);
+        return caio_vec_may_write_here(req, direct);
     if (!caio_nowait_may_be_direct(req->data, req->nbytes))
         return 1;
     if (!PyBytes_CheckExact(req->view.obj))
         return 0;
-    if (direct == NULL)
-        return !caio_nowait_is_direct(req->fd);
-    if (!caio_fd_memo_holds(direct, req->fd))
-        caio_fd_memo_keep(direct, req->fd, caio_nowait_is_direct(req->fd));
-    return !direct->answer;
+    return !caio_fd_is_direct(req->fd, direct);
 }
 
 /* A write from memory aligned on purpose: not a bytes object (aligned by

@@ -643,7 +643,7 @@ void caio_req_put(caio_req_pool *pool, caio_req *req)
     pool->free_list = req;
 }
 
-int caio_vec_may_write_here(caio_req *req)
+int caio_vec_may_write_here(caio_req *req, caio_fd_memo *direct)
 {
     const caio_vec *vec = req->vec;
     Py_ssize_t i;
@@ -655,7 +655,7 @@ int caio_vec_may_write_here(caio_req *req)
     for (i = 0; i < vec->count; i++)
         if (!PyBytes_CheckExact(vec->views[i].obj))
             return 0;   /* all aligned, on purpose */
-    return !caio_nowait_is_direct(req->fd);
+    return !caio_fd_is_direct(req->fd, direct);
 }
 
 ssize_t caio_req_write_here(caio_req *req, int *nogil)

@@ -165,7 +165,7 @@ int uctx_write_here(UringContext *self, caio_req *req)
         req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
         self->n_inflight != 0 || self->wait_head != NULL || self->cancels_pending != 0 ||
         self->idle_check == NULL || !uctx_on_disk(self, req->fd) ||
-        !caio_req_may_write_here(req, NULL) || !caio_lone_try(&self->lone_write) ||
+        !caio_req_may_write_here(req, &self->direct) || !caio_lone_try(&self->lone_write) ||
         !loop_idle(self, 0))
         return 0;
     if ((n = caio_lone_write(&self->lone_write, req, &self->nogil)) == -ESPIPE)

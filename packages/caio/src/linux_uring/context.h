@@ -68,6 +68,8 @@ typedef struct {
     PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
     int lone_fd;                /* the descriptor lone_fd_disk is about, or -1 */
     int lone_fd_disk;           /* a regular file or block device */
+    caio_fd_memo direct;        /* is it O_DIRECT, for an aligned buffer
+                                   (common/nowait.h) */
     /* uctx_on_disk's answers for descriptors below URING_FD_KINDS:
      * 0 not asked yet, 1 on a disk, 2 not. */
     unsigned char fd_kind[URING_FD_KINDS];

@@ -35,7 +35,7 @@ static PyObject *read_cached(UringContext *self, PyObject *const *args, int *tri
         return NULL;
     *tried = 1;
     if (caio_nowait_py(0, (int)fd, PyBytes_AS_STRING(bytes), (size_t)nbytes, offset, 0,
-                       &self->nogil, &moved) != CAIO_NOWAIT_DONE) {
+                       &self->nogil, &self->direct, &moved) != CAIO_NOWAIT_DONE) {
         Py_DECREF(bytes);
         return NULL;
     }
@@ -81,7 +81,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     if ((opcode == CAIO_READ || opcode == CAIO_READINTO) && self->nowait_reads &&
         !self->batch.batching && !tried &&
         req->nbytes <= CAIO_NOWAIT_MAX && self->wait_head == NULL &&
-        caio_req_nowait(req, 0, &self->nogil, &moved) == CAIO_NOWAIT_DONE) {
+        caio_req_nowait(req, 0, &self->nogil, &self->direct, &moved) == CAIO_NOWAIT_DONE) {
         /* Page-cache hit, copied without entering the ring. (A partial
          * answer is read again whole through the ring.) */
         req->result = moved;
@@ -474,6 +474,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     caio_lone_init(&self->lone);
     caio_lone_init(&self->lone_write);
     self->lone_fd = -1;
+    caio_fd_memo_init(&self->direct);
     self->fork_gen = caio_fork_generation();
     self->max_requests = max_requests;
 

@@ -203,9 +203,10 @@ int thread_ctx_write_here(ThreadContext *self, caio_req *req)
     ssize_t n;
 
     /* (The pool first: a glance, where caio_req_may_write_here may ask
-     * fcntl, and writes in flight are the common case there.) */
+     * fcntl, once per 64 writes, and writes in flight are the common case
+     * there.) */
     if (self->idle_check == NULL || req->nbytes > CAIO_NOWAIT_MAX || req->offset < 0 ||
-        !caio_pool_holds_nothing(self->pool) || !caio_req_may_write_here(req, NULL) ||
+        !caio_pool_holds_nothing(self->pool) || !caio_req_may_write_here(req, &self->direct) ||
         !caio_lone_try(&self->lone_write))
         return 0;
     /* The check is Python code: it may close us, or submit requests. */

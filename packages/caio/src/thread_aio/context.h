@@ -34,6 +34,8 @@ typedef struct ThreadContext {
      * operation either way). */
     size_t nowait_below;
     caio_fd_memo refused;       /* does it refuse RWF_NOWAIT writes (module.c) */
+    caio_fd_memo direct;        /* is it O_DIRECT, for an aligned buffer
+                                   (common/nowait.h) */
     PyObject *idle_check;       /* "the loop has nothing else to run", or NULL */
     caio_lone lone_write;       /* lone writes made here while fast (context.c) */
     /* Every open context, for the atexit hook (protected by the GIL). */

@@ -28,7 +28,7 @@ static enum caio_nowait try_nowait(ThreadContext *self, caio_req *req, ssize_t *
     if (req->opcode == CAIO_WRITE && self->refused.answer &&
         caio_fd_memo_holds(&self->refused, req->fd))
         return CAIO_NOWAIT_UNSUPPORTED;
-    how = caio_req_nowait(req, 1, NULL, moved);
+    how = caio_req_nowait(req, 1, NULL, &self->direct, moved);
     if (req->opcode == CAIO_WRITE &&
         (how == CAIO_NOWAIT_UNSUPPORTED || req->fd == self->refused.fd))
         caio_fd_memo_keep(&self->refused, req->fd, how == CAIO_NOWAIT_UNSUPPORTED);
@@ -319,6 +319,7 @@ static PyObject *ctx_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->stat_cached = stat_cached && caio_has(&self->features, CAIO_F_STAT_CACHED);
     self->nowait_below = caio_has(&self->features, CAIO_F_NOWAIT) ? CAIO_NOWAIT_MAX + 1 : 0;
     caio_fd_memo_init(&self->refused);
+    caio_fd_memo_init(&self->direct);
     caio_lone_init(&self->lone_write);
     if (caio_req_pool_init(&self->reqs, (size_t)max_requests) < 0) {
         Py_DECREF(self);

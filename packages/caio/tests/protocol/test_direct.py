@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import asyncio
 import errno
+import fcntl
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -184,3 +185,44 @@ async def test_cancelled_in_the_middle_of_a_direct_read(
     # The context and the descriptor are fine afterwards.
     assert await wait(context.read(1000, fd, 77)) == content[77:1077]
     assert await wait(context.read(SIZE, fd, 0)) == content[:SIZE]
+
+
+async def test_o_direct_answer_kept_for_64_reads(
+    harness: Any, direct_file: Any, content: bytes,
+) -> None:
+    # A read into aligned memory is O_DIRECT I/O on an O_DIRECT descriptor
+    # (the kernel's asynchronous path), else a page-cache read made in the
+    # call. Which one, fcntl tells: asked once per 64 reads of the same
+    # descriptor, not with each (a second system call per cached read).
+    # F_SETFL shows within those 64; meanwhile every read is still right.
+    if not harness.keeps_direct_answer:
+        pytest.skip(f"{harness.backend} does not keep the answer")
+    fd, _ = direct_file(content)
+    os.fsync(fd)  # no dirty page: a direct read made in the call needs none
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+    os.pread(fd, SIZE, 0)  # cached
+    context = harness.Context(8)
+    context.set_future_factory(asyncio.get_running_loop().create_future)
+    buffer = caio.aligned_buffer(4096)
+
+    def read(block: int) -> bool:
+        """Read a block; whether that happened in the call."""
+        result = context.readinto_async(buffer, fd, block * 4096)
+        made_here = isinstance(result, int)
+        if not made_here:
+            harness.until(context, result.done)
+            result = result.result()
+        assert result == 4096
+        assert bytes(buffer) == content[block * 4096:(block + 1) * 4096]
+        return made_here
+
+    try:
+        assert all(read(block) for block in range(4))  # cached, buffered
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)  # O_DIRECT again
+        # The kept answer, not asked again: a direct read made in the call
+        # (it waited for the disk), the right bytes all the same.
+        assert read(4)
+        assert not all(read(block) for block in range(5, 5 + 64))
+    finally:
+        context.close()
