@@ -860,6 +860,8 @@ async def idle_check_sees_other_work(loop: Any) -> None:
         assert idle()            # our own eventfd: what the wait is about
         loop.add_reader(r, lambda: heard.append(os.read(r, 1)))
         os.write(w, b"x")
+        # (A peek that saw nothing is kept for PEEK_KEEP: past it.)
+        time.sleep(2 * asyncio_base.PEEK_KEEP)
         assert not idle()        # another descriptor has news for the loop
         assert not idle()
         for _ in range(3):
@@ -884,6 +886,41 @@ async def test_the_adapters_idle_check_sees_other_work(event_loop: Any) -> None:
     # The stock loop's epoll selector: the check peeks at the epoll object.
     assert isinstance(event_loop._selector, selectors.EpollSelector)
     await idle_check_sees_other_work(event_loop)
+
+
+async def test_the_idle_check_keeps_a_quiet_peek(event_loop: Any, monkeypatch: Any) -> None:
+    # The peek at the descriptors is a system call that costs about what a
+    # lone 4 KiB write costs: its "nothing ready" is kept for PEEK_KEEP,
+    # and only that answer (ready callbacks and timers are looked at every
+    # time). Here kept for an hour, then for nothing.
+    from caio import _awaitables, asyncio_base
+
+    monkeypatch.setattr(asyncio_base, "PEEK_KEEP", 3600.0)
+    idle = asyncio_base._idle_check(event_loop, _awaitables.FutureFactory(event_loop), -1)
+    r, w = os.pipe()
+    heard: list[bytes] = []
+    try:
+        assert idle()
+        event_loop.add_reader(r, lambda: heard.append(os.read(r, 1)))
+        os.write(w, b"x")
+        assert idle()            # the kept answer
+        handle = event_loop.call_soon(lambda: None)
+        assert not idle()        # a ready callback is seen all the same
+        handle.cancel()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert heard == [b"x"]
+        monkeypatch.setattr(asyncio_base, "PEEK_KEEP", 0.0)
+        os.write(w, b"y")
+        time.sleep(0.01)
+        assert idle()            # the answer kept for an hour still holds
+        fresh = asyncio_base._idle_check(event_loop, _awaitables.FutureFactory(event_loop), -1)
+        assert not fresh()       # a check that keeps nothing sees the pipe
+        assert not fresh()
+    finally:
+        event_loop.remove_reader(r)
+        os.close(r)
+        os.close(w)
 
 
 def test_the_idle_check_on_other_selectors() -> None:
