@@ -610,12 +610,12 @@ async def test_o_direct_switches_to_batching_and_cached_reads_back(
     assert context.batching is False
 
 
-async def test_a_batch_goes_in_once_it_has_16_requests(
+async def test_a_batch_goes_in_once_it_has_4_requests(
     wire_recording: Any, filled_direct_fd: int
 ) -> None:
     # While batching, requests wait for the loop iteration's flush, but no
-    # more than 16 of them: the device starts on those while the loop
-    # prepares the rest (several io_submits per iteration).
+    # more than 4 of them (AIO_FLUSH_AT): the device starts on those while
+    # the loop prepares the rest (several io_submits per iteration).
     context, scheduled = await batching_context(wire_recording, filled_direct_fd)
     buffers = [aligned(BLOCK, 0) for _ in range(40)]
     results = [context.readinto_async(b, filled_direct_fd, i * BLOCK)
@@ -625,9 +625,9 @@ async def test_a_batch_goes_in_once_it_has_16_requests(
         pytest.skip("every read finished inside its io_submit: nothing was batched")
     assert len(scheduled) == 1   # one flush for the whole iteration
     # Each came back at once, is in the kernel, or waits for the flush:
-    # fewer than 16 wait (without the rule, all but the first would).
+    # fewer than 4 wait (without the rule, all but the first would).
     done_at_once = len(results) - len(futures)
-    assert in_flight(context) + done_at_once > len(results) - 16
+    assert in_flight(context) + done_at_once > len(results) - 4
     assert await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT) == [BLOCK] * len(futures)
     assert [b[:1] for b in buffers] == block_marks(40)
 
@@ -639,8 +639,9 @@ async def test_close_drops_a_batch_the_loop_never_flushed(
     # are not handed to the kernel: they fail with ECANCELED and write
     # nothing; the flush scheduled for them then does nothing.
     context, scheduled = await batching_context(wire_recording, filled_direct_fd)
+    # Three: fewer than a batch that goes in by itself (AIO_FLUSH_AT).
     writes = [context.write_async(aligned(BLOCK, 0xEE), filled_direct_fd, i * BLOCK)
-              for i in range(8)]
+              for i in range(3)]
     if not scheduled:
         pytest.skip("every write finished inside its io_submit: nothing was batched")
     waiting = [i for i, w in enumerate(writes) if isinstance(w, asyncio.Future) and not w.done()]

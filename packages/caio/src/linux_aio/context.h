@@ -22,11 +22,17 @@
 
 /* While batching, io_submit as soon as this many requests wait, without
  * waiting for the flush: the device starts on them while the loop prepares
- * the rest. O_DIRECT 4 KiB random reads, 64 in flight (virtio disk, Linux
- * 6.18), reads/s by batch size: one batch per loop iteration (~56) 104k;
- * 32: 116k; 24: 127k; 20: 134k; 16: 148-158k; 12: 148k; 8: 150k; 4:
- * 115-135k (fio, io_uring, queue depth 64: 166k). */
-#define AIO_FLUSH_AT 16
+ * the rest, and its queue is fed steadily rather than in bursts.
+ * O_DIRECT 4 KiB random reads, 64 in flight (virtio disk, Linux 6.18),
+ * reads/s by batch size, first measured: one batch per loop iteration
+ * (~56) 104k; 32: 116k; 24: 127k; 20: 134k; 16: 148-158k; 12: 148k; 8:
+ * 150k; 4: 115-135k (fio, io_uring, queue depth 64: 166k). Measured again
+ * on a disk that takes ~140k O_DIRECT writes/s, against fio in the same
+ * sitting (benchmarks/run.py, six rounds each, builds alternated): 16 ->
+ * 8 -> 4 made writes at 64 in flight 0.88 -> 0.91 -> 0.98x of fio and
+ * reads 0.86 -> 0.92 -> 0.92x; linux_uring sends disk requests in groups
+ * of four too (URING_DISK_BATCH). */
+#define AIO_FLUSH_AT 4
 
 struct AioContext {
     CAIO_CONTEXT_HEAD
