@@ -20,7 +20,6 @@ import fcntl
 import mmap
 import os
 import random
-import re
 import select
 import socket
 import sys
@@ -92,13 +91,6 @@ def aligned(size: int, fill: int) -> mmap.mmap:
     buffer = mmap.mmap(-1, size)
     buffer.write(bytes([fill]) * size)
     return buffer
-
-
-def in_flight(context: Any) -> int:
-    """Requests the kernel holds (from the context's repr)."""
-    match = re.search(r"in_flight=(\d+)", repr(context))
-    assert match is not None, repr(context)
-    return int(match.group(1))
 
 
 def wait_readable(fd: int) -> None:
