@@ -78,9 +78,10 @@ class ReadAhead(Generic[T]):
     descriptor and context are read from it on every chunk.
     """
 
-    # _lines in a slot: the C line iterator reads it at its offset, once
-    # per line, instead of looking it up by name.
-    __slots__ = ("_lines", "__dict__")
+    # _lines and _pos in slots: the C line and chunk iterators read them at
+    # their offsets, once per line or chunk, instead of looking them up by
+    # name.
+    __slots__ = ("_lines", "_pos", "__dict__")
 
     _file: AIOFile
     _fh: FileHandle

@@ -42,11 +42,18 @@ from .readahead import (
     translated_cut,
 )
 
+# caio's C chunk iterator (binary iter_chunked); a caio without it leaves
+# the async generator below.
+try:
+    from caio._awaitables import ChunkIterator as _ChunkIterator
+except ImportError:  # pragma: no cover - the C module is built everywhere we test
+    _ChunkIterator = None  # type: ignore[assignment,misc]
+
 if TYPE_CHECKING:
 
     from typing_extensions import Buffer, Self
 
-    from .aio import AIOFile
+    from .aio import AIOFile, FileHandle
 
 __all__ = ("BinaryFileWrapper", "FileIOWrapper", "FileIOWrapperBase", "TextFileWrapper")
 
@@ -299,31 +306,46 @@ class FileIOWrapperBase(ReadAhead[T]):
             return position
         return self._pos
 
-    async def iter_chunked(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[T]:
-        """Yield the rest of the file in chunks of up to ``chunk_size`` bytes.
+    def iter_chunked(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[T]:
+        """An async iterator over the rest of the file in chunks of up to
+        ``chunk_size`` bytes.
 
         Text mode yields decoded str. The position follows the iteration.
         Whole chunks are the bytes objects caio returns, not copies. Raises
-        ValueError (closed file, chunk_size <= 0), io.UnsupportedOperation
-        (not readable), OSError.
+        ValueError (closed file, chunk_size <= 0) and io.UnsupportedOperation
+        (not readable) at once, OSError from the reads; the file closed
+        between chunks raises ValueError at the next one. The iteration ends
+        once it raised, as an async generator does; ``aclose()`` ends it.
         """
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, not {chunk_size}")
         fh = self._fh
         fd = fh.check_readable()
         read = (fh.context or fh.bind_context()).read
+        if self._decoder is None and _ChunkIterator is not None:
+            try:
+                return _ChunkIterator(read, fd, chunk_size, self, fh, self._take_pending)
+            except TypeError:  # a context whose read is not caio's C method (Trio's)
+                pass
+        return self._iter_chunks(fh, fd, read, chunk_size)
+
+    async def _iter_chunks(
+        self, fh: FileHandle, fd: int, read: Any, chunk_size: int,
+    ) -> AsyncIterator[T]:
+        """iter_chunked as an async generator: text mode, and any context."""
         pending = self._take_pending()
         if pending and not self._translate:
             yield pending
         decoder = self._decoder
         if decoder is None:
-            # The streaming path: as little as possible per chunk.
+            # Binary, without caio's ChunkIterator: as little as possible
+            # per chunk.
             while True:
                 chunk = await read(chunk_size, fd, self._pos)
                 if not chunk:
                     return
                 self._pos += len(chunk)
-                yield chunk  # type: ignore[misc]
+                yield chunk
                 if fh.fd != fd:  # closed while the consumer had the chunk
                     raise fh.closed_error()
         if self._translate:

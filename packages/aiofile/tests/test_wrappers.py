@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import os
 import tracemalloc
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import caio
 from aiofile import (
     BinaryFileWrapper,
     async_open,
@@ -347,6 +350,116 @@ async def test_closing_during_iteration_stops_it_clearly(
         with pytest.raises(ValueError, match="closed file"):
             async for _ in f:
                 await f.close()
+
+
+async def test_iter_chunked_follows_seek_and_ends_for_good(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "seek"
+    data = os.urandom(10_000)
+    path.write_bytes(data)
+    async with async_open(path, "rb", context=context) as f:
+        it = f.iter_chunked(100)
+        assert await it.__anext__() == data[:100]
+        assert f.tell() == 100
+        f.seek(5000)  # between chunks: the next one comes from there
+        assert await it.__anext__() == data[5000:5100]
+        assert f.tell() == 5100
+        assert b"".join([c async for c in it]) == data[5100:]
+        assert f.tell() == len(data)
+        f.seek(0)  # ended, as a finished async generator: no more reads
+        with pytest.raises(StopAsyncIteration):
+            await it.__anext__()
+        assert f.tell() == 0
+
+
+async def test_iter_chunked_as_the_first_use_of_a_context(tmp_path: Path, context: Any) -> None:
+    # A context made where no loop runs is bound to none until its first
+    # operation: the first chunk takes the adapter's coroutine (which binds
+    # it), the rest the fast way.
+    path = tmp_path / "fresh"
+    data = os.urandom(3000)
+    path.write_bytes(data)
+    make = caio.AsyncioContext if context is None else type(context)
+    fresh = await asyncio.get_running_loop().run_in_executor(None, make)
+    try:
+        with open(path, "rb") as fp:
+            f = async_open(fp, context=fresh)  # from a file object: nothing to open
+            assert [c async for c in f.iter_chunked(1000)] == [
+                data[:1000], data[1000:2000], data[2000:],
+            ]
+    finally:
+        fresh.close()
+
+
+async def test_iter_chunked_waits_for_reads_that_do_not_finish_at_once(
+    context: Any, kernel_aio: bool,
+) -> None:
+    if kernel_aio:
+        pytest.skip("kernel AIO cannot wait on pipes (tested in caio)")
+    r, w = os.pipe()
+    with open(r, "rb", buffering=0) as rp:
+        f = async_open(rp, context=context)
+
+        async def feed() -> None:
+            for i in range(5):
+                await asyncio.sleep(0.01)
+                os.write(w, bytes([i]) * 10)
+            os.close(w)
+
+        feeder = asyncio.create_task(feed())
+        got = [chunk async for chunk in f.iter_chunked(1000)]
+        await feeder
+        assert b"".join(got) == b"".join(bytes([i]) * 10 for i in range(5))
+        assert len(got) >= 2  # the pipe was empty when it asked: it waited
+
+
+async def test_iter_chunked_cancelled_while_waiting(context: Any, kernel_aio: bool) -> None:
+    if kernel_aio:
+        pytest.skip("kernel AIO cannot wait on pipes (tested in caio)")
+    r, w = os.pipe()
+    with open(r, "rb", buffering=0) as rp:
+        f = async_open(rp, context=context)
+        it = f.iter_chunked(100)
+        step = asyncio.ensure_future(it.__anext__())
+        await asyncio.sleep(0.05)
+        assert not step.done()
+        with pytest.raises(RuntimeError, match="already waiting"):
+            it.__anext__()
+        step.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await step
+        os.close(w)
+        with pytest.raises(StopAsyncIteration):  # it raised: it is over
+            await it.__anext__()
+
+
+async def test_iter_chunked_error_ends_it(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "err"
+    path.write_bytes(b"x" * 1000)
+    async with async_open(path, "rb", context=context) as f:
+        it = f.iter_chunked(100)
+        assert await it.__anext__() == b"x" * 100
+        directory = os.open(tmp_path, os.O_RDONLY)
+        try:
+            os.dup2(directory, f.fileno())  # the same number, now a directory
+        finally:
+            os.close(directory)
+        with pytest.raises(IsADirectoryError):
+            await it.__anext__()
+        with pytest.raises(StopAsyncIteration):
+            await it.__anext__()
+
+
+async def test_iter_chunked_aclose(tmp_path: Path, context: Any) -> None:
+    path = tmp_path / "aclose"
+    path.write_bytes(b"y" * 1000)
+    async with async_open(path, "rb", context=context) as f:
+        async with contextlib.aclosing(f.iter_chunked(100)) as it:
+            async for chunk in it:
+                assert chunk == b"y" * 100
+                break
+        with pytest.raises(StopAsyncIteration):
+            await it.__anext__()
+        assert f.tell() == 100
 
 
 async def test_tell_and_seek_on_closed_file(tmp_path: Path, context: Any) -> None:

@@ -113,6 +113,39 @@ async def test_errors_keep_their_traceback(context: Any, closed_fd: int) -> None
     assert info.value.__traceback__ is not None
 
 
+async def test_chunk_iterator_reads_at_its_owners_position(context: Any, fd: int) -> None:
+    # aiofile's binary iter_chunked keeps _pos and fd in slots; plain
+    # attributes (looked up by name) work the same.
+    chunk_iterator = pytest.importorskip("caio._awaitables").ChunkIterator
+    blocks = [bytes([i]) * BLOCK for i in range(1, 4)]
+    os.pwrite(fd, b"".join(blocks), 0)
+
+    class Handle:
+        def closed_error(self) -> ValueError:
+            return ValueError("gone")
+
+    owner, handle = Handle(), Handle()
+    owner._pos = 0  # type: ignore[attr-defined]
+    handle.fd = fd  # type: ignore[attr-defined]
+    chunks = chunk_iterator(context.read, fd, BLOCK, owner, handle, lambda: b"ahead")
+    assert [c async for c in chunks] == [b"ahead", *blocks]
+    assert owner._pos == 3 * BLOCK  # type: ignore[attr-defined]
+    owner._pos = BLOCK  # type: ignore[attr-defined]
+    chunks = chunk_iterator(context.read, fd, BLOCK, owner, handle, lambda: b"")
+    assert await chunks.__anext__() == blocks[1]  # nothing ahead: straight to the read
+    handle.fd = -1  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="gone"):
+        await chunks.__anext__()
+    for bad in (
+        (lambda *args: None, fd, BLOCK, owner, handle, None),  # not a context's read
+        (context.read, str(fd), BLOCK, owner, handle, None),
+        (context.read, fd, float(BLOCK), owner, handle, None),
+        (context.read, fd, BLOCK, owner, handle, b"not callable"),
+    ):
+        with pytest.raises(TypeError):
+            chunk_iterator(*bad)
+
+
 async def test_looks_like_the_coroutine_function(context: Any, operation: str) -> None:
     method = getattr(context, operation)
     function = getattr(type(context), operation)

@@ -40,9 +40,6 @@
 #include "awaitable.h"
 #include "future.h"
 
-#ifndef Py_T_OBJECT_EX   /* the name before 3.12 */
-#define Py_T_OBJECT_EX T_OBJECT_EX
-#endif
 
 #define MAX_ARGS 4   /* (data, fd, offset, priority) */
 
@@ -216,13 +213,10 @@ static PyTypeObject OpMethod_Type, OpCall_Type;
 static OpCall *spare[MAX_SPARE];
 static int n_spare;
 
-static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size_t nargsf,
-                                     PyObject *kwnames)
+/* A call of method with args (ctx first; 1..MAX_ARGS + 1 of them), not
+ * started. */
+static OpCall *new_call(OpMethod *method, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || nargs < self->min_args + 1 ||
-        nargs > MAX_ARGS + 1)
-        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
     OpCall *call;
     if (n_spare > 0) {
         call = spare[--n_spare];
@@ -230,7 +224,7 @@ static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size
     } else if ((call = PyObject_GC_New(OpCall, &OpCall_Type)) == NULL) {
         return NULL;
     }
-    call->method = (OpMethod *)Py_NewRef(self);
+    call->method = (OpMethod *)Py_NewRef((PyObject *)method);
     call->waiting = NULL;
     call->state = NULL;
     call->future = NULL;
@@ -241,7 +235,17 @@ static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size
     /* Not tracked by the collector yet: a call that finishes during its
      * first step holds nothing that can lead back to it. It is tracked
      * when it starts to wait (see awaiting()). */
-    return (PyObject *)call;
+    return call;
+}
+
+static PyObject *OpMethod_vectorcall(OpMethod *self, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || nargs < self->min_args + 1 ||
+        nargs > MAX_ARGS + 1)
+        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+    return (PyObject *)new_call(self, args, nargs);
 }
 
 static PyObject *OpMethod_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -506,6 +510,31 @@ static OpState *running_state(PyObject *ctx)
     return (OpState *)Py_NewRef(state);
 }
 
+/* The rest of the first step once the backend's *_async method returned
+ * r, not a finished result: a future (stolen) to wait for, or NULL with
+ * its error set. The state's reference is taken over. */
+static PySendResult submitted(OpCall *self, OpState *state, PyObject *r, PyObject **result)
+{
+    PyObject *waiting;
+    if (r != NULL && state->inflight != NULL) {
+        PySendResult status = await_future(self, state, r, result);
+        Py_DECREF(state);
+        return status;
+    }
+    Py_DECREF(state);
+    if (r != NULL)
+        waiting = call_pending(self, r);
+    else if (PyErr_ExceptionMatches(PyExc_OSError) ||
+             PyErr_ExceptionMatches(PyExc_RuntimeError))
+        waiting = call_with(self, self->method->failed, caio_fetch_exception(), 1);
+    else
+        waiting = NULL;
+    if (waiting == NULL)
+        return PYGEN_ERROR;
+    awaiting(self, waiting);
+    return forward(self, Py_None, result);   /* a coroutine starts with None */
+}
+
 /* The first step: see the module's documentation. */
 static PySendResult start(OpCall *self, PyObject *arg, PyObject **result)
 {
@@ -517,37 +546,24 @@ static PySendResult start(OpCall *self, PyObject *arg, PyObject **result)
                         "can't send non-None value to a just-started coroutine");
         return PYGEN_ERROR;
     }
-    PyObject *waiting;
     OpState *state = running_state(self->args[0]);
     if (state == NULL) {
         if (PyErr_Occurred())
             return PYGEN_ERROR;
-        waiting = PyObject_Vectorcall(method->slow, self->args, (size_t)self->nargs, NULL);
-    } else {
-        PyObject *r = submit_call(state, method->which, self->args + 1, self->nargs - 1);
-        if (r != NULL && Py_IS_TYPE(r, method->done)) {
-            Py_DECREF(state);
-            *result = r;   /* finished during the call */
-            return PYGEN_RETURN;
-        }
-        if (r != NULL && state->inflight != NULL) {
-            PySendResult status = await_future(self, state, r, result);
-            Py_DECREF(state);
-            return status;
-        }
-        Py_DECREF(state);
-        if (r != NULL)
-            waiting = call_pending(self, r);
-        else if (PyErr_ExceptionMatches(PyExc_OSError) ||
-                 PyErr_ExceptionMatches(PyExc_RuntimeError))
-            waiting = call_with(self, method->failed, caio_fetch_exception(), 1);
-        else
-            waiting = NULL;
+        PyObject *waiting = PyObject_Vectorcall(method->slow, self->args, (size_t)self->nargs,
+                                                NULL);
+        if (waiting == NULL)
+            return PYGEN_ERROR;
+        awaiting(self, waiting);
+        return forward(self, Py_None, result);   /* a coroutine starts with None */
     }
-    if (waiting == NULL)
-        return PYGEN_ERROR;
-    awaiting(self, waiting);
-    return forward(self, Py_None, result);   /* a coroutine starts with None */
+    PyObject *r = submit_call(state, method->which, self->args + 1, self->nargs - 1);
+    if (r != NULL && Py_IS_TYPE(r, method->done)) {
+        Py_DECREF(state);
+        *result = r;   /* finished during the call */
+        return PYGEN_RETURN;
+    }
+    return submitted(self, state, r, result);
 }
 
 static PySendResult OpCall_am_send(OpCall *self, PyObject *arg, PyObject **result)
@@ -698,6 +714,461 @@ static PyTypeObject OpCall_Type = {
     .tp_getset = OpCall_getset,
 };
 
+/* ------------------------------------------------------- the chunk iterator */
+
+/* aiofile's binary iter_chunked(): `async for chunk in f.iter_chunked(n)`
+ * as an object whose __anext__ returns itself, an awaitable whose first
+ * step reads the next chunk with the context's read (as an OperationCall's
+ * first step does, without making one): a page-cache hit is a chunk at
+ * once, with no async generator step, no coroutine, no StopIteration on
+ * 3.10/3.11. Whatever does not finish during the call (a future, an error
+ * the adapter handles, a context not bound to this loop) goes on in an
+ * OperationCall made for that step, which this step then awaits.
+ *
+ * Per step, what the async generator it replaces did: the file closed
+ * since the last chunk (the handle's fd is no longer the one it started
+ * with) raises the handle's closed_error(); the read is made at the
+ * owner's _pos and _pos then moves by the chunk's length (both read from
+ * the objects every time: seek() between chunks, tell() during them); an
+ * empty chunk ends it. The first step yields first() (the data readline()
+ * read ahead) when that is not empty. Like a finished async generator,
+ * the iterator ends (StopAsyncIteration) once a step raised. */
+typedef struct {
+    PyObject_HEAD
+    OpMethod *method;          /* the context class's read */
+    PyObject *args[4];         /* ctx, size, fd, and the offset of the last read */
+    PyObject *owner;           /* whose _pos is the offset */
+    PyObject *handle;          /* whose fd must stay args[2] */
+    PyObject *first;           /* called on the first step, then NULL */
+    PyObject *pending;         /* the OperationCall a step waits on, or NULL */
+    PyObject *stop;            /* the StopIteration a step raises again (3.12+) */
+    Py_ssize_t pos_offset;     /* where owner keeps _pos, handle fd: slots, */
+    Py_ssize_t fd_offset;      /* or -1: by name */
+    char done;
+} ChunkIter;
+
+static PyObject *str_pos, *str_fd, *str_closed_error;
+
+/* obj.name (a new reference), read at its slot's offset when known. */
+static inline PyObject *field_get(PyObject *obj, Py_ssize_t offset, PyObject *name)
+{
+    if (offset >= 0) {
+        PyObject *value = *(PyObject **)((char *)obj + offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(obj, name);   /* unset: the AttributeError */
+}
+
+/* obj.name = value (stolen). */
+static inline int field_set(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *value)
+{
+    if (offset >= 0) {
+        Py_XSETREF(*(PyObject **)((char *)obj + offset), value);
+        return 0;
+    }
+    int r = PyObject_SetAttr(obj, name, value);
+    Py_DECREF(value);
+    return r;
+}
+
+static PyTypeObject ChunkIter_Type;
+
+static PyObject *ChunkIter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *read, *fd, *size, *owner, *handle, *first;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "ChunkIterator() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "ChunkIterator", 6, 6, &read, &fd, &size, &owner, &handle,
+                           &first))
+        return NULL;
+    if (!PyMethod_Check(read) || !Py_IS_TYPE(PyMethod_GET_FUNCTION(read), &OpMethod_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "ChunkIterator() read must be a context's OperationMethod, bound");
+        return NULL;
+    }
+    if (!PyLong_CheckExact(fd) || !PyLong_CheckExact(size)) {
+        PyErr_SetString(PyExc_TypeError, "ChunkIterator() fd and size must be int");
+        return NULL;
+    }
+    if (first != Py_None && !PyCallable_Check(first)) {
+        PyErr_SetString(PyExc_TypeError, "ChunkIterator() first must be callable or None");
+        return NULL;
+    }
+    ChunkIter *self = (ChunkIter *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->method = (OpMethod *)Py_NewRef(PyMethod_GET_FUNCTION(read));
+    self->args[0] = Py_NewRef(PyMethod_GET_SELF(read));
+    self->args[1] = Py_NewRef(size);
+    self->args[2] = Py_NewRef(fd);
+    self->args[3] = PyLong_FromLong(0);   /* replaced before each read */
+    self->owner = Py_NewRef(owner);
+    self->handle = Py_NewRef(handle);
+    self->first = first == Py_None ? NULL : Py_NewRef(first);
+    self->pos_offset = caio_slot_offset(owner, str_pos);
+    self->fd_offset = caio_slot_offset(handle, str_fd);
+    if (self->args[3] == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int ChunkIter_traverse(ChunkIter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->method);
+    for (int i = 0; i < 4; i++)
+        Py_VISIT(self->args[i]);
+    Py_VISIT(self->owner);
+    Py_VISIT(self->handle);
+    Py_VISIT(self->first);
+    Py_VISIT(self->pending);
+    Py_VISIT(self->stop);
+    return 0;
+}
+
+static int ChunkIter_clear(ChunkIter *self)
+{
+    Py_CLEAR(self->method);
+    for (int i = 0; i < 4; i++)
+        Py_CLEAR(self->args[i]);
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->handle);
+    Py_CLEAR(self->first);
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->stop);
+    return 0;
+}
+
+static void ChunkIter_dealloc(ChunkIter *self)
+{
+    PyObject_GC_UnTrack(self);
+    ChunkIter_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A step failed (its error set): the iterator is done, and lets go of
+ * the last chunk. */
+static PySendResult chunk_failed(ChunkIter *self)
+{
+    self->done = 1;
+    Py_CLEAR(self->stop);
+    return PYGEN_ERROR;
+}
+
+/* The read gave `chunk` (stolen): the end when empty, else owner._pos
+ * moves past it and the step returns it. */
+static PySendResult got_chunk(ChunkIter *self, PyObject *chunk, PyObject **result)
+{
+    Py_ssize_t n = PyBytes_CheckExact(chunk) ? PyBytes_GET_SIZE(chunk) : PyObject_Length(chunk);
+    PyObject *pos = NULL, *length = NULL, *next = NULL;
+    *result = NULL;
+    if (n <= 0) {
+        Py_DECREF(chunk);
+        if (n == 0)
+            PyErr_SetNone(PyExc_StopAsyncIteration);
+        return chunk_failed(self);
+    }
+    /* _pos as it is now, as `self._pos += len(chunk)` reads it; in C
+     * arithmetic when it is an int that leaves room (always, for a file
+     * offset), else as Python adds. */
+    if ((pos = field_get(self->owner, self->pos_offset, str_pos)) == NULL)
+        goto fail;
+    Py_ssize_t before = PyLong_CheckExact(pos) ? PyLong_AsSsize_t(pos) : -1;
+    if (before >= 0 && before <= PY_SSIZE_T_MAX - n) {
+        next = PyLong_FromSsize_t(before + n);
+    } else {
+        PyErr_Clear();   /* an overflow, or not an int: PyNumber_Add says */
+        if ((length = PyLong_FromSsize_t(n)) != NULL)
+            next = PyNumber_Add(pos, length);
+    }
+    if (next == NULL || field_set(self->owner, self->pos_offset, str_pos, next) < 0)
+        goto fail;
+    Py_DECREF(pos);
+    Py_XDECREF(length);
+    *result = chunk;
+    return PYGEN_RETURN;
+fail:
+    Py_XDECREF(pos);
+    Py_XDECREF(length);
+    Py_DECREF(chunk);
+    return chunk_failed(self);
+}
+
+/* A step's OperationCall gave `status`: kept while it waits, else done. */
+static PySendResult after_call(ChunkIter *self, OpCall *call, PySendResult status,
+                               PyObject **result)
+{
+    if (status == PYGEN_NEXT) {
+        self->pending = (PyObject *)call;
+        return PYGEN_NEXT;
+    }
+    Py_DECREF(call);
+    if (status == PYGEN_RETURN)
+        return got_chunk(self, *result, result);
+    return chunk_failed(self);
+}
+
+/* The handle's fd is no longer the one this iteration reads: 1 (with
+ * closed_error() raised), 0 when it is, -1 on error. */
+static int file_closed(ChunkIter *self)
+{
+    PyObject *fd = field_get(self->handle, self->fd_offset, str_fd);
+    if (fd == NULL)
+        return -1;
+    int same = fd == self->args[2] ? 1 : PyObject_RichCompareBool(fd, self->args[2], Py_EQ);
+    Py_DECREF(fd);
+    if (same != 0)
+        return same < 0 ? -1 : 0;
+    PyObject *exc = PyObject_CallMethodNoArgs(self->handle, str_closed_error);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return 1;
+}
+
+/* A new step: the data read ahead, or the next chunk. */
+static PySendResult chunk_step(ChunkIter *self, PyObject **result)
+{
+    *result = NULL;
+    if (self->done) {
+        PyErr_SetNone(PyExc_StopAsyncIteration);
+        return PYGEN_ERROR;
+    }
+    if (self->first != NULL) {
+        PyObject *first = self->first;
+        self->first = NULL;
+        PyObject *data = PyObject_CallNoArgs(first);
+        Py_DECREF(first);
+        if (data == NULL)
+            return chunk_failed(self);
+        int truth = PyObject_IsTrue(data);
+        if (truth != 0) {
+            if (truth < 0) {
+                Py_DECREF(data);
+                return chunk_failed(self);
+            }
+            *result = data;   /* before any read: _pos is already past it */
+            return PYGEN_RETURN;
+        }
+        Py_DECREF(data);
+    }
+    if (file_closed(self) != 0)
+        return chunk_failed(self);
+    PyObject *pos = field_get(self->owner, self->pos_offset, str_pos);
+    if (pos == NULL)
+        return chunk_failed(self);
+    Py_SETREF(self->args[3], pos);
+    OpMethod *method = self->method;
+    OpCall *call;
+    PySendResult status;
+    OpState *state = running_state(self->args[0]);
+    if (state == NULL) {
+        /* Not bound, or its loop is not running here: an OperationCall's
+         * slow way, the adapter's coroutine. */
+        if (PyErr_Occurred() || (call = new_call(method, self->args, 4)) == NULL)
+            return chunk_failed(self);
+        status = start(call, Py_None, result);
+        return after_call(self, call, status, result);
+    }
+    PyObject *r = submit_call(state, method->which, self->args + 1, 3);
+    if (r != NULL && Py_IS_TYPE(r, method->done)) {
+        Py_DECREF(state);
+        return got_chunk(self, r, result);
+    }
+    /* In flight (a future) or an error for the adapter to look at: the
+     * rest is what an OperationCall does after its submission. */
+    PyObject *exc = r == NULL ? caio_fetch_exception() : NULL;
+    call = new_call(method, self->args, 4);
+    if (call == NULL) {
+        Py_XDECREF(exc);
+        Py_XDECREF(r);   /* a future nobody awaits: the backend still completes it */
+        Py_DECREF(state);
+        return chunk_failed(self);
+    }
+    if (r == NULL)
+        caio_restore_exception(exc);
+    call->started = 1;
+    status = submitted(call, state, r, result);
+    return after_call(self, call, status, result);
+}
+
+static PySendResult ChunkIter_am_send(ChunkIter *self, PyObject *arg, PyObject **result)
+{
+    if (self->pending != NULL) {
+        PyObject *pending = Py_NewRef(self->pending);   /* kept alive while it runs */
+        PySendResult status = PyIter_Send(pending, arg, result);
+        Py_DECREF(pending);
+        if (status == PYGEN_NEXT)
+            return PYGEN_NEXT;
+        Py_CLEAR(self->pending);
+        if (status == PYGEN_RETURN)
+            return got_chunk(self, *result, result);
+        return chunk_failed(self);
+    }
+    if (arg != Py_None) {
+        *result = NULL;
+        PyErr_SetString(PyExc_TypeError,
+                        "can't send non-None value to a just-started coroutine");
+        return PYGEN_ERROR;
+    }
+    return chunk_step(self, result);
+}
+
+/* 3.12+ ends every step with a StopIteration (tp_iternext): one is kept
+ * and raised again while nothing else holds it. It holds the chunk until
+ * the next step, as the consumer's own variable does, and is dropped at
+ * the end. */
+static PyObject *ChunkIter_iternext(ChunkIter *self)
+{
+    PyObject *result;
+    PySendResult status = ChunkIter_am_send(self, Py_None, &result);
+    return caio_send_result(&self->stop, status, result);
+}
+
+static PyObject *ChunkIter_send(ChunkIter *self, PyObject *arg)
+{
+    PyObject *result;
+    PySendResult status = ChunkIter_am_send(self, arg, &result);
+    return caio_send_result(&self->stop, status, result);
+}
+
+static PyObject *ChunkIter_throw(ChunkIter *self, PyObject *args)
+{
+    if (self->pending == NULL)
+        return caio_throw_here(args);   /* not waiting on anything */
+    PyObject *result;
+    PySendResult status = caio_throw_into(self->pending, args, &result);
+    if (status != PYGEN_NEXT) {
+        Py_CLEAR(self->pending);
+        status = status == PYGEN_RETURN ? got_chunk(self, result, &result)
+                                        : chunk_failed(self);
+    }
+    return caio_send_result(&self->stop, status, result);
+}
+
+static PyObject *ChunkIter_close(ChunkIter *self, PyObject *unused)
+{
+    self->done = 1;
+    Py_CLEAR(self->first);
+    Py_CLEAR(self->stop);
+    PyObject *pending = self->pending;
+    if (pending == NULL)
+        Py_RETURN_NONE;
+    self->pending = NULL;
+    return caio_close_pending(pending);
+}
+
+static PyTypeObject ChunkClose_Type;
+
+/* aclose(): what close() does, at once; the awaitable it returns has
+ * nothing left to do (as an async generator's aclose() between steps). */
+static PyObject *ChunkIter_aclose(ChunkIter *self, PyObject *unused)
+{
+    PyObject *r = ChunkIter_close(self, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    return PyObject_New(PyObject, &ChunkClose_Type);
+}
+
+static PyObject *ChunkIter_anext(ChunkIter *self)
+{
+    if (self->pending != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "anext(): the chunk iterator is already waiting for a read");
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)self);
+}
+
+static PyObject *ChunkIter_self(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyAsyncMethods ChunkIter_as_async = {
+    .am_await = ChunkIter_self,
+    .am_aiter = ChunkIter_self,
+    .am_anext = (unaryfunc)ChunkIter_anext,
+    .am_send = (sendfunc)ChunkIter_am_send,
+};
+
+static PyMethodDef ChunkIter_methods[] = {
+    {"send", (PyCFunction)ChunkIter_send, METH_O,
+     "send($self, value, /)\n--\n\nResume the step (as a coroutine's send)."},
+    {"throw", (PyCFunction)ChunkIter_throw, METH_VARARGS,
+     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
+     "Raise in the read the step waits on (as a coroutine's throw)."},
+    {"close", (PyCFunction)ChunkIter_close, METH_NOARGS,
+     "close($self, /)\n--\n\nEnd the iteration; close the read a step waits on, if any."},
+    {"aclose", (PyCFunction)ChunkIter_aclose, METH_NOARGS,
+     "aclose($self, /)\n--\n\nclose(), as an awaitable (an async generator's aclose)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ChunkIter_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.ChunkIterator",
+    .tp_basicsize = sizeof(ChunkIter),
+    .tp_dealloc = (destructor)ChunkIter_dealloc,
+    .tp_as_async = &ChunkIter_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "ChunkIterator(read, fd, size, owner, handle, first, /)\n--\n\n"
+              "async for over chunks of up to size bytes read with read (a context's\n"
+              "bound read) from fd at owner._pos, which follows; the file closed\n"
+              "(handle.fd is not fd) raises handle.closed_error(). first() (or\n"
+              "None): data to yield before the first read, if not empty.",
+    .tp_traverse = (traverseproc)ChunkIter_traverse,
+    .tp_clear = (inquiry)ChunkIter_clear,
+    .tp_iter = ChunkIter_self,
+    .tp_iternext = (iternextfunc)ChunkIter_iternext,
+    .tp_methods = ChunkIter_methods,
+    .tp_new = ChunkIter_new,
+};
+
+/* What aclose() returns: awaiting it returns None at once. */
+static PySendResult ChunkClose_am_send(PyObject *self, PyObject *arg, PyObject **result)
+{
+    (void)self;
+    (void)arg;
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PyObject *ChunkClose_iternext(PyObject *self)
+{
+    (void)self;
+    PyErr_SetNone(PyExc_StopIteration);
+    return NULL;
+}
+
+static void ChunkClose_dealloc(PyObject *self)
+{
+    PyObject_Free(self);
+}
+
+static PyAsyncMethods ChunkClose_as_async = {
+    .am_await = ChunkIter_self,
+    .am_send = ChunkClose_am_send,
+};
+
+static PyTypeObject ChunkClose_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "caio._awaitables.ChunkIteratorClose",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_dealloc = ChunkClose_dealloc,
+    .tp_as_async = &ChunkClose_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "What ChunkIterator.aclose() returns: an awaitable with nothing left to do.",
+    .tp_iter = ChunkIter_self,
+    .tp_iternext = ChunkClose_iternext,
+};
+
 /* ----------------------------------------------------------------- module */
 
 static PyMethodDef awaitables_methods[] = {
@@ -735,8 +1206,16 @@ PyMODINIT_FUNC PyInit__awaitables(void)
     if (str_thread_id == NULL &&
         (str_thread_id = PyUnicode_InternFromString("_thread_id")) == NULL)
         return NULL;
+    if (str_pos == NULL && (str_pos = PyUnicode_InternFromString("_pos")) == NULL)
+        return NULL;
+    if (str_fd == NULL && (str_fd = PyUnicode_InternFromString("fd")) == NULL)
+        return NULL;
+    if (str_closed_error == NULL &&
+        (str_closed_error = PyUnicode_InternFromString("closed_error")) == NULL)
+        return NULL;
     if (PyType_Ready(&OpMethod_Type) < 0 || PyType_Ready(&OpCall_Type) < 0 ||
-        PyType_Ready(&OpState_Type) < 0)
+        PyType_Ready(&OpState_Type) < 0 || PyType_Ready(&ChunkIter_Type) < 0 ||
+        PyType_Ready(&ChunkClose_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&awaitables_module);
     if (m == NULL)
@@ -744,6 +1223,7 @@ PyMODINIT_FUNC PyInit__awaitables(void)
     if (PyModule_AddObjectRef(m, "OperationMethod", (PyObject *)&OpMethod_Type) < 0 ||
         PyModule_AddObjectRef(m, "OperationCall", (PyObject *)&OpCall_Type) < 0 ||
         PyModule_AddObjectRef(m, "OperationState", (PyObject *)&OpState_Type) < 0 ||
+        PyModule_AddObjectRef(m, "ChunkIterator", (PyObject *)&ChunkIter_Type) < 0 ||
         caio_future_types_init(m, cancelled_error, invalid_state_error) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -6,7 +6,36 @@
 #ifndef CAIO_AWAITABLE_H
 #define CAIO_AWAITABLE_H
 
+#include <structmember.h>
+
 #include "pyerr.h"
+
+#ifndef Py_T_OBJECT_EX   /* the names before 3.12 */
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_READONLY READONLY
+#endif
+
+/* The offset of a writable object slot `name` (a __slots__ member) of
+ * obj's class, to read and write it there once per step; -1 where `name`
+ * is something else (then it is looked up by name). */
+static inline Py_ssize_t caio_slot_offset(PyObject *obj, PyObject *name)
+{
+    PyObject *descr = PyObject_GetAttr((PyObject *)Py_TYPE(obj), name);
+    Py_ssize_t offset = -1;
+    if (descr == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDescrObject *member = (PyMemberDescrObject *)descr;
+        PyMemberDef *def = member->d_member;
+        if (def->type == Py_T_OBJECT_EX && !(def->flags & Py_READONLY) &&
+            PyObject_TypeCheck(obj, PyDescr_TYPE(member)))
+            offset = def->offset;
+    }
+    Py_DECREF(descr);
+    return offset;
+}
 
 /* Raise StopIteration carrying value (a reference stolen). From 3.12 on,
  * `await` ends every step this way (tp_iternext): building a

@@ -38,10 +38,6 @@
 #endif
 #endif
 
-#ifndef Py_T_OBJECT_EX   /* the names before 3.12 */
-#define Py_T_OBJECT_EX T_OBJECT_EX
-#define Py_READONLY READONLY
-#endif
 
 /* ------------------------------------------------------------------ split */
 
@@ -371,27 +367,6 @@ static PyObject *str_lines;   /* "_lines", interned */
 
 static PyTypeObject LineIter_Type;
 
-/* The offset of a T_OBJECT_EX slot named _lines in reader's class, or -1
- * where _lines is not such a slot (then it is looked up by name). */
-static Py_ssize_t lines_slot_offset(PyObject *reader)
-{
-    PyObject *descr = PyObject_GetAttr((PyObject *)Py_TYPE(reader), str_lines);
-    if (descr == NULL) {
-        PyErr_Clear();
-        return -1;
-    }
-    Py_ssize_t offset = -1;
-    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-        PyMemberDescrObject *member = (PyMemberDescrObject *)descr;
-        PyMemberDef *def = member->d_member;
-        if (def->type == Py_T_OBJECT_EX && !(def->flags & Py_READONLY) &&
-            PyObject_TypeCheck(reader, member->d_common.d_type))
-            offset = def->offset;
-    }
-    Py_DECREF(descr);
-    return offset;
-}
-
 static PyObject *LineIter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *reader, *readline;
@@ -412,7 +387,7 @@ static PyObject *LineIter_new(PyTypeObject *type, PyObject *args, PyObject *kwar
     self->readline = Py_NewRef(readline);
     self->pending = NULL;
     self->stop = NULL;
-    self->lines_offset = lines_slot_offset(reader);
+    self->lines_offset = caio_slot_offset(reader, str_lines);
     return (PyObject *)self;
 }
 
