@@ -2,12 +2,16 @@
 
     python benchmarks/profile/paired.py BACKEND [--in-flight N] [--write]
         [--slices S] [--slice-ops K]
+    python benchmarks/profile/paired.py BACKEND --chunks SIZE [--slices S]
 
 Alternates slices of K operations: a plain ``os.pread`` (``os.pwrite``)
 loop, then the same K offsets through ``await ctx.read`` (``ctx.write``)
 of BACKEND's AsyncioContext (uring, linux, thread, python; N coroutines,
 each with a consecutive share of the offsets), the order swapped every
-slice. Prints the median and spread of the per-slice ratios of the stdlib
+slice. With ``--chunks SIZE`` a slice is one pass over the file instead:
+``open(path, "rb", buffering=0).read(SIZE)`` until the end against
+``async for chunk in async_open(path, "rb").iter_chunked(SIZE)`` (aiofile
+on BACKEND's context). Prints the median and spread of the per-slice ratios of the stdlib
 loop's time to ours (higher is better, 1.0 is parity) and the ratio of
 the total times.
 
@@ -48,6 +52,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="pwrite against ctx.write")
     parser.add_argument("--slices", type=int, default=100)
     parser.add_argument("--slice-ops", type=int, default=32768)
+    parser.add_argument("--chunks", type=int, metavar="SIZE",
+                        help="stream the file in SIZE chunks (aiofile's iter_chunked)")
     args = parser.parse_args()
     rand, _ = ops.data_files()
     fd = os.open(rand, os.O_RDWR)
@@ -57,11 +63,15 @@ def main() -> None:
         os.close(fd)
     tenth = statistics.quantiles(ratios, n=10)
     what = "writes" if args.write else "reads"
+    how = (
+        f"passes in {args.chunks}-byte chunks" if args.chunks
+        else f"{args.in_flight} in flight, 4 KiB {what}"
+    )
     print(
-        f"{args.backend}, {args.in_flight} in flight, 4 KiB {what}: stdlib time / ours "
+        f"{args.backend}, {how}: stdlib time / ours "
         f"median {statistics.median(ratios):.3f} (10th-90th percentile "
-        f"{tenth[0]:.3f}-{tenth[-1]:.3f}, {len(ratios)} slices of {args.slice_ops}); "
-        f"total {total:.3f}"
+        f"{tenth[0]:.3f}-{tenth[-1]:.3f}, {len(ratios)} slices"
+        f"{'' if args.chunks else f' of {args.slice_ops}'}); total {total:.3f}"
     )
 
 
@@ -103,6 +113,26 @@ async def paired(args: argparse.Namespace, fd: int) -> tuple[list[float], float]
         else:
             await asyncio.gather(*(worker(share) for share in shares))
         return time.perf_counter() - started
+
+    if args.chunks:
+        import aiofile
+
+        path, size = ops.data_files()[0], args.chunks
+
+        def stdlib() -> float:
+            started = time.perf_counter()
+            with open(path, "rb", buffering=0) as f:
+                read = f.read
+                while read(size):
+                    pass
+            return time.perf_counter() - started
+
+        async def ours() -> float:
+            started = time.perf_counter()
+            async with aiofile.async_open(path, "rb", context=ctx) as f:
+                async for _chunk in f.iter_chunked(size):
+                    pass
+            return time.perf_counter() - started
 
     try:
         os.pread(fd, ops.RAND_SIZE, 0)  # cached
