@@ -32,14 +32,16 @@
  * function does: an operation never awaited never runs. Keyword arguments
  * or an unusual argument count go to `slow` at once (its own TypeError).
  * Python registers OperationCall as a collections.abc.Coroutine, so
- * asyncio.create_task, ensure_future, gather and trio accept it. */
+ * asyncio.create_task, ensure_future, gather and trio accept it.
+ *
+ * ChunkIterator (at the end) makes the same first step once per chunk for
+ * aiofile's binary iter_chunked(). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
 #include "awaitable.h"
 #include "future.h"
-
 
 #define MAX_ARGS 4   /* (data, fd, offset, priority) */
 
