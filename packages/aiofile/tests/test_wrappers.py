@@ -371,6 +371,33 @@ async def test_iter_chunked_follows_seek_and_ends_for_good(tmp_path: Path, conte
         assert f.tell() == 0
 
 
+@pytest.mark.parametrize("code", ["c", "python"])
+async def test_binary_iter_chunked_c_and_fallback_agree(
+    tmp_path: Path, context: Any, code: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # caio's ChunkIterator and the async generator a caio without it
+    # leaves: data read ahead first, seek() between chunks, tell() after.
+    import aiofile.wrappers
+
+    if code == "python":
+        monkeypatch.setattr(aiofile.wrappers, "_ChunkIterator", None)
+    elif aiofile.wrappers._ChunkIterator is None:
+        pytest.skip("caio._awaitables is not built")
+    path = tmp_path / "agree"
+    data = b"".join(b"%d\n" % i for i in range(50_000))
+    path.write_bytes(data)
+    async with async_open(path, "rb", context=context) as f:
+        first = await f.readline()  # reads a whole chunk ahead
+        it = f.iter_chunked(1000)
+        assert (type(it).__name__ == "ChunkIterator") == (code == "c")
+        assert await it.__anext__() == data[len(first):LINE_CHUNK_SIZE]
+        assert await it.__anext__() == data[LINE_CHUNK_SIZE:LINE_CHUNK_SIZE + 1000]
+        f.seek(100)
+        assert await it.__anext__() == data[100:1100]
+        assert b"".join([c async for c in it]) == data[1100:]
+        assert f.tell() == len(data)
+
+
 async def test_iter_chunked_as_the_first_use_of_a_context(tmp_path: Path, context: Any) -> None:
     # A context made where no loop runs is bound to none until its first
     # operation: the first chunk takes the adapter's coroutine (which binds
