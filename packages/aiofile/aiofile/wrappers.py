@@ -325,7 +325,7 @@ class FileIOWrapperBase(ReadAhead[T]):
         if self._decoder is None and _ChunkIterator is not None:
             try:
                 return _ChunkIterator(read, fd, chunk_size, self, fh, self._take_pending)
-            except TypeError:  # a context whose read is not caio's C method (Trio's)
+            except TypeError:  # a read that is not caio's C OperationMethod
                 pass
         return self._iter_chunks(fh, fd, read, chunk_size)
 
