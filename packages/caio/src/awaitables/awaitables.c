@@ -358,9 +358,7 @@ static void awaiting(OpCall *self, PyObject *waiting)
  * under us). */
 static PySendResult forward(OpCall *self, PyObject *arg, PyObject **result)
 {
-    PyObject *waiting = Py_NewRef(self->waiting);
-    PySendResult status = PyIter_Send(waiting, arg, result);
-    Py_DECREF(waiting);
+    PySendResult status = caio_send_held(self->waiting, arg, result);
     if (status == PYGEN_NEXT)
         return status;
     Py_CLEAR(self->waiting);
@@ -635,11 +633,6 @@ static PyObject *OpCall_close(OpCall *self, PyObject *unused)
     return r;
 }
 
-static PyObject *OpCall_await(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
 static int OpCall_traverse(OpCall *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->method);
@@ -693,7 +686,7 @@ static PyGetSetDef OpCall_getset[] = {
 };
 
 static PyAsyncMethods OpCall_as_async = {
-    .am_await = OpCall_await,
+    .am_await = caio_return_self,
     .am_send = (sendfunc)OpCall_am_send,
 };
 
@@ -718,7 +711,7 @@ static PyTypeObject OpCall_Type = {
     .tp_doc = "One call of an OperationMethod: await it (once).",
     .tp_traverse = (traverseproc)OpCall_traverse,
     .tp_clear = (inquiry)OpCall_clear,
-    .tp_iter = OpCall_await,
+    .tp_iter = caio_return_self,
     .tp_iternext = (iternextfunc)OpCall_iternext,
     .tp_methods = OpCall_methods,
     .tp_getset = OpCall_getset,
@@ -759,18 +752,8 @@ typedef struct {
 
 static PyObject *str_pos, *str_fd, *str_closed_error;
 
-/* obj.name (a new reference), read at its slot's offset when known. */
-static inline PyObject *field_get(PyObject *obj, Py_ssize_t offset, PyObject *name)
-{
-    if (offset >= 0) {
-        PyObject *value = *(PyObject **)((char *)obj + offset);
-        if (value != NULL)
-            return Py_NewRef(value);
-    }
-    return PyObject_GetAttr(obj, name);   /* unset: the AttributeError */
-}
-
-/* obj.name = value (stolen). */
+/* obj.name = value (stolen), at the slot's offset (caio_slot_offset)
+ * when it is one. */
 static inline int field_set(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *value)
 {
     if (offset >= 0) {
@@ -814,16 +797,12 @@ static PyObject *ChunkIter_new(PyTypeObject *type, PyObject *args, PyObject *kwa
     self->args[0] = Py_NewRef(PyMethod_GET_SELF(read));
     self->args[1] = Py_NewRef(size);
     self->args[2] = Py_NewRef(fd);
-    self->args[3] = PyLong_FromLong(0);   /* replaced before each read */
+    self->args[3] = Py_NewRef(Py_None);   /* the offset: set before each read */
     self->owner = Py_NewRef(owner);
     self->handle = Py_NewRef(handle);
     self->first = first == Py_None ? NULL : Py_NewRef(first);
     self->pos_offset = caio_slot_offset(owner, str_pos);
     self->fd_offset = caio_slot_offset(handle, str_fd);
-    if (self->args[3] == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     return (PyObject *)self;
 }
 
@@ -885,7 +864,7 @@ static PySendResult got_chunk(ChunkIter *self, PyObject *chunk, PyObject **resul
     /* _pos as it is now, as `self._pos += len(chunk)` reads it; in C
      * arithmetic when it is an int that leaves room (always, for a file
      * offset), else as Python adds. */
-    if ((pos = field_get(self->owner, self->pos_offset, str_pos)) == NULL)
+    if ((pos = caio_slot_get(self->owner, self->pos_offset, str_pos)) == NULL)
         goto fail;
     Py_ssize_t before = PyLong_CheckExact(pos) ? PyLong_AsSsize_t(pos) : -1;
     if (before >= 0 && before <= PY_SSIZE_T_MAX - n) {
@@ -926,7 +905,7 @@ static PySendResult after_call(ChunkIter *self, OpCall *call, PySendResult statu
  * closed_error() raised), 0 when it is, -1 on error. */
 static int file_closed(ChunkIter *self)
 {
-    PyObject *fd = field_get(self->handle, self->fd_offset, str_fd);
+    PyObject *fd = caio_slot_get(self->handle, self->fd_offset, str_fd);
     if (fd == NULL)
         return -1;
     int same = fd == self->args[2] ? 1 : PyObject_RichCompareBool(fd, self->args[2], Py_EQ);
@@ -969,7 +948,7 @@ static PySendResult chunk_step(ChunkIter *self, PyObject **result)
     }
     if (file_closed(self) != 0)
         return chunk_failed(self);
-    PyObject *pos = field_get(self->owner, self->pos_offset, str_pos);
+    PyObject *pos = caio_slot_get(self->owner, self->pos_offset, str_pos);
     if (pos == NULL)
         return chunk_failed(self);
     Py_SETREF(self->args[3], pos);
@@ -1007,19 +986,21 @@ static PySendResult chunk_step(ChunkIter *self, PyObject **result)
     return after_call(self, call, status, result);
 }
 
+/* After the pending OperationCall's send or throw gave `status`. */
+static PySendResult after_pending(ChunkIter *self, PySendResult status, PyObject **result)
+{
+    if (status == PYGEN_NEXT)
+        return PYGEN_NEXT;   /* its yield (a future) goes up to the loop */
+    Py_CLEAR(self->pending);
+    if (status == PYGEN_RETURN)
+        return got_chunk(self, *result, result);
+    return chunk_failed(self);
+}
+
 static PySendResult ChunkIter_am_send(ChunkIter *self, PyObject *arg, PyObject **result)
 {
-    if (self->pending != NULL) {
-        PyObject *pending = Py_NewRef(self->pending);   /* kept alive while it runs */
-        PySendResult status = PyIter_Send(pending, arg, result);
-        Py_DECREF(pending);
-        if (status == PYGEN_NEXT)
-            return PYGEN_NEXT;
-        Py_CLEAR(self->pending);
-        if (status == PYGEN_RETURN)
-            return got_chunk(self, *result, result);
-        return chunk_failed(self);
-    }
+    if (self->pending != NULL)
+        return after_pending(self, caio_send_held(self->pending, arg, result), result);
     if (arg != Py_None) {
         *result = NULL;
         PyErr_SetString(PyExc_TypeError,
@@ -1052,12 +1033,8 @@ static PyObject *ChunkIter_throw(ChunkIter *self, PyObject *args)
     if (self->pending == NULL)
         return caio_throw_here(args);   /* not waiting on anything */
     PyObject *result;
-    PySendResult status = caio_throw_into(self->pending, args, &result);
-    if (status != PYGEN_NEXT) {
-        Py_CLEAR(self->pending);
-        status = status == PYGEN_RETURN ? got_chunk(self, result, &result)
-                                        : chunk_failed(self);
-    }
+    PySendResult status = after_pending(self, caio_throw_into(self->pending, args, &result),
+                                        &result);
     return caio_send_result(&self->stop, status, result);
 }
 
@@ -1096,14 +1073,9 @@ static PyObject *ChunkIter_anext(ChunkIter *self)
     return Py_NewRef((PyObject *)self);
 }
 
-static PyObject *ChunkIter_self(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
 static PyAsyncMethods ChunkIter_as_async = {
-    .am_await = ChunkIter_self,
-    .am_aiter = ChunkIter_self,
+    .am_await = caio_return_self,
+    .am_aiter = caio_return_self,
     .am_anext = (unaryfunc)ChunkIter_anext,
     .am_send = (sendfunc)ChunkIter_am_send,
 };
@@ -1135,7 +1107,7 @@ static PyTypeObject ChunkIter_Type = {
               "None): data to yield before the first read, if not empty.",
     .tp_traverse = (traverseproc)ChunkIter_traverse,
     .tp_clear = (inquiry)ChunkIter_clear,
-    .tp_iter = ChunkIter_self,
+    .tp_iter = caio_return_self,
     .tp_iternext = (iternextfunc)ChunkIter_iternext,
     .tp_methods = ChunkIter_methods,
     .tp_new = ChunkIter_new,
@@ -1163,7 +1135,7 @@ static void ChunkClose_dealloc(PyObject *self)
 }
 
 static PyAsyncMethods ChunkClose_as_async = {
-    .am_await = ChunkIter_self,
+    .am_await = caio_return_self,
     .am_send = ChunkClose_am_send,
 };
 
@@ -1175,7 +1147,7 @@ static PyTypeObject ChunkClose_Type = {
     .tp_as_async = &ChunkClose_as_async,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "What ChunkIterator.aclose() returns: an awaitable with nothing left to do.",
-    .tp_iter = ChunkIter_self,
+    .tp_iter = caio_return_self,
     .tp_iternext = ChunkClose_iternext,
 };
 

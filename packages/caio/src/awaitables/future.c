@@ -642,11 +642,6 @@ static PyObject *Future_iternext(Future *f)
     return caio_send_result(NULL, status, result);
 }
 
-static PyObject *Future_await(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
 static PyGetSetDef Future_getset[] = {
     {"_asyncio_future_blocking", (getter)Future_get_blocking, (setter)Future_set_blocking,
      "What a Task reads and clears when the future is yielded to it.", NULL},
@@ -660,7 +655,7 @@ static PyGetSetDef Future_getset[] = {
 };
 
 static PyAsyncMethods Future_as_async = {
-    .am_await = Future_await,
+    .am_await = caio_return_self,
     .am_send = (sendfunc)Future_am_send,
 };
 
@@ -697,7 +692,7 @@ static PyTypeObject Future_Type = {
     .tp_doc = "An operation's future on an asyncio loop: made by a FutureFactory.",
     .tp_traverse = (traverseproc)Future_traverse,
     .tp_clear = (inquiry)Future_clear,
-    .tp_iter = Future_await,
+    .tp_iter = caio_return_self,
     .tp_iternext = (iternextfunc)Future_iternext,
     .tp_methods = Future_methods,
     .tp_getset = Future_getset,

@@ -15,6 +15,24 @@
 #define Py_READONLY READONLY
 #endif
 
+/* __await__, __iter__ (and __aiter__) of an awaitable that is its own
+ * iterator. */
+static inline PyObject *caio_return_self(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+/* Send arg into `it`, the coroutine or iterator an awaitable waits on,
+ * holding a reference while it runs: what it runs may drop the
+ * awaitable's own (a throw() or close() from inside). */
+static inline PySendResult caio_send_held(PyObject *it, PyObject *arg, PyObject **result)
+{
+    Py_INCREF(it);
+    PySendResult status = PyIter_Send(it, arg, result);
+    Py_DECREF(it);
+    return status;
+}
+
 /* The offset of a writable object slot `name` (a __slots__ member) of
  * obj's class, to read and write it there once per step; -1 where `name`
  * is something else (then it is looked up by name). */
@@ -35,6 +53,19 @@ static inline Py_ssize_t caio_slot_offset(PyObject *obj, PyObject *name)
     }
     Py_DECREF(descr);
     return offset;
+}
+
+/* obj.name (a new reference): read at `offset` (caio_slot_offset) when it
+ * is one and the slot is set, else looked up by name (an unset slot then
+ * raises AttributeError, as Python would). */
+static inline PyObject *caio_slot_get(PyObject *obj, Py_ssize_t offset, PyObject *name)
+{
+    if (offset >= 0) {
+        PyObject *value = *(PyObject **)((char *)obj + offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(obj, name);
 }
 
 /* Raise StopIteration carrying value (a reference stolen). From 3.12 on,

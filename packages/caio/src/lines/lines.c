@@ -177,12 +177,6 @@ fail:
     return NULL;
 }
 
-/* __iter__, __aiter__ and __await__ of the iterators here. */
-static PyObject *return_self(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
 /* ------------------------------------------------------------- LineCutter */
 
 /* The complete lines of a chunk, each cut when it is asked for: only the
@@ -279,7 +273,7 @@ static PyTypeObject LineCutter_Type = {
     .tp_dealloc = (destructor)LineCutter_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "The complete lines of a chunk, cut one at a time (cut_lf makes it).",
-    .tp_iter = return_self,
+    .tp_iter = caio_return_self,
     .tp_iternext = (iternextfunc)LineCutter_next,
     .tp_methods = LineCutter_methods,
 };
@@ -421,19 +415,9 @@ static void LineIter_dealloc(LineIter *self)
  * or exhausted). */
 static PyObject *take_line(LineIter *self)
 {
-    PyObject *lines;
-    if (self->lines_offset >= 0) {
-        lines = *(PyObject **)((char *)self->reader + self->lines_offset);
-        if (lines == NULL) {   /* never set (or deleted): raise as Python would */
-            lines = PyObject_GetAttr(self->reader, str_lines);
-            if (lines == NULL)
-                return NULL;
-        } else {
-            Py_INCREF(lines);
-        }
-    } else if ((lines = PyObject_GetAttr(self->reader, str_lines)) == NULL) {
+    PyObject *lines = caio_slot_get(self->reader, self->lines_offset, str_lines);
+    if (lines == NULL)
         return NULL;
-    }
     PyObject *line = NULL;
     if (lines != Py_None) {
         iternextfunc next = Py_TYPE(lines)->tp_iternext;
@@ -494,10 +478,7 @@ static Py_NO_INLINE PySendResult step(LineIter *self, PyObject *arg, PyObject **
             return PYGEN_ERROR;
         arg = Py_None;   /* a coroutine starts with None */
     }
-    PyObject *pending = Py_NewRef(self->pending);   /* kept alive while it runs */
-    PySendResult status = PyIter_Send(pending, arg, result);
-    Py_DECREF(pending);
-    return after_pending(self, status, result);
+    return after_pending(self, caio_send_held(self->pending, arg, result), result);
 }
 
 static PySendResult LineIter_am_send(LineIter *self, PyObject *arg, PyObject **result)
@@ -562,8 +543,8 @@ static PyObject *LineIter_anext(LineIter *self)
 }
 
 static PyAsyncMethods LineIter_as_async = {
-    .am_await = return_self,
-    .am_aiter = return_self,
+    .am_await = caio_return_self,
+    .am_aiter = caio_return_self,
     .am_anext = (unaryfunc)LineIter_anext,
     .am_send = (sendfunc)LineIter_am_send,
 };
@@ -592,7 +573,7 @@ static PyTypeObject LineIter_Type = {
               "suspending, or awaits readline() (an empty line ends it).",
     .tp_traverse = (traverseproc)LineIter_traverse,
     .tp_clear = (inquiry)LineIter_clear,
-    .tp_iter = return_self,
+    .tp_iter = caio_return_self,
     .tp_iternext = (iternextfunc)LineIter_iternext,
     .tp_methods = LineIter_methods,
     .tp_new = LineIter_new,
