@@ -21,7 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "pyerr.h"   /* caio_fetch_exception, caio_error_save, ... */
+#include "pyerr.h"
+#include "spare.h"   /* caio_spare: kept bytes of small reads */   /* caio_fetch_exception, caio_error_save, ... */
 
 #define CAIO_API __attribute__((visibility("hidden")))
 
@@ -132,9 +133,10 @@ typedef struct caio_req {
  *   CAIO_READV, CAIO_WRITEV: (buffers, fd, offset, priority=0)
  *   CAIO_FSYNC, CAIO_FDSYNC: (fd, priority=0)
  * Keywords: nbytes/payload, fd, offset, priority.
+ * A read's bytes come from spare (NULL: allocated; see spare.h).
  * Returns 0, or -1 with an exception set and nothing held. */
-CAIO_API int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
-                              Py_ssize_t nargs, PyObject *kwnames);
+CAIO_API int caio_req_prepare(caio_req *req, caio_spare *spare, int opcode,
+                              PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 /* The Python value of a finished request: read -> bytes (shrunk to the
  * result), write, readinto, readv, writev -> int, sync -> None. A failed request sets OSError and

@@ -21,7 +21,7 @@ static CaioOperation *operation_new(PyTypeObject *type, int opcode,
     op->payload = NULL;
     op->context = NULL;
     op->weakreflist = NULL;
-    if (caio_req_prepare(&op->req, opcode, args, nargs, kwnames) < 0) {
+    if (caio_req_prepare(&op->req, NULL, opcode, args, nargs, kwnames) < 0) {
         Py_DECREF(op);
         return NULL;
     }

@@ -45,7 +45,8 @@
     /* stat of cached paths on the calling thread (fsops.h,                 \
      * caio_fs_stat_cached): Context(stat_cached=True) and the kernel       \
      * feature CAIO_F_STAT_CACHED (which a kernel profile may hide). */     \
-    int stat_cached;
+    int stat_cached;                                                        \
+    caio_spare spare;           /* bytes of the last small reads (spare.h) */
 
 typedef struct {
     CAIO_CONTEXT_HEAD
@@ -179,6 +180,7 @@ static inline void caio_context_clear(caio_context *ctx)
     Py_CLEAR(ctx->factory);
     Py_CLEAR(ctx->call_soon);
     Py_CLEAR(ctx->selfref);
+    caio_spare_clear(&ctx->spare);
 }
 
 /* fs_in_kernel(op) -> bool: bit op of the head's fs_kernel. */

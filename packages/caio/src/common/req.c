@@ -269,7 +269,7 @@ int caio_vec_skip(caio_vec *vec, size_t done)
     return left;
 }
 
-int caio_req_prepare(caio_req *req, int opcode, PyObject *const *args,
+int caio_req_prepare(caio_req *req, caio_spare *spare, int opcode, PyObject *const *args,
                      Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *ob[4];
@@ -323,7 +323,7 @@ transfer_args:
     /* Everything is checked: now take resources. */
     if (opcode == CAIO_READ) {
         Py_ssize_t n = nbytes > CAIO_MAX_IO_SIZE ? CAIO_MAX_IO_SIZE : (Py_ssize_t)nbytes;
-        PyObject *buffer = PyBytes_FromStringAndSize(NULL, n);
+        PyObject *buffer = caio_spare_bytes(spare, n);
         if (buffer == NULL)
             return -1;
         req->buffer = buffer;

@@ -290,6 +290,7 @@ int aio_ctx_close(AioContext *self)
         return 0;
     }
     self->closed = 1;
+    caio_spare_clear(&self->spare);
     /* Never reached the kernel: cancelled (a retried read keeps what its
      * first round got). */
     while ((req = caio_fifo_pop(&self->wait_head, &self->wait_tail)) != NULL) {

@@ -100,7 +100,7 @@ static PyObject *ctx_async(AioContext *self, int opcode, PyObject *const *args,
         context_leave(self);
         return NULL;
     }
-    if (caio_req_prepare(req, opcode, args, nargs, kwnames) < 0) {
+    if (caio_req_prepare(req, &self->spare, opcode, args, nargs, kwnames) < 0) {
         caio_req_put(&self->pool, req);
         context_leave(self);
         return NULL;
@@ -219,6 +219,8 @@ done: {
         self->outside++;
         context_leave(self);
         value = aio_ctx_req_result(req);
+        if (value != NULL && req->opcode == CAIO_READ)
+            caio_spare_keep(&self->spare, value);
         caio_req_clear(req);   /* may run Python code: outside the lock */
         aio_ctx_return_reqs(self, req);
         return value;

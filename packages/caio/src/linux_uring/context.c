@@ -483,6 +483,8 @@ PyObject *uctx_take_value(UringContext *self, caio_req *req)
 {
     PyObject *value = req->result < 0 ? caio_oserror((int)-req->result)
                                       : caio_req_value(req);
+    if (value != NULL && req->opcode == CAIO_READ)
+        caio_spare_keep(&self->spare, value);
     caio_req_put(&self->pool, req);
     return value;
 }
@@ -657,6 +659,7 @@ void uctx_close(UringContext *self)
     if (self->closed)
         return;
     self->closed = 1;
+    caio_spare_clear(&self->spare);
     if (self->released)
         return;
     self->busy++;

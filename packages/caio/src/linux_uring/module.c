@@ -31,7 +31,7 @@ static PyObject *read_cached(UringContext *self, PyObject *const *args, int *tri
         !caio_small_int(args[1], &fd) || fd < 0 || fd > INT_MAX ||
         !caio_small_int(args[2], &offset) || offset < 0)
         return NULL;
-    if ((bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nbytes)) == NULL)
+    if ((bytes = caio_spare_bytes(&self->spare, (Py_ssize_t)nbytes)) == NULL)
         return NULL;
     *tried = 1;
     if (caio_nowait_py(0, (int)fd, PyBytes_AS_STRING(bytes), (size_t)nbytes, offset, 0,
@@ -46,6 +46,7 @@ static PyObject *read_cached(UringContext *self, PyObject *const *args, int *tri
     }
     if (moved < nbytes && _PyBytes_Resize(&bytes, (Py_ssize_t)moved) < 0)
         return NULL;
+    caio_spare_keep(&self->spare, bytes);
     return bytes;
 }
 
@@ -68,7 +69,7 @@ static PyObject *submit_async(UringContext *self, int opcode, PyObject *const *a
     if ((req = caio_req_get(&self->pool)) == NULL)
         goto out;
     REQ_BFLAGS(req) = 0;
-    if (caio_req_prepare(req, opcode, args, nargs, kwnames) < 0) {
+    if (caio_req_prepare(req, &self->spare, opcode, args, nargs, kwnames) < 0) {
         caio_req_put(&self->pool, req);
         goto out;
     }

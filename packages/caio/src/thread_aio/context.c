@@ -124,6 +124,7 @@ void thread_ctx_shutdown(ThreadContext *self, int quiet)
         return;
     }
     self->closed = 1;   /* first: other threads now get ValueError */
+    caio_spare_clear(&self->spare);
     thread_ctx_live_unlink(self);
 
     if (self->fork_gen != caio_fork_generation()) {

@@ -50,7 +50,7 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
         return NULL;
     if ((req = caio_req_get(&self->reqs)) == NULL)
         return NULL;
-    if (caio_req_prepare(req, opcode, args, nargs, kwnames) < 0) {
+    if (caio_req_prepare(req, &self->spare, opcode, args, nargs, kwnames) < 0) {
         caio_req_put(&self->reqs, req);
         return NULL;
     }
@@ -63,6 +63,8 @@ static PyObject *ctx_async(ThreadContext *self, int opcode, PyObject *const *arg
             req->result = moved;
             req->state = CAIO_REQ_DONE;
             value = caio_req_value(req);
+            if (value != NULL && opcode == CAIO_READ)
+                caio_spare_keep(&self->spare, value);
             caio_req_put(&self->reqs, req);
             return value;
         }
