@@ -1005,6 +1005,23 @@ def measure_stat(spec: Result, in_flight: int) -> Result:
 
 def measure(spec: Result) -> Result:
     """Dispatch one measurement by workload name."""
+    # Where in a page each read's bytes start is decided by the heap's
+    # history, the same in every process of one participant, and the
+    # kernel's copy into them is up to 8 % faster or slower for it
+    # (benchmarks/profile/copyalign.c, docs/performance.md "Why the
+    # streaming rows move"). A block of a size that changes with the round
+    # (by 16 bytes: malloc's step), kept for the whole measurement, moves
+    # every later allocation: the rounds of one participant then sample
+    # four placements instead of repeating one.
+    ballast = bytearray(4096 + 16 * (spec["seed"] % 256))
+    try:
+        return dispatch(spec)
+    finally:
+        del ballast
+
+
+def dispatch(spec: Result) -> Result:
+    """The measurement of spec's workload."""
     workload = spec["workload"]
     files = spec["files"]
     if workload == "rand_read_1":
