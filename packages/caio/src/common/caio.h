@@ -21,8 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "pyerr.h"
-#include "spare.h"   /* caio_spare: kept bytes of small reads */   /* caio_fetch_exception, caio_error_save, ... */
+#include "pyerr.h"   /* caio_fetch_exception, caio_error_save, ... */
+#include "spare.h"   /* caio_spare: the kept bytes of small reads */
 
 #define CAIO_API __attribute__((visibility("hidden")))
 
