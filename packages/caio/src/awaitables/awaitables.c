@@ -623,11 +623,9 @@ static PyObject *OpCall_throw(OpCall *self, PyObject *args)
 static PyObject *OpCall_close(OpCall *self, PyObject *unused)
 {
     self->started = 1;
-    PyObject *waiting = self->waiting;
-    if (waiting == NULL)
+    if (self->waiting == NULL)
         Py_RETURN_NONE;
-    self->waiting = NULL;
-    PyObject *r = caio_close_pending(waiting);
+    PyObject *r = caio_close_slot(&self->waiting);
     if (self->future != NULL)
         unfile(self);
     return r;
@@ -1043,11 +1041,7 @@ static PyObject *ChunkIter_close(ChunkIter *self, PyObject *unused)
     self->done = 1;
     Py_CLEAR(self->first);
     Py_CLEAR(self->stop);
-    PyObject *pending = self->pending;
-    if (pending == NULL)
-        Py_RETURN_NONE;
-    self->pending = NULL;
-    return caio_close_pending(pending);
+    return caio_close_slot(&self->pending);
 }
 
 static PyTypeObject ChunkClose_Type;
@@ -1065,12 +1059,7 @@ static PyObject *ChunkIter_aclose(ChunkIter *self, PyObject *unused)
 
 static PyObject *ChunkIter_anext(ChunkIter *self)
 {
-    if (self->pending != NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "anext(): the chunk iterator is already waiting for a read");
-        return NULL;
-    }
-    return Py_NewRef((PyObject *)self);
+    return caio_anext_self((PyObject *)self, self->pending, "chunk iterator");
 }
 
 static PyAsyncMethods ChunkIter_as_async = {

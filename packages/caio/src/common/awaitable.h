@@ -22,6 +22,18 @@ static inline PyObject *caio_return_self(PyObject *self)
     return Py_NewRef(self);
 }
 
+/* __anext__ of an async iterator that is its own step: itself, unless the
+ * last step still waits on a read (pending), which an async generator
+ * refuses too. what names the iterator in the RuntimeError. */
+static inline PyObject *caio_anext_self(PyObject *self, PyObject *pending, const char *what)
+{
+    if (pending != NULL) {
+        PyErr_Format(PyExc_RuntimeError, "anext(): the %s is already waiting for a read", what);
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
 /* Send arg into `it`, the coroutine or iterator an awaitable waits on,
  * holding a reference while it runs: what it runs may drop the
  * awaitable's own (a throw() or close() from inside). */
@@ -189,6 +201,17 @@ static inline PyObject *caio_close_pending(PyObject *pending)
     }
     Py_DECREF(pending);
     return r;
+}
+
+/* caio_close_pending of what *slot holds, None if nothing; the slot is
+ * emptied first, so that close()'s code finds it empty. */
+static inline PyObject *caio_close_slot(PyObject **slot)
+{
+    PyObject *pending = *slot;
+    if (pending == NULL)
+        Py_RETURN_NONE;
+    *slot = NULL;
+    return caio_close_pending(pending);
 }
 
 #endif

@@ -525,21 +525,12 @@ static PyObject *LineIter_throw(LineIter *self, PyObject *args)
 
 static PyObject *LineIter_close(LineIter *self, PyObject *unused)
 {
-    PyObject *pending = self->pending;
-    if (pending == NULL)
-        Py_RETURN_NONE;
-    self->pending = NULL;
-    return caio_close_pending(pending);
+    return caio_close_slot(&self->pending);
 }
 
 static PyObject *LineIter_anext(LineIter *self)
 {
-    if (self->pending != NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "anext(): the line iterator is already waiting for a read");
-        return NULL;
-    }
-    return Py_NewRef((PyObject *)self);
+    return caio_anext_self((PyObject *)self, self->pending, "line iterator");
 }
 
 static PyAsyncMethods LineIter_as_async = {
